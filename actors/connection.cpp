@@ -1,0 +1,492 @@
+#include "herald/actors/connection.hpp"
+
+#include <stdexcept>
+
+#include <caf/all.hpp>
+
+#include "herald/actors/log.hpp"
+
+namespace herald {
+
+namespace {
+
+std::span<const std::byte> as_bytes(std::string_view s) noexcept {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+} // namespace
+
+// -- connection_core: lifecycle -----------------------------------------------
+
+connection_core::connection_core(caf::event_based_actor* self,
+                                 connection_args args)
+  : self_(self),
+    transport_(std::move(args.transport)),
+    hooks_(std::move(args.hooks)),
+    registry_(std::move(args.registry)),
+    stats_(std::move(args.stats)),
+    protocol_(std::move(args.protocol)),
+    opts_(hooks_->options()),
+    close_timeout_(args.close_timeout),
+    parser_(net::frame_parser::role::server, opts_.max_payload_length) {
+  hooks_->socket().bind(this);
+}
+
+connection_core::~connection_core() {
+  if (transport_)
+    transport_->close(false);
+}
+
+void connection_core::start() {
+  state_ = herald::ready_state::open;
+  if (stats_) {
+    stats_->open_connections.fetch_add(1, std::memory_order_relaxed);
+    stats_->connections_total.fetch_add(1, std::memory_order_relaxed);
+  }
+  transport_->start(caf::actor_cast<caf::actor>(self_));
+  if (opts_.idle_timeout.count() > 0)
+    self_->delayed_send(self_, opts_.idle_timeout / 2, caf::tick_atom::value);
+  guarded([&] { hooks_->on_open(); });
+}
+
+void connection_core::on_exit() {
+  // Reached when the actor stops for any reason, also when killed from
+  // outside: the handler hears of it and the socket does not outlive us.
+  if (!closed_handler_ran_) {
+    closed_handler_ran_ = true;
+    state_ = herald::ready_state::closed;
+    try {
+      hooks_->on_close(net::close_code::abnormal, {});
+    } catch (...) {
+      // Nothing is left to report to: the connection is gone.
+    }
+    if (stats_) {
+      stats_->open_connections.fetch_sub(1, std::memory_order_relaxed);
+      stats_->count_close(net::close_code::abnormal);
+    }
+  }
+  add_stats();
+  if (transport_)
+    transport_->close(false);
+}
+
+void connection_core::finish(int code, std::string_view reason,
+                             bool graceful) {
+  if (state_ == herald::ready_state::closed)
+    return;
+  state_ = herald::ready_state::closed;
+  parser_.stop();
+  // Whatever this batch queued (a close frame, an echoed close) goes first.
+  if (graceful && !pending_.empty()) {
+    transport_->write(pending_);
+    for (auto& f : pending_)
+      bytes_out_ += f->size();
+  }
+  pending_.clear();
+  pending_bytes_ = 0;
+  transport_->close(graceful);
+  if (!closed_handler_ran_) {
+    closed_handler_ran_ = true;
+    if (stats_) {
+      stats_->open_connections.fetch_sub(1, std::memory_order_relaxed);
+      stats_->count_close(code);
+    }
+    try {
+      hooks_->on_close(code, reason);
+    } catch (const std::exception& e) {
+      HERALD_LOG(warn, "close handler threw: " << e.what());
+    } catch (...) {
+      HERALD_LOG(warn, "close handler threw");
+    }
+  }
+  self_->quit();
+}
+
+// -- connection_core: input ---------------------------------------------------
+
+void connection_core::on_inbound(msg::inbound& in) {
+  activity_ = true;
+  auto n = in.bytes.size();
+  parser_.feed(in.bytes, *this);
+  if (state_ != herald::ready_state::closed)
+    transport_->consumed(n);
+}
+
+void connection_core::on_message(net::opcode op, std::span<std::byte> payload,
+                                 bool) {
+  ++n_in_;
+  bytes_in_ += payload.size();
+  if (state_ != herald::ready_state::open
+      && state_ != herald::ready_state::closing)
+    return;
+  herald::message m{payload, op == net::opcode::binary};
+  guarded([&] { hooks_->on_message(m); });
+}
+
+void connection_core::on_ping(std::span<const std::byte> payload) {
+  if (state_ == herald::ready_state::open)
+    enqueue(net::make_frame(net::opcode::pong, payload), true);
+  guarded([&] { hooks_->on_ping(payload); });
+}
+
+void connection_core::on_pong(std::span<const std::byte> payload) {
+  guarded([&] { hooks_->on_pong(payload); });
+}
+
+void connection_core::on_close(std::uint16_t code, std::string_view reason) {
+  if (state_ == herald::ready_state::open) {
+    // Echo the peer's code (RFC 6455 5.5.1), then close the TCP connection.
+    pending_.push_back(net::make_close_frame(code, {}));
+    finish(code, reason, true);
+  } else if (state_ == herald::ready_state::closing) {
+    finish(code, reason, true);
+  }
+}
+
+void connection_core::on_protocol_error(std::uint16_t code,
+                                        std::string_view why) {
+  HERALD_LOG(info, "closing " << remote_address() << " with " << code << ": "
+                              << why);
+  fail(code, why);
+}
+
+void connection_core::fail(std::uint16_t code, std::string_view reason) {
+  if (state_ == herald::ready_state::closed)
+    return;
+  if (state_ == herald::ready_state::open)
+    pending_.push_back(net::make_close_frame(code, reason));
+  finish(code, reason, true);
+}
+
+// -- connection_core: output --------------------------------------------------
+
+send_status connection_core::enqueue(net::frame_ptr f, bool control) {
+  if (state_ != herald::ready_state::open) {
+    ++dropped_;
+    return send_dropped;
+  }
+  // Control frames (pongs, close) are never dropped: they are small and the
+  // protocol needs them.
+  if (!control && opts_.backpressure_limit > 0
+      && buffered_amount() >= opts_.backpressure_limit) {
+    ++dropped_;
+    if (opts_.close_on_backpressure_limit) {
+      HERALD_LOG(info, "closing " << remote_address()
+                                  << ": backpressure limit reached");
+      fail(net::close_code::policy_violation, "backpressure limit reached");
+    }
+    return send_dropped;
+  }
+  auto size = static_cast<send_status>(f->size());
+  pending_bytes_ += f->size();
+  pending_.push_back(std::move(f));
+  schedule_flush();
+  return transport_->buffered_amount() > 0 ? send_backpressure : size;
+}
+
+void connection_core::schedule_flush() {
+  if (flush_scheduled_ || cork_depth_ > 0)
+    return;
+  flush_scheduled_ = true;
+  self_->send(self_, msg::flush_atom::value);
+}
+
+void connection_core::flush() {
+  flush_scheduled_ = false;
+  if (pending_.empty() || state_ == herald::ready_state::closed)
+    return;
+  n_out_ += pending_.size();
+  for (auto& f : pending_)
+    bytes_out_ += f->size();
+  auto remaining = transport_->write(pending_);
+  pending_.clear();
+  pending_bytes_ = 0;
+  if (remaining > 0)
+    backpressured_ = true;
+  add_stats();
+}
+
+void connection_core::add_stats() {
+  if (!stats_)
+    return;
+  auto add = [](auto& counter, std::uint64_t& local) {
+    if (local > 0) {
+      counter.fetch_add(local, std::memory_order_relaxed);
+      local = 0;
+    }
+  };
+  add(stats_->messages_in, n_in_);
+  add(stats_->bytes_in, bytes_in_);
+  add(stats_->messages_out, n_out_);
+  add(stats_->bytes_out, bytes_out_);
+  add(stats_->dropped, dropped_);
+}
+
+void connection_core::on_written(std::size_t buffered) {
+  if (buffered > 0 || !backpressured_)
+    return;
+  backpressured_ = false;
+  if (state_ == herald::ready_state::open)
+    guarded([&] { hooks_->on_drain(); });
+}
+
+void connection_core::on_delivery(const msg::delivery& d) {
+  enqueue(d.frame, false);
+}
+
+send_status connection_core::send(net::opcode op,
+                                  std::span<const std::byte> payload, bool) {
+  return enqueue(net::make_frame(op, payload), false);
+}
+
+void connection_core::cork(const std::function<void()>& fn) {
+  ++cork_depth_;
+  try {
+    fn();
+  } catch (...) {
+    --cork_depth_;
+    throw;
+  }
+  if (--cork_depth_ == 0)
+    flush();
+}
+
+void connection_core::close(int code, std::string_view reason) {
+  if (state_ != herald::ready_state::open)
+    return;
+  if (code != 1000 && !(code >= 3000 && code <= 4999)
+      && !net::valid_close_code(static_cast<std::uint32_t>(code)))
+    throw std::invalid_argument("invalid WebSocket close code");
+  pending_.push_back(
+    net::make_close_frame(static_cast<std::uint16_t>(code), reason));
+  state_ = herald::ready_state::closing;
+  flush();
+  // The peer answers with its close frame; if it does not, give up.
+  self_->delayed_send(self_, close_timeout_, caf::timeout_atom::value);
+}
+
+void connection_core::on_close_timeout() {
+  if (state_ == herald::ready_state::closing)
+    finish(net::close_code::abnormal, {}, false);
+}
+
+void connection_core::terminate() {
+  finish(net::close_code::abnormal, {}, false);
+}
+
+void connection_core::on_transport_down(std::string_view why) {
+  if (state_ == herald::ready_state::closed)
+    return;
+  HERALD_LOG(debug, "connection " << remote_address() << " lost: " << why);
+  finish(net::close_code::abnormal, {}, false);
+}
+
+void connection_core::on_tick() {
+  if (state_ != herald::ready_state::open)
+    return;
+  // Ticks come every half idle timeout: a ping after one quiet tick, a
+  // close after two, so a peer that answers pings stays open.
+  if (activity_) {
+    activity_ = false;
+    quiet_ticks_ = 0;
+  } else if (++quiet_ticks_ >= 2) {
+    HERALD_LOG(debug, "closing idle connection " << remote_address());
+    pending_.push_back(
+      net::make_close_frame(net::close_code::going_away, "idle timeout"));
+    finish(net::close_code::going_away, "idle timeout", true);
+    return;
+  } else if (opts_.send_pings) {
+    enqueue(net::make_frame(net::opcode::ping, std::string_view{}), true);
+  }
+  self_->delayed_send(self_, opts_.idle_timeout / 2, caf::tick_atom::value);
+}
+
+// -- connection_core: topics --------------------------------------------------
+
+void connection_core::subscribe(std::string_view topic) {
+  if (state_ == herald::ready_state::closed)
+    return;
+  auto [i, added] = topics_.emplace(topic);
+  if (added)
+    self_->send(registry_, caf::subscribe_atom::value, *i,
+                caf::actor_cast<caf::actor>(self_));
+}
+
+void connection_core::unsubscribe(std::string_view topic) {
+  auto i = topics_.find(topic);
+  if (i == topics_.end())
+    return;
+  self_->send(registry_, caf::unsubscribe_atom::value, *i,
+              caf::actor_cast<caf::actor>(self_));
+  topics_.erase(i);
+}
+
+bool connection_core::is_subscribed(std::string_view topic) const {
+  return topics_.find(topic) != topics_.end();
+}
+
+std::vector<std::string> connection_core::subscriptions() const {
+  return {topics_.begin(), topics_.end()};
+}
+
+send_status connection_core::publish(std::string_view topic, net::opcode op,
+                                     std::span<const std::byte> payload,
+                                     bool) {
+  if (state_ == herald::ready_state::closed)
+    return send_dropped;
+  auto f = net::make_frame(op, payload);
+  auto size = static_cast<send_status>(f->size());
+  caf::actor_addr exclude;
+  if (!opts_.publish_to_self)
+    exclude = self_->address();
+  self_->send(registry_, caf::publish_atom::value, std::string{topic},
+              msg::publication{std::move(f), std::move(exclude)});
+  return size;
+}
+
+// -- connection_core: misc ----------------------------------------------------
+
+std::string connection_core::remote_address() const {
+  return transport_->remote_address();
+}
+
+std::size_t connection_core::buffered_amount() const {
+  return pending_bytes_ + transport_->buffered_amount();
+}
+
+void connection_core::handler_failed(std::string_view what) {
+  HERALD_LOG(warn, "handler failed on " << remote_address() << ": " << what);
+  if (!in_error_) {
+    in_error_ = true;
+    try {
+      hooks_->on_error(what);
+    } catch (...) {
+      HERALD_LOG(warn, "error handler threw as well");
+    }
+    in_error_ = false;
+  }
+  fail(net::close_code::internal_error, "internal error");
+}
+
+template <class F>
+void connection_core::guarded(F&& f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    handler_failed(e.what());
+  } catch (...) {
+    handler_failed("unknown exception");
+  }
+}
+
+// -- connection_actor ---------------------------------------------------------
+
+connection_actor::connection_actor(caf::actor_config& cfg,
+                                   connection_args args)
+  : caf::event_based_actor(cfg), core_(this, std::move(args)) {
+  // Nop.
+}
+
+caf::behavior connection_actor::make_behavior() {
+  core_.start();
+  return {
+    [this](msg::inbound& in) { core_.on_inbound(in); },
+    [this](const msg::delivery& d) { core_.on_delivery(d); },
+    [this](msg::flush_atom) { core_.flush(); },
+    [this](msg::written_atom, std::size_t buffered) {
+      core_.on_written(buffered);
+    },
+    [this](msg::transport_down_atom, const std::string& why) {
+      core_.on_transport_down(why);
+    },
+    [this](caf::close_atom, int code, const std::string& reason) {
+      core_.close(code, reason);
+    },
+    [this](caf::tick_atom) { core_.on_tick(); },
+    [this](caf::timeout_atom) { core_.on_close_timeout(); },
+  };
+}
+
+void connection_actor::on_exit() {
+  core_.on_exit();
+}
+
+caf::actor spawn_connection(caf::actor_system& sys, connection_args args) {
+  return sys.spawn<connection_actor>(std::move(args));
+}
+
+// -- basic_socket -------------------------------------------------------------
+
+send_status basic_socket::send(std::string_view text, bool compress) {
+  return core_->send(net::opcode::text, as_bytes(text), compress);
+}
+
+send_status basic_socket::send(std::span<const std::byte> data,
+                               bool compress) {
+  return core_->send(net::opcode::binary, data, compress);
+}
+
+void basic_socket::close(int code, std::string_view reason) {
+  core_->close(code, reason);
+}
+
+void basic_socket::terminate() {
+  core_->terminate();
+}
+
+send_status basic_socket::ping(std::string_view data) {
+  return core_->send(net::opcode::ping, as_bytes(data.substr(0, 125)), false);
+}
+
+send_status basic_socket::pong(std::string_view data) {
+  return core_->send(net::opcode::pong, as_bytes(data.substr(0, 125)), false);
+}
+
+void basic_socket::cork(const std::function<void()>& fn) {
+  core_->cork(fn);
+}
+
+void basic_socket::subscribe(std::string_view topic) {
+  core_->subscribe(topic);
+}
+
+void basic_socket::unsubscribe(std::string_view topic) {
+  core_->unsubscribe(topic);
+}
+
+bool basic_socket::is_subscribed(std::string_view topic) const {
+  return core_->is_subscribed(topic);
+}
+
+std::vector<std::string> basic_socket::subscriptions() const {
+  return core_->subscriptions();
+}
+
+send_status basic_socket::publish(std::string_view topic,
+                                  std::string_view text, bool compress) {
+  return core_->publish(topic, net::opcode::text, as_bytes(text), compress);
+}
+
+send_status basic_socket::publish(std::string_view topic,
+                                  std::span<const std::byte> data,
+                                  bool compress) {
+  return core_->publish(topic, net::opcode::binary, data, compress);
+}
+
+std::string basic_socket::remote_address() const {
+  return core_->remote_address();
+}
+
+ready_state basic_socket::ready_state() const {
+  return core_->ready_state();
+}
+
+std::size_t basic_socket::buffered_amount() const {
+  return core_->buffered_amount();
+}
+
+std::string_view basic_socket::protocol() const {
+  return core_->protocol();
+}
+
+} // namespace herald

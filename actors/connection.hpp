@@ -1,0 +1,160 @@
+// The connection actor: one per WebSocket, owning its transport, the user's
+// data and handlers, its subscriptions and its outbound queue.
+//
+// Frames that handlers queue while the actor works through its mailbox are
+// written together: the first queued frame makes the actor send itself a
+// flush message, which arrives after everything already in the mailbox, so
+// one batch of work leaves in one gathered write.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/event_based_actor.hpp>
+
+#include "herald/actors/hooks.hpp"
+#include "herald/actors/stats.hpp"
+#include "herald/messages/messages.hpp"
+#include "herald/net/frame_parser.hpp"
+#include "herald/net/transport.hpp"
+
+namespace herald {
+
+/// Everything a connection actor starts with.
+struct connection_args {
+  /// The socket (or a fake one in tests).
+  net::transport_ptr transport;
+  /// The user's handlers and data.
+  std::unique_ptr<connection_hooks> hooks;
+  /// The topic registry.
+  caf::actor registry;
+  /// Server counters (may be null).
+  std::shared_ptr<server_stats> stats;
+  /// The subprotocol chosen at upgrade.
+  std::string protocol;
+  /// How long to wait for the peer's close frame after sending ours.
+  std::chrono::milliseconds close_timeout{5000};
+};
+
+/// The state and logic of one connection; runs inside its actor.
+class connection_core final : public net::parser_events {
+public:
+  connection_core(caf::event_based_actor* self, connection_args args);
+  ~connection_core() override;
+
+  // -- called by the actor's behavior ----------------------------------------
+
+  /// Starts reading and runs `open`.
+  void start();
+  /// Parses bytes from the socket.
+  void on_inbound(msg::inbound& in);
+  /// Queues a topic message.
+  void on_delivery(const msg::delivery& d);
+  /// Writes what this batch queued.
+  void flush();
+  /// The transport wrote its backlog.
+  void on_written(std::size_t buffered);
+  /// The socket closed or failed.
+  void on_transport_down(std::string_view why);
+  /// Periodic idle check.
+  void on_tick();
+  /// The peer did not answer our close frame in time.
+  void on_close_timeout();
+  /// The actor is going away (for any reason).
+  void on_exit();
+
+  // -- called through basic_socket --------------------------------------------
+
+  send_status send(net::opcode op, std::span<const std::byte> payload,
+                   bool compress);
+  void close(int code, std::string_view reason);
+  void terminate();
+  void cork(const std::function<void()>& fn);
+  void subscribe(std::string_view topic);
+  void unsubscribe(std::string_view topic);
+  bool is_subscribed(std::string_view topic) const;
+  std::vector<std::string> subscriptions() const;
+  send_status publish(std::string_view topic, net::opcode op,
+                      std::span<const std::byte> payload, bool compress);
+  std::string remote_address() const;
+  herald::ready_state ready_state() const noexcept { return state_; }
+  std::size_t buffered_amount() const;
+  std::string_view protocol() const noexcept { return protocol_; }
+
+  // -- parser events ----------------------------------------------------------
+
+  void on_message(net::opcode op, std::span<std::byte> payload,
+                  bool compressed) override;
+  void on_ping(std::span<const std::byte> payload) override;
+  void on_pong(std::span<const std::byte> payload) override;
+  void on_close(std::uint16_t code, std::string_view reason) override;
+  void on_protocol_error(std::uint16_t code, std::string_view why) override;
+
+private:
+  // Queues a frame unless closed or over the backpressure limit.
+  send_status enqueue(net::frame_ptr f, bool control);
+  void schedule_flush();
+  // Sends a close frame, runs `close` and closes the transport.
+  void fail(std::uint16_t code, std::string_view reason);
+  // Runs the close handler once, closes the transport and quits.
+  void finish(int code, std::string_view reason, bool graceful);
+  void handler_failed(std::string_view what);
+  template <class F>
+  void guarded(F&& f);
+  void add_stats();
+
+  caf::event_based_actor* self_;
+  net::transport_ptr transport_;
+  std::unique_ptr<connection_hooks> hooks_;
+  caf::actor registry_;
+  std::shared_ptr<server_stats> stats_;
+  std::string protocol_;
+  websocket_options opts_;
+  std::chrono::milliseconds close_timeout_;
+  net::frame_parser parser_;
+  herald::ready_state state_ = herald::ready_state::connecting;
+
+  std::vector<net::frame_ptr> pending_;
+  std::size_t pending_bytes_ = 0;
+  bool flush_scheduled_ = false;
+  bool backpressured_ = false;
+  bool closed_handler_ran_ = false;
+  bool in_error_ = false;
+  int cork_depth_ = 0;
+
+  bool activity_ = false;
+  int quiet_ticks_ = 0;
+
+  std::set<std::string, std::less<>> topics_;
+
+  // Counted locally, added to stats_ once per flush.
+  std::uint64_t n_in_ = 0, bytes_in_ = 0, n_out_ = 0, bytes_out_ = 0,
+                dropped_ = 0;
+};
+
+/// The actor around a connection_core.
+class connection_actor final : public caf::event_based_actor {
+public:
+  /// Creates the actor (use spawn_connection).
+  connection_actor(caf::actor_config& cfg, connection_args args);
+  /// The connection's logic (tests and the testing kit look at it).
+  connection_core& core() noexcept { return core_; }
+
+  caf::behavior make_behavior() override;
+  void on_exit() override;
+  const char* name() const override { return "herald.connection"; }
+
+private:
+  connection_core core_;
+};
+
+/// Spawns a connection actor; it starts reading at once.
+caf::actor spawn_connection(caf::actor_system& sys, connection_args args);
+
+} // namespace herald

@@ -1,0 +1,81 @@
+#include "herald/actors/runtime.hpp"
+
+#include <csignal>
+#include <thread>
+
+#include <caf/all.hpp>
+
+#include "herald/actors/log.hpp"
+
+namespace herald {
+
+namespace {
+
+// The signal handler only writes to a pipe-free flag that run() polls
+// through the condition variable's timed wait.
+std::atomic<int> pending_signal{0};
+
+extern "C" void on_signal(int sig) {
+  pending_signal.store(sig);
+}
+
+} // namespace
+
+runtime::runtime(runtime_options opts) {
+  cfg_.set("logger.file-verbosity", caf::atom("quiet"));
+  cfg_.set("logger.console-verbosity", caf::atom("quiet"));
+  auto workers = opts.worker_threads;
+  if (workers == 0)
+    workers = std::max(1u, std::thread::hardware_concurrency());
+  cfg_.set("scheduler.max-threads", workers);
+  sys_ = std::make_unique<caf::actor_system>(cfg_);
+  io_ = net::make_io_service();
+}
+
+runtime::~runtime() {
+  shutdown();
+  io_->stop();
+  // Actors still running (user actors) are told to stop; the system's
+  // destructor waits for them.
+  sys_.reset();
+}
+
+void runtime::on_shutdown(std::function<void()> fn) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  shutdown_hooks_.push_back(std::move(fn));
+}
+
+void runtime::run() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    while (!stop_requested_ && pending_signal.load() == 0)
+      cv_.wait_for(guard, std::chrono::milliseconds{100});
+  }
+  if (auto sig = pending_signal.load(); sig != 0)
+    HERALD_LOG(info, "received signal " << sig << ", shutting down");
+  shutdown();
+}
+
+void runtime::stop() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  stop_requested_ = true;
+  cv_.notify_all();
+}
+
+void runtime::shutdown() {
+  std::vector<std::function<void()>> hooks;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (shut_down_)
+      return;
+    shut_down_ = true;
+    hooks.swap(shutdown_hooks_);
+  }
+  for (auto& fn : hooks)
+    fn();
+}
+
+} // namespace herald

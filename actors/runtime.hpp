@@ -1,0 +1,62 @@
+// The runtime: the actor system (CAF) and the I/O loop (Asio) that servers
+// share. One per process is typical.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+
+#include "herald/net/io.hpp"
+
+namespace herald {
+
+/// Options of a runtime.
+struct runtime_options {
+  /// CAF scheduler threads; 0 picks the number of cores.
+  std::size_t worker_threads = 0;
+};
+
+/// Owns the actor system and the I/O thread.
+class runtime {
+public:
+  /// Starts the actor system and the I/O thread.
+  explicit runtime(runtime_options opts = {});
+  /// Accepts (and ignores) the program's arguments, for symmetry with Bun.
+  runtime(int, char**) : runtime(runtime_options{}) {}
+  /// Stops all servers, then the I/O thread and the actor system.
+  ~runtime();
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+
+  /// The actor system (spawn your own actors here).
+  caf::actor_system& system() noexcept { return *sys_; }
+  /// The I/O service.
+  net::io_service& io() noexcept { return *io_; }
+
+  /// Blocks until SIGINT or SIGTERM arrives or `stop` is called, then runs
+  /// the shutdown hooks (servers close their connections with 1001).
+  void run();
+  /// Makes `run` return (safe from any thread and from handlers).
+  void stop();
+  /// Registers work to do at shutdown (servers register themselves).
+  void on_shutdown(std::function<void()> fn);
+
+private:
+  caf::actor_system_config cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+  std::unique_ptr<net::io_service> io_;
+  std::mutex mtx_;
+  std::condition_variable cv_;
+  bool stop_requested_ = false;
+  bool shut_down_ = false;
+  std::vector<std::function<void()>> shutdown_hooks_;
+  void shutdown();
+};
+
+} // namespace herald

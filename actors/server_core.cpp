@@ -1,0 +1,134 @@
+#include "herald/actors/server_core.hpp"
+
+#include <thread>
+
+#include <caf/all.hpp>
+
+#include "herald/actors/connection.hpp"
+#include "herald/actors/log.hpp"
+#include "herald/messages/messages.hpp"
+#include "herald/net/handshake.hpp"
+
+namespace herald {
+
+server_core::server_core(herald::runtime& rt, server_config cfg)
+  : rt_(rt),
+    cfg_(std::move(cfg)),
+    counts_(std::make_shared<topic_counts>()),
+    stats_(std::make_shared<server_stats>()) {
+  registry_ = spawn_topic_registry(rt_.system(), counts_);
+}
+
+server_core::~server_core() {
+  stop();
+}
+
+void server_core::start(fetch_fn fetch) {
+  fetch_ = std::move(fetch);
+  http_ = net::start_http_server(rt_.io(), cfg_.hostname, cfg_.port,
+                                 cfg_.http, shared_from_this());
+  std::weak_ptr<server_core> weak = shared_from_this();
+  rt_.on_shutdown([weak] {
+    if (auto self = weak.lock())
+      self->stop();
+  });
+}
+
+void server_core::stop() {
+  std::vector<caf::actor> conns;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (stopped_)
+      return;
+    stopped_ = true;
+    for (auto& [id, hdl] : conns_)
+      conns.push_back(hdl);
+  }
+  if (http_)
+    http_->stop();
+  for (auto& c : conns)
+    caf::anon_send(c, caf::close_atom::value, int{net::close_code::going_away},
+                   std::string{"server shutting down"});
+  conns.clear();
+  // Give connections time to send their close frames and hear the answer.
+  auto deadline = std::chrono::steady_clock::now() + cfg_.shutdown_timeout;
+  while (connection_count() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds{10});
+  std::lock_guard<std::mutex> guard{mtx_};
+  for (auto& [id, hdl] : conns_)
+    caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
+  conns_.clear();
+  caf::anon_send_exit(registry_, caf::exit_reason::user_shutdown);
+}
+
+std::uint16_t server_core::port() const noexcept {
+  return http_ ? http_->port() : 0;
+}
+
+std::string server_core::hostname() const {
+  return http_ ? http_->host() : cfg_.hostname;
+}
+
+std::size_t server_core::subscriber_count(std::string_view topic) const {
+  return counts_->get(topic);
+}
+
+std::size_t server_core::topic_count() const {
+  return counts_->topics();
+}
+
+std::size_t server_core::connection_count() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return conns_.size();
+}
+
+void server_core::publish(std::string_view topic, net::frame_ptr frame) {
+  caf::anon_send(registry_, caf::publish_atom::value, std::string{topic},
+                 msg::publication{std::move(frame), caf::actor_addr{}});
+}
+
+fetch_result server_core::handle(request& req) {
+  if (!fetch_)
+    return std::nullopt;
+  return fetch_(req);
+}
+
+bool server_core::accepting_upgrades() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (stopped_)
+    return false;
+  return cfg_.max_connections == 0 || conns_.size() < cfg_.max_connections;
+}
+
+void server_core::count_http(bool refused_upgrade) {
+  if (refused_upgrade)
+    stats_->upgrades_refused.fetch_add(1, std::memory_order_relaxed);
+  else
+    stats_->http_requests.fetch_add(1, std::memory_order_relaxed);
+}
+
+void server_core::upgraded(request& req, net::transport_ptr t) {
+  connection_args args;
+  args.transport = std::move(t);
+  args.hooks = std::move(req.upgrade_hooks());
+  args.registry = registry_;
+  args.stats = stats_;
+  for (auto& [k, v] : req.upgrade_headers())
+    if (net::has_token(k, "sec-websocket-protocol"))
+      args.protocol = v;
+  auto hdl = spawn_connection(rt_.system(), std::move(args));
+  auto id = hdl.id();
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    conns_.emplace(id, hdl);
+  }
+  std::weak_ptr<server_core> weak = shared_from_this();
+  hdl->attach_functor([weak, id] {
+    if (auto self = weak.lock()) {
+      std::lock_guard<std::mutex> guard{self->mtx_};
+      self->conns_.erase(id);
+    }
+  });
+}
+
+} // namespace herald

@@ -1,0 +1,214 @@
+// The handle that WebSocket handlers receive: `socket<T>` for a connection
+// whose per-connection data is a T.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace herald {
+
+class connection_core;
+
+/// A received message: text or binary, viewed in place. The view is valid
+/// only during the `message` handler; copy what you keep.
+class message {
+public:
+  /// Wraps a payload.
+  message(std::span<const std::byte> payload, bool binary) noexcept
+    : data_(payload), binary_(binary) {}
+  /// Wraps text.
+  explicit message(std::string_view text) noexcept
+    : data_(reinterpret_cast<const std::byte*>(text.data()), text.size()),
+      binary_(false) {}
+
+  /// True for a text message (valid UTF-8).
+  bool is_text() const noexcept { return !binary_; }
+  /// True for a binary message.
+  bool is_binary() const noexcept { return binary_; }
+  /// The payload as characters (for text, or to look at binary data).
+  std::string_view text() const noexcept {
+    return {reinterpret_cast<const char*>(data_.data()), data_.size()};
+  }
+  /// The payload as bytes.
+  std::span<const std::byte> bytes() const noexcept { return data_; }
+  /// Payload size in bytes.
+  std::size_t size() const noexcept { return data_.size(); }
+
+private:
+  std::span<const std::byte> data_;
+  bool binary_;
+};
+
+/// Connection states, numbered as the browser API numbers them.
+enum class ready_state : int { connecting = 0, open = 1, closing = 2, closed = 3 };
+
+/// What `send` reports, as Bun does: a positive byte count when the
+/// message was accepted with no backpressure, `send_backpressure` (-1) when
+/// it was queued behind unsent data, `send_dropped` (0) when it was dropped.
+using send_status = std::ptrdiff_t;
+/// Queued behind backpressure.
+constexpr send_status send_backpressure = -1;
+/// Dropped (connection closed or over its backpressure limit).
+constexpr send_status send_dropped = 0;
+
+/// Options of WebSocket connections, with Bun's defaults.
+struct websocket_options {
+  /// Largest message accepted; larger ones close the connection with 1009.
+  std::size_t max_payload_length = 16u << 20;
+  /// Close a connection that received nothing for this long; 0 disables.
+  std::chrono::seconds idle_timeout{120};
+  /// Bytes a connection may buffer before sends are dropped; 0: no limit.
+  std::size_t backpressure_limit = 16u << 20;
+  /// Close (1008) instead of dropping when the limit is reached.
+  bool close_on_backpressure_limit = false;
+  /// Ping quiet connections so live peers are not closed as idle.
+  bool send_pings = true;
+  /// Include the sender when it publishes to a topic it is subscribed to.
+  bool publish_to_self = false;
+};
+
+/// The connection handle, without the user's data type. All members run
+/// inside the connection's actor (handlers) and must not be called from
+/// other threads.
+class basic_socket {
+public:
+  basic_socket() = default;
+  basic_socket(const basic_socket&) = delete;
+  basic_socket& operator=(const basic_socket&) = delete;
+
+  /// Sends text (`compress` asks for permessage-deflate when negotiated).
+  send_status send(std::string_view text, bool compress = false);
+  /// Sends binary data.
+  send_status send(std::span<const std::byte> data, bool compress = false);
+  /// Sends text.
+  send_status send_text(std::string_view text, bool compress = false) {
+    return send(text, compress);
+  }
+  /// Sends binary data.
+  send_status send_binary(std::span<const std::byte> data,
+                          bool compress = false) {
+    return send(data, compress);
+  }
+  /// Sends binary data held in characters.
+  send_status send_binary(std::string_view data, bool compress = false) {
+    return send(std::span<const std::byte>{
+                  reinterpret_cast<const std::byte*>(data.data()), data.size()},
+                compress);
+  }
+  /// Starts the closing handshake with `code` and `reason`.
+  void close(int code = 1000, std::string_view reason = {});
+  /// Drops the connection at once, without a close frame.
+  void terminate();
+  /// Sends a ping (at most 125 bytes of data).
+  send_status ping(std::string_view data = {});
+  /// Sends an unsolicited pong (at most 125 bytes of data).
+  send_status pong(std::string_view data = {});
+  /// Runs `fn`; what it sends leaves in one write.
+  void cork(const std::function<void()>& fn);
+
+  /// Joins `topic`.
+  void subscribe(std::string_view topic);
+  /// Leaves `topic`.
+  void unsubscribe(std::string_view topic);
+  /// True when subscribed to `topic`.
+  bool is_subscribed(std::string_view topic) const;
+  /// The topics this connection is subscribed to.
+  std::vector<std::string> subscriptions() const;
+  /// Publishes text to `topic`, to every subscriber but this one (unless
+  /// publish_to_self). Returns the payload size, 0 if not sent.
+  send_status publish(std::string_view topic, std::string_view text,
+                      bool compress = false);
+  /// Publishes binary data to `topic`.
+  send_status publish(std::string_view topic, std::span<const std::byte> data,
+                      bool compress = false);
+  /// Publishes text.
+  send_status publish_text(std::string_view topic, std::string_view text,
+                           bool compress = false) {
+    return publish(topic, text, compress);
+  }
+  /// Publishes binary data.
+  send_status publish_binary(std::string_view topic,
+                             std::span<const std::byte> data,
+                             bool compress = false) {
+    return publish(topic, data, compress);
+  }
+
+  /// The peer's address ("ip:port").
+  std::string remote_address() const;
+  /// The connection's state.
+  herald::ready_state ready_state() const;
+  /// Bytes accepted for sending but not yet written to the socket.
+  std::size_t buffered_amount() const;
+  /// The subprotocol chosen at upgrade ("" if none).
+  std::string_view protocol() const;
+
+  /// The connection's core (internal; for the testing kit).
+  connection_core* core() const noexcept { return core_; }
+  /// Binds the handle to its connection (done once by the connection).
+  void bind(connection_core* core) noexcept { core_ = core; }
+
+private:
+  connection_core* core_ = nullptr;
+};
+
+/// A connection whose per-connection data is a `T`.
+template <class T>
+class socket : public basic_socket {
+public:
+  /// Creates the handle around the data `upgrade` attached.
+  explicit socket(T data) : data_(std::move(data)) {}
+  /// The per-connection data (no locks needed: one handler at a time).
+  T& data() noexcept { return data_; }
+  /// The per-connection data.
+  const T& data() const noexcept { return data_; }
+
+private:
+  T data_;
+};
+
+/// Handlers and options of WebSocket connections with data `T`.
+template <class T>
+struct websocket_handlers {
+  /// A connection opened.
+  std::function<void(socket<T>&)> open;
+  /// A text or binary message arrived.
+  std::function<void(socket<T>&, herald::message)> message;
+  /// The connection closed (code and reason of the close; 1006 if none).
+  std::function<void(socket<T>&, int, std::string_view)> close;
+  /// A connection that had backpressure wrote its backlog.
+  std::function<void(socket<T>&)> drain;
+  /// A ping arrived (the pong is sent automatically).
+  std::function<void(socket<T>&, std::span<const std::byte>)> ping;
+  /// A pong arrived.
+  std::function<void(socket<T>&, std::span<const std::byte>)> pong;
+  /// A handler threw; the connection then closes with 1011.
+  std::function<void(socket<T>&, std::string_view)> error;
+
+  /// See websocket_options.
+  std::size_t max_payload_length = 16u << 20;
+  /// See websocket_options.
+  std::chrono::seconds idle_timeout{120};
+  /// See websocket_options.
+  std::size_t backpressure_limit = 16u << 20;
+  /// See websocket_options.
+  bool close_on_backpressure_limit = false;
+  /// See websocket_options.
+  bool send_pings = true;
+  /// See websocket_options.
+  bool publish_to_self = false;
+
+  /// The options without the handlers.
+  websocket_options options() const {
+    return {max_payload_length, idle_timeout,       backpressure_limit,
+            close_on_backpressure_limit, send_pings, publish_to_self};
+  }
+};
+
+} // namespace herald

@@ -1,0 +1,160 @@
+#include "herald/actors/topics.hpp"
+
+#include <unordered_set>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "herald/messages/messages.hpp"
+
+namespace herald {
+
+std::size_t topic_counts::get(std::string_view topic) const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = counts_.find(topic);
+  return i == counts_.end() ? 0 : i->second;
+}
+
+std::size_t topic_counts::topics() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return counts_.size();
+}
+
+void topic_counts::set(const std::string& topic, std::size_t n) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (n == 0)
+    counts_.erase(topic);
+  else
+    counts_[topic] = n;
+}
+
+namespace {
+
+// -- topic actor --------------------------------------------------------------
+
+struct topic_state {
+  std::shared_ptr<const std::string> topic;
+  std::vector<caf::actor> subscribers;
+  static inline const char* name = "herald.topic";
+};
+
+caf::behavior topic_actor(caf::stateful_actor<topic_state>* self,
+                          std::shared_ptr<const std::string> name) {
+  self->state.topic = std::move(name);
+  return {
+    [=](caf::subscribe_atom, caf::actor& who) {
+      self->state.subscribers.push_back(std::move(who));
+    },
+    [=](caf::unsubscribe_atom, const caf::actor_addr& who) {
+      auto& subs = self->state.subscribers;
+      for (auto i = subs.begin(); i != subs.end(); ++i) {
+        if (i->address() == who) {
+          // Order among subscribers does not matter: swap and pop.
+          *i = std::move(subs.back());
+          subs.pop_back();
+          break;
+        }
+      }
+    },
+    [=](caf::publish_atom, msg::publication& pub) {
+      // One message shared by every subscriber: the frame is never copied.
+      auto m = caf::make_message(msg::delivery{self->state.topic, pub.frame});
+      for (auto& sub : self->state.subscribers)
+        if (sub.address() != pub.exclude)
+          self->send(sub, m);
+    },
+    [=](msg::count_atom) { return self->state.subscribers.size(); },
+  };
+}
+
+// -- registry -----------------------------------------------------------------
+
+struct topic_entry {
+  caf::actor actor;
+  std::size_t count = 0;
+};
+
+struct registry_state {
+  std::shared_ptr<topic_counts> counts;
+  std::unordered_map<std::string, topic_entry> topics;
+  std::unordered_map<caf::actor_addr, std::unordered_set<std::string>> members;
+  static inline const char* name = "herald.topic_registry";
+};
+
+using registry_actor = caf::stateful_actor<registry_state>;
+
+void leave(registry_actor* self, const std::string& topic,
+           const caf::actor_addr& who) {
+  auto i = self->state.topics.find(topic);
+  if (i == self->state.topics.end())
+    return;
+  auto& e = i->second;
+  if (--e.count == 0) {
+    // The topic actor handles everything sent before this exit message.
+    self->send_exit(e.actor, caf::exit_reason::normal);
+    self->state.topics.erase(i);
+    self->state.counts->set(topic, 0);
+  } else {
+    self->send(e.actor, caf::unsubscribe_atom::value, who);
+    self->state.counts->set(topic, e.count);
+  }
+}
+
+} // namespace
+
+caf::actor spawn_topic_registry(caf::actor_system& sys,
+                                std::shared_ptr<topic_counts> counts) {
+  return sys.spawn([counts](registry_actor* self) -> caf::behavior {
+    self->state.counts = counts;
+    self->set_down_handler([=](caf::down_msg& dm) {
+      // A subscriber went away: it leaves every topic it was in.
+      auto i = self->state.members.find(dm.source);
+      if (i == self->state.members.end())
+        return;
+      auto topics = std::move(i->second);
+      self->state.members.erase(i);
+      for (auto& t : topics)
+        leave(self, t, dm.source);
+    });
+    return {
+      [=](caf::subscribe_atom, std::string& topic, caf::actor& who) {
+        auto [m, fresh] = self->state.members.try_emplace(who.address());
+        if (fresh)
+          self->monitor(who);
+        if (!m->second.insert(topic).second)
+          return; // already subscribed
+        auto& e = self->state.topics[topic];
+        if (!e.actor) {
+          auto name = std::make_shared<const std::string>(topic);
+          e.actor = self->spawn(topic_actor, std::move(name));
+        }
+        ++e.count;
+        self->state.counts->set(topic, e.count);
+        self->send(e.actor, caf::subscribe_atom::value, std::move(who));
+      },
+      [=](caf::unsubscribe_atom, std::string& topic, caf::actor& who) {
+        auto m = self->state.members.find(who.address());
+        if (m == self->state.members.end() || m->second.erase(topic) == 0)
+          return;
+        if (m->second.empty()) {
+          self->demonitor(who);
+          self->state.members.erase(m);
+        }
+        leave(self, topic, who.address());
+      },
+      [=](caf::publish_atom, const std::string& topic,
+          msg::publication& pub) {
+        auto i = self->state.topics.find(topic);
+        if (i != self->state.topics.end())
+          self->send(i->second.actor, caf::publish_atom::value,
+                     std::move(pub));
+      },
+      [=](msg::count_atom, const std::string& topic) -> std::size_t {
+        auto i = self->state.topics.find(topic);
+        return i == self->state.topics.end() ? 0 : i->second.count;
+      },
+    };
+  });
+}
+
+} // namespace herald

@@ -1,0 +1,53 @@
+// Topics: one broker actor per topic, created on demand by a registry.
+//
+// The registry maps names to topic actors and is the single source of truth
+// for membership: it forwards subscribe, unsubscribe and publish to the
+// topic actor in the order it receives them, monitors every subscriber so a
+// subscriber that goes away (closed, crashed) leaves all its topics, and
+// stops a topic actor when its last subscriber leaves. Any actor can
+// subscribe: deliveries arrive as `msg::delivery` messages.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+namespace herald {
+
+/// Subscriber counts per topic, readable from any thread without a message
+/// round trip (for `server::subscriber_count` and metrics).
+class topic_counts {
+public:
+  /// Subscribers of `topic` right now (as far as the registry has seen).
+  std::size_t get(std::string_view topic) const;
+  /// Number of topics with at least one subscriber.
+  std::size_t topics() const;
+  /// Sets the count of `topic`; zero removes it.
+  void set(const std::string& topic, std::size_t n);
+
+private:
+  struct hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
+  mutable std::mutex mtx_;
+  std::unordered_map<std::string, std::size_t, hash, std::equal_to<>> counts_;
+};
+
+/// Spawns a topic registry. Messages it takes (messages/messages.hpp):
+/// `(subscribe_atom, std::string, caf::actor)`,
+/// `(unsubscribe_atom, std::string, caf::actor)`,
+/// `(publish_atom, std::string, msg::publication)` and
+/// `(msg::count_atom, std::string) -> std::size_t`.
+caf::actor spawn_topic_registry(caf::actor_system& sys,
+                                std::shared_ptr<topic_counts> counts);
+
+} // namespace herald

@@ -1,0 +1,85 @@
+// The protocol between Herald's actors, in one place.
+//
+// Connection actors, topic actors, the topic registry and any user actor talk
+// with these messages. Atoms name the operation; structs carry the data.
+// CAF's own publish_atom, subscribe_atom, unsubscribe_atom, close_atom,
+// tick_atom and ok_atom are reused; ours live in herald::msg.
+//
+//   to the registry:   (subscribe_atom, topic, actor)       join a topic
+//                      (unsubscribe_atom, topic, actor)     leave a topic
+//                      (publish_atom, topic, publication)   publish
+//   to a topic actor:  (subscribe_atom, actor) (unsubscribe_atom, actor)
+//                      (publish_atom, publication)
+//   to a subscriber:   (delivery)                           a topic message
+//   to a connection:   (inbound)                            bytes read
+//                      (written_atom, buffered)             backlog written
+//                      (transport_down_atom, why)           socket gone
+//                      (flush_atom)                         end of a batch
+//                      (close_atom, code, reason)           close politely
+//                      (tick_atom)                          idle check
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+
+#include "herald/net/frame.hpp"
+
+namespace herald::msg {
+
+/// The transport wrote its whole backlog (payload: bytes still buffered).
+using written_atom = caf::atom_constant<caf::atom("h_written")>;
+/// The socket closed or failed (payload: a description).
+using transport_down_atom = caf::atom_constant<caf::atom("h_tdown")>;
+/// Sent by a connection to itself: write what this batch queued.
+using flush_atom = caf::atom_constant<caf::atom("h_flush")>;
+/// Asks the registry or a topic for its subscriber count.
+using count_atom = caf::atom_constant<caf::atom("h_count")>;
+
+/// Bytes read from a socket, handed to the connection actor that owns it.
+struct inbound {
+  /// The bytes, exactly as read.
+  std::vector<std::byte> bytes;
+};
+
+/// A message published to a topic: built once, shared by every receiver.
+struct publication {
+  /// The encoded frame that connection actors write as is.
+  net::frame_ptr frame;
+  /// The publisher to leave out (none when publishing to self or from the
+  /// server).
+  caf::actor_addr exclude;
+};
+
+/// A topic message as a subscriber receives it.
+struct delivery {
+  /// The topic's name, shared by all deliveries of that topic.
+  std::shared_ptr<const std::string> topic;
+  /// The encoded frame (uncompressed payload when `frame->compressed()` is
+  /// false).
+  net::frame_ptr frame;
+
+  /// True for a binary message, false for text.
+  bool binary() const noexcept { return frame->opcode() == net::opcode::binary; }
+  /// The payload as characters (text messages are valid UTF-8).
+  std::string_view text() const noexcept { return frame->payload_view(); }
+  /// The payload as bytes.
+  std::span<const std::byte> bytes() const noexcept {
+    return frame->payload();
+  }
+};
+
+} // namespace herald::msg
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::msg::inbound)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::msg::publication)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::msg::delivery)

@@ -1,0 +1,71 @@
+#include "herald/net/frame.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace herald::net {
+
+namespace {
+
+std::atomic<std::size_t> live_frames{0};
+
+} // namespace
+
+std::size_t frame::live_count() noexcept {
+  return live_frames.load(std::memory_order_relaxed);
+}
+
+void frame::destroy(const frame* f) noexcept {
+  f->~frame();
+  ::operator delete(const_cast<frame*>(f));
+  live_frames.fetch_sub(1, std::memory_order_relaxed);
+}
+
+boost::intrusive_ptr<frame> make_frame(opcode op,
+                                       std::span<const std::byte> payload,
+                                       bool compressed, bool fin) {
+  auto n = payload.size();
+  auto hs = header_size(n);
+  auto* mem = ::operator new(sizeof(frame) + hs + n);
+  auto* f = new (mem) frame(op, compressed, hs, hs + n);
+  live_frames.fetch_add(1, std::memory_order_relaxed);
+  auto* out = reinterpret_cast<std::uint8_t*>(f + 1);
+  out[0] = static_cast<std::uint8_t>((fin ? 0x80 : 0) | (compressed ? 0x40 : 0)
+                                     | static_cast<std::uint8_t>(op));
+  if (n < 126) {
+    out[1] = static_cast<std::uint8_t>(n);
+  } else if (n <= 0xFFFF) {
+    out[1] = 126;
+    out[2] = static_cast<std::uint8_t>(n >> 8);
+    out[3] = static_cast<std::uint8_t>(n);
+  } else {
+    out[1] = 127;
+    for (int i = 0; i < 8; ++i)
+      out[2 + i] = static_cast<std::uint8_t>(std::uint64_t{n} >> (56 - 8 * i));
+  }
+  if (n > 0)
+    std::memcpy(out + hs, payload.data(), n);
+  return boost::intrusive_ptr<frame>{f};
+}
+
+frame_ptr make_close_frame(std::uint16_t code, std::string_view reason) {
+  if (code == 1005)
+    return make_frame(opcode::close, std::span<const std::byte>{});
+  // A close payload is limited to 125 bytes: 2 for the code, 123 for text.
+  if (reason.size() > 123) {
+    // Cut at a code point boundary so the reason stays valid UTF-8.
+    std::size_t cut = 123;
+    while (cut > 0 && (static_cast<unsigned char>(reason[cut]) & 0xC0) == 0x80)
+      --cut;
+    reason = reason.substr(0, cut);
+  }
+  std::byte buf[125];
+  buf[0] = static_cast<std::byte>(code >> 8);
+  buf[1] = static_cast<std::byte>(code & 0xFF);
+  std::memcpy(buf + 2, reason.data(), reason.size());
+  return make_frame(opcode::close,
+                    std::span<const std::byte>{buf, 2 + reason.size()});
+}
+
+} // namespace herald::net

@@ -1,0 +1,120 @@
+// Server-to-client WebSocket frames as immutable, shared byte buffers.
+//
+// A frame is built once (header and payload in one allocation) and then only
+// read. Server frames are unmasked (RFC 6455 5.1), so the same bytes are valid
+// on every connection: a publish hands every subscriber a reference to one
+// frame instead of a copy of its payload.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include <boost/smart_ptr/intrusive_ptr.hpp>
+
+namespace herald::net {
+
+/// WebSocket opcodes (RFC 6455 5.2).
+enum class opcode : std::uint8_t {
+  continuation = 0x0,
+  text = 0x1,
+  binary = 0x2,
+  close = 0x8,
+  ping = 0x9,
+  pong = 0xA,
+};
+
+/// An immutable, reference-counted, fully encoded WebSocket frame.
+class frame {
+public:
+  frame(const frame&) = delete;
+  frame& operator=(const frame&) = delete;
+
+  /// All bytes of the frame, header included.
+  std::span<const std::byte> bytes() const noexcept { return {data(), size_}; }
+  /// Size of the encoded frame in bytes.
+  std::size_t size() const noexcept { return size_; }
+  /// The payload without the header (as stored, i.e. compressed if RSV1).
+  std::span<const std::byte> payload() const noexcept {
+    return {data() + header_size_, size_ - header_size_};
+  }
+  /// The payload viewed as characters.
+  std::string_view payload_view() const noexcept {
+    auto p = payload();
+    return {reinterpret_cast<const char*>(p.data()), p.size()};
+  }
+  /// The frame's opcode.
+  net::opcode opcode() const noexcept { return opcode_; }
+  /// True when the payload is compressed (RSV1 set).
+  bool compressed() const noexcept { return compressed_; }
+  /// Current number of references (for tests that prove sharing).
+  long use_count() const noexcept {
+    return refs_.load(std::memory_order_relaxed);
+  }
+
+  friend void intrusive_ptr_add_ref(const frame* f) noexcept {
+    f->refs_.fetch_add(1, std::memory_order_relaxed);
+  }
+  friend void intrusive_ptr_release(const frame* f) noexcept {
+    if (f->refs_.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      destroy(f);
+  }
+
+  /// Number of frames currently alive in this process (tests, metrics).
+  static std::size_t live_count() noexcept;
+
+private:
+  friend boost::intrusive_ptr<frame>
+  make_frame(net::opcode, std::span<const std::byte>, bool, bool);
+
+  frame(net::opcode op, bool compressed, std::size_t header_size,
+        std::size_t size) noexcept
+    : size_(size),
+      header_size_(static_cast<std::uint8_t>(header_size)),
+      opcode_(op),
+      compressed_(compressed) {}
+
+  std::byte* data() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
+  const std::byte* data() const noexcept {
+    return reinterpret_cast<const std::byte*>(this + 1);
+  }
+  static void destroy(const frame* f) noexcept;
+
+  mutable std::atomic<long> refs_{0};
+  std::size_t size_;
+  std::uint8_t header_size_;
+  net::opcode opcode_;
+  bool compressed_;
+};
+
+/// Shared handle to an immutable frame.
+using frame_ptr = boost::intrusive_ptr<const frame>;
+
+/// Builds one final, unmasked frame. `compressed` sets RSV1; `fin` false
+/// builds a fragment (used only by tests and fragmenting senders).
+boost::intrusive_ptr<frame> make_frame(opcode op,
+                                       std::span<const std::byte> payload,
+                                       bool compressed = false,
+                                       bool fin = true);
+
+/// Builds a frame from characters.
+inline frame_ptr make_frame(opcode op, std::string_view payload,
+                            bool compressed = false) {
+  return make_frame(op,
+                    std::span<const std::byte>{
+                      reinterpret_cast<const std::byte*>(payload.data()),
+                      payload.size()},
+                    compressed, true);
+}
+
+/// Builds a close frame; code 1005 (no status) produces an empty payload.
+frame_ptr make_close_frame(std::uint16_t code, std::string_view reason);
+
+/// Size of the header for a payload of `n` bytes in an unmasked frame.
+constexpr std::size_t header_size(std::size_t n) noexcept {
+  return n < 126 ? 2 : (n <= 0xFFFF ? 4 : 10);
+}
+
+} // namespace herald::net

@@ -1,0 +1,124 @@
+#include "herald/net/handshake.hpp"
+
+#include <array>
+#include <cctype>
+#include <cstdint>
+
+#include <boost/beast/core/detail/base64.hpp>
+#include <boost/beast/core/detail/sha1.hpp>
+
+namespace herald::net {
+
+namespace {
+
+constexpr std::string_view ws_guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size())
+    return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i]))
+        != std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
+  return s;
+}
+
+// A key is valid when it is base64 for exactly 16 bytes (RFC 6455 4.2.1).
+bool valid_key(std::string_view key) {
+  if (key.size() != 24 || key[22] != '=' || key[23] != '=')
+    return false;
+  for (std::size_t i = 0; i < 22; ++i) {
+    auto c = static_cast<unsigned char>(key[i]);
+    if (!std::isalnum(c) && c != '+' && c != '/')
+      return false;
+  }
+  // The last character before padding carries 2 bits; the rest must be 0.
+  auto last = key[21];
+  return std::string_view{"AQgw"}.find(last) != std::string_view::npos;
+}
+
+} // namespace
+
+bool has_token(std::string_view list, std::string_view token) {
+  while (!list.empty()) {
+    auto comma = list.find(',');
+    auto item = trim(list.substr(0, comma));
+    if (iequals(item, token))
+      return true;
+    if (comma == std::string_view::npos)
+      break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+bool is_upgrade_attempt(const request& req) {
+  return req.is_upgrade() || req.header("sec-websocket-key").has_value();
+}
+
+handshake_verdict check_upgrade(const request& req) {
+  if (req.method() != "GET")
+    return {400, "WebSocket upgrade requires GET"};
+  auto upgrade = req.header("upgrade");
+  if (!upgrade || !has_token(*upgrade, "websocket"))
+    return {400, "missing Upgrade: websocket"};
+  auto connection = req.header("connection");
+  if (!connection || !has_token(*connection, "upgrade"))
+    return {400, "missing Connection: upgrade"};
+  auto version = req.header("sec-websocket-version");
+  if (!version)
+    return {426, "missing Sec-WebSocket-Version"};
+  if (trim(*version) != "13")
+    return {426, "unsupported Sec-WebSocket-Version"};
+  auto key = req.header("sec-websocket-key");
+  if (!key || !valid_key(trim(*key)))
+    return {400, "missing or invalid Sec-WebSocket-Key"};
+  return {};
+}
+
+std::string accept_key(std::string_view key) {
+  namespace d = boost::beast::detail;
+  std::string input{key};
+  input += ws_guid;
+  d::sha1_context ctx;
+  d::init(ctx);
+  d::update(ctx, input.data(), input.size());
+  std::array<unsigned char, d::sha1_context::digest_size> digest;
+  d::finish(ctx, digest.data());
+  std::string out(d::base64::encoded_size(digest.size()), '\0');
+  out.resize(d::base64::encode(out.data(), digest.data(), digest.size()));
+  return out;
+}
+
+std::string switching_protocols(const request& req) {
+  std::string out;
+  out.reserve(256);
+  out += "HTTP/1.1 101 Switching Protocols\r\n"
+         "Upgrade: websocket\r\n"
+         "Connection: Upgrade\r\n"
+         "Sec-WebSocket-Accept: ";
+  out += accept_key(trim(req.header("sec-websocket-key").value_or("")));
+  out += "\r\n";
+  for (auto& [name, value] : req.upgrade_headers()) {
+    // Never let a handler's header break the response apart.
+    if (name.find_first_of("\r\n:") != std::string::npos
+        || value.find_first_of("\r\n") != std::string::npos)
+      continue;
+    out += name;
+    out += ": ";
+    out += value;
+    out += "\r\n";
+  }
+  out += "\r\n";
+  return out;
+}
+
+} // namespace herald::net

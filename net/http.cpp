@@ -1,0 +1,141 @@
+#include "herald/net/http.hpp"
+
+#include <cctype>
+
+#include "herald/actors/hooks.hpp"
+#include "herald/net/handshake.hpp"
+
+namespace herald {
+
+namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size())
+    return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(a[i]))
+        != std::tolower(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+} // namespace
+
+std::string percent_decode(std::string_view in, bool plus_as_space) {
+  std::string out;
+  out.reserve(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    auto c = in[i];
+    if (c == '%' && i + 2 < in.size()) {
+      auto hi = hex_value(in[i + 1]);
+      auto lo = hex_value(in[i + 2]);
+      if (hi >= 0 && lo >= 0) {
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+        continue;
+      }
+    }
+    out += (plus_as_space && c == '+') ? ' ' : c;
+  }
+  return out;
+}
+
+request::request(std::string method, std::string target, header_list headers,
+                 std::string body, std::string remote_address)
+  : method_(std::move(method)),
+    target_(std::move(target)),
+    headers_(std::move(headers)),
+    body_(std::move(body)),
+    remote_(std::move(remote_address)) {
+  std::string_view t{target_};
+  path_ = percent_decode(t.substr(0, t.find('?')), false);
+}
+
+request::~request() = default;
+request::request(request&&) noexcept = default;
+request& request::operator=(request&&) noexcept = default;
+
+std::string_view request::query_string() const noexcept {
+  std::string_view t{target_};
+  auto q = t.find('?');
+  return q == std::string_view::npos ? std::string_view{} : t.substr(q + 1);
+}
+
+std::optional<std::string> request::query(std::string_view name) const {
+  auto qs = query_string();
+  while (!qs.empty()) {
+    auto amp = qs.find('&');
+    auto pair = qs.substr(0, amp);
+    auto eq = pair.find('=');
+    auto key = percent_decode(pair.substr(0, eq), true);
+    if (key == name)
+      return eq == std::string_view::npos
+               ? std::string{}
+               : percent_decode(pair.substr(eq + 1), true);
+    if (amp == std::string_view::npos)
+      break;
+    qs.remove_prefix(amp + 1);
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string_view>
+request::header(std::string_view name) const {
+  for (auto& [k, v] : headers_)
+    if (iequals(k, name))
+      return std::string_view{v};
+  return std::nullopt;
+}
+
+std::vector<std::string> request::protocols() const {
+  std::vector<std::string> out;
+  for (auto& [k, v] : headers_) {
+    if (!iequals(k, "sec-websocket-protocol"))
+      continue;
+    std::string_view list{v};
+    while (!list.empty()) {
+      auto comma = list.find(',');
+      auto item = list.substr(0, comma);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
+        item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t'))
+        item.remove_suffix(1);
+      if (!item.empty())
+        out.emplace_back(item);
+      if (comma == std::string_view::npos)
+        break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  return out;
+}
+
+bool request::is_upgrade() const {
+  auto up = header("upgrade");
+  return up && net::has_token(*up, "websocket");
+}
+
+void request::accept_upgrade(std::unique_ptr<connection_hooks> hooks,
+                             header_list extra_headers) {
+  hooks_ = std::move(hooks);
+  up_headers_ = std::move(extra_headers);
+  up_fail_status_ = 0;
+  up_fail_reason_.clear();
+}
+
+void request::reject_upgrade(int status, std::string reason) {
+  up_fail_status_ = status;
+  up_fail_reason_ = std::move(reason);
+}
+
+} // namespace herald

@@ -1,0 +1,284 @@
+// All of Beast lives in this translation unit: it is heavy to compile.
+#include "herald/net/http_server.hpp"
+
+#include <optional>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include "herald/actors/hooks.hpp"
+#include "herald/actors/log.hpp"
+#include "herald/net/handshake.hpp"
+#include "herald/net/tcp_transport.hpp"
+
+namespace herald::net {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+std::string endpoint_string(const tcp::socket& s) {
+  boost::system::error_code ec;
+  auto ep = s.remote_endpoint(ec);
+  if (ec)
+    return "?";
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+/// One HTTP connection: reads requests until one upgrades or it closes.
+class http_session : public std::enable_shared_from_this<http_session> {
+public:
+  http_session(tcp::socket sock, http_limits limits,
+               std::shared_ptr<http_handler> handler)
+    : remote_(endpoint_string(sock)),
+      stream_(std::move(sock)),
+      limits_(limits),
+      handler_(std::move(handler)) {}
+
+  void run() { do_read(); }
+
+private:
+  void do_read() {
+    parser_.emplace();
+    parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_size));
+    parser_->body_limit(limits_.max_body_size);
+    // One deadline for the whole request: slow or silent clients are dropped.
+    stream_.expires_after(limits_.request_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&http_session::on_read,
+                                               shared_from_this()));
+  }
+
+  void on_read(beast::error_code ec, std::size_t) {
+    if (ec == http::error::end_of_stream)
+      return do_close();
+    if (ec == beast::error::timeout) {
+      HERALD_LOG(debug, "dropping " << remote_ << ": request timeout");
+      return;
+    }
+    if (ec == http::error::header_limit)
+      return respond_error(431, "Request Header Fields Too Large");
+    if (ec == http::error::body_limit)
+      return respond_error(413, "Payload Too Large");
+    if (ec) {
+      // A parse error (as opposed to a socket error) earns a 400.
+      if (ec.category() == make_error_code(http::error::bad_target).category())
+        return respond_error(400, "Bad Request");
+      return; // connection reset and the like: nothing to answer
+    }
+    handle_request();
+  }
+
+  void handle_request() {
+    auto& msg = parser_->get();
+    header_list headers;
+    headers.reserve(16);
+    for (auto& field : msg)
+      headers.emplace_back(std::string{field.name_string()},
+                           std::string{field.value()});
+    req_.emplace(std::string{msg.method_string()}, std::string{msg.target()},
+                 std::move(headers), std::move(msg.body()), remote_);
+    keep_alive_ = msg.keep_alive();
+    fetch_result result;
+    try {
+      result = handler_->handle(*req_);
+    } catch (const std::exception& e) {
+      HERALD_LOG(warn, "fetch threw for " << req_->target() << ": "
+                                          << e.what());
+      return respond_error(500, "Internal Server Error");
+    } catch (...) {
+      HERALD_LOG(warn, "fetch threw for " << req_->target());
+      return respond_error(500, "Internal Server Error");
+    }
+    if (req_->upgrade_hooks()) {
+      if (!handler_->accepting_upgrades()) {
+        handler_->count_http(true);
+        return respond_error(503, "Service Unavailable: connection limit");
+      }
+      return write_upgrade();
+    }
+    if (req_->upgrade_failure() != 0) {
+      handler_->count_http(true);
+      HERALD_LOG(debug, "refused upgrade from " << remote_ << ": "
+                                                << req_->upgrade_failure()
+                                                << " "
+                                                << req_->upgrade_failure_reason());
+      header_list extra;
+      if (req_->upgrade_failure() == 426)
+        extra.emplace_back("Sec-WebSocket-Version", "13");
+      return respond(req_->upgrade_failure(),
+                     req_->upgrade_failure_reason() + "\n", std::move(extra),
+                     false);
+    }
+    handler_->count_http(false);
+    if (!result)
+      return respond(404, "Not Found\n", {}, keep_alive_);
+    if (result->status == 101)
+      return respond_error(500, "fetch returned upgraded without an upgrade");
+    respond(result->status, std::move(result->body),
+            std::move(result->headers), keep_alive_);
+  }
+
+  void respond_error(int status, std::string text) {
+    respond(status, text + "\n", {}, false);
+  }
+
+  void respond(int status, std::string body, header_list headers,
+               bool keep_alive) {
+    res_.emplace();
+    res_->version(11);
+    res_->result(static_cast<unsigned>(status));
+    bool has_type = false;
+    for (auto& [k, v] : headers) {
+      if (beast::iequals(k, "content-type"))
+        has_type = true;
+      // Beast rejects CR/LF in fields by throwing; skip such headers.
+      if (k.find_first_of("\r\n:") != std::string::npos
+          || v.find_first_of("\r\n") != std::string::npos)
+        continue;
+      res_->set(k, v);
+    }
+    if (!has_type)
+      res_->set(http::field::content_type, "text/plain; charset=utf-8");
+    res_->set(http::field::server, "herald");
+    res_->body() = std::move(body);
+    res_->keep_alive(keep_alive);
+    res_->prepare_payload();
+    http::async_write(stream_, *res_,
+                      beast::bind_front_handler(&http_session::on_write,
+                                                shared_from_this(),
+                                                keep_alive));
+  }
+
+  void on_write(bool keep_alive, beast::error_code ec, std::size_t) {
+    if (ec)
+      return;
+    if (!keep_alive)
+      return do_close();
+    do_read();
+  }
+
+  void write_upgrade() {
+    upgrade_response_ = switching_protocols(*req_);
+    stream_.expires_after(limits_.request_timeout);
+    asio::async_write(stream_, asio::buffer(upgrade_response_),
+                      beast::bind_front_handler(&http_session::on_upgraded,
+                                                shared_from_this()));
+  }
+
+  void on_upgraded(beast::error_code ec, std::size_t) {
+    if (ec) {
+      HERALD_LOG(debug, "upgrade write failed for " << remote_ << ": "
+                                                    << ec.message());
+      return;
+    }
+    stream_.expires_never();
+    // Bytes the client sent after its request are its first frames.
+    auto data = buffer_.data();
+    std::vector<std::byte> initial(
+      static_cast<const std::byte*>(data.data()),
+      static_cast<const std::byte*>(data.data()) + data.size());
+    auto t = make_tcp_transport(stream_.release_socket(), std::move(initial));
+    handler_->upgraded(*req_, std::move(t));
+  }
+
+  void do_close() {
+    beast::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+  }
+
+  std::string remote_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  http_limits limits_;
+  std::shared_ptr<http_handler> handler_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<http::response<http::string_body>> res_;
+  std::optional<request> req_;
+  std::string upgrade_response_;
+  bool keep_alive_ = false;
+};
+
+/// Accepts TCP connections and starts an HTTP session for each.
+class listener final : public http_server,
+                       public std::enable_shared_from_this<listener> {
+public:
+  listener(asio::io_context& ctx, http_limits limits,
+           std::shared_ptr<http_handler> handler)
+    : acceptor_(ctx),
+      retry_(ctx),
+      limits_(limits),
+      handler_(std::move(handler)) {}
+
+  void open(const std::string& host, std::uint16_t port) {
+    auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1"
+                                                           : host);
+    tcp::endpoint ep{addr, port};
+    acceptor_.open(ep.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    acceptor_.bind(ep);
+    acceptor_.listen(asio::socket_base::max_listen_connections);
+    bound_ = acceptor_.local_endpoint();
+  }
+
+  void do_accept() {
+    acceptor_.async_accept(
+      beast::bind_front_handler(&listener::on_accept, shared_from_this()));
+  }
+
+  std::uint16_t port() const noexcept override { return bound_.port(); }
+
+  std::string host() const override { return bound_.address().to_string(); }
+
+  void stop() override {
+    asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
+      beast::error_code ec;
+      self->acceptor_.close(ec);
+      self->retry_.cancel();
+    });
+  }
+
+private:
+  void on_accept(beast::error_code ec, tcp::socket sock) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open())
+      return;
+    if (ec) {
+      // Out of descriptors and the like: keep serving, retry shortly.
+      HERALD_LOG(warn, "accept failed: " << ec.message());
+      retry_.expires_after(std::chrono::milliseconds{100});
+      retry_.async_wait([self = shared_from_this()](beast::error_code ec) {
+        if (!ec)
+          self->do_accept();
+      });
+      return;
+    }
+    std::make_shared<http_session>(std::move(sock), limits_, handler_)->run();
+    do_accept();
+  }
+
+  tcp::acceptor acceptor_;
+  asio::steady_timer retry_;
+  tcp::endpoint bound_;
+  http_limits limits_;
+  std::shared_ptr<http_handler> handler_;
+};
+
+} // namespace
+
+std::shared_ptr<http_server>
+start_http_server(io_service& io, const std::string& host, std::uint16_t port,
+                  http_limits limits, std::shared_ptr<http_handler> h) {
+  auto& ctx = *static_cast<asio::io_context*>(io.native());
+  auto l = std::make_shared<listener>(ctx, limits, std::move(h));
+  l->open(host, port);
+  // Start accepting on the I/O thread.
+  io.post([l] { l->do_accept(); });
+  return l;
+}
+
+} // namespace herald::net

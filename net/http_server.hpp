@@ -1,0 +1,63 @@
+// The HTTP side of a server: a listener and one session per TCP connection,
+// parsing requests with Beast under limits, calling `fetch`, and handing
+// upgraded sockets to connection actors.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "herald/net/http.hpp"
+#include "herald/net/io.hpp"
+#include "herald/net/transport.hpp"
+
+namespace herald::net {
+
+/// Limits of the HTTP layer.
+struct http_limits {
+  /// Largest request head (request line and headers); larger gets 431.
+  std::size_t max_header_size = 16u << 10;
+  /// Largest request body; larger gets 413.
+  std::size_t max_body_size = 1u << 20;
+  /// A client that has not sent a whole request by then is dropped.
+  std::chrono::milliseconds request_timeout{10000};
+  /// An idle keep-alive HTTP connection is closed after this long.
+  std::chrono::milliseconds keep_alive_timeout{5000};
+};
+
+/// What the HTTP layer asks of the server.
+class http_handler {
+public:
+  virtual ~http_handler() = default;
+  /// Runs `fetch` (on the I/O thread). May attach an upgrade to `req`.
+  virtual fetch_result handle(request& req) = 0;
+  /// The 101 response was written: start the connection actor.
+  virtual void upgraded(request& req, transport_ptr t) = 0;
+  /// May a new WebSocket be opened now? (false: 503)
+  virtual bool accepting_upgrades() { return true; }
+  /// Counts a request answered over HTTP, and a refused upgrade.
+  virtual void count_http(bool refused_upgrade) { (void) refused_upgrade; }
+};
+
+/// A listening HTTP server.
+class http_server {
+public:
+  virtual ~http_server() = default;
+  /// The bound port.
+  virtual std::uint16_t port() const noexcept = 0;
+  /// The bound address.
+  virtual std::string host() const = 0;
+  /// Stops accepting and closes idle HTTP connections.
+  virtual void stop() = 0;
+};
+
+/// Binds and starts listening; throws std::system_error when it cannot bind.
+std::shared_ptr<http_server> start_http_server(io_service& io,
+                                               const std::string& host,
+                                               std::uint16_t port,
+                                               http_limits limits,
+                                               std::shared_ptr<http_handler> h);
+
+} // namespace herald::net

@@ -1,0 +1,402 @@
+#include "herald/net/tcp_transport.hpp"
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <optional>
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <caf/send.hpp>
+
+#include "herald/messages/messages.hpp"
+
+namespace herald::net {
+
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+constexpr std::size_t max_iov = 512;
+constexpr std::size_t read_chunk = 64u << 10;
+
+// One receive buffer per I/O thread: idle connections hold none.
+thread_local std::array<std::byte, read_chunk> recv_buf;
+
+class tcp_transport final : public transport,
+                            public std::enable_shared_from_this<tcp_transport> {
+public:
+  tcp_transport(tcp::socket sock, std::vector<std::byte> initial,
+                tcp_transport_options opts)
+    : sock_(std::move(sock)), initial_(std::move(initial)), opts_(opts) {
+    boost::system::error_code ec;
+    auto ep = sock_.remote_endpoint(ec);
+    if (!ec)
+      remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
+    sock_.non_blocking(true, ec);
+    sock_.set_option(tcp::no_delay{true}, ec);
+    fd_ = sock_.native_handle();
+  }
+
+  void start(caf::actor owner) override {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      owner_ = std::move(owner);
+    }
+    asio::post(sock_.get_executor(), [self = shared_from_this()] {
+      if (!self->initial_.empty()) {
+        auto n = self->initial_.size();
+        self->unconsumed_ += n;
+        self->notify(msg::inbound{std::move(self->initial_)});
+      }
+      self->do_read();
+    });
+  }
+
+  std::size_t write(std::span<const frame_ptr> frames) override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (closing_ || failed_)
+      return 0;
+    if (!out_.empty()) {
+      for (auto& f : frames) {
+        out_.push_back(f);
+        buffered_ += f->size();
+      }
+      return buffered_;
+    }
+    // Nothing queued: write straight from the caller's thread.
+    std::size_t i = 0;
+    std::size_t offset = 0;
+    while (i < frames.size()) {
+      iovec iov[max_iov];
+      std::size_t n = 0;
+      std::size_t total = 0;
+      for (auto j = i; j < frames.size() && n < max_iov; ++j, ++n) {
+        auto b = frames[j]->bytes();
+        auto skip = j == i ? offset : 0;
+        iov[n].iov_base = const_cast<std::byte*>(b.data() + skip);
+        iov[n].iov_len = b.size() - skip;
+        total += iov[n].iov_len;
+      }
+      auto written = send_iov(iov, n);
+      if (written < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+          break;
+        fail_locked(std::strerror(errno));
+        return 0;
+      }
+      // Skip what the kernel took.
+      auto w = static_cast<std::size_t>(written);
+      while (w > 0) {
+        auto left = frames[i]->size() - offset;
+        if (w >= left) {
+          w -= left;
+          ++i;
+          offset = 0;
+        } else {
+          offset += w;
+          w = 0;
+        }
+      }
+      if (static_cast<std::size_t>(written) < total)
+        break; // the socket buffer is full
+    }
+    if (i == frames.size())
+      return 0;
+    for (auto j = i; j < frames.size(); ++j) {
+      out_.push_back(frames[j]);
+      buffered_ += frames[j]->size();
+    }
+    out_offset_ = offset;
+    buffered_ -= offset;
+    arm_write_locked();
+    return buffered_;
+  }
+
+  std::size_t buffered_amount() const override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return buffered_;
+  }
+
+  void consumed(std::size_t n) override {
+    auto before = unconsumed_.fetch_sub(n);
+    if (before - n < opts_.read_credit && credit_paused_.exchange(false))
+      asio::post(sock_.get_executor(),
+                 [self = shared_from_this()] { self->do_read(); });
+  }
+
+  void pause_reading() override { user_paused_ = true; }
+
+  void resume_reading() override {
+    if (user_paused_.exchange(false))
+      asio::post(sock_.get_executor(),
+                 [self = shared_from_this()] { self->do_read(); });
+  }
+
+  void close(bool graceful) override {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (closing_)
+      return;
+    closing_ = true;
+    owner_ = nullptr;
+    if (graceful && !failed_) {
+      if (out_.empty())
+        asio::post(sock_.get_executor(),
+                   [self = shared_from_this()] { self->do_shutdown(); });
+      // else: the write completion shuts down once the backlog is out.
+    } else {
+      asio::post(sock_.get_executor(),
+                 [self = shared_from_this()] { self->do_abort(); });
+    }
+  }
+
+  std::string remote_address() const override { return remote_; }
+
+private:
+  ssize_t send_iov(iovec* iov, std::size_t n) {
+    msghdr mh{};
+    mh.msg_iov = iov;
+    mh.msg_iovlen = n;
+    return ::sendmsg(fd_, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+
+  template <class... Ts>
+  void notify(Ts&&... xs) {
+    // Called on the I/O thread; owner_ is cleared under the lock on close.
+    caf::actor owner;
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      owner = owner_;
+    }
+    if (owner)
+      caf::anon_send(owner, std::forward<Ts>(xs)...);
+  }
+
+  void fail_locked(std::string why) {
+    failed_ = true;
+    out_.clear();
+    buffered_ = 0;
+    if (owner_)
+      caf::anon_send(owner_, msg::transport_down_atom::value, std::move(why));
+  }
+
+  // -- reading (I/O thread) ---------------------------------------------------
+
+  void do_read() {
+    if (reading_ || user_paused_ || lingering_ || !sock_.is_open())
+      return;
+    if (unconsumed_.load() >= opts_.read_credit) {
+      credit_paused_ = true;
+      // The actor may have caught up between the check and the flag.
+      if (unconsumed_.load() >= opts_.read_credit
+          || !credit_paused_.exchange(false))
+        return;
+    }
+    reading_ = true;
+    sock_.async_wait(tcp::socket::wait_read,
+                     [self = shared_from_this()](boost::system::error_code ec) {
+                       self->on_readable(ec);
+                     });
+  }
+
+  void on_readable(boost::system::error_code ec) {
+    reading_ = false;
+    if (lingering_)
+      return; // the linger loop reads from now on
+    if (ec) {
+      if (ec != asio::error::operation_aborted)
+        down(ec.message());
+      return;
+    }
+    auto n = ::recv(fd_, recv_buf.data(), recv_buf.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      auto len = static_cast<std::size_t>(n);
+      unconsumed_ += len;
+      notify(msg::inbound{
+        std::vector<std::byte>(recv_buf.data(), recv_buf.data() + len)});
+      do_read();
+    } else if (n == 0) {
+      down("connection closed by peer");
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      do_read();
+    } else {
+      down(std::strerror(errno));
+    }
+  }
+
+  void down(std::string why) {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      if (!closing_) {
+        fail_locked(std::move(why));
+        return;
+      }
+    }
+    do_abort();
+  }
+
+  // -- writing (I/O thread) ---------------------------------------------------
+
+  void arm_write_locked() {
+    if (writing_)
+      return;
+    writing_ = true;
+    asio::post(sock_.get_executor(), [self = shared_from_this()] {
+      self->sock_.async_wait(tcp::socket::wait_write,
+                             [self](boost::system::error_code ec) {
+                               self->on_writable(ec);
+                             });
+    });
+  }
+
+  void on_writable(boost::system::error_code ec) {
+    std::unique_lock<std::mutex> guard{mtx_};
+    writing_ = false;
+    if (ec || failed_) {
+      if (ec && ec != asio::error::operation_aborted)
+        fail_locked(ec.message());
+      return;
+    }
+    while (!out_.empty()) {
+      iovec iov[max_iov];
+      std::size_t n = 0;
+      for (auto& f : out_) {
+        if (n == max_iov)
+          break;
+        auto b = f->bytes();
+        auto skip = n == 0 ? out_offset_ : 0;
+        iov[n].iov_base = const_cast<std::byte*>(b.data() + skip);
+        iov[n].iov_len = b.size() - skip;
+        ++n;
+      }
+      auto written = send_iov(iov, n);
+      if (written < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          arm_write_locked();
+          return;
+        }
+        fail_locked(std::strerror(errno));
+        return;
+      }
+      auto w = static_cast<std::size_t>(written);
+      buffered_ -= w;
+      std::size_t done = 0;
+      while (w > 0) {
+        auto left = out_[done]->size() - out_offset_;
+        if (w >= left) {
+          w -= left;
+          ++done;
+          out_offset_ = 0;
+        } else {
+          out_offset_ += w;
+          w = 0;
+        }
+      }
+      out_.erase(out_.begin(), out_.begin() + static_cast<long>(done));
+    }
+    out_.shrink_to_fit();
+    if (closing_) {
+      guard.unlock();
+      do_shutdown();
+      return;
+    }
+    if (owner_)
+      caf::anon_send(owner_, msg::written_atom::value, std::size_t{0});
+  }
+
+  // -- closing (I/O thread) ---------------------------------------------------
+
+  void do_shutdown() {
+    if (!sock_.is_open() || lingering_)
+      return;
+    // Send FIN after the data, then read until the peer closes, so that
+    // unread input does not turn our close into a reset that could destroy
+    // the close frame still in flight.
+    boost::system::error_code ec;
+    sock_.shutdown(tcp::socket::shutdown_send, ec);
+    lingering_ = true;
+    linger_timer_.emplace(sock_.get_executor());
+    linger_timer_->expires_after(opts_.linger);
+    linger_timer_->async_wait(
+      [self = shared_from_this()](boost::system::error_code ec) {
+        if (!ec)
+          self->do_abort();
+      });
+    do_linger_read();
+  }
+
+  void do_linger_read() {
+    sock_.async_wait(tcp::socket::wait_read,
+                     [self = shared_from_this()](boost::system::error_code ec) {
+                       if (ec) {
+                         self->do_abort();
+                         return;
+                       }
+                       auto n = ::recv(self->fd_, recv_buf.data(),
+                                       recv_buf.size(), MSG_DONTWAIT);
+                       if (n > 0 || (n < 0 && errno == EAGAIN))
+                         self->do_linger_read();
+                       else
+                         self->do_abort();
+                     });
+  }
+
+  void do_abort() {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      closing_ = true;
+      failed_ = true;
+      owner_ = nullptr;
+      out_.clear();
+      buffered_ = 0;
+    }
+    if (linger_timer_)
+      linger_timer_->cancel();
+    boost::system::error_code ec;
+    if (sock_.is_open()) {
+      // An abortive close: RST instead of FIN for terminate().
+      sock_.close(ec);
+    }
+  }
+
+  tcp::socket sock_;
+  int fd_ = -1;
+  std::string remote_;
+  std::vector<std::byte> initial_;
+  tcp_transport_options opts_;
+
+  mutable std::mutex mtx_;
+  caf::actor owner_;
+  std::vector<frame_ptr> out_;
+  std::size_t out_offset_ = 0;
+  std::size_t buffered_ = 0;
+  bool writing_ = false;
+  bool closing_ = false;
+  bool failed_ = false;
+
+  // I/O thread only.
+  bool reading_ = false;
+  bool lingering_ = false;
+  std::optional<asio::steady_timer> linger_timer_;
+
+  std::atomic<std::size_t> unconsumed_{0};
+  std::atomic<bool> credit_paused_{false};
+  std::atomic<bool> user_paused_{false};
+};
+
+} // namespace
+
+transport_ptr make_tcp_transport(tcp::socket sock,
+                                 std::vector<std::byte> initial,
+                                 tcp_transport_options opts) {
+  return std::make_shared<tcp_transport>(std::move(sock), std::move(initial),
+                                         opts);
+}
+
+} // namespace herald::net

@@ -1,0 +1,52 @@
+// What a connection actor needs from its socket. The TCP transport
+// (net/tcp_transport.cpp) is the real one; tests use a fake that records
+// frames, so the actor runs deterministically with no sockets or threads.
+//
+// The transport only moves bytes. It reports to its owner with messages
+// (messages/messages.hpp): `msg::inbound` for bytes read,
+// `(written_atom, buffered)` when a backlog has been written and
+// `(transport_down_atom, why)` when the socket is gone.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+#include <caf/actor.hpp>
+
+#include "herald/net/frame.hpp"
+
+namespace herald::net {
+
+/// One connection's socket, seen from its actor.
+class transport {
+public:
+  virtual ~transport() = default;
+
+  /// Starts reading; everything read is sent to `owner`.
+  virtual void start(caf::actor owner) = 0;
+  /// Writes `frames` in order with as few system calls as possible.
+  /// Returns the bytes still buffered afterwards (0: written through).
+  /// When a backlog remains, the owner later gets `written_atom`.
+  virtual std::size_t write(std::span<const frame_ptr> frames) = 0;
+  /// Bytes accepted but not yet written to the socket.
+  virtual std::size_t buffered_amount() const = 0;
+  /// The owner processed `n` bytes of input: reading may go on.
+  virtual void consumed(std::size_t n) = 0;
+  /// Stops reading until `resume_reading` (flow control).
+  virtual void pause_reading() = 0;
+  /// Resumes reading after `pause_reading`.
+  virtual void resume_reading() = 0;
+  /// Closes the connection. `graceful`: after writing what is buffered,
+  /// shut down sending and wait briefly for the peer to close; otherwise
+  /// drop the socket at once (terminate). Idempotent.
+  virtual void close(bool graceful) = 0;
+  /// The peer's address as "ip:port".
+  virtual std::string remote_address() const = 0;
+};
+
+/// Shared handle to a transport.
+using transport_ptr = std::shared_ptr<transport>;
+
+} // namespace herald::net

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs every test: once in a normal
+# build and once with AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+"$here/scripts/setup.sh" deps
+"$here/scripts/setup.sh" node
+
+status=0
+echo "== build (RelWithDebInfo)"
+"$here/scripts/setup.sh" build "$here/build"
+echo "== tests (RelWithDebInfo)"
+(cd "$here/build" && ctest --output-on-failure -j2) || status=1
+
+echo "== build (ASan + UBSan)"
+"$here/scripts/setup.sh" build "$here/build-asan" -DHERALD_SANITIZE=ON
+echo "== tests (ASan + UBSan)"
+(cd "$here/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --output-on-failure -j2 -LE no-sanitize) || status=1
+
+exit $status

@@ -332,8 +332,7 @@ std::vector<std::string> connection_core::subscriptions() const {
 send_status connection_core::publish(std::string_view topic, net::opcode op,
                                      std::span<const std::byte> payload,
                                      bool) {
-  if (state_ == herald::ready_state::closed)
-    return send_dropped;
+  // Allowed in every state, also from the close handler (a "left" notice).
   auto f = net::make_frame(op, payload);
   auto size = static_cast<send_status>(f->size());
   caf::actor_addr exclude;

@@ -86,6 +86,8 @@ public:
   herald::ready_state ready_state() const noexcept { return state_; }
   std::size_t buffered_amount() const;
   std::string_view protocol() const noexcept { return protocol_; }
+  /// The user's handlers and data.
+  connection_hooks& hooks() noexcept { return *hooks_; }
 
   // -- parser events ----------------------------------------------------------
 

@@ -1,0 +1,186 @@
+// A transport with no socket, for deterministic tests: what the connection
+// writes is recorded, and the test injects input, stalls and failures.
+// Everything happens through the owner's mailbox, so CAF's test coordinator
+// decides when each step runs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <caf/send.hpp>
+
+#include "herald/messages/messages.hpp"
+#include "herald/net/frame_parser.hpp"
+#include "herald/net/transport.hpp"
+
+namespace herald::net {
+
+/// Builds a masked client frame (what a browser would send).
+inline std::vector<std::byte> client_frame(opcode op, std::string_view payload,
+                                           bool fin = true,
+                                           std::uint8_t rsv = 0,
+                                           std::uint32_t mask = 0x37fa213d) {
+  std::vector<std::byte> out;
+  auto n = payload.size();
+  out.push_back(static_cast<std::byte>((fin ? 0x80 : 0) | (rsv << 4)
+                                       | static_cast<std::uint8_t>(op)));
+  if (n < 126) {
+    out.push_back(static_cast<std::byte>(0x80 | n));
+  } else if (n <= 0xFFFF) {
+    out.push_back(std::byte{0x80 | 126});
+    out.push_back(static_cast<std::byte>(n >> 8));
+    out.push_back(static_cast<std::byte>(n & 0xFF));
+  } else {
+    out.push_back(std::byte{0x80 | 127});
+    for (int i = 7; i >= 0; --i)
+      out.push_back(static_cast<std::byte>((std::uint64_t{n} >> (8 * i)) & 0xFF));
+  }
+  std::uint8_t m[4] = {static_cast<std::uint8_t>(mask >> 24),
+                       static_cast<std::uint8_t>(mask >> 16),
+                       static_cast<std::uint8_t>(mask >> 8),
+                       static_cast<std::uint8_t>(mask)};
+  for (auto b : m)
+    out.push_back(static_cast<std::byte>(b));
+  for (std::size_t i = 0; i < n; ++i)
+    out.push_back(static_cast<std::byte>(static_cast<std::uint8_t>(payload[i])
+                                         ^ m[i & 3]));
+  return out;
+}
+
+/// A masked client close frame.
+inline std::vector<std::byte> client_close(std::uint16_t code,
+                                           std::string_view reason = {}) {
+  std::string payload;
+  payload += static_cast<char>(code >> 8);
+  payload += static_cast<char>(code & 0xFF);
+  payload += reason;
+  return client_frame(opcode::close, payload);
+}
+
+/// One frame the server wrote, decoded.
+struct written_frame {
+  /// Opcode (text, binary, close, ping, pong).
+  net::opcode op;
+  /// The payload (for close: code bytes and reason).
+  std::string payload;
+  /// For close frames: the code (1005 when empty).
+  std::uint16_t close_code = 0;
+  /// For close frames: the reason.
+  std::string close_reason;
+};
+
+/// The fake transport.
+class fake_transport final : public transport {
+public:
+  // -- transport --------------------------------------------------------------
+
+  void start(caf::actor owner) override {
+    owner_ = std::move(owner);
+    started_ = true;
+  }
+  std::size_t write(std::span<const frame_ptr> frames) override {
+    ++write_calls_;
+    batches_.push_back(frames.size());
+    for (auto& f : frames) {
+      frames_.push_back(f);
+      if (stalled_)
+        backlog_ += f->size();
+    }
+    return backlog_;
+  }
+  std::size_t buffered_amount() const override { return backlog_; }
+  void consumed(std::size_t n) override { consumed_ += n; }
+  void pause_reading() override { paused_ = true; }
+  void resume_reading() override { paused_ = false; }
+  void close(bool graceful) override {
+    if (closed_)
+      return;
+    closed_ = true;
+    graceful_ = graceful;
+    owner_ = nullptr;
+  }
+  std::string remote_address() const override { return "127.0.0.1:50000"; }
+
+  // -- test controls ----------------------------------------------------------
+
+  /// Delivers bytes as if read from the socket.
+  void feed(std::vector<std::byte> bytes) {
+    if (owner_)
+      caf::anon_send(owner_, msg::inbound{std::move(bytes)});
+  }
+  /// Makes writes pile up as if the peer stopped reading.
+  void stall() { stalled_ = true; }
+  /// Writes the backlog and tells the owner, as a writable socket would.
+  void drain() {
+    stalled_ = false;
+    backlog_ = 0;
+    if (owner_)
+      caf::anon_send(owner_, msg::written_atom::value, std::size_t{0});
+  }
+  /// The peer vanished (reset, EOF without a close frame).
+  void vanish() {
+    if (owner_)
+      caf::anon_send(owner_, msg::transport_down_atom::value,
+                     std::string{"peer vanished"});
+  }
+
+  // -- what happened ----------------------------------------------------------
+
+  /// True once the connection started reading.
+  bool started() const noexcept { return started_; }
+  /// True once the connection closed the transport.
+  bool closed() const noexcept { return closed_; }
+  /// True when that close was graceful (after flushing).
+  bool graceful() const noexcept { return graceful_; }
+  /// Calls to write() so far (each one gathered write).
+  std::size_t write_calls() const noexcept { return write_calls_; }
+  /// Frames per write() call.
+  const std::vector<std::size_t>& batches() const noexcept { return batches_; }
+  /// Input bytes the connection reported as processed.
+  std::size_t consumed_bytes() const noexcept { return consumed_; }
+  /// True while reading is paused.
+  bool paused() const noexcept { return paused_; }
+  /// Every frame written, as shared buffers.
+  const std::vector<frame_ptr>& raw_frames() const noexcept { return frames_; }
+
+  /// Every frame written, decoded; `take` removes them from the record.
+  std::vector<written_frame> frames(bool take = false) {
+    std::vector<written_frame> out;
+    for (auto& f : frames_) {
+      written_frame w{f->opcode(), std::string{f->payload_view()}};
+      if (w.op == opcode::close) {
+        if (w.payload.size() >= 2) {
+          w.close_code = static_cast<std::uint16_t>(
+            (static_cast<std::uint8_t>(w.payload[0]) << 8)
+            | static_cast<std::uint8_t>(w.payload[1]));
+          w.close_reason = w.payload.substr(2);
+        } else {
+          w.close_code = 1005;
+        }
+      }
+      out.push_back(std::move(w));
+    }
+    if (take)
+      frames_.clear();
+    return out;
+  }
+
+private:
+  caf::actor owner_;
+  bool started_ = false;
+  bool closed_ = false;
+  bool graceful_ = false;
+  bool stalled_ = false;
+  bool paused_ = false;
+  std::size_t backlog_ = 0;
+  std::size_t consumed_ = 0;
+  std::size_t write_calls_ = 0;
+  std::vector<std::size_t> batches_;
+  std::vector<frame_ptr> frames_;
+};
+
+} // namespace herald::net

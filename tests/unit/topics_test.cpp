@@ -1,0 +1,221 @@
+// Topic actors and the registry, with plain actors and connections as
+// subscribers.
+#define CAF_SUITE topics
+
+#include <caf/test/dsl.hpp>
+
+#include <herald/actors/connection.hpp>
+#include <herald/actors/topics.hpp>
+#include <herald/net/fake_transport.hpp>
+
+using herald::net::client_frame;
+using herald::net::fake_transport;
+using herald::net::opcode;
+
+namespace {
+
+using inbox = std::shared_ptr<std::vector<std::string>>;
+
+// A plain actor subscriber: records "topic:payload" for each delivery.
+caf::behavior recorder(caf::event_based_actor*, inbox box) {
+  return {
+    [box](const herald::msg::delivery& d) {
+      box->push_back(*d.topic + ":" + std::string{d.text()});
+    },
+  };
+}
+
+struct fixture : test_coordinator_fixture<> {
+  std::shared_ptr<herald::topic_counts> counts
+    = std::make_shared<herald::topic_counts>();
+  caf::actor registry = herald::spawn_topic_registry(sys, counts);
+
+  std::pair<caf::actor, inbox> make_recorder() {
+    auto box = std::make_shared<std::vector<std::string>>();
+    return {sys.spawn(recorder, box), box};
+  }
+
+  void subscribe(const std::string& topic, const caf::actor& who) {
+    self->send(registry, caf::subscribe_atom::value, topic, who);
+    sched.run();
+  }
+
+  void unsubscribe(const std::string& topic, const caf::actor& who) {
+    self->send(registry, caf::unsubscribe_atom::value, topic, who);
+    sched.run();
+  }
+
+  void publish(const std::string& topic, std::string_view text,
+               caf::actor_addr exclude = {}) {
+    self->send(registry, caf::publish_atom::value, topic,
+               herald::msg::publication{
+                 herald::net::make_frame(opcode::text, text), exclude});
+    sched.run();
+  }
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(topic_tests, fixture)
+
+CAF_TEST(a publish reaches every subscriber exactly once) {
+  auto [a, abox] = make_recorder();
+  auto [b, bbox] = make_recorder();
+  subscribe("room", a);
+  subscribe("room", b);
+  subscribe("room", b); // twice: still one membership
+  CAF_CHECK_EQUAL(counts->get("room"), 2u);
+  publish("room", "hi");
+  CAF_CHECK_EQUAL(*abox, std::vector<std::string>{"room:hi"});
+  CAF_CHECK_EQUAL(*bbox, std::vector<std::string>{"room:hi"});
+}
+
+CAF_TEST(publish excludes the sender when asked) {
+  auto [a, abox] = make_recorder();
+  auto [b, bbox] = make_recorder();
+  subscribe("room", a);
+  subscribe("room", b);
+  publish("room", "hi", a.address());
+  CAF_CHECK(abox->empty());
+  CAF_CHECK_EQUAL(bbox->size(), 1u);
+}
+
+CAF_TEST(messages from one publisher arrive in order) {
+  auto [a, abox] = make_recorder();
+  subscribe("room", a);
+  for (int i = 0; i < 100; ++i)
+    self->send(registry, caf::publish_atom::value, std::string{"room"},
+               herald::msg::publication{
+                 herald::net::make_frame(opcode::text, std::to_string(i)),
+                 {}});
+  sched.run();
+  CAF_REQUIRE_EQUAL(abox->size(), 100u);
+  for (int i = 0; i < 100; ++i)
+    CAF_CHECK_EQUAL((*abox)[i], "room:" + std::to_string(i));
+}
+
+CAF_TEST(unsubscribe stops deliveries and the last leave stops the topic) {
+  auto running = sys.registry().running();
+  auto [a, abox] = make_recorder();
+  subscribe("room", a);
+  CAF_CHECK_EQUAL(sys.registry().running(), running + 2); // a + topic
+  unsubscribe("room", a);
+  CAF_CHECK_EQUAL(counts->get("room"), 0u);
+  CAF_CHECK_EQUAL(counts->topics(), 0u);
+  publish("room", "hi");
+  CAF_CHECK(abox->empty());
+  CAF_CHECK_EQUAL(sys.registry().running(), running + 1); // a only
+}
+
+CAF_TEST(a subscriber that goes down leaves all its topics) {
+  auto [a, abox] = make_recorder();
+  auto [b, bbox] = make_recorder();
+  subscribe("x", a);
+  subscribe("y", a);
+  subscribe("y", b);
+  caf::anon_send_exit(a, caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK_EQUAL(counts->get("x"), 0u);
+  CAF_CHECK_EQUAL(counts->get("y"), 1u);
+  publish("y", "still here");
+  CAF_CHECK_EQUAL(*bbox, std::vector<std::string>{"y:still here"});
+}
+
+CAF_TEST(a publish shares one frame among all subscribers) {
+  std::vector<herald::net::frame_ptr> seen;
+  auto keep = [&](caf::event_based_actor*) -> caf::behavior {
+    return {[&](const herald::msg::delivery& d) { seen.push_back(d.frame); }};
+  };
+  for (int i = 0; i < 10; ++i)
+    subscribe("room", sys.spawn(keep));
+  publish("room", "shared payload");
+  CAF_REQUIRE_EQUAL(seen.size(), 10u);
+  for (auto& f : seen)
+    CAF_CHECK_EQUAL(f.get(), seen[0].get());
+  // Ten handles here, nothing else holds it: no copy was ever made.
+  CAF_CHECK_EQUAL(seen[0]->use_count(), 10);
+}
+
+CAF_TEST(a hundred thousand topics leave no actors or memory behind) {
+  auto running = sys.registry().running();
+  auto frames = herald::net::frame::live_count();
+  auto [a, abox] = make_recorder();
+  for (int i = 0; i < 100000; ++i) {
+    auto topic = "t" + std::to_string(i);
+    self->send(registry, caf::subscribe_atom::value, topic, a);
+    self->send(registry, caf::publish_atom::value, topic,
+               herald::msg::publication{
+                 herald::net::make_frame(opcode::text, "x"), {}});
+    self->send(registry, caf::unsubscribe_atom::value, topic, a);
+    if (i % 1000 == 0)
+      sched.run();
+  }
+  sched.run();
+  CAF_CHECK_EQUAL(abox->size(), 100000u);
+  abox->clear();
+  CAF_CHECK_EQUAL(counts->topics(), 0u);
+  CAF_CHECK_EQUAL(sys.registry().running(), running + 1); // only a
+  CAF_CHECK_EQUAL(herald::net::frame::live_count(), frames);
+}
+
+CAF_TEST(connections publish to each other but not to themselves) {
+  herald::websocket_handlers<int> h;
+  h.message = [](herald::socket<int>& ws, herald::message m) {
+    if (m.text() == "join")
+      ws.subscribe("room");
+    else
+      ws.publish("room", m.text());
+  };
+  auto make = [&](bool to_self) {
+    auto hh = h;
+    hh.publish_to_self = to_self;
+    auto handlers = std::make_shared<const herald::websocket_handlers<int>>(hh);
+    auto t = std::make_shared<fake_transport>();
+    herald::connection_args args;
+    args.transport = t;
+    args.hooks = std::make_unique<herald::typed_hooks<int>>(
+      handlers, handlers->options(), 0);
+    args.registry = registry;
+    herald::spawn_connection(sys, std::move(args));
+    sched.run();
+    t->feed(client_frame(opcode::text, "join"));
+    sched.run();
+    return t;
+  };
+  auto a = make(false);
+  auto b = make(false);
+  auto c = make(true);
+  a->feed(client_frame(opcode::text, "from a"));
+  sched.run();
+  c->feed(client_frame(opcode::text, "from c"));
+  sched.run();
+  auto texts = [](std::shared_ptr<fake_transport>& t) {
+    std::vector<std::string> out;
+    for (auto& f : t->frames())
+      out.push_back(f.payload);
+    return out;
+  };
+  CAF_CHECK_EQUAL(texts(a), std::vector<std::string>{"from c"});
+  CAF_CHECK_EQUAL(texts(b), (std::vector<std::string>{"from a", "from c"}));
+  CAF_CHECK_EQUAL(texts(c), (std::vector<std::string>{"from a", "from c"}));
+}
+
+CAF_TEST(a closed connection leaves its topics) {
+  herald::websocket_handlers<int> h;
+  h.open = [](herald::socket<int>& ws) { ws.subscribe("room"); };
+  auto handlers = std::make_shared<const herald::websocket_handlers<int>>(h);
+  auto t = std::make_shared<fake_transport>();
+  herald::connection_args args;
+  args.transport = t;
+  args.hooks = std::make_unique<herald::typed_hooks<int>>(
+    handlers, handlers->options(), 0);
+  args.registry = registry;
+  herald::spawn_connection(sys, std::move(args));
+  sched.run();
+  CAF_CHECK_EQUAL(counts->get("room"), 1u);
+  t->feed(herald::net::client_close(1000));
+  sched.run();
+  CAF_CHECK_EQUAL(counts->get("room"), 0u);
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()

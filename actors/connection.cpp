@@ -169,6 +169,11 @@ send_status connection_core::enqueue(net::frame_ptr f, bool control) {
   // protocol needs them.
   if (!control && opts_.backpressure_limit > 0
       && buffered_amount() >= opts_.backpressure_limit) {
+    if (dropped_total_++ == 0)
+      HERALD_LOG(info, "dropping messages for " << remote_address()
+                                                << ": backpressure limit of "
+                                                << opts_.backpressure_limit
+                                                << " bytes reached");
     ++dropped_;
     if (opts_.close_on_backpressure_limit) {
       HERALD_LOG(info, "closing " << remote_address()
@@ -203,7 +208,18 @@ void connection_core::flush() {
   pending_bytes_ = 0;
   if (remaining > 0)
     backpressured_ = true;
+  // A peer that sends but does not read: stop reading its requests until
+  // it has taken its replies, so its backlog cannot grow without bound.
+  if (remaining >= read_pause_threshold() && !read_paused_) {
+    read_paused_ = true;
+    transport_->pause_reading();
+  }
   add_stats();
+}
+
+std::size_t connection_core::read_pause_threshold() const noexcept {
+  return opts_.backpressure_limit > 0 ? opts_.backpressure_limit
+                                      : std::size_t{16} << 20;
 }
 
 void connection_core::add_stats() {
@@ -223,7 +239,13 @@ void connection_core::add_stats() {
 }
 
 void connection_core::on_written(std::size_t buffered) {
-  if (buffered > 0 || !backpressured_)
+  if (buffered > 0)
+    return;
+  if (read_paused_) {
+    read_paused_ = false;
+    transport_->resume_reading();
+  }
+  if (!backpressured_)
     return;
   backpressured_ = false;
   if (state_ == herald::ready_state::open)

@@ -110,6 +110,7 @@ private:
   template <class F>
   void guarded(F&& f);
   void add_stats();
+  std::size_t read_pause_threshold() const noexcept;
 
   caf::event_based_actor* self_;
   net::transport_ptr transport_;
@@ -128,6 +129,8 @@ private:
   bool backpressured_ = false;
   bool closed_handler_ran_ = false;
   bool in_error_ = false;
+  bool read_paused_ = false;
+  std::uint64_t dropped_total_ = 0;
   int cork_depth_ = 0;
 
   bool activity_ = false;

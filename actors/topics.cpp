@@ -102,6 +102,31 @@ void leave(registry_actor* self, const std::string& topic,
 
 } // namespace
 
+void subscribe(const caf::actor& registry, std::string topic,
+               const caf::actor& who) {
+  caf::anon_send(registry, caf::subscribe_atom::value, std::move(topic), who);
+}
+
+void unsubscribe(const caf::actor& registry, std::string topic,
+                 const caf::actor& who) {
+  caf::anon_send(registry, caf::unsubscribe_atom::value, std::move(topic),
+                 who);
+}
+
+void publish_text(const caf::actor& registry, std::string topic,
+                  std::string_view text, caf::actor_addr exclude) {
+  caf::anon_send(registry, caf::publish_atom::value, std::move(topic),
+                 msg::publication{net::make_frame(net::opcode::text, text),
+                                  std::move(exclude)});
+}
+
+void publish_binary(const caf::actor& registry, std::string topic,
+                    std::span<const std::byte> data, caf::actor_addr exclude) {
+  caf::anon_send(registry, caf::publish_atom::value, std::move(topic),
+                 msg::publication{net::make_frame(net::opcode::binary, data),
+                                  std::move(exclude)});
+}
+
 caf::actor spawn_topic_registry(caf::actor_system& sys,
                                 std::shared_ptr<topic_counts> counts) {
   return sys.spawn([counts](registry_actor* self) -> caf::behavior {

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -41,6 +42,22 @@ private:
   mutable std::mutex mtx_;
   std::unordered_map<std::string, std::size_t, hash, std::equal_to<>> counts_;
 };
+
+/// Subscribes `who` (any actor) to `topic`; it then receives
+/// `msg::delivery` messages. Safe from any thread.
+void subscribe(const caf::actor& registry, std::string topic,
+               const caf::actor& who);
+/// Unsubscribes `who` from `topic`. Safe from any thread.
+void unsubscribe(const caf::actor& registry, std::string topic,
+                 const caf::actor& who);
+/// Publishes text to `topic` from anywhere (an actor, a timer, another
+/// thread), leaving out `exclude` if given.
+void publish_text(const caf::actor& registry, std::string topic,
+                  std::string_view text, caf::actor_addr exclude = {});
+/// Publishes binary data to `topic` from anywhere.
+void publish_binary(const caf::actor& registry, std::string topic,
+                    std::span<const std::byte> data,
+                    caf::actor_addr exclude = {});
 
 /// Spawns a topic registry. Messages it takes (messages/messages.hpp):
 /// `(subscribe_atom, std::string, caf::actor)`,

@@ -412,6 +412,18 @@ CAF_TEST(close_on_backpressure_limit closes with 1008) {
   CAF_CHECK_EQUAL(out.back().close_code, 1008);
 }
 
+CAF_TEST(a peer that does not read is paused until it catches up) {
+  h.backpressure_limit = 100;
+  auto c = connect("ann");
+  c.t->stall();
+  c.t->feed(client_frame(opcode::text, std::string(120, 'x')));
+  step();
+  CAF_CHECK(c.t->paused());
+  c.t->drain();
+  step();
+  CAF_CHECK(!c.t->paused());
+}
+
 CAF_TEST(cork sends everything in one write) {
   h.message = [](herald::socket<user>& ws, herald::message) {
     ws.cork([&] {

@@ -30,6 +30,16 @@ connection_core::connection_core(caf::event_based_actor* self,
     close_timeout_(args.close_timeout),
     parser_(net::frame_parser::role::server, opts_.max_payload_length) {
   hooks_->socket().bind(this);
+  if (args.deflate) {
+    auto& p = *args.deflate;
+    deflate_ = true;
+    parser_.allow_rsv1(true);
+    if (!p.server_no_context_takeover)
+      deflater_ = std::make_unique<net::deflater>(
+        p.server_window_bits, opts_.per_message_deflate.mem_level, false);
+    if (!p.client_no_context_takeover)
+      inflater_ = std::make_unique<net::inflater>(false);
+  }
 }
 
 connection_core::~connection_core() {
@@ -113,14 +123,42 @@ void connection_core::on_inbound(msg::inbound& in) {
 }
 
 void connection_core::on_message(net::opcode op, std::span<std::byte> payload,
-                                 bool) {
+                                 bool compressed) {
   ++n_in_;
   bytes_in_ += payload.size();
   if (state_ != herald::ready_state::open
       && state_ != herald::ready_state::closing)
     return;
-  herald::message m{payload, op == net::opcode::binary};
+  std::span<const std::byte> data = payload;
+  if (compressed) {
+    // Clients without context takeover share one decompressor per thread.
+    thread_local net::inflater shared_inflater{true};
+    auto& inf = inflater_ ? *inflater_ : shared_inflater;
+    auto rc = inf.inflate(payload, opts_.max_payload_length, inflated_);
+    if (rc == net::inflater::result::too_big) {
+      HERALD_LOG(info, "closing " << remote_address()
+                                  << " with 1009: inflated message too big");
+      fail(net::close_code::too_big, "message too big");
+      return;
+    }
+    if (rc == net::inflater::result::invalid) {
+      HERALD_LOG(info, "closing " << remote_address()
+                                  << " with 1007: invalid compressed data");
+      fail(net::close_code::invalid_payload, "invalid compressed data");
+      return;
+    }
+    if (op == net::opcode::text
+        && !net::valid_utf8({reinterpret_cast<const char*>(inflated_.data()),
+                             inflated_.size()})) {
+      fail(net::close_code::invalid_payload, "text message is not UTF-8");
+      return;
+    }
+    data = inflated_;
+  }
+  herald::message m{data, op == net::opcode::binary};
   guarded([&] { hooks_->on_message(m); });
+  if (compressed && inflated_.capacity() > (64u << 10))
+    std::vector<std::byte>{}.swap(inflated_);
 }
 
 void connection_core::on_ping(std::span<const std::byte> payload) {
@@ -253,12 +291,41 @@ void connection_core::on_written(std::size_t buffered) {
 }
 
 void connection_core::on_delivery(const msg::delivery& d) {
-  enqueue(d.frame, false);
+  enqueue(delivery_frame(d), false);
+}
+
+net::frame_ptr connection_core::delivery_frame(const msg::delivery& d) {
+  if (!d.compress || !deflate_
+      || d.frame->payload().size() < opts_.per_message_deflate.threshold)
+    return d.frame;
+  // Shared mode: the publish is compressed once, for every subscriber.
+  if (!deflater_)
+    return d.frame->deflated();
+  return net::make_frame(d.frame->opcode(),
+                         deflater_->compress(d.frame->payload()), true);
+}
+
+net::frame_ptr connection_core::data_frame(net::opcode op,
+                                           std::span<const std::byte> payload,
+                                           bool compress) {
+  if (!compress || !deflate_
+      || payload.size() < opts_.per_message_deflate.threshold)
+    return net::make_frame(op, payload);
+  if (deflater_)
+    return net::make_frame(op, deflater_->compress(payload), true);
+  auto packed = net::deflate_shared(payload);
+  if (packed.size() >= payload.size())
+    return net::make_frame(op, payload);
+  return net::make_frame(op, packed, true);
 }
 
 send_status connection_core::send(net::opcode op,
-                                  std::span<const std::byte> payload, bool) {
-  return enqueue(net::make_frame(op, payload), false);
+                                  std::span<const std::byte> payload,
+                                  bool compress) {
+  bool control = op == net::opcode::ping || op == net::opcode::pong;
+  if (control)
+    return enqueue(net::make_frame(op, payload), false);
+  return enqueue(data_frame(op, payload, compress), false);
 }
 
 void connection_core::cork(const std::function<void()>& fn) {
@@ -353,7 +420,7 @@ std::vector<std::string> connection_core::subscriptions() const {
 
 send_status connection_core::publish(std::string_view topic, net::opcode op,
                                      std::span<const std::byte> payload,
-                                     bool) {
+                                     bool compress) {
   // Allowed in every state, also from the close handler (a "left" notice).
   auto f = net::make_frame(op, payload);
   auto size = static_cast<send_status>(f->size());
@@ -361,7 +428,7 @@ send_status connection_core::publish(std::string_view topic, net::opcode op,
   if (!opts_.publish_to_self)
     exclude = self_->address();
   self_->send(registry_, caf::publish_atom::value, std::string{topic},
-              msg::publication{std::move(f), std::move(exclude)});
+              msg::publication{std::move(f), std::move(exclude), compress});
   return size;
 }
 

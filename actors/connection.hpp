@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -21,6 +22,7 @@
 #include "herald/actors/hooks.hpp"
 #include "herald/actors/stats.hpp"
 #include "herald/messages/messages.hpp"
+#include "herald/net/deflate.hpp"
 #include "herald/net/frame_parser.hpp"
 #include "herald/net/transport.hpp"
 
@@ -38,6 +40,8 @@ struct connection_args {
   std::shared_ptr<server_stats> stats;
   /// The subprotocol chosen at upgrade.
   std::string protocol;
+  /// permessage-deflate, when the handshake agreed to it.
+  std::optional<net::deflate_params> deflate;
   /// How long to wait for the peer's close frame after sending ours.
   std::chrono::milliseconds close_timeout{5000};
 };
@@ -101,6 +105,11 @@ public:
 private:
   // Queues a frame unless closed or over the backpressure limit.
   send_status enqueue(net::frame_ptr f, bool control);
+  // Builds a data frame, compressed when asked, agreed and worth it.
+  net::frame_ptr data_frame(net::opcode op, std::span<const std::byte> payload,
+                            bool compress);
+  // The frame a topic delivery becomes on this connection.
+  net::frame_ptr delivery_frame(const msg::delivery& d);
   void schedule_flush();
   // Sends a close frame, runs `close` and closes the transport.
   void fail(std::uint16_t code, std::string_view reason);
@@ -137,6 +146,14 @@ private:
   int quiet_ticks_ = 0;
 
   std::set<std::string, std::less<>> topics_;
+
+  // permessage-deflate: negotiated at all, this connection's own compressor
+  // (dedicated mode with context takeover) and decompressor (when the
+  // client keeps its context), and the buffer for inflated messages.
+  bool deflate_ = false;
+  std::unique_ptr<net::deflater> deflater_;
+  std::unique_ptr<net::inflater> inflater_;
+  std::vector<std::byte> inflated_;
 
   // Counted locally, added to stats_ once per flush.
   std::uint64_t n_in_ = 0, bytes_in_ = 0, n_out_ = 0, bytes_out_ = 0,

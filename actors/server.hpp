@@ -62,9 +62,20 @@ public:
       req.reject_upgrade(verdict.status, std::move(verdict.reason));
       return false;
     }
+    std::optional<net::deflate_params> deflate;
+    if (handlers_->per_message_deflate.enabled) {
+      auto agreed = net::negotiate_deflate(
+        req.header_values("sec-websocket-extensions"),
+        handlers_->per_message_deflate);
+      if (agreed) {
+        deflate = agreed->first;
+        headers.emplace_back("Sec-WebSocket-Extensions",
+                             std::move(agreed->second));
+      }
+    }
     req.accept_upgrade(std::make_unique<typed_hooks<T>>(
                          handlers_, handlers_->options(), std::move(data)),
-                       std::move(headers));
+                       std::move(headers), deflate);
     return true;
   }
 
@@ -112,13 +123,13 @@ public:
 
 private:
   send_status publish_frame(std::string_view topic, net::opcode op,
-                            std::span<const std::byte> data, bool) {
+                            std::span<const std::byte> data, bool compress) {
     // No subscribers: no frame, no message.
     if (core_->subscriber_count(topic) == 0)
       return send_dropped;
     auto f = net::make_frame(op, data);
     auto size = static_cast<send_status>(f->size());
-    core_->publish(topic, std::move(f));
+    core_->publish(topic, std::move(f), compress);
     return size;
   }
 

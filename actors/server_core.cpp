@@ -82,9 +82,11 @@ std::size_t server_core::connection_count() const {
   return conns_.size();
 }
 
-void server_core::publish(std::string_view topic, net::frame_ptr frame) {
+void server_core::publish(std::string_view topic, net::frame_ptr frame,
+                          bool compress) {
   caf::anon_send(registry_, caf::publish_atom::value, std::string{topic},
-                 msg::publication{std::move(frame), caf::actor_addr{}});
+                 msg::publication{std::move(frame), caf::actor_addr{},
+                                  compress});
 }
 
 fetch_result server_core::handle(request& req) {
@@ -113,6 +115,7 @@ void server_core::upgraded(request& req, net::transport_ptr t) {
   args.hooks = std::move(req.upgrade_hooks());
   args.registry = registry_;
   args.stats = stats_;
+  args.deflate = req.upgrade_deflate();
   for (auto& [k, v] : req.upgrade_headers())
     if (net::has_token(k, "sec-websocket-protocol"))
       args.protocol = v;

@@ -67,7 +67,8 @@ public:
   /// Open WebSocket connections.
   std::size_t connection_count() const;
   /// Publishes an already built frame to every subscriber of `topic`.
-  void publish(std::string_view topic, net::frame_ptr frame);
+  void publish(std::string_view topic, net::frame_ptr frame,
+               bool compress = false);
   /// The runtime.
   herald::runtime& rt() noexcept { return rt_; }
 

@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "herald/net/deflate.hpp"
+
 namespace herald {
 
 class connection_core;
@@ -72,6 +74,8 @@ struct websocket_options {
   bool send_pings = true;
   /// Include the sender when it publishes to a topic it is subscribed to.
   bool publish_to_self = false;
+  /// permessage-deflate (off by default, as in Bun).
+  deflate_options per_message_deflate;
 };
 
 /// The connection handle, without the user's data type. All members run
@@ -203,11 +207,14 @@ struct websocket_handlers {
   bool send_pings = true;
   /// See websocket_options.
   bool publish_to_self = false;
+  /// See websocket_options and deflate_options.
+  deflate_options per_message_deflate;
 
   /// The options without the handlers.
   websocket_options options() const {
-    return {max_payload_length, idle_timeout,       backpressure_limit,
-            close_on_backpressure_limit, send_pings, publish_to_self};
+    return {max_payload_length,          idle_timeout, backpressure_limit,
+            close_on_backpressure_limit, send_pings,   publish_to_self,
+            per_message_deflate};
   }
 };
 

@@ -58,7 +58,8 @@ caf::behavior topic_actor(caf::stateful_actor<topic_state>* self,
     },
     [=](caf::publish_atom, msg::publication& pub) {
       // One message shared by every subscriber: the frame is never copied.
-      auto m = caf::make_message(msg::delivery{self->state.topic, pub.frame});
+      auto m = caf::make_message(
+        msg::delivery{self->state.topic, pub.frame, pub.compress});
       for (auto& sub : self->state.subscribers)
         if (sub.address() != pub.exclude)
           self->send(sub, m);

@@ -58,15 +58,18 @@ struct publication {
   /// The publisher to leave out (none when publishing to self or from the
   /// server).
   caf::actor_addr exclude;
+  /// Compress for connections that agreed to permessage-deflate.
+  bool compress = false;
 };
 
 /// A topic message as a subscriber receives it.
 struct delivery {
   /// The topic's name, shared by all deliveries of that topic.
   std::shared_ptr<const std::string> topic;
-  /// The encoded frame (uncompressed payload when `frame->compressed()` is
-  /// false).
+  /// The encoded frame, never compressed (connections compress on demand).
   net::frame_ptr frame;
+  /// The publisher asked for compression.
+  bool compress = false;
 
   /// True for a binary message, false for text.
   bool binary() const noexcept { return frame->opcode() == net::opcode::binary; }

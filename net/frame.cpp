@@ -3,6 +3,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <thread>
+
+#include "herald/net/deflate.hpp"
 
 namespace herald::net {
 
@@ -17,9 +20,36 @@ std::size_t frame::live_count() noexcept {
 }
 
 void frame::destroy(const frame* f) noexcept {
+  if (f->deflated_ != nullptr)
+    intrusive_ptr_release(f->deflated_);
   f->~frame();
   ::operator delete(const_cast<frame*>(f));
   live_frames.fetch_sub(1, std::memory_order_relaxed);
+}
+
+boost::intrusive_ptr<const frame> frame::deflated() const {
+  auto state = deflate_state_.load(std::memory_order_acquire);
+  if (state == 0) {
+    std::uint8_t expected = 0;
+    if (deflate_state_.compare_exchange_strong(expected, 1,
+                                               std::memory_order_acq_rel)) {
+      auto packed = deflate_shared(payload());
+      if (packed.size() < payload().size()) {
+        auto f = make_frame(opcode_, packed, true);
+        intrusive_ptr_add_ref(f.get()); // owned by this frame now
+        deflated_ = f.get();
+        deflate_state_.store(2, std::memory_order_release);
+      } else {
+        deflate_state_.store(3, std::memory_order_release);
+      }
+    }
+    // Another thread is compressing: wait for it (a short, bounded job).
+    while ((state = deflate_state_.load(std::memory_order_acquire)) == 1)
+      std::this_thread::yield();
+  }
+  if (state == 2)
+    return boost::intrusive_ptr<const frame>{deflated_};
+  return boost::intrusive_ptr<const frame>{this};
 }
 
 boost::intrusive_ptr<frame> make_frame(opcode op,

@@ -65,6 +65,11 @@ public:
   /// Number of frames currently alive in this process (tests, metrics).
   static std::size_t live_count() noexcept;
 
+  /// The same message compressed with no context (permessage-deflate,
+  /// RSV1 set), made once on first use and shared by every connection that
+  /// asks; the frame itself when compressing does not make it smaller.
+  boost::intrusive_ptr<const frame> deflated() const;
+
 private:
   friend boost::intrusive_ptr<frame>
   make_frame(net::opcode, std::span<const std::byte>, bool, bool);
@@ -83,6 +88,9 @@ private:
   static void destroy(const frame* f) noexcept;
 
   mutable std::atomic<long> refs_{0};
+  // The deflated sibling: 0 not made, 1 being made, 2 made, 3 not smaller.
+  mutable std::atomic<std::uint8_t> deflate_state_{0};
+  mutable const frame* deflated_ = nullptr;
   std::size_t size_;
   std::uint8_t header_size_;
   net::opcode opcode_;

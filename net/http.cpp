@@ -125,10 +125,24 @@ bool request::is_upgrade() const {
   return up && net::has_token(*up, "websocket");
 }
 
+std::string request::header_values(std::string_view name) const {
+  std::string out;
+  for (auto& [k, v] : headers_) {
+    if (!iequals(k, name))
+      continue;
+    if (!out.empty())
+      out += ", ";
+    out += v;
+  }
+  return out;
+}
+
 void request::accept_upgrade(std::unique_ptr<connection_hooks> hooks,
-                             header_list extra_headers) {
+                             header_list extra_headers,
+                             std::optional<net::deflate_params> deflate) {
   hooks_ = std::move(hooks);
   up_headers_ = std::move(extra_headers);
+  deflate_ = deflate;
   up_fail_status_ = 0;
   up_fail_reason_.clear();
 }

@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "herald/net/deflate.hpp"
+
 namespace herald {
 
 class connection_hooks;
@@ -38,6 +40,8 @@ public:
   std::optional<std::string> query(std::string_view name) const;
   /// A header's value (first of that name, case-insensitive); none if absent.
   std::optional<std::string_view> header(std::string_view name) const;
+  /// All values of a header joined with ", " (empty if absent).
+  std::string header_values(std::string_view name) const;
   /// All headers in arrival order.
   const header_list& headers() const noexcept { return headers_; }
   /// The request body.
@@ -54,7 +58,12 @@ public:
 
   /// Attaches the connection that a successful upgrade will run.
   void accept_upgrade(std::unique_ptr<connection_hooks> hooks,
-                      header_list extra_headers);
+                      header_list extra_headers,
+                      std::optional<net::deflate_params> deflate = {});
+  /// permessage-deflate parameters agreed for the pending upgrade.
+  const std::optional<net::deflate_params>& upgrade_deflate() const noexcept {
+    return deflate_;
+  }
   /// Records why an upgrade failed (status and its extra headers).
   void reject_upgrade(int status, std::string reason);
   /// The pending upgrade, if `accept_upgrade` was called.
@@ -79,6 +88,7 @@ private:
   std::string remote_;
   std::unique_ptr<connection_hooks> hooks_;
   header_list up_headers_;
+  std::optional<net::deflate_params> deflate_;
   int up_fail_status_ = 0;
   std::string up_fail_reason_;
 };

@@ -18,6 +18,8 @@ void usage(std::FILE* out) {
     "  --max-payload BYTES  largest message accepted (default 16777216)\n"
     "  --idle-timeout SECS  close connections idle this long, 0: never "
     "(default 120)\n"
+    "  --deflate MODE       permessage-deflate: off, shared or dedicated "
+    "(default off)\n"
     "  --help               this text\n",
     out);
 }
@@ -31,6 +33,7 @@ int main(int argc, char** argv) {
   long port = 9001;
   long long max_payload = 16 << 20;
   long idle = 120;
+  herald::deflate_options deflate;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     auto value = [&]() -> const char* {
@@ -51,6 +54,15 @@ int main(int argc, char** argv) {
       max_payload = std::strtoll(value(), nullptr, 10);
     } else if (arg == "--idle-timeout") {
       idle = std::strtol(value(), nullptr, 10);
+    } else if (arg == "--deflate") {
+      std::string_view mode{value()};
+      if (mode == "shared" || mode == "dedicated") {
+        deflate.enabled = true;
+        deflate.dedicated_compressor = mode == "dedicated";
+      } else if (mode != "off") {
+        std::fprintf(stderr, "herald-echo: --deflate off|shared|dedicated\n");
+        return 2;
+      }
     } else {
       std::fprintf(stderr, "herald-echo: unknown option %s\n", argv[i]);
       usage(stderr);
@@ -74,13 +86,15 @@ int main(int argc, char** argv) {
       },
       .websocket = {
         .message = [](herald::socket<no_data>& ws, herald::message m) {
+          // Compressed when the client agreed to permessage-deflate.
           if (m.is_text())
-            ws.send_text(m.text());
+            ws.send_text(m.text(), true);
           else
-            ws.send_binary(m.bytes());
+            ws.send_binary(m.bytes(), true);
         },
         .max_payload_length = static_cast<std::size_t>(max_payload),
         .idle_timeout = std::chrono::seconds{idle},
+        .per_message_deflate = deflate,
       },
     });
     std::printf("herald-echo listening on %s\n", server.url().c_str());

@@ -6,6 +6,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$here/scripts/setup.sh" deps
 "$here/scripts/setup.sh" node
 
+# Some tests hold a thousand sockets open at once.
+ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
+
 status=0
 echo "== build (RelWithDebInfo)"
 "$here/scripts/setup.sh" build "$here/build"

@@ -11,8 +11,8 @@ namespace herald {
 
 namespace {
 
-// The signal handler only writes to a pipe-free flag that run() polls
-// through the condition variable's timed wait.
+// The signal handler only sets a flag; run() polls it with a timed wait
+// (nothing else is safe to do inside a signal handler).
 std::atomic<int> pending_signal{0};
 
 extern "C" void on_signal(int sig) {
@@ -34,9 +34,12 @@ runtime::runtime(runtime_options opts) {
 
 runtime::~runtime() {
   shutdown();
+  // Stop and destroy the I/O loop first: handlers still queued there hold
+  // actor handles, which must go before the actor system does.
   io_->stop();
-  // Actors still running (user actors) are told to stop; the system's
-  // destructor waits for them.
+  io_.reset();
+  // The system's destructor waits for actors still running (user actors
+  // linked to a server's registry end with it).
   sys_.reset();
 }
 

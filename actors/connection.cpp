@@ -291,10 +291,12 @@ void connection_core::on_written(std::size_t buffered) {
 }
 
 void connection_core::on_delivery(const msg::delivery& d) {
-  enqueue(delivery_frame(d), false);
+  d.each(self_->address(), [this](const msg::topic_message& m) {
+    enqueue(delivery_frame(m), false);
+  });
 }
 
-net::frame_ptr connection_core::delivery_frame(const msg::delivery& d) {
+net::frame_ptr connection_core::delivery_frame(const msg::topic_message& d) {
   if (!d.compress || !deflate_
       || d.frame->payload().size() < opts_.per_message_deflate.threshold)
     return d.frame;

@@ -109,7 +109,7 @@ private:
   net::frame_ptr data_frame(net::opcode op, std::span<const std::byte> payload,
                             bool compress);
   // The frame a topic delivery becomes on this connection.
-  net::frame_ptr delivery_frame(const msg::delivery& d);
+  net::frame_ptr delivery_frame(const msg::topic_message& d);
   void schedule_flush();
   // Sends a close frame, runs `close` and closes the transport.
   void fail(std::uint16_t code, std::string_view reason);

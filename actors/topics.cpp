@@ -35,6 +35,8 @@ namespace {
 struct topic_state {
   std::shared_ptr<const std::string> topic;
   std::vector<caf::actor> subscribers;
+  // Messages published since the last fan-out (see the flush handler).
+  std::vector<msg::topic_message> batch;
   static inline const char* name = "herald.topic";
 };
 
@@ -57,12 +59,25 @@ caf::behavior topic_actor(caf::stateful_actor<topic_state>* self,
       }
     },
     [=](caf::publish_atom, msg::publication& pub) {
-      // One message shared by every subscriber: the frame is never copied.
-      auto m = caf::make_message(
-        msg::delivery{self->state.topic, pub.frame, pub.compress});
-      for (auto& sub : self->state.subscribers)
-        if (sub.address() != pub.exclude)
-          self->send(sub, m);
+      // Collect what arrives while we are busy; the flush we send ourselves
+      // comes after everything already queued, so each subscriber gets one
+      // message per burst instead of one per publish.
+      auto& batch = self->state.batch;
+      if (batch.empty())
+        self->send(self, msg::flush_atom::value);
+      batch.push_back(msg::topic_message{std::move(pub.frame),
+                                         std::move(pub.exclude),
+                                         pub.compress});
+    },
+    [=](msg::flush_atom) {
+      auto& st = self->state;
+      if (st.batch.empty())
+        return;
+      // One message shared by every subscriber: no frame is ever copied.
+      auto m = caf::make_message(msg::delivery{st.topic, std::move(st.batch)});
+      st.batch.clear();
+      for (auto& sub : st.subscribers)
+        self->send(sub, m);
     },
     [=](msg::count_atom) { return self->state.subscribers.size(); },
   };

@@ -10,7 +10,7 @@
 //                      (publish_atom, topic, publication)   publish
 //   to a topic actor:  (subscribe_atom, actor) (unsubscribe_atom, actor)
 //                      (publish_atom, publication)
-//   to a subscriber:   (delivery)                           a topic message
+//   to a subscriber:   (delivery)                           topic messages
 //   to a connection:   (inbound)                            bytes read
 //                      (written_atom, buffered)             backlog written
 //                      (transport_down_atom, why)           socket gone
@@ -62,12 +62,12 @@ struct publication {
   bool compress = false;
 };
 
-/// A topic message as a subscriber receives it.
-struct delivery {
-  /// The topic's name, shared by all deliveries of that topic.
-  std::shared_ptr<const std::string> topic;
+/// One message of a topic.
+struct topic_message {
   /// The encoded frame, never compressed (connections compress on demand).
   net::frame_ptr frame;
+  /// The publisher, if it asked to be left out.
+  caf::actor_addr exclude;
   /// The publisher asked for compression.
   bool compress = false;
 
@@ -78,6 +78,25 @@ struct delivery {
   /// The payload as bytes.
   std::span<const std::byte> bytes() const noexcept {
     return frame->payload();
+  }
+};
+
+/// Topic messages as a subscriber receives them: every message a topic got
+/// while it was busy, in publish order, in one delivery. All subscribers
+/// share one delivery (and its frames); each skips what excludes it.
+struct delivery {
+  /// The topic's name, shared by all deliveries of that topic.
+  std::shared_ptr<const std::string> topic;
+  /// The messages, oldest first.
+  std::vector<topic_message> messages;
+
+  /// Calls `fn(const topic_message&)` for each message meant for `self`
+  /// (that is, not published by `self` with exclusion).
+  template <class F>
+  void each(const caf::actor_addr& self, F&& fn) const {
+    for (auto& m : messages)
+      if (!m.exclude || m.exclude != self)
+        fn(m);
   }
 };
 

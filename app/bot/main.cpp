@@ -33,25 +33,29 @@ caf::behavior bot(caf::event_based_actor* self, caf::actor registry) {
   self->link_to(registry);
   herald::subscribe(registry, "lobby", caf::actor_cast<caf::actor>(self));
   auto seen = std::make_shared<int>(0);
+  auto answer = [=](const std::string& topic, std::string_view text) {
+    ++*seen;
+    // Messages arrive as "name: text"; look at the text part.
+    auto colon = text.find(": ");
+    auto body = colon == std::string_view::npos ? text
+                                                : text.substr(colon + 2);
+    std::string reply;
+    if (body == "!ping")
+      reply = "bot: pong";
+    else if (body.rfind("!echo ", 0) == 0)
+      reply = "bot: " + std::string{body.substr(6)};
+    else if (body == "!count")
+      reply = "bot: " + std::to_string(*seen);
+    if (!reply.empty())
+      herald::publish_text(registry, topic, reply, self->address());
+  };
   return {
+    // A delivery holds every message the topic got in one burst.
     [=](const herald::msg::delivery& d) {
-      if (d.binary())
-        return;
-      ++*seen;
-      auto text = d.text();
-      // Messages arrive as "name: text"; look at the text part.
-      auto colon = text.find(": ");
-      auto body = colon == std::string_view::npos ? text
-                                                  : text.substr(colon + 2);
-      std::string reply;
-      if (body == "!ping")
-        reply = "bot: pong";
-      else if (body.rfind("!echo ", 0) == 0)
-        reply = "bot: " + std::string{body.substr(6)};
-      else if (body == "!count")
-        reply = "bot: " + std::to_string(*seen);
-      if (!reply.empty())
-        herald::publish_text(registry, *d.topic, reply, self->address());
+      d.each(self->address(), [&](const herald::msg::topic_message& m) {
+        if (!m.binary())
+          answer(*d.topic, m.text());
+      });
     },
   };
 }

@@ -20,7 +20,8 @@ using inbox = std::shared_ptr<std::vector<std::string>>;
 caf::behavior recorder(caf::event_based_actor*, inbox box) {
   return {
     [box](const herald::msg::delivery& d) {
-      box->push_back(*d.topic + ":" + std::string{d.text()});
+      for (auto& m : d.messages)
+        box->push_back(*d.topic + ":" + std::string{m.text()});
     },
   };
 }
@@ -71,13 +72,42 @@ CAF_TEST(a publish reaches every subscriber exactly once) {
 }
 
 CAF_TEST(publish excludes the sender when asked) {
-  auto [a, abox] = make_recorder();
-  auto [b, bbox] = make_recorder();
+  std::vector<std::string> seen_by_a;
+  std::vector<std::string> seen_by_b;
+  auto make = [&](std::vector<std::string>& seen) {
+    return sys.spawn([&seen](caf::event_based_actor* self) -> caf::behavior {
+      return {[&seen, self](const herald::msg::delivery& d) {
+        d.each(self->address(), [&](const herald::msg::topic_message& m) {
+          seen.emplace_back(m.text());
+        });
+      }};
+    });
+  };
+  auto a = make(seen_by_a);
+  auto b = make(seen_by_b);
   subscribe("room", a);
   subscribe("room", b);
-  publish("room", "hi", a.address());
-  CAF_CHECK(abox->empty());
-  CAF_CHECK_EQUAL(bbox->size(), 1u);
+  publish("room", "from a", a.address());
+  publish("room", "from server");
+  CAF_CHECK_EQUAL(seen_by_a, std::vector<std::string>{"from server"});
+  CAF_CHECK_EQUAL(seen_by_b,
+                  (std::vector<std::string>{"from a", "from server"}));
+}
+
+CAF_TEST(a burst of publishes reaches each subscriber as one delivery) {
+  auto deliveries = std::make_shared<int>(0);
+  auto counter = sys.spawn([deliveries](caf::event_based_actor*)
+                             -> caf::behavior {
+    return {[deliveries](const herald::msg::delivery&) { ++*deliveries; }};
+  });
+  subscribe("room", counter);
+  for (int i = 0; i < 50; ++i)
+    self->send(registry, caf::publish_atom::value, std::string{"room"},
+               herald::msg::publication{
+                 herald::net::make_frame(opcode::text, std::to_string(i)),
+                 {}});
+  sched.run();
+  CAF_CHECK_EQUAL(*deliveries, 1);
 }
 
 CAF_TEST(messages from one publisher arrive in order) {
@@ -124,7 +154,10 @@ CAF_TEST(a subscriber that goes down leaves all its topics) {
 CAF_TEST(a publish shares one frame among all subscribers) {
   std::vector<herald::net::frame_ptr> seen;
   auto keep = [&](caf::event_based_actor*) -> caf::behavior {
-    return {[&](const herald::msg::delivery& d) { seen.push_back(d.frame); }};
+    return {[&](const herald::msg::delivery& d) {
+      for (auto& m : d.messages)
+        seen.push_back(m.frame);
+    }};
   };
   for (int i = 0; i < 10; ++i)
     subscribe("room", sys.spawn(keep));

@@ -1,0 +1,1216 @@
+// herald-bench-client: the load client of the chat-room benchmark.
+//
+// Plain POSIX: one thread, non-blocking sockets, epoll, and its own RFC 6455
+// frame parser, so that it costs far less CPU than the servers it drives.
+// Modes:
+//
+//   throughput  Bun's method (bench/websocket-server in Bun's repository):
+//               N clients join the room; in each round every client sends M
+//               chat strings; the round ends when every client has received
+//               every message ("NAME: m" from each of the N senders, N*M*N
+//               deliveries), and the next round starts at once. Counts
+//               deliveries per second over --duration seconds after
+//               --warmup, and checks every delivery: per receiver and per
+//               sender the messages must arrive complete, in order, once.
+//   latency     N clients join; client 0 publishes a timestamped message
+//               every --interval-ms; every receiver records the time from
+//               the send to the kernel's receive timestamp of the frame
+//               (SO_TIMESTAMPNS) and to the moment the client parsed it.
+//   idle        opens N connections, waits until all are in the room, then
+//               reports the server's resident memory growth per connection.
+//   handshake   --clients parallel loops of connect, upgrade, check the 101
+//               and Sec-WebSocket-Accept, reset; counts handshakes per second.
+//
+// With --server-pid the server's CPU time (utime + stime from
+// /proc/PID/stat) is sampled at the start and end of the measured window.
+// The last line is `RESULT key=value ...`; the exit status is 0 only when
+// everything was verified.
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+namespace {
+
+// -- options ------------------------------------------------------------------
+
+enum class mode { throughput, latency, idle, handshake };
+
+struct options {
+  std::string host = "127.0.0.1";
+  int port = 4001;
+  mode m = mode::throughput;
+  int clients = 32;
+  int messages = 50;
+  std::size_t payload = 0; // 0: Bun's short strings
+  double duration = 10;
+  double warmup = 1;
+  int server_pid = 0;
+  int interval_ms = 10;
+  int connect_parallel = 128;
+  double settle = 2;
+  double timeout = 60;
+  bool quiet = false;
+  bool verbose = false;
+};
+
+void usage(std::FILE* out) {
+  std::fputs(
+    "usage: herald-bench-client [options]\n"
+    "  --host ADDR          server address (default 127.0.0.1)\n"
+    "  --port N             server port (default 4001)\n"
+    "  --mode M             throughput | latency | idle | handshake\n"
+    "                       (default throughput)\n"
+    "  --clients N          connections (default 32; handshake: parallel "
+    "loops)\n"
+    "  --messages M         messages per client per round (default 50)\n"
+    "  --payload BYTES      message size; 0: short chat strings (default 0)\n"
+    "  --duration SECS      measured time (default 10)\n"
+    "  --warmup SECS        unmeasured time before it (default 1)\n"
+    "  --server-pid PID     sample the server's CPU time and memory\n"
+    "  --interval-ms MS     latency: time between publishes (default 10)\n"
+    "  --connect-parallel N handshakes in flight while connecting "
+    "(default 128)\n"
+    "  --settle SECS        idle: wait before reading memory (default 2)\n"
+    "  --timeout SECS       give up on connecting or a round (default 60)\n"
+    "  --quiet              no per-second lines\n"
+    "  --verbose            print every round's time\n",
+    out);
+}
+
+[[noreturn]] void die(const char* fmt, const char* arg = "") {
+  std::fprintf(stderr, "herald-bench-client: ");
+  std::fprintf(stderr, fmt, arg);
+  std::fprintf(stderr, "\n");
+  std::exit(2);
+}
+
+// -- clocks and /proc ---------------------------------------------------------
+
+using clock_type = std::chrono::steady_clock;
+
+double seconds_since(clock_type::time_point t) {
+  return std::chrono::duration<double>(clock_type::now() - t).count();
+}
+
+std::int64_t realtime_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+}
+
+// utime + stime of a process in seconds (from /proc/PID/stat), -1 if unknown.
+double process_cpu(int pid) {
+  if (pid <= 0)
+    return -1;
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string s{std::istreambuf_iterator<char>{in}, {}};
+  auto close = s.rfind(')');
+  if (close == std::string::npos)
+    return -1;
+  std::istringstream rest{s.substr(close + 2)};
+  std::string field;
+  unsigned long long utime = 0, stime = 0;
+  // Fields after the command: state(3) ... utime(14) stime(15).
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14)
+      utime = std::stoull(field);
+    else if (i == 15)
+      stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime)
+         / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// Resident memory of a process in KiB (VmRSS), -1 if unknown.
+long process_rss_kib(int pid) {
+  if (pid <= 0)
+    return -1;
+  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0)
+      return std::strtol(line.c_str() + 6, nullptr, 10);
+  return -1;
+}
+
+// CPU seconds all cores spent busy since boot (/proc/stat: user, nice,
+// system, irq, softirq, steal), to see how much of a window went to
+// processes other than the server and the client.
+double system_busy_cpu() {
+  std::ifstream in{"/proc/stat"};
+  std::string cpu;
+  unsigned long long v[8] = {};
+  in >> cpu;
+  for (auto& x : v)
+    in >> x;
+  // user nice system idle iowait irq softirq steal
+  auto busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+  return static_cast<double>(busy) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double self_cpu() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec)
+         + static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec)
+             / 1e6;
+}
+
+// -- WebSocket bits -----------------------------------------------------------
+
+// RFC 6455's sample nonce and its accept value: every connection uses it, so
+// the client can check the server's Sec-WebSocket-Accept without SHA-1.
+constexpr std::string_view ws_key = "dGhlIHNhbXBsZSBub25jZQ==";
+constexpr std::string_view ws_accept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+std::uint32_t rng_state = 0x9E3779B9u;
+std::uint32_t next_random() {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 17;
+  rng_state ^= rng_state << 5;
+  return rng_state;
+}
+
+// Appends one masked client frame (FIN set).
+void append_frame(std::string& out, std::uint8_t opcode, std::string_view p) {
+  out.push_back(static_cast<char>(0x80 | opcode));
+  auto n = p.size();
+  if (n < 126) {
+    out.push_back(static_cast<char>(0x80 | n));
+  } else if (n <= 0xFFFF) {
+    out.push_back(static_cast<char>(0x80 | 126));
+    out.push_back(static_cast<char>(n >> 8));
+    out.push_back(static_cast<char>(n & 0xFF));
+  } else {
+    out.push_back(static_cast<char>(0x80 | 127));
+    for (int i = 7; i >= 0; --i)
+      out.push_back(static_cast<char>((n >> (8 * i)) & 0xFF));
+  }
+  auto key = next_random();
+  char mask[4];
+  std::memcpy(mask, &key, 4);
+  out.append(mask, 4);
+  auto start = out.size();
+  out.append(p);
+  for (std::size_t i = 0; i < n; ++i)
+    out[start + i] = static_cast<char>(out[start + i] ^ mask[i & 3]);
+}
+
+std::string make_request(const options& o, std::string_view name) {
+  std::string r;
+  r.reserve(200);
+  r.append("GET /?name=").append(name).append(" HTTP/1.1\r\nHost: ");
+  r.append(o.host).append(":").append(std::to_string(o.port));
+  r.append("\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: ");
+  r.append(ws_key);
+  r.append("\r\nSec-WebSocket-Version: 13\r\n\r\n");
+  return r;
+}
+
+// Checks a handshake response head; returns an error or "".
+std::string check_response(std::string_view head) {
+  if (head.rfind("HTTP/1.1 101", 0) != 0)
+    return "expected 101, got: "
+           + std::string{head.substr(0, head.find('\r'))};
+  // Header names are case-insensitive: look for the accept value itself.
+  std::string lower{head};
+  for (auto& ch : lower)
+    ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  auto at = lower.find("\r\nsec-websocket-accept:");
+  if (at == std::string::npos)
+    return "no Sec-WebSocket-Accept";
+  auto v = head.substr(at + 23);
+  v = v.substr(0, v.find('\r'));
+  while (!v.empty() && v.front() == ' ')
+    v.remove_prefix(1);
+  while (!v.empty() && v.back() == ' ')
+    v.remove_suffix(1);
+  if (v != ws_accept)
+    return "wrong Sec-WebSocket-Accept";
+  return {};
+}
+
+// -- chat content -------------------------------------------------------------
+
+// Client names as in Bun's client: Alice0, Bob0, ..., Zach0, Alice1, ...
+// The 26 base names start with 26 different letters, so a name's index is
+// its letter plus 26 times its number.
+const char* const base_names[26] = {
+  "Alice", "Bob",   "Charlie", "David",  "Eve",    "Frank", "Grace",
+  "Heidi", "Ivan",  "Judy",    "Karl",   "Linda",  "Mike",  "Nancy",
+  "Oscar", "Peggy", "Quentin", "Ruth",   "Steve",  "Trudy", "Ursula",
+  "Victor", "Wendy", "Xavier", "Yvonne", "Zach"};
+
+std::string client_name(int i) {
+  return std::string{base_names[i % 26]} + std::to_string(i / 26);
+}
+
+// Parses a name back to its index (-1 if it is none of ours).
+int name_index(std::string_view name) {
+  if (name.empty() || name[0] < 'A' || name[0] > 'Z')
+    return -1;
+  auto digits = name.find_first_of("0123456789");
+  if (digits == std::string_view::npos)
+    return -1;
+  int n = 0;
+  for (auto ch : name.substr(digits)) {
+    if (ch < '0' || ch > '9')
+      return -1;
+    n = n * 10 + (ch - '0');
+  }
+  return (name[0] - 'A') + 26 * n;
+}
+
+// Short chat strings like Bun's (3 to 28 bytes), all different so that a
+// duplicated or lost message cannot pass for the next expected one.
+std::vector<std::string> chat_messages(int count, std::size_t payload) {
+  static const char* const words[] = {
+    "Hello World!", "What is the meaning of life?", "where is the bathroom?",
+    "zoo",          "kangaroo",                     "erlang",
+    "elixir",       "bun",                          "mochi",
+    "typescript",   "javascript"};
+  std::vector<std::string> out;
+  for (int i = 0; i < count; ++i) {
+    std::string s = words[i % 11];
+    if (i >= 11 || i == 0)
+      s += " " + std::to_string(i);
+    if (payload > 0) {
+      // Exactly `payload` bytes: a numbered head, then filler.
+      s = "#" + std::to_string(i) + " ";
+      while (s.size() < payload)
+        s.push_back(static_cast<char>('a' + (s.size() + i) % 26));
+      s.resize(payload);
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+// -- connections --------------------------------------------------------------
+
+enum class conn_state { connecting, handshaking, open, closed };
+
+struct conn {
+  int fd = -1;
+  int index = 0;
+  conn_state state = conn_state::connecting;
+  std::string in;       // handshake bytes or the start of a partial frame
+  std::string out;      // bytes not yet written
+  std::size_t out_off = 0;
+  bool ready = false;   // got "ready"
+  // throughput: per sender, the index of the next expected message
+  std::vector<std::uint16_t> next;
+  std::uint64_t got_round = 0;
+  // latency: last sequence number seen
+  std::int64_t last_seq = -1;
+};
+
+struct frame_view {
+  std::uint8_t opcode;
+  bool fin;
+  std::string_view payload;
+};
+
+class client {
+public:
+  explicit client(options o) : o_(std::move(o)) {
+    ep_ = epoll_create1(EPOLL_CLOEXEC);
+    if (ep_ < 0)
+      die("epoll_create1 failed");
+    rbuf_.resize(256u << 10);
+    std::memset(&addr_, 0, sizeof addr_);
+    addr_.sin_family = AF_INET;
+    addr_.sin_port = htons(static_cast<std::uint16_t>(o_.port));
+    if (inet_pton(AF_INET, o_.host.c_str(), &addr_.sin_addr) != 1)
+      die("bad --host %s (IPv4 address expected)", o_.host.c_str());
+  }
+
+  int run() {
+    switch (o_.m) {
+      case mode::throughput:
+        return run_throughput();
+      case mode::latency:
+        return run_latency();
+      case mode::idle:
+        return run_idle();
+      case mode::handshake:
+        return run_handshake();
+    }
+    return 2;
+  }
+
+private:
+  // -- errors -----------------------------------------------------------------
+
+  template <class... Ts>
+  void error(const char* fmt, Ts... xs) {
+    if (++errors_ <= 10) {
+      std::fprintf(stderr, "herald-bench-client: error: ");
+      std::fprintf(stderr, fmt, xs...);
+      std::fprintf(stderr, "\n");
+    }
+  }
+
+  // -- sockets ----------------------------------------------------------------
+
+  int open_socket(bool reset_on_close) {
+    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      std::perror("socket");
+      std::exit(2);
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (o_.m == mode::latency)
+      setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
+    if (reset_on_close) {
+      linger l{1, 0};
+      setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    auto rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr_), sizeof addr_);
+    if (rc < 0 && errno != EINPROGRESS) {
+      std::perror("connect");
+      std::exit(2);
+    }
+    return fd;
+  }
+
+  void start_connect(conn& c, bool reset_on_close = false) {
+    c.fd = open_socket(reset_on_close);
+    c.state = conn_state::connecting;
+    c.in.clear();
+    c.out = make_request(o_, names_[static_cast<std::size_t>(c.index)]);
+    c.out_off = 0;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
+    ev.data.u64 = static_cast<std::uint64_t>(c.index);
+    if (epoll_ctl(ep_, EPOLL_CTL_ADD, c.fd, &ev) < 0)
+      die("epoll_ctl failed");
+  }
+
+  void close_conn(conn& c) {
+    if (c.fd >= 0) {
+      epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
+      ::close(c.fd);
+    }
+    c.fd = -1;
+    c.state = conn_state::closed;
+  }
+
+  // Writes what is queued; returns false when the connection failed.
+  bool flush(conn& c) {
+    while (c.out_off < c.out.size()) {
+      auto n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off,
+                      MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+          return true; // EPOLLOUT (edge-triggered) brings us back
+        if (errno == EINTR)
+          continue;
+        return false;
+      }
+      c.out_off += static_cast<std::size_t>(n);
+    }
+    c.out.clear();
+    c.out_off = 0;
+    return true;
+  }
+
+  // Sends `data` (a round's frames), without copying when nothing is queued.
+  bool send_bytes(conn& c, std::string_view data) {
+    if (c.out_off < c.out.size()) {
+      c.out.append(data);
+      return true;
+    }
+    c.out.clear();
+    c.out_off = 0;
+    std::size_t off = 0;
+    while (off < data.size()) {
+      auto n = ::send(c.fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+          break;
+        if (errno == EINTR)
+          continue;
+        return false;
+      }
+      off += static_cast<std::size_t>(n);
+    }
+    if (off < data.size())
+      c.out.assign(data.substr(off));
+    return true;
+  }
+
+  // -- the event loop ---------------------------------------------------------
+
+  // Runs the loop until `done()` or the deadline; false on timeout.
+  template <class Done>
+  bool loop_until(Done done, double timeout_s) {
+    auto start = clock_type::now();
+    epoll_event events[512];
+    while (!done()) {
+      auto left = timeout_s - seconds_since(start);
+      if (left <= 0)
+        return false;
+      int wait_ms = static_cast<int>(std::min(left * 1000.0, 50.0)) + 1;
+      if (tick_)
+        wait_ms = std::min(wait_ms, tick_ms_);
+      int n = epoll_wait(ep_, events, 512, wait_ms);
+      if (n < 0) {
+        if (errno == EINTR)
+          continue;
+        die("epoll_wait failed");
+      }
+      for (int i = 0; i < n; ++i)
+        on_event(conns_[events[i].data.u64], events[i].events);
+      if (tick_)
+        tick_();
+    }
+    return true;
+  }
+
+  void on_event(conn& c, std::uint32_t ev) {
+    if (c.state == conn_state::closed)
+      return;
+    if (c.state == conn_state::connecting) {
+      if (ev & (EPOLLERR | EPOLLHUP)) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        return conn_failed(c, err ? std::strerror(err) : "connect failed");
+      }
+      if (!(ev & EPOLLOUT))
+        return;
+      c.state = conn_state::handshaking;
+    }
+    if (ev & EPOLLOUT) {
+      if (!flush(c))
+        return conn_failed(c, std::strerror(errno));
+    }
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP))
+      read_all(c);
+  }
+
+  void conn_failed(conn& c, const char* why) {
+    if (o_.m == mode::handshake && stopping_) {
+      close_conn(c);
+      return;
+    }
+    error("connection %d (%s): %s", c.index,
+          names_[static_cast<std::size_t>(c.index)].c_str(), why);
+    close_conn(c);
+    ++failed_;
+  }
+
+  void read_all(conn& c) {
+    for (;;) {
+      // A partial frame left over from the last read goes first.
+      auto keep = c.state == conn_state::open ? c.in.size() : 0;
+      if (keep > 0) {
+        if (rbuf_.size() < keep * 2)
+          rbuf_.resize(keep * 2);
+        std::memcpy(rbuf_.data(), c.in.data(), keep);
+      }
+      auto room = rbuf_.size() - keep;
+      std::int64_t kernel_ns = 0;
+      ssize_t n;
+      if (o_.m == mode::latency) {
+        iovec iov{rbuf_.data() + keep, room};
+        alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(timespec))];
+        msghdr mh{};
+        mh.msg_iov = &iov;
+        mh.msg_iovlen = 1;
+        mh.msg_control = ctrl;
+        mh.msg_controllen = sizeof ctrl;
+        n = ::recvmsg(c.fd, &mh, 0);
+        if (n > 0)
+          for (auto* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+              timespec ts;
+              std::memcpy(&ts, CMSG_DATA(cm), sizeof ts);
+              kernel_ns = std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
+            }
+      } else {
+        n = ::recv(c.fd, rbuf_.data() + keep, room, 0);
+      }
+      if (n < 0) {
+        if (errno == EINTR)
+          continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+          conn_failed(c, std::strerror(errno));
+        return;
+      }
+      if (n == 0) {
+        if (c.state != conn_state::closed)
+          conn_failed(c, "closed by the server");
+        return;
+      }
+      bytes_in_ += static_cast<std::uint64_t>(n);
+      std::string_view data{rbuf_.data(), keep + static_cast<std::size_t>(n)};
+      if (c.state == conn_state::handshaking) {
+        c.in.append(data);
+        auto end = c.in.find("\r\n\r\n");
+        if (end == std::string::npos) {
+          if (c.in.size() > 16384)
+            return conn_failed(c, "handshake response too large");
+          continue;
+        }
+        auto problem = check_response(std::string_view{c.in}.substr(0, end + 2));
+        if (!problem.empty())
+          return conn_failed(c, problem.c_str());
+        std::string rest = c.in.substr(end + 4);
+        c.in.clear();
+        c.state = conn_state::open;
+        on_open(c);
+        if (c.state != conn_state::open)
+          return;
+        if (!rest.empty()) {
+          c.in = std::move(rest);
+          // Parse what followed the response right away.
+          auto consumed = parse(c, c.in, kernel_ns);
+          if (c.state != conn_state::open)
+            return;
+          c.in.erase(0, consumed);
+        }
+      } else {
+        auto consumed = parse(c, data, kernel_ns);
+        if (c.state != conn_state::open)
+          return;
+        c.in.assign(data.substr(consumed));
+      }
+      if (static_cast<std::size_t>(n) < room)
+        return; // a short read: the socket is drained (stream socket)
+    }
+  }
+
+  // Parses whole frames from `data`; returns the bytes consumed.
+  std::size_t parse(conn& c, std::string_view data, std::int64_t kernel_ns) {
+    std::size_t pos = 0;
+    auto* p = reinterpret_cast<const unsigned char*>(data.data());
+    while (data.size() - pos >= 2) {
+      auto b0 = p[pos];
+      auto b1 = p[pos + 1];
+      std::size_t hdr = 2;
+      std::uint64_t len = b1 & 0x7F;
+      if (b1 & 0x80) {
+        error("masked frame from the server");
+        close_conn(c);
+        return 0;
+      }
+      if (len == 126) {
+        if (data.size() - pos < 4)
+          break;
+        len = (std::uint64_t{p[pos + 2]} << 8) | p[pos + 3];
+        hdr = 4;
+      } else if (len == 127) {
+        if (data.size() - pos < 10)
+          break;
+        len = 0;
+        for (int i = 0; i < 8; ++i)
+          len = (len << 8) | p[pos + 2 + i];
+        hdr = 10;
+      }
+      if (data.size() - pos - hdr < len)
+        break; // read_all grows the buffer for large frames
+      frame_view f{static_cast<std::uint8_t>(b0 & 0x0F), (b0 & 0x80) != 0,
+                   data.substr(pos + hdr, static_cast<std::size_t>(len))};
+      pos += hdr + static_cast<std::size_t>(len);
+      on_frame(c, f, kernel_ns);
+      if (c.state != conn_state::open)
+        return pos;
+    }
+    return pos;
+  }
+
+  void on_frame(conn& c, const frame_view& f, std::int64_t kernel_ns) {
+    switch (f.opcode) {
+      case 0x1:
+      case 0x2:
+        if (!f.fin) {
+          error("fragmented message (not expected from a chat server)");
+          close_conn(c);
+          return;
+        }
+        on_message(c, f.payload, kernel_ns);
+        return;
+      case 0x9: { // ping: answer
+        std::string pong;
+        append_frame(pong, 0xA, f.payload);
+        if (!send_bytes(c, pong))
+          conn_failed(c, std::strerror(errno));
+        return;
+      }
+      case 0xA:
+        return;
+      case 0x8:
+        error("connection %d closed by the server", c.index);
+        close_conn(c);
+        ++failed_;
+        return;
+      default:
+        error("unexpected opcode %d", static_cast<int>(f.opcode));
+        close_conn(c);
+        return;
+    }
+  }
+
+  // -- connecting -------------------------------------------------------------
+
+  void make_conns(int n) {
+    conns_.resize(static_cast<std::size_t>(n));
+    names_.clear();
+    for (int i = 0; i < n; ++i) {
+      conns_[static_cast<std::size_t>(i)].index = i;
+      names_.push_back(client_name(i));
+    }
+  }
+
+  // Connects every client (at most --connect-parallel handshakes at once)
+  // and waits until each one has received "ready".
+  bool connect_all() {
+    auto t0 = clock_type::now();
+    std::size_t next = 0;
+    auto start_more = [&] {
+      while (next < conns_.size()
+             && static_cast<int>(next) - opened_ - failed_
+                  < o_.connect_parallel)
+        start_connect(conns_[next++]);
+    };
+    start_more();
+    tick_ = start_more;
+    bool ok = loop_until(
+      [&] { return ready_count_ + failed_ >= static_cast<int>(conns_.size()); },
+      o_.timeout);
+    tick_ = nullptr;
+    if (!ok || failed_ > 0) {
+      error("only %d of %d clients connected and got \"ready\"", ready_count_,
+            static_cast<int>(conns_.size()));
+      return false;
+    }
+    if (!o_.quiet)
+      std::printf("%d clients connected and ready in %.2f s\n",
+                  static_cast<int>(conns_.size()), seconds_since(t0));
+    std::fflush(stdout);
+    return true;
+  }
+
+  void on_open(conn& c) {
+    ++opened_;
+    if (o_.m == mode::handshake) {
+      ++handshakes_;
+      if (measuring_)
+        ++measured_;
+      close_conn(c); // SO_LINGER 0: a reset, no TIME_WAIT
+      if (!stopping_)
+        start_connect(c, true);
+      return;
+    }
+  }
+
+  void on_message(conn& c, std::string_view payload, std::int64_t kernel_ns) {
+    if (!c.ready) {
+      if (payload != "ready") {
+        error("client %d: expected \"ready\", got \"%.*s\"", c.index,
+              static_cast<int>(std::min<std::size_t>(payload.size(), 60)),
+              payload.data());
+        return;
+      }
+      c.ready = true;
+      ++ready_count_;
+      return;
+    }
+    if (o_.m == mode::throughput)
+      on_chat(c, payload);
+    else if (o_.m == mode::latency)
+      on_latency(c, payload, kernel_ns);
+    else
+      error("client %d: unexpected message", c.index);
+  }
+
+  // -- throughput -------------------------------------------------------------
+
+  void on_chat(conn& c, std::string_view payload) {
+    ++delivered_total_;
+    if (measuring_)
+      ++measured_;
+    ++second_count_;
+    auto colon = payload.find(": ");
+    int s = colon == std::string_view::npos
+              ? -1
+              : name_index(payload.substr(0, colon));
+    if (s < 0 || s >= static_cast<int>(conns_.size())
+        || payload.substr(0, colon) != names_[static_cast<std::size_t>(s)]) {
+      error("client %d: message from an unknown sender: \"%.*s\"", c.index,
+            static_cast<int>(std::min<std::size_t>(payload.size(), 60)),
+            payload.data());
+      return;
+    }
+    if (!round_active_) {
+      error("client %d: message outside a round (duplicate?)", c.index);
+      return;
+    }
+    auto& k = c.next[static_cast<std::size_t>(s)];
+    auto text = payload.substr(colon + 2);
+    if (k >= msgs_.size() || text != msgs_[k]) {
+      error("client %d: from %s expected message %d, got \"%.*s\" "
+            "(lost, duplicated or reordered)",
+            c.index, names_[static_cast<std::size_t>(s)].c_str(),
+            static_cast<int>(k),
+            static_cast<int>(std::min<std::size_t>(text.size(), 40)),
+            text.data());
+      return;
+    }
+    ++k;
+    ++c.got_round;
+    if (--round_left_ == 0)
+      end_round();
+  }
+
+  void start_round() {
+    round_active_ = true;
+    round_start_ = clock_type::now();
+    round_left_ = static_cast<std::uint64_t>(conns_.size())
+                  * static_cast<std::uint64_t>(o_.messages) * conns_.size();
+    for (auto& c : conns_) {
+      std::fill(c.next.begin(), c.next.end(), 0);
+      c.got_round = 0;
+    }
+    for (auto& c : conns_)
+      if (c.state == conn_state::open
+          && !send_bytes(c, round_frames_[static_cast<std::size_t>(c.index)]))
+        conn_failed(c, std::strerror(errno));
+  }
+
+  void end_round() {
+    round_active_ = false;
+    ++rounds_;
+    if (o_.verbose)
+      std::printf("round %llu: %.1f ms\n",
+                  static_cast<unsigned long long>(rounds_),
+                  seconds_since(round_start_) * 1e3);
+    auto per_client = static_cast<std::uint64_t>(o_.messages) * conns_.size();
+    for (auto& c : conns_)
+      if (c.got_round != per_client)
+        error("client %d: %llu of %llu messages in the round", c.index,
+              static_cast<unsigned long long>(c.got_round),
+              static_cast<unsigned long long>(per_client));
+    if (!stopping_)
+      start_round();
+  }
+
+  int run_throughput() {
+    make_conns(o_.clients);
+    msgs_ = chat_messages(o_.messages, o_.payload);
+    for (auto& c : conns_)
+      c.next.assign(conns_.size(), 0);
+    round_frames_.resize(conns_.size());
+    for (auto& c : conns_)
+      for (auto& m : msgs_)
+        append_frame(round_frames_[static_cast<std::size_t>(c.index)], 0x1, m);
+    if (!connect_all())
+      return finish_result("throughput", 0, 0, false);
+
+    auto t0 = clock_type::now();
+    auto last_report = t0;
+    double cpu0 = 0, self0 = 0, t_measure = 0;
+    tick_ = [&] {
+      auto now = clock_type::now();
+      if (!measuring_ && !stopping_ && seconds_since(t0) >= o_.warmup) {
+        measuring_ = true;
+        measure_start_ = now;
+        cpu0 = process_cpu(o_.server_pid);
+        self0 = self_cpu();
+        sys0_ = system_busy_cpu();
+      }
+      if (measuring_ && seconds_since(measure_start_) >= o_.duration) {
+        t_measure = seconds_since(measure_start_);
+        measuring_ = false;
+        stopping_ = true;
+        server_cpu_ = o_.server_pid > 0 ? process_cpu(o_.server_pid) - cpu0 : -1;
+        client_cpu_ = self_cpu() - self0;
+        system_cpu_ = system_busy_cpu() - sys0_;
+      }
+      if (std::chrono::duration<double>(now - last_report).count() >= 1.0) {
+        if (!o_.quiet)
+          std::printf("%llu deliveries/s (%zu clients x %d messages%s)\n",
+                      static_cast<unsigned long long>(second_count_),
+                      conns_.size(), o_.messages,
+                      o_.payload ? (", " + std::to_string(o_.payload)
+                                    + " bytes").c_str()
+                                 : "");
+        std::fflush(stdout);
+        second_count_ = 0;
+        last_report = now;
+      }
+    };
+    start_round();
+    // Measure, then let the round in flight finish so that every message
+    // sent is accounted for.
+    bool ok = loop_until([&] { return stopping_ && !round_active_; },
+                         o_.warmup + o_.duration + o_.timeout);
+    tick_ = nullptr;
+    if (!ok)
+      error("the last round did not complete: %llu deliveries missing",
+            static_cast<unsigned long long>(round_left_));
+    // Anything still arriving now would be a duplicate.
+    loop_until([] { return false; }, 0.2);
+    if (failed_ > 0)
+      error("%d connections failed", failed_);
+    return finish_result("throughput", measured_, t_measure, ok);
+  }
+
+  // -- latency ----------------------------------------------------------------
+
+  void on_latency(conn& c, std::string_view payload, std::int64_t kernel_ns) {
+    auto now = realtime_ns();
+    // "NAME: SEQ TIMESTAMP"
+    auto colon = payload.find(": ");
+    if (colon == std::string_view::npos) {
+      error("client %d: malformed message", c.index);
+      return;
+    }
+    auto text = std::string{payload.substr(colon + 2)};
+    long long seq = 0, sent = 0;
+    if (std::sscanf(text.c_str(), "%lld %lld", &seq, &sent) != 2) {
+      error("client %d: malformed message", c.index);
+      return;
+    }
+    if (seq != c.last_seq + 1)
+      error("client %d: expected message %lld, got %lld", c.index,
+            c.last_seq + 1, seq);
+    c.last_seq = seq;
+    ++delivered_total_;
+    if (seq >= first_measured_seq_ && first_measured_seq_ >= 0) {
+      ++measured_;
+      lat_user_.push_back(now - sent);
+      if (kernel_ns > 0)
+        lat_kernel_.push_back(kernel_ns - sent);
+    }
+  }
+
+  int run_latency() {
+    make_conns(o_.clients);
+    if (!connect_all())
+      return finish_result("latency", 0, 0, false);
+    auto& pub = conns_[0];
+    std::int64_t seq = 0;
+    auto t0 = clock_type::now();
+    auto next_send = t0;
+    auto interval = std::chrono::microseconds{o_.interval_ms * 1000};
+    tick_ms_ = 1;
+    double cpu0 = 0, self0 = 0, t_measure = 0;
+    tick_ = [&] {
+      auto now = clock_type::now();
+      if (!measuring_ && !stopping_ && seconds_since(t0) >= o_.warmup) {
+        measuring_ = true;
+        first_measured_seq_ = seq;
+        measure_start_ = now;
+        cpu0 = process_cpu(o_.server_pid);
+        self0 = self_cpu();
+        sys0_ = system_busy_cpu();
+      }
+      if (measuring_ && seconds_since(measure_start_) >= o_.duration) {
+        t_measure = seconds_since(measure_start_);
+        measuring_ = false;
+        stopping_ = true;
+        server_cpu_ = o_.server_pid > 0 ? process_cpu(o_.server_pid) - cpu0 : -1;
+        client_cpu_ = self_cpu() - self0;
+        system_cpu_ = system_busy_cpu() - sys0_;
+      }
+      if (!stopping_ && now >= next_send) {
+        std::string frame;
+        append_frame(frame, 0x1,
+                     std::to_string(seq) + " " + std::to_string(realtime_ns()));
+        ++seq;
+        if (!send_bytes(pub, frame))
+          conn_failed(pub, std::strerror(errno));
+        next_send += interval;
+        if (next_send < now)
+          next_send = now + interval;
+      }
+    };
+    bool ok = loop_until(
+      [&] {
+        if (!stopping_)
+          return false;
+        for (auto& c : conns_)
+          if (c.state == conn_state::open && c.last_seq != seq - 1)
+            return false;
+        return true;
+      },
+      o_.warmup + o_.duration + o_.timeout);
+    tick_ = nullptr;
+    if (!ok)
+      error("not every publish reached every client");
+    for (auto& c : conns_)
+      if (c.last_seq != seq - 1)
+        error("client %d saw %lld of %lld publishes", c.index,
+              static_cast<long long>(c.last_seq + 1),
+              static_cast<long long>(seq));
+    publishes_ = static_cast<std::uint64_t>(seq - first_measured_seq_);
+    return finish_result("latency", measured_, t_measure, ok);
+  }
+
+  // -- idle memory ------------------------------------------------------------
+
+  int run_idle() {
+    make_conns(o_.clients);
+    auto rss0 = process_rss_kib(o_.server_pid);
+    if (!connect_all())
+      return finish_result("idle", 0, 0, false);
+    // Let the server settle (and, for garbage-collected servers, collect).
+    loop_until([] { return false; }, o_.settle);
+    auto rss1 = process_rss_kib(o_.server_pid);
+    rss_before_kib_ = rss0;
+    rss_after_kib_ = rss1;
+    return finish_result("idle", 0, 0, failed_ == 0);
+  }
+
+  // -- handshakes -------------------------------------------------------------
+
+  int run_handshake() {
+    make_conns(o_.clients);
+    for (auto& c : conns_)
+      start_connect(c, true);
+    auto t0 = clock_type::now();
+    double cpu0 = 0, self0 = 0, t_measure = 0;
+    tick_ = [&] {
+      if (!measuring_ && !stopping_ && seconds_since(t0) >= o_.warmup) {
+        measuring_ = true;
+        measure_start_ = clock_type::now();
+        cpu0 = process_cpu(o_.server_pid);
+        self0 = self_cpu();
+        sys0_ = system_busy_cpu();
+      }
+      if (measuring_ && seconds_since(measure_start_) >= o_.duration) {
+        t_measure = seconds_since(measure_start_);
+        measuring_ = false;
+        stopping_ = true;
+        server_cpu_ = o_.server_pid > 0 ? process_cpu(o_.server_pid) - cpu0 : -1;
+        client_cpu_ = self_cpu() - self0;
+        system_cpu_ = system_busy_cpu() - sys0_;
+      }
+    };
+    loop_until([&] { return stopping_; }, o_.warmup + o_.duration + o_.timeout);
+    tick_ = nullptr;
+    for (auto& c : conns_)
+      close_conn(c);
+    return finish_result("handshake", measured_, t_measure, failed_ == 0);
+  }
+
+  // -- results ----------------------------------------------------------------
+
+  static double percentile(std::vector<std::int64_t>& v, double p) {
+    if (v.empty())
+      return 0;
+    auto k = static_cast<std::size_t>(
+      std::min<double>(static_cast<double>(v.size() - 1),
+                       std::floor(p * static_cast<double>(v.size() - 1) + 0.5)));
+    std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
+    return static_cast<double>(v[k]) / 1e3; // microseconds
+  }
+
+  int finish_result(const char* name, std::uint64_t count, double secs,
+                    bool ok) {
+    for (auto& c : conns_) {
+      if (c.fd >= 0 && c.state == conn_state::open) {
+        std::string bye;
+        append_frame(bye, 0x8, std::string_view{"\x03\xe8", 2});
+        (void)::send(c.fd, bye.data(), bye.size(), MSG_NOSIGNAL);
+      }
+      close_conn(c);
+    }
+    bool verified = ok && errors_ == 0 && failed_ == 0;
+    if (o_.m != mode::idle)
+      verified = verified && count > 0;
+    double rate = secs > 0 ? static_cast<double>(count) / secs : 0;
+    std::printf("RESULT mode=%s clients=%d", name, o_.clients);
+    if (o_.m == mode::throughput)
+      std::printf(" messages=%d payload=%zu rounds=%llu", o_.messages,
+                  o_.payload, static_cast<unsigned long long>(rounds_));
+    if (o_.m == mode::throughput || o_.m == mode::handshake
+        || o_.m == mode::latency) {
+      std::printf(" seconds=%.3f count=%llu rate=%.0f", secs,
+                  static_cast<unsigned long long>(count), rate);
+      if (server_cpu_ >= 0)
+        std::printf(" server_cpu_s=%.3f server_cpu_ns=%.1f server_util=%.3f",
+                    server_cpu_,
+                    count ? server_cpu_ * 1e9 / static_cast<double>(count) : 0,
+                    secs > 0 ? server_cpu_ / secs : 0);
+      std::printf(" client_cpu_s=%.3f client_cpu_ns=%.1f client_util=%.3f",
+                  client_cpu_,
+                  count ? client_cpu_ * 1e9 / static_cast<double>(count) : 0,
+                  secs > 0 ? client_cpu_ / secs : 0);
+      // Busy CPU of everything else on the machine (other processes and
+      // interrupt time charged to no process), in cores.
+      if (system_cpu_ >= 0 && server_cpu_ >= 0 && secs > 0)
+        std::printf(" other_util=%.3f",
+                    std::max(0.0, system_cpu_ - server_cpu_ - client_cpu_)
+                      / secs);
+    }
+    if (o_.m == mode::latency) {
+      auto nk = lat_kernel_.size();
+      std::printf(" publishes=%llu samples=%zu",
+                  static_cast<unsigned long long>(publishes_), lat_user_.size());
+      std::printf(" p50_us=%.1f p99_us=%.1f max_us=%.1f",
+                  percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 0.5),
+                  percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 0.99),
+                  percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 1.0));
+      std::printf(" user_p50_us=%.1f user_p99_us=%.1f kernel_samples=%zu",
+                  percentile(lat_user_, 0.5), percentile(lat_user_, 0.99), nk);
+    }
+    if (o_.m == mode::idle) {
+      std::printf(" rss_before_kib=%ld rss_after_kib=%ld", rss_before_kib_,
+                  rss_after_kib_);
+      if (rss_before_kib_ >= 0 && rss_after_kib_ >= 0 && o_.clients > 0)
+        std::printf(" bytes_per_conn=%.0f",
+                    static_cast<double>(rss_after_kib_ - rss_before_kib_)
+                      * 1024.0 / o_.clients);
+    }
+    std::printf(" errors=%d failed=%d verified=%d\n", errors_, failed_,
+                verified ? 1 : 0);
+    std::fflush(stdout);
+    return verified ? 0 : 1;
+  }
+
+  options o_;
+  int ep_ = -1;
+  sockaddr_in addr_{};
+  std::vector<conn> conns_;
+  std::vector<std::string> names_;
+  std::vector<char> rbuf_;
+  std::function<void()> tick_;
+  int tick_ms_ = 20;
+
+  int opened_ = 0;
+  int ready_count_ = 0;
+  int failed_ = 0;
+  int errors_ = 0;
+  std::uint64_t bytes_in_ = 0;
+
+  bool measuring_ = false;
+  bool stopping_ = false;
+  clock_type::time_point measure_start_;
+  std::uint64_t measured_ = 0;
+  std::uint64_t second_count_ = 0;
+  double server_cpu_ = -1;
+  double client_cpu_ = 0;
+  double sys0_ = 0;
+  double system_cpu_ = -1;
+
+  // throughput
+  std::vector<std::string> msgs_;
+  std::vector<std::string> round_frames_;
+  bool round_active_ = false;
+  clock_type::time_point round_start_;
+  std::uint64_t round_left_ = 0;
+  std::uint64_t rounds_ = 0;
+  std::uint64_t delivered_total_ = 0;
+
+  // latency
+  std::int64_t first_measured_seq_ = -1;
+  std::uint64_t publishes_ = 0;
+  std::vector<std::int64_t> lat_user_, lat_kernel_;
+
+  // idle
+  long rss_before_kib_ = -1, rss_after_kib_ = -1;
+
+  // handshake
+  std::uint64_t handshakes_ = 0;
+};
+
+} // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg{argv[i]};
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc)
+        die("%s needs a value", argv[i]);
+      return argv[++i];
+    };
+    if (arg == "--help" || arg == "-h") {
+      usage(stdout);
+      return 0;
+    } else if (arg == "--host") {
+      o.host = value();
+    } else if (arg == "--port") {
+      o.port = std::atoi(value());
+    } else if (arg == "--mode") {
+      std::string_view v = value();
+      if (v == "throughput")
+        o.m = mode::throughput;
+      else if (v == "latency")
+        o.m = mode::latency;
+      else if (v == "idle")
+        o.m = mode::idle;
+      else if (v == "handshake")
+        o.m = mode::handshake;
+      else
+        die("unknown mode %s", argv[i]);
+    } else if (arg == "--clients") {
+      o.clients = std::atoi(value());
+    } else if (arg == "--messages") {
+      o.messages = std::atoi(value());
+    } else if (arg == "--payload") {
+      o.payload = static_cast<std::size_t>(std::atol(value()));
+    } else if (arg == "--duration") {
+      o.duration = std::atof(value());
+    } else if (arg == "--warmup") {
+      o.warmup = std::atof(value());
+    } else if (arg == "--server-pid") {
+      o.server_pid = std::atoi(value());
+    } else if (arg == "--interval-ms") {
+      o.interval_ms = std::atoi(value());
+    } else if (arg == "--connect-parallel") {
+      o.connect_parallel = std::atoi(value());
+    } else if (arg == "--settle") {
+      o.settle = std::atof(value());
+    } else if (arg == "--timeout") {
+      o.timeout = std::atof(value());
+    } else if (arg == "--quiet") {
+      o.quiet = true;
+    } else if (arg == "--verbose") {
+      o.verbose = true;
+    } else {
+      usage(stderr);
+      die("unknown option %s", argv[i]);
+    }
+  }
+  if (o.port <= 0 || o.port > 65535 || o.clients < 1 || o.messages < 1
+      || o.messages > 65535 || o.duration <= 0 || o.warmup < 0
+      || o.interval_ms < 1 || o.connect_parallel < 1)
+    die("invalid option value");
+  // Enough descriptors for many connections.
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  client c{o};
+  return c.run();
+}

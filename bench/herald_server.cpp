@@ -1,0 +1,173 @@
+// herald-bench-server: the chat room of Bun's WebSocket benchmark
+// (bench/websocket-server in Bun's repository), built on Herald's public API.
+//
+//   - a client connects to /?name=NAME and is subscribed to the topic "room";
+//   - when the expected number of clients (--clients) is connected and
+//     subscribed, the server publishes "ready" to the room;
+//   - every message m from NAME is published to the room as "NAME: m", to
+//     every member including the sender (publish_to_self, as in Bun's server).
+//
+// bench/bun/server.mjs and bench/node/server.mjs behave the same way.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include <herald/actors/herald.hpp>
+
+namespace {
+
+struct member {
+  std::string name;
+};
+
+void usage(std::FILE* out) {
+  std::fputs(
+    "usage: herald-bench-server [options]\n"
+    "  --host ADDR     address to listen on (default 127.0.0.1)\n"
+    "  --port N        port (default 4001)\n"
+    "  --clients N     publish \"ready\" once N clients are in the room "
+    "(default 32)\n"
+    "  --threads N     actor scheduler threads, 0: one per core (default 0)\n"
+    "  --help          this text\n",
+    out);
+}
+
+// Shared between the handlers (which run on actor threads) and the thread
+// that publishes "ready".
+struct room_state {
+  std::mutex mtx;
+  std::condition_variable cv;
+  long connected = 0;
+  bool stopping = false;
+};
+
+room_state room;
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::string host = "127.0.0.1";
+  long port = 4001;
+  long clients = 32;
+  long threads = 0;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg{argv[i]};
+    auto value = [&]() -> const char* {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "herald-bench-server: %s needs a value\n",
+                     argv[i]);
+        std::exit(2);
+      }
+      return argv[++i];
+    };
+    if (arg == "--help" || arg == "-h") {
+      usage(stdout);
+      return 0;
+    } else if (arg == "--host") {
+      host = value();
+    } else if (arg == "--port") {
+      port = std::strtol(value(), nullptr, 10);
+    } else if (arg == "--clients") {
+      clients = std::strtol(value(), nullptr, 10);
+    } else if (arg == "--threads") {
+      threads = std::strtol(value(), nullptr, 10);
+    } else {
+      std::fprintf(stderr, "herald-bench-server: unknown option %s\n",
+                   argv[i]);
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (port < 0 || port > 65535 || clients < 1 || threads < 0) {
+    std::fprintf(stderr, "herald-bench-server: invalid option value\n");
+    return 2;
+  }
+
+  herald::runtime rt{
+    herald::runtime_options{.worker_threads = static_cast<std::size_t>(threads)}};
+  try {
+    auto server = herald::serve<member>(rt, {
+      .hostname = host,
+      .port = static_cast<std::uint16_t>(port),
+      .fetch = [](herald::request& req, herald::server<member>& srv)
+        -> herald::fetch_result {
+        auto name = req.query("name").value_or("anonymous");
+        if (srv.upgrade(req, member{std::move(name)}))
+          return herald::upgraded;
+        return herald::response{400, "WebSocket upgrade expected\n"};
+      },
+      .websocket = {
+        .open = [](herald::socket<member>& ws) {
+          ws.subscribe("room");
+          std::lock_guard<std::mutex> guard{room.mtx};
+          ++room.connected;
+          room.cv.notify_all();
+        },
+        .message = [](herald::socket<member>& ws, herald::message msg) {
+          const auto& name = ws.data().name;
+          auto text = msg.text();
+          std::string out;
+          out.reserve(name.size() + 2 + text.size());
+          out.append(name).append(": ").append(text);
+          ws.publish("room", out);
+        },
+        .close = [](herald::socket<member>&, int, std::string_view) {
+          std::lock_guard<std::mutex> guard{room.mtx};
+          --room.connected;
+          room.cv.notify_all();
+        },
+        .publish_to_self = true,
+      },
+    });
+
+    // "ready" goes out once `clients` members are connected and the registry
+    // has seen all their subscriptions (subscribe is asynchronous), and again
+    // each time the room fills up after clients left.
+    std::thread readier{[&server, clients] {
+      std::unique_lock<std::mutex> lock{room.mtx};
+      for (;;) {
+        room.cv.wait(lock,
+                     [&] { return room.stopping || room.connected >= clients; });
+        if (room.stopping)
+          return;
+        lock.unlock();
+        auto deadline = std::chrono::steady_clock::now()
+                        + std::chrono::seconds{10};
+        while (server.subscriber_count("room")
+                 < static_cast<std::size_t>(clients)
+               && std::chrono::steady_clock::now() < deadline)
+          std::this_thread::sleep_for(std::chrono::milliseconds{5});
+        // Bun's server waits 100 ms before its "ready"; so do we.
+        std::this_thread::sleep_for(std::chrono::milliseconds{100});
+        server.publish("room", "ready");
+        lock.lock();
+        room.cv.wait(lock,
+                     [&] { return room.stopping || room.connected < clients; });
+        if (room.stopping)
+          return;
+      }
+    }};
+
+    std::printf("herald-bench-server listening on %s (ready at %ld clients)\n",
+                server.url().c_str(), clients);
+    std::fflush(stdout);
+    rt.run();
+    {
+      std::lock_guard<std::mutex> guard{room.mtx};
+      room.stopping = true;
+      room.cv.notify_all();
+    }
+    readier.join();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "herald-bench-server: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

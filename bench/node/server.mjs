@@ -1,0 +1,35 @@
+// The chat room of Bun's WebSocket benchmark on Node with the `ws` package
+// (see bench/README.md).
+//   node bench/node/server.mjs [--host ADDR] [--port N] [--clients N]
+// `ws` has no topics: the room is a set of sockets and a publish is a loop.
+import { WebSocketServer } from "ws";
+
+function option(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
+}
+
+const host = option("host", "127.0.0.1");
+const port = parseInt(option("port", "4001"), 10);
+const expected = parseInt(option("clients", "32"), 10);
+const room = new Set();
+
+const wss = new WebSocketServer({ host, port, perMessageDeflate: false, clientTracking: false });
+
+// The text is encoded once, not once per member.
+function publish(text) {
+  const frame = Buffer.from(text);
+  for (const ws of room) ws.send(frame, { binary: false });
+}
+
+wss.on("connection", (ws, req) => {
+  const name = new URL(req.url, "http://localhost").searchParams.get("name") ?? "anonymous";
+  room.add(ws);
+  if (room.size === expected) setTimeout(() => publish("ready"), 100);
+  ws.on("message", (data) => publish(`${name}: ${data}`));
+  ws.on("close", () => room.delete(ws));
+});
+
+wss.on("listening", () => {
+  console.log(`node ${process.version} ws listening on ws://${host}:${port}/ (ready at ${expected} clients)`);
+});

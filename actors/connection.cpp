@@ -200,7 +200,7 @@ void connection_core::fail(std::uint16_t code, std::string_view reason) {
 
 send_status connection_core::enqueue(net::frame_ptr f, bool control) {
   if (state_ != herald::ready_state::open) {
-    ++dropped_;
+    count_drop();
     return send_dropped;
   }
   // Control frames (pongs, close) are never dropped: they are small and the
@@ -212,7 +212,7 @@ send_status connection_core::enqueue(net::frame_ptr f, bool control) {
                                                 << ": backpressure limit of "
                                                 << opts_.backpressure_limit
                                                 << " bytes reached");
-    ++dropped_;
+    count_drop();
     if (opts_.close_on_backpressure_limit) {
       HERALD_LOG(info, "closing " << remote_address()
                                   << ": backpressure limit reached");
@@ -260,6 +260,12 @@ std::size_t connection_core::read_pause_threshold() const noexcept {
                                       : std::size_t{16} << 20;
 }
 
+void connection_core::count_drop() {
+  // Drops are rare and may come with no flush after them: count at once.
+  if (stats_)
+    stats_->dropped.fetch_add(1, std::memory_order_relaxed);
+}
+
 void connection_core::add_stats() {
   if (!stats_)
     return;
@@ -273,7 +279,6 @@ void connection_core::add_stats() {
   add(stats_->bytes_in, bytes_in_);
   add(stats_->messages_out, n_out_);
   add(stats_->bytes_out, bytes_out_);
-  add(stats_->dropped, dropped_);
 }
 
 void connection_core::on_written(std::size_t buffered) {

@@ -119,6 +119,7 @@ private:
   template <class F>
   void guarded(F&& f);
   void add_stats();
+  void count_drop();
   std::size_t read_pause_threshold() const noexcept;
 
   caf::event_based_actor* self_;
@@ -156,8 +157,7 @@ private:
   std::vector<std::byte> inflated_;
 
   // Counted locally, added to stats_ once per flush.
-  std::uint64_t n_in_ = 0, bytes_in_ = 0, n_out_ = 0, bytes_out_ = 0,
-                dropped_ = 0;
+  std::uint64_t n_in_ = 0, bytes_in_ = 0, n_out_ = 0, bytes_out_ = 0;
 };
 
 /// The actor around a connection_core.

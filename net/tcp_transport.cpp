@@ -146,10 +146,15 @@ public:
     closing_ = true;
     owner_ = nullptr;
     if (graceful && !failed_) {
-      if (out_.empty())
-        asio::post(sock_.get_executor(),
-                   [self = shared_from_this()] { self->do_shutdown(); });
-      // else: the write completion shuts down once the backlog is out.
+      bool flushed = out_.empty();
+      asio::post(sock_.get_executor(), [self = shared_from_this(), flushed] {
+        // A peer that never reads would keep a backlog (and this socket)
+        // forever: the linger deadline covers the flush too.
+        self->start_linger_timer();
+        if (flushed)
+          self->do_shutdown();
+        // else: the write completion shuts down once the backlog is out.
+      });
     } else {
       asio::post(sock_.get_executor(),
                  [self = shared_from_this()] { self->do_abort(); });
@@ -321,6 +326,13 @@ private:
     boost::system::error_code ec;
     sock_.shutdown(tcp::socket::shutdown_send, ec);
     lingering_ = true;
+    start_linger_timer();
+    do_linger_read();
+  }
+
+  void start_linger_timer() {
+    if (linger_timer_ || !sock_.is_open())
+      return;
     linger_timer_.emplace(sock_.get_executor());
     linger_timer_->expires_after(opts_.linger);
     linger_timer_->async_wait(
@@ -328,7 +340,6 @@ private:
         if (!ec)
           self->do_abort();
       });
-    do_linger_read();
   }
 
   void do_linger_read() {

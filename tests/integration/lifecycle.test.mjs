@@ -1,0 +1,211 @@
+// Connection lifecycles driven by time and by the process: idle timeouts
+// with and without pings, the close timeout after a server close that the
+// peer never answers, and SIGTERM/SIGINT shutdown. The slow cases run
+// concurrently so the file takes a few seconds.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import {
+  Client, OP, RawClient, sleep, startServer, stopServer, uniqueName,
+  waitCloseRecord, withTimeout,
+} from './helpers.mjs';
+
+const T = { timeout: 20000 };
+
+/** Milliseconds from `t0` until `c` (RawClient) ended. */
+const endedAfter = (c, t0) => c.endedAt - t0;
+
+describe('timeouts', { concurrency: true }, () => {
+  let quiet;   // --idle-timeout 2 --no-pings
+  let pinging; // --idle-timeout 2 (pings on)
+  let plain;   // defaults
+  before(async () => {
+    [quiet, pinging, plain] = await Promise.all([
+      startServer('HERALD_TEST_SERVER', ['--idle-timeout', '2', '--no-pings']),
+      startServer('HERALD_TEST_SERVER', ['--idle-timeout', '2']),
+      startServer('HERALD_TEST_SERVER'),
+    ]);
+  });
+  after(async () => {
+    await Promise.all([quiet, pinging, plain].map(stopServer));
+  });
+
+  test('no pings: a silent raw client is closed with 1001 "idle timeout" ' +
+       'after about 2 s', T, async () => {
+    const name = uniqueName('idle-raw');
+    const c = await RawClient.connect(quiet, { path: `/echo?name=${name}` });
+    const t0 = Date.now();
+    try {
+      const f = await c.expectClose(1001, { reason: 'idle timeout', ms: 6000,
+                                            thenEnd: false });
+      const ms = Date.now() - t0;
+      assert.ok(ms >= 900 && ms <= 4500, `closed after ${ms} ms`);
+      assert.equal(f.fin, true);
+      await c.waitEnd();
+      const rec = await waitCloseRecord(quiet, name);
+      assert.deepEqual([rec.code, rec.reason], [1001, 'idle timeout']);
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test('no pings: a silent ws client is closed with 1001 too', T,
+       async () => {
+         const c = await Client.connect(quiet.ws('/echo'));
+         const t0 = Date.now();
+         const info = await c.waitClose(6000);
+         const ms = Date.now() - t0;
+         assert.deepEqual(info, { code: 1001, reason: 'idle timeout' });
+         assert.ok(ms >= 900 && ms <= 4500, `closed after ${ms} ms`);
+         assert.equal(c.pings.length, 0, 'no pings with --no-pings');
+       });
+
+  test('no pings: a client that keeps talking stays open past 2x the ' +
+       'timeout', T, async () => {
+    const c = await Client.connect(quiet.ws('/echo'));
+    const t0 = Date.now();
+    for (let i = 0; Date.now() - t0 < 5000; ++i) {
+      assert.equal(await c.ask(`tick ${i}`), `tick ${i}`);
+      await sleep(300);
+    }
+    assert.equal(c.closeInfo, undefined, 'still open');
+    await c.close();
+  });
+
+  test('pings: a ws client (answering pings) stays open past 2x the ' +
+       'timeout', T, async () => {
+    const c = await Client.connect(pinging.ws('/echo'));
+    await sleep(5000);
+    assert.equal(c.closeInfo, undefined,
+                 `closed: ${JSON.stringify(c.closeInfo)}`);
+    assert.ok(c.pings.length >= 1, `pinged ${c.pings.length} times`);
+    assert.equal(await c.ask('alive'), 'alive');
+    await c.close();
+  });
+
+  test('pings: a raw client that never answers gets a ping, then 1001', T,
+       async () => {
+         const c = await RawClient.connect(pinging, { path: '/echo' });
+         const t0 = Date.now();
+         try {
+           const ping = await c.expectFrame(OP.ping, 4000);
+           assert.equal(ping.payload.length, 0);
+           const pingMs = Date.now() - t0;
+           assert.ok(pingMs >= 500 && pingMs <= 3000, `pinged after ${pingMs} ms`);
+           await c.expectClose(1001, { reason: 'idle timeout', ms: 4000 });
+           const ms = endedAfter(c, t0);
+           assert.ok(ms >= 1500 && ms <= 5000, `closed after ${ms} ms`);
+         } finally {
+           c.destroy();
+         }
+       });
+
+  test('pings: a raw client that answers pings stays open', T, async () => {
+    const c = await RawClient.connect(pinging, { path: '/echo' });
+    try {
+      const t0 = Date.now();
+      let pings = 0;
+      while (Date.now() - t0 < 4500) {
+        const f = await c.nextFrame(3000);
+        assert.ok(f, 'connection ended');
+        assert.equal(f.opcode, OP.ping);
+        ++pings;
+        await c.sendFrame(OP.pong, f.payload);
+      }
+      assert.ok(pings >= 2, `${pings} pings`);
+      await c.echo('still open');
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test('a server close the peer never answers: TCP dropped after the ' +
+       'close timeout (5 s), close handler sees 1006', T, async () => {
+    const name = uniqueName('unanswered');
+    const c = await RawClient.connect(plain, { path: `/api?name=${name}` });
+    try {
+      await c.expectFrame(OP.text); // open message
+      await c.sendFrame(OP.text, 'close 4000 answer me');
+      const t0 = Date.now();
+      await c.expectClose(4000, { thenEnd: false });
+      // Never answer the close.
+      await c.waitEnd(10000);
+      const ms = endedAfter(c, t0);
+      assert.ok(ms >= 3000 && ms <= 9000, `dropped after ${ms} ms`);
+      const rec = await waitCloseRecord(plain, name);
+      assert.equal(rec.code, 1006);
+    } finally {
+      c.destroy();
+    }
+  });
+});
+
+describe('shutdown by signal', { concurrency: true }, () => {
+  for (const [sig, bin, path] of [
+    ['SIGTERM', 'HERALD_TEST_SERVER', '/echo'],
+    ['SIGINT', 'HERALD_TEST_SERVER', '/api'],
+    ['SIGTERM', 'HERALD_ECHO', '/'],
+    ['SIGINT', 'HERALD_ECHO', '/'],
+  ]) {
+    test(`${bin} on ${sig}: clients get 1001, the process exits 0`, T,
+         async () => {
+           const server = await startServer(bin);
+           const a = await Client.connect(server.ws(path));
+           const b = await Client.connect(server.ws(path));
+           const t0 = Date.now();
+           const exit = await server.stop(sig);
+           const [ia, ib] = await Promise.all([a.waitClose(), b.waitClose()]);
+           assert.equal(ia.code, 1001);
+           assert.equal(ib.code, 1001);
+           assert.equal(ia.reason, 'server shutting down');
+           assert.deepEqual(exit, { code: 0, signal: null },
+                            `stderr:\n${server.stderr()}`);
+           assert.ok(Date.now() - t0 < 3000,
+                     `took ${Date.now() - t0} ms with answering clients`);
+         });
+  }
+
+  test('SIGTERM with a client that never answers the close: still exits 0',
+       T, async () => {
+         const server = await startServer('HERALD_TEST_SERVER');
+         const c = await RawClient.connect(server, { path: '/echo' });
+         try {
+           const exiting = server.stop('SIGTERM', 10000);
+           await c.expectClose(1001, { reason: 'server shutting down',
+                                       thenEnd: false });
+           const exit = await exiting;
+           assert.deepEqual(exit, { code: 0, signal: null },
+                            `stderr:\n${server.stderr()}`);
+           await c.waitEnd(3000);
+         } finally {
+           c.destroy();
+         }
+       });
+
+  test('SIGTERM with no clients: exits 0 at once', T, async () => {
+    const server = await startServer('HERALD_TEST_SERVER');
+    const t0 = Date.now();
+    const exit = await server.stop('SIGTERM');
+    assert.deepEqual(exit, { code: 0, signal: null });
+    assert.ok(Date.now() - t0 < 2000, `took ${Date.now() - t0} ms`);
+  });
+
+  test('SIGTERM while HTTP clients are connected (idle and mid-request)', T,
+       async () => {
+         const server = await startServer('HERALD_TEST_SERVER');
+         const net = await import('node:net');
+         const idle = net.connect({ host: server.host, port: server.port });
+         const partial = net.connect({ host: server.host, port: server.port });
+         await Promise.all([idle, partial].map((s) =>
+           withTimeout(new Promise((r) => s.once('connect', r)), 3000,
+                       'connect')));
+         partial.write('GET /info HTTP/1.1\r\nHost: x\r\n');
+         idle.on('error', () => {});
+         partial.on('error', () => {});
+         const exit = await server.stop('SIGTERM');
+         assert.deepEqual(exit, { code: 0, signal: null },
+                          `stderr:\n${server.stderr()}`);
+         idle.destroy();
+         partial.destroy();
+       });
+});

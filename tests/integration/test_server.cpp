@@ -1,0 +1,613 @@
+// herald-test-server: a server built on Herald's public API only, with
+// routes that let the integration tests (tests/integration/*.test.mjs)
+// drive and observe every part of it from real clients.
+//
+// Prints exactly one line "listening on ws://HOST:PORT/" when ready and runs
+// until SIGTERM/SIGINT (then closes WebSockets with 1001 and exits 0).
+//
+// HTTP routes (no upgrade):
+//   GET|POST /info[/...]  JSON: method, target, path, query params, headers,
+//                         body, remote address
+//   GET /stats            JSON: what the close/error/ping/pong handlers saw,
+//                         open connections, server counters
+//   GET /headers?name=N&value=V   a response carrying header N: V
+//   GET /publish?topic=T&text=X   server.publish(T, X)
+//   /throw                fetch throws -> 500
+//   /fake-upgrade         fetch returns herald::upgraded without upgrading
+//   /                     200 text
+//   anything else         fetch returns std::nullopt -> 404
+//
+// WebSocket routes (also choose subprotocol "chat" when offered):
+//   /echo      echoes every message (text as text, binary as binary)
+//   /auth      like /echo but needs "Authorization: Bearer secret" (else 401)
+//   /api       sends an "open" JSON message first; text messages are
+//              commands (see on_command), binary messages are echoed
+//              ?name=N names the connection (reported in /stats)
+//              ?throw=open makes the open handler throw
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <herald/actors/herald.hpp>
+
+namespace {
+
+// -- JSON output ----------------------------------------------------------------
+
+std::string json_str(std::string_view s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string bytes_str(std::span<const std::byte> b) {
+  return {reinterpret_cast<const char*>(b.data()), b.size()};
+}
+
+// -- per-connection data ----------------------------------------------------------
+
+struct conn_data {
+  std::string route;  // "echo", "auth" or "api"
+  std::string name;   // ?name=
+  int counter = 0;    // incremented by the "count" command
+  bool throw_on_open = false;
+  // Copied from the upgrade request.
+  std::string method;
+  std::string path;
+  std::string target;
+  std::string remote;
+  std::string user_agent;
+  // What the ping handler saw on this connection.
+  std::vector<std::string> pings;
+  // Sequence number of the next "flood" message.
+  std::uint32_t flood_seq = 0;
+};
+
+// -- what handlers saw, for GET /stats ---------------------------------------------
+
+struct event_log {
+  std::mutex mtx;
+  struct close_rec {
+    std::string name;
+    std::string route;
+    int code;
+    std::string reason;
+  };
+  struct error_rec {
+    std::string name;
+    std::string what;
+  };
+  struct data_rec {
+    std::string name;
+    std::string data;
+  };
+  std::deque<close_rec> closes;
+  std::deque<error_rec> errors;
+  std::deque<data_rec> pings;
+  std::deque<data_rec> pongs;
+  std::deque<data_rec> notes; // free-form observations of commands
+  std::atomic<long> opens{0};
+
+  template <class D, class R>
+  void add(D& list, R rec) {
+    std::lock_guard<std::mutex> guard{mtx};
+    list.push_back(std::move(rec));
+    if (list.size() > 1000)
+      list.pop_front();
+  }
+};
+
+event_log events;
+
+using server_t = herald::server<conn_data>;
+using socket_t = herald::socket<conn_data>;
+
+std::string stats_json(server_t& srv) {
+  std::ostringstream os;
+  std::lock_guard<std::mutex> guard{events.mtx};
+  os << "{\"opens\":" << events.opens.load();
+  os << ",\"pending_websockets\":" << srv.pending_websockets();
+  auto& st = srv.stats();
+  os << ",\"open_connections\":" << st.open_connections.load();
+  os << ",\"connections_total\":" << st.connections_total.load();
+  os << ",\"http_requests\":" << st.http_requests.load();
+  os << ",\"upgrades_refused\":" << st.upgrades_refused.load();
+  os << ",\"closes\":[";
+  bool first = true;
+  for (auto& c : events.closes) {
+    os << (first ? "" : ",") << "{\"name\":" << json_str(c.name)
+       << ",\"route\":" << json_str(c.route) << ",\"code\":" << c.code
+       << ",\"reason\":" << json_str(c.reason) << "}";
+    first = false;
+  }
+  os << "],\"errors\":[";
+  first = true;
+  for (auto& e : events.errors) {
+    os << (first ? "" : ",") << "{\"name\":" << json_str(e.name)
+       << ",\"what\":" << json_str(e.what) << "}";
+    first = false;
+  }
+  for (auto [key, list] : {std::pair{"pings", &events.pings},
+                           std::pair{"pongs", &events.pongs},
+                           std::pair{"notes", &events.notes}}) {
+    os << "],\"" << key << "\":[";
+    first = true;
+    for (auto& p : *list) {
+      os << (first ? "" : ",") << "{\"name\":" << json_str(p.name)
+         << ",\"data\":" << json_str(p.data) << "}";
+      first = false;
+    }
+  }
+  os << "]}";
+  return os.str();
+}
+
+std::string info_json(const herald::request& req) {
+  std::ostringstream os;
+  os << "{\"method\":" << json_str(req.method())
+     << ",\"target\":" << json_str(req.target())
+     << ",\"path\":" << json_str(req.path())
+     << ",\"query_string\":" << json_str(req.query_string())
+     << ",\"query\":{";
+  // Names come from the raw query string; values through req.query(), which
+  // percent-decodes them.
+  auto qs = req.query_string();
+  bool first = true;
+  std::vector<std::string> seen;
+  while (!qs.empty()) {
+    auto amp = qs.find('&');
+    auto pair = qs.substr(0, amp);
+    auto name = herald::percent_decode(pair.substr(0, pair.find('=')), true);
+    if (!name.empty()
+        && std::find(seen.begin(), seen.end(), name) == seen.end()) {
+      seen.push_back(name);
+      os << (first ? "" : ",") << json_str(name) << ":"
+         << json_str(req.query(name).value_or("<missing>"));
+      first = false;
+    }
+    if (amp == std::string_view::npos)
+      break;
+    qs.remove_prefix(amp + 1);
+  }
+  os << "},\"headers\":[";
+  first = true;
+  for (auto& [k, v] : req.headers()) {
+    os << (first ? "" : ",") << "[" << json_str(k) << "," << json_str(v)
+       << "]";
+    first = false;
+  }
+  os << "],\"protocols\":[";
+  first = true;
+  for (auto& p : req.protocols()) {
+    os << (first ? "" : ",") << json_str(p);
+    first = false;
+  }
+  os << "],\"is_upgrade\":" << (req.is_upgrade() ? "true" : "false")
+     << ",\"body\":" << json_str(req.body())
+     << ",\"remote\":" << json_str(req.remote_address()) << "}";
+  return os.str();
+}
+
+// -- WebSocket handlers -------------------------------------------------------------
+
+std::string open_json(socket_t& ws) {
+  auto& d = ws.data();
+  std::ostringstream os;
+  os << "{\"type\":\"open\",\"name\":" << json_str(d.name)
+     << ",\"route\":" << json_str(d.route)
+     << ",\"method\":" << json_str(d.method)
+     << ",\"path\":" << json_str(d.path)
+     << ",\"target\":" << json_str(d.target)
+     << ",\"remote\":" << json_str(d.remote)
+     << ",\"user_agent\":" << json_str(d.user_agent)
+     << ",\"remote_address\":" << json_str(ws.remote_address())
+     << ",\"protocol\":" << json_str(ws.protocol())
+     << ",\"ready_state\":" << static_cast<int>(ws.ready_state())
+     << ",\"counter\":" << d.counter << "}";
+  return os.str();
+}
+
+// Splits "word rest of line" into ("word", "rest of line").
+std::pair<std::string_view, std::string_view> split1(std::string_view s) {
+  auto sp = s.find(' ');
+  if (sp == std::string_view::npos)
+    return {s, {}};
+  return {s.substr(0, sp), s.substr(sp + 1)};
+}
+
+// Commands of the /api route. Every reply is one text message.
+void on_command(socket_t& ws, std::string_view line) {
+  auto [cmd, arg] = split1(line);
+  auto& d = ws.data();
+  if (cmd == "count") {
+    // Per-connection state: each connection counts on its own.
+    ++d.counter;
+    ws.send_text("count " + std::to_string(d.counter));
+  } else if (cmd == "whoami") {
+    ws.send_text(open_json(ws));
+  } else if (cmd == "echo") {
+    ws.send_text(arg);
+  } else if (cmd == "close") {
+    // "close CODE [REASON...]" or "close" (1000, no reason)
+    if (arg.empty()) {
+      ws.close();
+    } else {
+      auto [code, reason] = split1(arg);
+      ws.close(std::stoi(std::string{code}), reason);
+    }
+  } else if (cmd == "close-after-send") {
+    // A message, then the close: the message must arrive first.
+    ws.send_text("last words");
+    ws.close(4001, "after send");
+  } else if (cmd == "terminate") {
+    ws.terminate();
+  } else if (cmd == "ping") {
+    // Server ping; the client's automatic pong reaches the pong handler,
+    // which replies "pong DATA" after this reply.
+    auto status = ws.ping(arg);
+    ws.send_text("ping-sent " + std::to_string(status));
+  } else if (cmd == "pings") {
+    // What the ping handler saw on this connection, one per line.
+    std::string out = "pings";
+    for (auto& p : d.pings)
+      out += "\n" + p;
+    ws.send_text(out);
+  } else if (cmd == "state") {
+    ws.send_text("state " + std::to_string(static_cast<int>(ws.ready_state())));
+  } else if (cmd == "remote") {
+    ws.send_text("remote " + ws.remote_address());
+  } else if (cmd == "protocol") {
+    ws.send_text("protocol " + std::string{ws.protocol()});
+  } else if (cmd == "send-status") {
+    // send's return value for a text message of `arg`.
+    auto before = ws.buffered_amount();
+    auto status = ws.send_text(arg);
+    auto after = ws.buffered_amount();
+    ws.send_text("send-status " + std::to_string(status) + " "
+                 + std::to_string(before) + " " + std::to_string(after));
+  } else if (cmd == "big") {
+    // "big N": N bytes of binary data; reports send's return value and
+    // buffered_amount() right after it (the frame is queued until the
+    // connection flushes, so buffered_amount covers it).
+    auto n = std::stoul(std::string{arg});
+    std::string payload(n, 'x');
+    auto status = ws.send_binary(std::string_view{payload});
+    auto buffered = ws.buffered_amount();
+    ws.send_text("big " + std::to_string(status) + " "
+                 + std::to_string(buffered));
+  } else if (cmd == "flood") {
+    // "flood N SIZE": N binary messages of SIZE bytes (>= 4), each starting
+    // with its big-endian sequence number. Counts what send returned:
+    // accepted (> 0), queued behind backpressure (-1), dropped (0); the
+    // counts go to GET /stats (notes), as the client may not be reading.
+    auto [n_str, size_str] = split1(arg);
+    auto n = std::stoul(std::string{n_str});
+    auto size = std::max<std::size_t>(4, std::stoul(std::string{size_str}));
+    std::string payload(size, 'f');
+    long ok = 0, bp = 0, dropped = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      auto seq = d.flood_seq++;
+      payload[0] = static_cast<char>(seq >> 24);
+      payload[1] = static_cast<char>(seq >> 16);
+      payload[2] = static_cast<char>(seq >> 8);
+      payload[3] = static_cast<char>(seq);
+      auto status = ws.send_binary(std::string_view{payload});
+      if (status > 0)
+        ++ok;
+      else if (status == herald::send_backpressure)
+        ++bp;
+      else
+        ++dropped;
+    }
+    events.add(events.notes,
+               event_log::data_rec{d.name, "flood " + std::to_string(ok) + " "
+                                             + std::to_string(bp) + " "
+                                             + std::to_string(dropped) + " "
+                                             + std::to_string(
+                                               ws.buffered_amount())});
+  } else if (cmd == "buffered") {
+    ws.send_text("buffered " + std::to_string(ws.buffered_amount()));
+  } else if (cmd == "send-after-close") {
+    // After close(), sends are dropped (0) and the state is closing (2).
+    ws.close(4002, "closing");
+    auto status = ws.send_text("never");
+    auto state = static_cast<int>(ws.ready_state());
+    // Nothing can be sent any more: report through GET /stats.
+    events.add(events.notes,
+               event_log::data_rec{d.name, "send-after-close "
+                                             + std::to_string(status) + " "
+                                             + std::to_string(state)});
+  } else if (cmd == "binary") {
+    ws.send_binary(arg);
+  } else if (cmd == "cork") {
+    // Three messages in one write.
+    ws.cork([&] {
+      ws.send_text("cork 1");
+      ws.send_text("cork 2");
+      ws.send_text("cork 3");
+    });
+  } else if (cmd == "throw") {
+    throw std::runtime_error("boom from " + d.name);
+  } else if (cmd == "close-invalid") {
+    // close() with a code an endpoint may not send throws; the handler
+    // fails, so the connection closes with 1011.
+    ws.close(std::stoi(std::string{arg}), "bad");
+  } else if (cmd == "sub") {
+    ws.subscribe(arg);
+    ws.send_text("subscribed " + std::string{arg});
+  } else if (cmd == "pub") {
+    auto [topic, text] = split1(arg);
+    auto status = ws.publish(topic, text);
+    ws.send_text("published " + std::to_string(status));
+  } else {
+    ws.send_text("unknown command " + std::string{cmd});
+  }
+}
+
+herald::websocket_handlers<conn_data> make_handlers() {
+  herald::websocket_handlers<conn_data> h;
+  h.open = [](socket_t& ws) {
+    events.opens.fetch_add(1);
+    if (ws.data().throw_on_open)
+      throw std::runtime_error("open failed for " + ws.data().name);
+    if (ws.data().route == "api")
+      ws.send_text(open_json(ws));
+  };
+  h.message = [](socket_t& ws, herald::message m) {
+    if (ws.data().route != "api" || m.is_binary()) {
+      if (m.is_text())
+        ws.send_text(m.text());
+      else
+        ws.send_binary(m.bytes());
+      return;
+    }
+    on_command(ws, m.text());
+  };
+  h.close = [](socket_t& ws, int code, std::string_view reason) {
+    events.add(events.closes,
+               event_log::close_rec{ws.data().name, ws.data().route, code,
+                                    std::string{reason}});
+  };
+  h.ping = [](socket_t& ws, std::span<const std::byte> data) {
+    ws.data().pings.push_back(bytes_str(data));
+    events.add(events.pings,
+               event_log::data_rec{ws.data().name, bytes_str(data)});
+  };
+  h.pong = [](socket_t& ws, std::span<const std::byte> data) {
+    events.add(events.pongs,
+               event_log::data_rec{ws.data().name, bytes_str(data)});
+    if (ws.data().route == "api")
+      ws.send_text("pong " + bytes_str(data));
+  };
+  h.drain = [](socket_t& ws) {
+    events.add(events.notes, event_log::data_rec{ws.data().name, "drain"});
+    if (ws.data().route == "api")
+      ws.send_text("drain");
+  };
+  h.error = [](socket_t& ws, std::string_view what) {
+    events.add(events.errors,
+               event_log::error_rec{ws.data().name, std::string{what}});
+    std::fprintf(stderr, "herald-test-server: error handler: %.*s\n",
+                 static_cast<int>(what.size()), what.data());
+  };
+  return h;
+}
+
+bool has_protocol(const herald::request& req, std::string_view p) {
+  for (auto& x : req.protocols())
+    if (x == p)
+      return true;
+  return false;
+}
+
+herald::fetch_result fetch(herald::request& req, server_t& srv) {
+  const auto& path = req.path();
+  auto ws_route = [&](std::string route) -> herald::fetch_result {
+    conn_data d;
+    d.route = std::move(route);
+    d.name = req.query("name").value_or("");
+    d.throw_on_open = req.query("throw").value_or("") == "open";
+    d.method = std::string{req.method()};
+    d.path = path;
+    d.target = std::string{req.target()};
+    d.remote = req.remote_address();
+    d.user_agent = std::string{req.header("user-agent").value_or("")};
+    herald::header_list extra;
+    if (has_protocol(req, "chat"))
+      extra.emplace_back("Sec-WebSocket-Protocol", "chat");
+    if (srv.upgrade(req, std::move(d), std::move(extra)))
+      return herald::upgraded;
+    // No upgrade attempt (a malformed one is answered 400/426 by Herald
+    // whatever we return here).
+    return herald::response{200, "this is a WebSocket endpoint\n"};
+  };
+  if (path == "/echo")
+    return ws_route("echo");
+  if (path == "/api")
+    return ws_route("api");
+  if (path == "/auth") {
+    if (req.header("authorization").value_or("") != "Bearer secret")
+      return herald::response{401, "unauthorized\n",
+                              {{"WWW-Authenticate", "Bearer"}}};
+    return ws_route("auth");
+  }
+  if (path == "/info" || path.starts_with("/info/"))
+    return herald::response{200, info_json(req),
+                            {{"Content-Type", "application/json"}}};
+  if (path == "/stats")
+    return herald::response{200, stats_json(srv),
+                            {{"Content-Type", "application/json"}}};
+  if (path == "/headers")
+    return herald::response{200, "headers\n",
+                            {{req.query("name").value_or("X-Empty"),
+                              req.query("value").value_or("")},
+                             {"X-After", "yes"}}};
+  if (path == "/publish") {
+    // Server-side publish: GET /publish?topic=T&text=X -> publish's result
+    // and the subscriber count.
+    auto topic = req.query("topic").value_or("");
+    auto count = srv.subscriber_count(topic);
+    auto status = srv.publish(topic, req.query("text").value_or(""));
+    return herald::response{200, "published " + std::to_string(status) + " "
+                                   + std::to_string(count) + "\n"};
+  }
+  if (path == "/throw")
+    throw std::runtime_error("fetch failed on purpose");
+  if (path == "/fake-upgrade")
+    return herald::upgraded;
+  if (path == "/")
+    return herald::response{200, "herald-test-server\n"};
+  return std::nullopt;
+}
+
+void usage(std::FILE* out) {
+  std::fputs(
+    "usage: herald-test-server [options]\n"
+    "  --host ADDR              address (default 127.0.0.1)\n"
+    "  --port N                 port, 0 picks a free one (default 0)\n"
+    "  --idle-timeout SECS      WebSocket idle timeout, 0: never (default "
+    "120)\n"
+    "  --no-pings               do not ping quiet connections\n"
+    "  --max-payload BYTES      largest message (default 16 MiB)\n"
+    "  --max-header BYTES       largest HTTP request head (default 16 KiB)\n"
+    "  --max-body BYTES         largest HTTP request body (default 1 MiB)\n"
+    "  --request-timeout-ms MS  HTTP request deadline (default 10000)\n"
+    "  --keep-alive-ms MS       HTTP keep-alive idle timeout (default 5000)\n"
+    "  --max-connections N      most WebSockets at once, 0: no limit\n"
+    "  --backpressure-limit BYTES        per-connection send buffer limit\n"
+    "  --close-on-backpressure-limit     close (1008) instead of dropping\n",
+    out);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  std::string host = "127.0.0.1";
+  long port = 0;
+  long idle = 120;
+  bool pings = true;
+  long long max_payload = 16 << 20;
+  herald::net::http_limits limits;
+  long long max_conns = 0;
+  long long bp_limit = 16 << 20;
+  bool close_on_bp = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg{argv[i]};
+    auto value = [&]() -> long long {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "herald-test-server: %s needs a value\n",
+                     argv[i]);
+        std::exit(2);
+      }
+      char* end = nullptr;
+      auto v = std::strtoll(argv[++i], &end, 10);
+      if (*end != '\0' || v < 0) {
+        std::fprintf(stderr, "herald-test-server: bad value for %s\n",
+                     argv[i - 1]);
+        std::exit(2);
+      }
+      return v;
+    };
+    if (arg == "--help") {
+      usage(stdout);
+      return 0;
+    } else if (arg == "--host") {
+      if (i + 1 >= argc) {
+        usage(stderr);
+        return 2;
+      }
+      host = argv[++i];
+    } else if (arg == "--port") {
+      port = static_cast<long>(value());
+    } else if (arg == "--idle-timeout") {
+      idle = static_cast<long>(value());
+    } else if (arg == "--no-pings") {
+      pings = false;
+    } else if (arg == "--max-payload") {
+      max_payload = value();
+    } else if (arg == "--max-header") {
+      limits.max_header_size = static_cast<std::size_t>(value());
+    } else if (arg == "--max-body") {
+      limits.max_body_size = static_cast<std::size_t>(value());
+    } else if (arg == "--request-timeout-ms") {
+      limits.request_timeout = std::chrono::milliseconds{value()};
+    } else if (arg == "--keep-alive-ms") {
+      limits.keep_alive_timeout = std::chrono::milliseconds{value()};
+    } else if (arg == "--max-connections") {
+      max_conns = value();
+    } else if (arg == "--backpressure-limit") {
+      bp_limit = value();
+    } else if (arg == "--close-on-backpressure-limit") {
+      close_on_bp = true;
+    } else {
+      std::fprintf(stderr, "herald-test-server: unknown option %s\n",
+                   argv[i]);
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (port > 65535 || max_payload <= 0) {
+    std::fprintf(stderr, "herald-test-server: invalid option value\n");
+    return 2;
+  }
+  herald::runtime rt;
+  try {
+    auto handlers = make_handlers();
+    handlers.max_payload_length = static_cast<std::size_t>(max_payload);
+    handlers.idle_timeout = std::chrono::seconds{idle};
+    handlers.send_pings = pings;
+    handlers.backpressure_limit = static_cast<std::size_t>(bp_limit);
+    handlers.close_on_backpressure_limit = close_on_bp;
+    auto server = herald::serve<conn_data>(rt, {
+      .hostname = host,
+      .port = static_cast<std::uint16_t>(port),
+      .fetch = fetch,
+      .websocket = std::move(handlers),
+      .http = limits,
+      .max_connections = static_cast<std::size_t>(max_conns),
+    });
+    std::printf("listening on ws://%s:%u/\n", server.hostname().c_str(),
+                static_cast<unsigned>(server.port()));
+    std::fflush(stdout);
+    rt.run();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "herald-test-server: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

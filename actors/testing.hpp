@@ -19,11 +19,12 @@
 //   CAF_TEST_FIXTURE_SCOPE_END()
 //
 // What is real: the connection actors (herald::connection_actor, the same
-// class the server spawns), the frame parser, the library's typed_hooks that
-// call the user's websocket_handlers<T>, the topic registry and topic
-// actors, and the timers (idle ticks, pings, close timeouts), which run on
-// CAF's test clock. What is fake: the transport (net::fake_transport: no
-// socket, frames are recorded), and the peer, which is scripted by the test.
+// class the server spawns), the frame parser, permessage-deflate, the
+// library's typed_hooks that call the user's websocket_handlers<T>, the
+// topic registry and topic actors, and the timers (idle ticks, pings, close
+// timeouts), which run on CAF's test clock. What is fake: the transport
+// (net::fake_transport: no socket, frames are recorded), and the peer,
+// which is scripted by the test.
 //
 // Nothing happens until the test runs the scheduler: client actions and
 // publishes only enqueue messages; `run()` processes messages until none
@@ -52,6 +53,7 @@
 #include "herald/actors/stats.hpp"
 #include "herald/actors/topics.hpp"
 #include "herald/messages/messages.hpp"
+#include "herald/net/deflate.hpp"
 #include "herald/net/fake_transport.hpp"
 #include "herald/net/frame.hpp"
 #include "herald/net/http.hpp"
@@ -92,6 +94,9 @@ struct frame_event {
   int code = 0;
   /// For close frames: the reason.
   std::string reason;
+  /// The frame was compressed (permessage-deflate); `data` is inflated.
+  /// Equality ignores it: compression is the transport's business.
+  bool compressed = false;
 
   /// True for a text message.
   bool is_text() const noexcept { return kind == kind::text; }
@@ -100,7 +105,11 @@ struct frame_event {
   /// True for a text or binary message.
   bool is_message() const noexcept { return is_text() || is_binary(); }
 
-  friend bool operator==(const frame_event&, const frame_event&) = default;
+  /// Same kind, payload, code and reason (compressed or not).
+  friend bool operator==(const frame_event& x, const frame_event& y) {
+    return x.kind == y.kind && x.data == y.data && x.code == y.code
+           && x.reason == y.reason;
+  }
 };
 
 namespace detail {
@@ -133,17 +142,18 @@ inline std::string to_string(const frame_event& e) {
       return "close " + std::to_string(e.code) + " "
              + detail::quoted(e.reason);
     default:
-      return to_string(e.kind) + " " + detail::quoted(e.data);
+      return (e.compressed ? "compressed " : "") + to_string(e.kind) + " "
+             + detail::quoted(e.data);
   }
 }
 
 /// A text message with `s`.
 inline frame_event text_frame(std::string_view s) {
-  return {kind::text, std::string{s}, 0, {}};
+  return {kind::text, std::string{s}, 0, {}, false};
 }
 /// A binary message with the bytes of `s`.
 inline frame_event binary_frame(std::string_view s) {
-  return {kind::binary, std::string{s}, 0, {}};
+  return {kind::binary, std::string{s}, 0, {}, false};
 }
 /// A binary message with `bytes`.
 inline frame_event binary_frame(std::span<const std::byte> bytes) {
@@ -152,15 +162,15 @@ inline frame_event binary_frame(std::span<const std::byte> bytes) {
 }
 /// A ping with `data`.
 inline frame_event ping_frame(std::string_view data = {}) {
-  return {kind::ping, std::string{data}, 0, {}};
+  return {kind::ping, std::string{data}, 0, {}, false};
 }
 /// A pong with `data`.
 inline frame_event pong_frame(std::string_view data = {}) {
-  return {kind::pong, std::string{data}, 0, {}};
+  return {kind::pong, std::string{data}, 0, {}, false};
 }
 /// A close frame with `code` and `reason`.
 inline frame_event close_frame(int code, std::string_view reason = {}) {
-  return {kind::close, {}, code, std::string{reason}};
+  return {kind::close, {}, code, std::string{reason}, false};
 }
 
 // -- fake clients --------------------------------------------------------------
@@ -178,7 +188,17 @@ struct client_options {
   std::string remote_address = "127.0.0.1:50000";
   /// The subprotocol `ws.protocol()` reports (as if chosen at upgrade).
   std::string protocol;
+  /// The Sec-WebSocket-Extensions the client offers, e.g.
+  /// `browser_deflate_offer`. The kit negotiates them with the handlers'
+  /// per_message_deflate option exactly as `server.upgrade` does; when
+  /// permessage-deflate is agreed, the server compresses what handlers
+  /// send with `compress` and the client inflates it.
+  std::string extensions;
 };
+
+/// What browsers offer: permessage-deflate with the client's window bits.
+inline constexpr std::string_view browser_deflate_offer
+  = "permessage-deflate; client_max_window_bits";
 
 namespace detail {
 
@@ -228,15 +248,7 @@ private:
   std::shared_ptr<const bool> armed_;
 };
 
-inline std::vector<std::byte> to_bytes(std::string_view s) {
-  auto p = reinterpret_cast<const std::byte*>(s.data());
-  return {p, p + s.size()};
-}
-
 } // namespace detail
-
-template <class T, class Config>
-class fixture;
 
 /// A WebSocket client with no socket: it feeds frames to a real connection
 /// actor through a fake transport and records what the server sends back.
@@ -249,25 +261,36 @@ class fake_client {
 public:
   /// Used by the fixture.
   fake_client(std::shared_ptr<net::fake_transport> t, caf::actor a,
-              client_options opts)
-    : t_(std::move(t)), actor_(std::move(a)), opts_(std::move(opts)) {}
+              client_options opts,
+              std::optional<net::deflate_params> deflate = std::nullopt)
+    : t_(std::move(t)),
+      actor_(std::move(a)),
+      opts_(std::move(opts)),
+      deflate_(deflate) {
+    if (deflate_)
+      inflater_ = std::make_unique<net::inflater>(
+        deflate_->server_no_context_takeover);
+  }
   fake_client(const fake_client&) = delete;
   fake_client& operator=(const fake_client&) = delete;
 
   // -- what the client does ---------------------------------------------------
 
   /// Sends a text message (one masked frame, as a browser sends it).
-  void send_text(std::string_view text) {
-    send_raw(net::client_frame(net::opcode::text, text));
+  /// `compress`: deflate it and set RSV1 (the server closes with 1002 when
+  /// permessage-deflate was not agreed).
+  void send_text(std::string_view text, bool compress = false) {
+    send_data(net::opcode::text, text, compress);
   }
   /// Sends a binary message made of the bytes of `data`.
-  void send_binary(std::string_view data) {
-    send_raw(net::client_frame(net::opcode::binary, data));
+  void send_binary(std::string_view data, bool compress = false) {
+    send_data(net::opcode::binary, data, compress);
   }
   /// Sends a binary message.
-  void send_binary(std::span<const std::byte> data) {
+  void send_binary(std::span<const std::byte> data, bool compress = false) {
     send_binary(std::string_view{reinterpret_cast<const char*>(data.data()),
-                                 data.size()});
+                                 data.size()},
+                compress);
   }
   /// Sends a ping; the server answers with a pong carrying `data`.
   void ping(std::string_view data = {}) {
@@ -331,6 +354,15 @@ public:
                                    + static_cast<std::ptrdiff_t>(cursor_),
                                  events_.end());
     cursor_ = events_.size();
+    return out;
+  }
+  /// Like take(), but keeps only text and binary messages (the control
+  /// frames among them, e.g. pings, count as taken too).
+  std::vector<frame_event> take_messages() {
+    std::vector<frame_event> out;
+    for (auto& e : take())
+      if (e.is_message())
+        out.push_back(std::move(e));
     return out;
   }
   /// The payloads of every text message received, in order.
@@ -404,6 +436,10 @@ public:
   net::fake_transport& transport() noexcept { return *t_; }
   /// The options this client was created with.
   const client_options& options() const noexcept { return opts_; }
+  /// The permessage-deflate parameters agreed at upgrade, if any.
+  const std::optional<net::deflate_params>& deflate() const noexcept {
+    return deflate_;
+  }
 
   // -- used by the fixture ---------------------------------------------------
 
@@ -420,7 +456,7 @@ public:
         sent = true;
       } else if (e.kind == kind::close && opts_.answer_close && !sent_close_
                  && !gone_) {
-        close(e.code == 1005 ? 1005 : e.code);
+        close(e.code); // 1005: an empty close frame, as received
         sent = true;
       }
     }
@@ -428,6 +464,21 @@ public:
   }
 
 private:
+  void send_data(net::opcode op, std::string_view payload, bool compress) {
+    if (!compress) {
+      send_raw(net::client_frame(op, payload));
+      return;
+    }
+    // No context takeover on our side: valid whatever was agreed.
+    auto packed = net::deflate_shared(
+      {reinterpret_cast<const std::byte*>(payload.data()), payload.size()});
+    send_raw(net::client_frame(
+      op,
+      std::string_view{reinterpret_cast<const char*>(packed.data()),
+                       packed.size()},
+      true, 4)); // RSV1
+  }
+
   herald::connection_core& core() const {
     return caf::actor_cast<herald::connection_actor*>(actor_)->core();
   }
@@ -467,7 +518,16 @@ private:
         } else {
           e.code = 1005;
         }
+      } else if (f->compressed() && inflater_) {
+        e.compressed = true;
+        std::vector<std::byte> out;
+        auto r = inflater_->inflate(f->payload(), std::size_t{1} << 40, out);
+        if (r == net::inflater::result::ok)
+          e.data.assign(reinterpret_cast<const char*>(out.data()), out.size());
+        else
+          e.data = "<invalid compressed data>";
       } else {
+        e.compressed = f->compressed();
         e.data = std::string{payload};
       }
       events_.push_back(std::move(e));
@@ -477,6 +537,8 @@ private:
   std::shared_ptr<net::fake_transport> t_;
   caf::actor actor_;
   client_options opts_;
+  std::optional<net::deflate_params> deflate_;
+  mutable std::unique_ptr<net::inflater> inflater_;
   bool gone_ = false;
   bool sent_close_ = false;
   mutable std::size_t decoded_ = 0;
@@ -580,9 +642,14 @@ public:
   /// Opens a connection carrying `data`, as if `server.upgrade(req, data)`
   /// had succeeded, and runs until idle (so `open` has run).
   client& connect(T data = T{}, client_options opts = {}) {
+    std::optional<net::deflate_params> deflate;
+    if (handlers_->per_message_deflate.enabled && !opts.extensions.empty())
+      if (auto agreed = net::negotiate_deflate(
+            opts.extensions, handlers_->per_message_deflate))
+        deflate = agreed->first;
     return attach(std::make_unique<typed_hooks<T>>(
                     handlers_, handlers_->options(), std::move(data)),
-                  std::move(opts));
+                  std::move(opts), deflate);
   }
 
   /// Runs an application's `fetch` on `req` as the server would and
@@ -606,7 +673,9 @@ public:
           opts.protocol = v;
       if (!req.remote_address().empty())
         opts.remote_address = req.remote_address();
-      auto& c = attach(std::move(req.upgrade_hooks()), std::move(opts));
+      opts.extensions = req.header_values("sec-websocket-extensions");
+      auto& c = attach(std::move(req.upgrade_hooks()), std::move(opts),
+                       req.upgrade_deflate());
       return {101, {}, req.upgrade_headers(), &c};
     }
     if (req.upgrade_failure() != 0) {
@@ -731,7 +800,8 @@ public:
 
 private:
   client& attach(std::unique_ptr<connection_hooks> hooks,
-                 client_options opts) {
+                 client_options opts,
+                 std::optional<net::deflate_params> deflate) {
     auto t = std::make_shared<net::fake_transport>();
     t->set_remote_address(opts.remote_address);
     connection_args args;
@@ -741,9 +811,10 @@ private:
     args.registry = registry_;
     args.stats = stats_;
     args.protocol = opts.protocol;
+    args.deflate = deflate;
     auto a = spawn_connection(this->sys, std::move(args));
-    clients_.push_back(
-      std::make_unique<client>(std::move(t), std::move(a), std::move(opts)));
+    clients_.push_back(std::make_unique<client>(std::move(t), std::move(a),
+                                                std::move(opts), deflate));
     auto& c = *clients_.back();
     run();
     return c;

@@ -103,7 +103,7 @@ public:
     graceful_ = graceful;
     owner_ = nullptr;
   }
-  std::string remote_address() const override { return "127.0.0.1:50000"; }
+  std::string remote_address() const override { return remote_; }
 
   // -- test controls ----------------------------------------------------------
 
@@ -120,6 +120,10 @@ public:
     backlog_ = 0;
     if (owner_)
       caf::anon_send(owner_, msg::written_atom::value, std::size_t{0});
+  }
+  /// Sets the address remote_address() reports (default "127.0.0.1:50000").
+  void set_remote_address(std::string address) {
+    remote_ = std::move(address);
   }
   /// The peer vanished (reset, EOF without a close frame).
   void vanish() {
@@ -151,7 +155,7 @@ public:
   std::vector<written_frame> frames(bool take = false) {
     std::vector<written_frame> out;
     for (auto& f : frames_) {
-      written_frame w{f->opcode(), std::string{f->payload_view()}};
+      written_frame w{f->opcode(), std::string{f->payload_view()}, 0, {}};
       if (w.op == opcode::close) {
         if (w.payload.size() >= 2) {
           w.close_code = static_cast<std::uint16_t>(
@@ -171,6 +175,7 @@ public:
 
 private:
   caf::actor owner_;
+  std::string remote_ = "127.0.0.1:50000";
   bool started_ = false;
   bool closed_ = false;
   bool graceful_ = false;

@@ -36,7 +36,8 @@ fi
 command -v perf >/dev/null || { echo "profile.sh: perf not found (apt-get install linux-perf)" >&2; exit 2; }
 [ -n "$out_dir" ] || out_dir="$(mktemp -d "${TMPDIR:-/tmp}/herald-profile.XXXXXX")"
 mkdir -p "$out_dir"
-port=$((20000 + RANDOM % 20000))
+# Below the ephemeral range (32768+) so no client socket holds the port.
+port=$((10000 + RANDOM % 20000))
 
 "$build_dir/bench/herald-bench-server" --port "$port" --clients "$clients" \
   >"$out_dir/server.log" 2>&1 &

@@ -28,6 +28,16 @@
 #                     idle (under 10% CPU busy over one second), so that
 #                     other work does not distort the figures (default 900;
 #                     0: do not wait)
+#   --nice N          run servers and client at this nice level (as root, a
+#                     negative one gives them priority over other work on
+#                     a shared machine; default 0)
+#   --rt              run servers and client with real-time priority
+#                     (chrt -f 20, as root): on a machine shared with other
+#                     work, they then run as soon as they are woken, which
+#                     nice alone does not give them
+#   --node-max-clients N  skip Node in throughput scenarios with more clients
+#                     (default 128: one 512-client round is 13.1 million
+#                     deliveries, minutes for Node)
 #   --smoke           CI: a few seconds per server, no timing checks; fails
 #                     only when a run was not verified (loss, duplication,
 #                     errors) or delivered nothing
@@ -47,6 +57,9 @@ idle_conns=10000
 subscribers=1000
 out_dir=""
 quiet_wait=900
+node_max_clients=128
+nice_level=0
+rt=0
 smoke=0
 suites=()
 
@@ -64,6 +77,9 @@ while [ $# -gt 0 ]; do
     --subscribers) subscribers="$2"; shift 2 ;;
     --out) out_dir="$2"; shift 2 ;;
     --quiet-wait) quiet_wait="$2"; shift 2 ;;
+    --node-max-clients) node_max_clients="$2"; shift 2 ;;
+    --nice) nice_level="$2"; shift 2 ;;
+    --rt) rt=1; shift ;;
     --smoke) smoke=1; shift ;;
     --help|-h) usage; exit 0 ;;
     throughput|latency|idle|handshake) suites+=("$1"); shift ;;
@@ -126,7 +142,8 @@ mkdir -p "$out_dir"
 results="$out_dir/results.tsv"
 : >"$results"
 
-port=$((20000 + RANDOM % 20000))
+# Below the ephemeral range (32768+) so no client socket holds the port.
+port=$((10000 + RANDOM % 20000))
 server_pid=""
 failures=0
 remove_out=${remove_out:-0}
@@ -140,15 +157,25 @@ cleanup() {
 trap 'cleanup' INT TERM
 trap 'cleanup; if [ "$remove_out" = 1 ]; then rm -rf "$out_dir"; fi' EXIT
 
+# prio CMD...: replaces the (sub)shell with CMD at the chosen priority, so
+# that `prio CMD &` leaves CMD's own PID in $!. Call it in a subshell.
+prio() {
+  if [ "$rt" = 1 ]; then
+    exec chrt -f 20 nice -n "$nice_level" "$@"
+  else
+    exec nice -n "$nice_level" "$@"
+  fi
+}
+
 # start_server NAME EXPECTED_CLIENTS LOG: starts it on a fresh port and waits
 # until it listens; sets server_pid and port.
 start_server() {
   local name="$1" expected="$2" log="$3"
   port=$((port + 1))
   case "$name" in
-    herald) "$server_bin" --port "$port" --clients "$expected" >"$log" 2>&1 & ;;
-    bun) "$bun_bin" "$here/bun/server.mjs" --port "$port" --clients "$expected" >"$log" 2>&1 & ;;
-    node) node "$here/node/server.mjs" --port "$port" --clients "$expected" >"$log" 2>&1 & ;;
+    herald) prio "$server_bin" --port "$port" --clients "$expected" >"$log" 2>&1 & ;;
+    bun) prio "$bun_bin" "$here/bun/server.mjs" --port "$port" --clients "$expected" >"$log" 2>&1 & ;;
+    node) prio node "$here/node/server.mjs" --port "$port" --clients "$expected" >"$log" 2>&1 & ;;
   esac
   server_pid=$!
   local i
@@ -229,7 +256,7 @@ run_one() {
     return 0
   fi
   local rc=0
-  "$client_bin" --port "$port" --server-pid "$server_pid" --quiet "$@" \
+  (prio "$client_bin" --port "$port" --server-pid "$server_pid" --quiet "$@") \
     >"$out_dir/$tag.client.log" 2>&1 || rc=$?
   stop_server
   local line
@@ -268,6 +295,10 @@ scenario() {
   local r s
   for r in $(seq 1 "$runs"); do
     for s in "${server_list[@]}"; do
+      if [ "$s" = node ] && [[ "$scenario" == chat-* ]] && [ "$expected" -gt "$node_max_clients" ]; then
+        [ "$r" = 1 ] && echo "  $scenario node skipped (--node-max-clients $node_max_clients)"
+        continue
+      fi
       run_one "$scenario" "$s" "$r" "$expected" "$@"
     done
   done
@@ -341,7 +372,7 @@ table() {
 echo "== herald chat-room benchmark"
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "herald $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), bun $("$bun_bin" --version 2>/dev/null || echo '-'), node $(node --version 2>/dev/null || echo '-'), ws $(node -p 'require(process.argv[1]).version' "$here/node_modules/ws/package.json" 2>/dev/null || echo '-')"
-echo "runs $runs x ${duration}s (warmup ${warmup}s), servers ${server_list[*]}, logs in $out_dir"
+echo "runs $runs x ${duration}s (warmup ${warmup}s), servers ${server_list[*]}, nice $nice_level$([ "$rt" = 1 ] && echo ", real-time"), logs in $out_dir"
 
 common=(--duration "$duration" --warmup "$warmup")
 for suite in "${suites[@]}"; do

@@ -36,17 +36,17 @@ fi
 command -v perf >/dev/null || { echo "profile.sh: perf not found (apt-get install linux-perf)" >&2; exit 2; }
 [ -n "$out_dir" ] || out_dir="$(mktemp -d "${TMPDIR:-/tmp}/herald-profile.XXXXXX")"
 mkdir -p "$out_dir"
-# Below the ephemeral range (32768+) so no client socket holds the port.
-port=$((10000 + RANDOM % 20000))
-
-"$build_dir/bench/herald-bench-server" --port "$port" --clients "$clients" \
+"$build_dir/bench/herald-bench-server" --port 0 --clients "$clients" \
   >"$out_dir/server.log" 2>&1 &
 spid=$!
 trap 'kill -TERM $spid 2>/dev/null || true; wait $spid 2>/dev/null || true' EXIT
+port=""
 for _ in $(seq 1 100); do
-  grep -q "listening on" "$out_dir/server.log" && break
+  port="$(sed -n 's|.*ws://[^/]*:\([0-9][0-9]*\)/.*|\1|p' "$out_dir/server.log")"
+  [ -n "$port" ] && break
   sleep 0.05
 done
+[ -n "$port" ] || { echo "profile.sh: the server did not start" >&2; cat "$out_dir/server.log" >&2; exit 1; }
 "$build_dir/bench/herald-bench-client" --port "$port" --clients "$clients" \
   --payload "$payload" --warmup 2 --duration $((seconds + 2)) \
   --server-pid "$spid" --quiet >"$out_dir/client.log" 2>&1 &

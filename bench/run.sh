@@ -142,8 +142,7 @@ mkdir -p "$out_dir"
 results="$out_dir/results.tsv"
 : >"$results"
 
-# Below the ephemeral range (32768+) so no client socket holds the port.
-port=$((10000 + RANDOM % 20000))
+port=0
 server_pid=""
 failures=0
 remove_out=${remove_out:-0}
@@ -167,21 +166,27 @@ prio() {
   fi
 }
 
-# start_server NAME EXPECTED_CLIENTS LOG: starts it on a fresh port and waits
-# until it listens; sets server_pid and port.
+# start_server NAME EXPECTED_CLIENTS LOG: starts it on a free port (port 0:
+# the kernel picks one, the server prints it) and waits until it listens;
+# sets server_pid and port.
 start_server() {
   local name="$1" expected="$2" log="$3"
-  port=$((port + 1))
   case "$name" in
-    herald) prio "$server_bin" --port "$port" --clients "$expected" >"$log" 2>&1 & ;;
-    bun) prio "$bun_bin" "$here/bun/server.mjs" --port "$port" --clients "$expected" >"$log" 2>&1 & ;;
-    node) prio node "$here/node/server.mjs" --port "$port" --clients "$expected" >"$log" 2>&1 & ;;
+    herald) prio "$server_bin" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
+    bun) prio "$bun_bin" "$here/bun/server.mjs" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
+    node) prio node "$here/node/server.mjs" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
   esac
   server_pid=$!
-  local i
+  local i line
   for i in $(seq 1 200); do
-    if grep -q "listening on" "$log" 2>/dev/null; then
-      return 0
+    line="$(grep -m1 "listening on" "$log" 2>/dev/null || true)"
+    if [ -n "$line" ]; then
+      port="$(sed -n 's|.*ws://[^/]*:\([0-9][0-9]*\)/.*|\1|p' <<<"$line")"
+      if [ -n "$port" ] && [ "$port" != 0 ]; then
+        return 0
+      fi
+      echo "run.sh: $name server printed no port: $line" >&2
+      return 1
     fi
     if ! kill -0 "$server_pid" 2>/dev/null; then
       echo "run.sh: $name server exited:" >&2

@@ -31,5 +31,5 @@ wss.on("connection", (ws, req) => {
 });
 
 wss.on("listening", () => {
-  console.log(`node ${process.version} ws listening on ws://${host}:${port}/ (ready at ${expected} clients)`);
+  console.log(`node ${process.version} ws listening on ws://${host}:${wss.address().port}/ (ready at ${expected} clients)`);
 });

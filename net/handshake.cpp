@@ -67,6 +67,10 @@ bool is_upgrade_attempt(const request& req) {
 handshake_verdict check_upgrade(const request& req) {
   if (req.method() != "GET")
     return {400, "WebSocket upgrade requires GET"};
+  if (req.version() < 11)
+    return {400, "WebSocket upgrade requires HTTP/1.1"};
+  if (!req.header("host"))
+    return {400, "missing Host"};
   auto upgrade = req.header("upgrade");
   if (!upgrade || !has_token(*upgrade, "websocket"))
     return {400, "missing Upgrade: websocket"};

@@ -16,7 +16,8 @@ struct handshake_verdict {
   std::string reason;
 };
 
-/// Checks an upgrade request: GET, HTTP/1.1 headers Upgrade: websocket and
+/// Checks an upgrade request: GET over HTTP/1.1 or later with a Host,
+/// headers Upgrade: websocket and
 /// Connection: upgrade, a Sec-WebSocket-Key of 16 base64-encoded bytes, and
 /// Sec-WebSocket-Version 13 (426 for any other version).
 handshake_verdict check_upgrade(const request& req);

@@ -23,13 +23,16 @@ class request {
 public:
   /// Creates a request (the HTTP session does this; tests may too).
   request(std::string method, std::string target, header_list headers,
-          std::string body = {}, std::string remote_address = {});
+          std::string body = {}, std::string remote_address = {},
+          int version = 11);
   ~request();
   request(request&&) noexcept;
   request& operator=(request&&) noexcept;
 
   /// The method, e.g. "GET".
   std::string_view method() const noexcept { return method_; }
+  /// HTTP version times ten: 11 for HTTP/1.1, 10 for HTTP/1.0.
+  int version() const noexcept { return version_; }
   /// The request target as sent ("/chat?name=ann").
   std::string_view target() const noexcept { return target_; }
   /// The path part of the target, percent-decoded ("/chat").
@@ -86,6 +89,7 @@ private:
   header_list headers_;
   std::string body_;
   std::string remote_;
+  int version_ = 11;
   std::unique_ptr<connection_hooks> hooks_;
   header_list up_headers_;
   std::optional<net::deflate_params> deflate_;

@@ -44,11 +44,15 @@ public:
 
 private:
   void do_read() {
+    head_request_ = false;
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_size));
     parser_->body_limit(limits_.max_body_size);
-    // One deadline for the whole request: slow or silent clients are dropped.
-    stream_.expires_after(limits_.request_timeout);
+    // One deadline for the whole request: slow or silent clients are
+    // dropped; an idle keep-alive connection gets the keep-alive timeout.
+    stream_.expires_after(served_ == 0 ? limits_.request_timeout
+                                       : std::min(limits_.request_timeout,
+                                                  limits_.keep_alive_timeout));
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&http_session::on_read,
                                                shared_from_this()));
@@ -75,14 +79,24 @@ private:
   }
 
   void handle_request() {
+    ++served_;
     auto& msg = parser_->get();
     header_list headers;
     headers.reserve(16);
-    for (auto& field : msg)
+    // Beast limits the header fields but not the request line with them:
+    // count the whole head as the client sent it.
+    std::size_t head = msg.method_string().size() + msg.target().size() + 12;
+    for (auto& field : msg) {
+      head += field.name_string().size() + field.value().size() + 4;
       headers.emplace_back(std::string{field.name_string()},
                            std::string{field.value()});
+    }
+    if (head > limits_.max_header_size)
+      return respond_error(431, "Request Header Fields Too Large");
+    head_request_ = msg.method() == http::verb::head;
     req_.emplace(std::string{msg.method_string()}, std::string{msg.target()},
-                 std::move(headers), std::move(msg.body()), remote_);
+                 std::move(headers), std::move(msg.body()), remote_,
+                 static_cast<int>(msg.version()));
     keep_alive_ = msg.keep_alive();
     fetch_result result;
     try {
@@ -149,6 +163,10 @@ private:
     res_->body() = std::move(body);
     res_->keep_alive(keep_alive);
     res_->prepare_payload();
+    if (head_request_) {
+      // A response to HEAD has the GET's headers and no content.
+      res_->body().clear();
+    }
     http::async_write(stream_, *res_,
                       beast::bind_front_handler(&http_session::on_write,
                                                 shared_from_this(),
@@ -202,6 +220,8 @@ private:
   std::optional<request> req_;
   std::string upgrade_response_;
   bool keep_alive_ = false;
+  bool head_request_ = false;
+  std::size_t served_ = 0;
 };
 
 /// Accepts TCP connections and starts an HTTP session for each.

@@ -246,7 +246,10 @@ void frame_parser::feed(std::span<std::byte> data, parser_events& ev) {
     if (is_control(op_)) {
       auto take = static_cast<std::size_t>(
         std::min<std::uint64_t>(remaining_, avail));
-      std::memcpy(ctl_ + ctl_len_, data.data() + i, take);
+      // An empty read may be a span with no data: memcpy from a null
+      // pointer is undefined even for zero bytes.
+      if (take > 0)
+        std::memcpy(ctl_ + ctl_len_, data.data() + i, take);
       unmask(reinterpret_cast<std::byte*>(ctl_ + ctl_len_), take);
       ctl_len_ += static_cast<std::uint8_t>(take);
       remaining_ -= take;

@@ -120,8 +120,8 @@ public:
   }
 
   std::size_t buffered_amount() const override {
-    std::lock_guard<std::mutex> guard{mtx_};
-    return buffered_;
+    // Read on every send and delivery: no lock (writers hold mtx_).
+    return buffered_.load(std::memory_order_relaxed);
   }
 
   void consumed(std::size_t n) override {
@@ -386,7 +386,7 @@ private:
   caf::actor owner_;
   std::vector<frame_ptr> out_;
   std::size_t out_offset_ = 0;
-  std::size_t buffered_ = 0;
+  std::atomic<std::size_t> buffered_{0};
   bool writing_ = false;
   bool closing_ = false;
   bool failed_ = false;

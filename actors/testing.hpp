@@ -772,15 +772,17 @@ public:
   /// Publishes text to `topic` as `server.publish` does (from outside any
   /// handler, excluding nobody). Returns the frame size, 0 when the topic
   /// has no subscribers. Delivered on the next run.
-  send_status publish(std::string_view topic, std::string_view text) {
+  send_status publish(std::string_view topic, std::string_view text,
+                      bool compress = false) {
     return publish_frame(topic, net::opcode::text,
                          {reinterpret_cast<const std::byte*>(text.data()),
-                          text.size()});
+                          text.size()},
+                         compress);
   }
   /// Publishes binary data to `topic`.
-  send_status publish(std::string_view topic,
-                      std::span<const std::byte> data) {
-    return publish_frame(topic, net::opcode::binary, data);
+  send_status publish(std::string_view topic, std::span<const std::byte> data,
+                      bool compress = false) {
+    return publish_frame(topic, net::opcode::binary, data, compress);
   }
   /// Subscribers of `topic` as the registry counts them.
   std::size_t subscriber_count(std::string_view topic) const {
@@ -834,14 +836,15 @@ private:
   }
 
   send_status publish_frame(std::string_view topic, net::opcode op,
-                            std::span<const std::byte> data) {
+                            std::span<const std::byte> data, bool compress) {
     // As server<T>::publish: no subscribers, no frame, no message.
     if (counts_->get(topic) == 0)
       return send_dropped;
     auto f = net::make_frame(op, data);
     auto size = static_cast<send_status>(f->size());
     caf::anon_send(registry_, caf::publish_atom::value, std::string{topic},
-                   msg::publication{std::move(f), caf::actor_addr{}});
+                   msg::publication{std::move(f), caf::actor_addr{},
+                                    compress});
     return size;
   }
 

@@ -342,6 +342,26 @@ CAF_TEST(permessage-deflate is negotiated and used as by the server) {
   CAF_CHECK_EQUAL(p[2].code, 1002);
 }
 
+CAF_TEST(a compressed server publish is compressed only where agreed) {
+  auto h = handlers();
+  h.per_message_deflate.enabled = true;
+  h.open = [](herald::socket<nobody>& ws) { ws.subscribe("news"); };
+  set_handlers(h);
+  auto& zipped = connect(nobody{},
+                         {.extensions = std::string{
+                            herald::testing::browser_deflate_offer}});
+  auto& plain = connect();
+  std::string story(500, 'n');
+  CAF_CHECK_GREATER(publish("news", story, true), 0);
+  run();
+  auto z = zipped.next();
+  auto p = plain.next();
+  CAF_CHECK_EQUAL(z, text_frame(story));
+  CAF_CHECK(z.compressed);
+  CAF_CHECK_EQUAL(p, text_frame(story));
+  CAF_CHECK(!p.compressed);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()
 
 // -- room ----------------------------------------------------------------------
@@ -576,18 +596,22 @@ CAF_TEST(fetch answers like the server when there is no upgrade) {
   auto old = fetch(room_fetch,
                    herald::testing::http_request(
                      "GET", "/room?name=a",
-                     {{"Upgrade", "websocket"},
+                     {{"Host", "localhost"},
+                      {"Upgrade", "websocket"},
                       {"Connection", "Upgrade"},
                       {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
                       {"Sec-WebSocket-Version", "8"}}));
   CAF_CHECK_EQUAL(old.status, 426);
-  CAF_CHECK_EQUAL(old.headers.size(), 1u);
+  CAF_CHECK_EQUAL(old.headers, (herald::header_list{
+                                 {"Sec-WebSocket-Version", "13"}}));
   auto no_key = fetch(room_fetch, herald::testing::http_request(
                                     "GET", "/room?name=a",
-                                    {{"Upgrade", "websocket"},
+                                    {{"Host", "localhost"},
+                                     {"Upgrade", "websocket"},
                                      {"Connection", "Upgrade"},
                                      {"Sec-WebSocket-Version", "13"}}));
   CAF_CHECK_EQUAL(no_key.status, 400);
+  CAF_CHECK_EQUAL(no_key.body, "missing or invalid Sec-WebSocket-Key\n");
   CAF_CHECK_EQUAL(topic_count(), 0u);
 }
 

@@ -34,12 +34,13 @@ runtime::runtime(runtime_options opts) {
 
 runtime::~runtime() {
   shutdown();
-  // Stop and destroy the I/O loop first: handlers still queued there hold
-  // actor handles, which must go before the actor system does.
+  // Order matters. Stop the I/O loop; wait for every actor to finish (a
+  // connection closing its transport posts to the loop, which must still
+  // exist); then destroy the loop, whose queued handlers hold the last
+  // server handles, while the actor system is still there; then the system.
   io_->stop();
+  sys_->await_all_actors_done();
   io_.reset();
-  // The system's destructor waits for actors still running (user actors
-  // linked to a server's registry end with it).
   sys_.reset();
 }
 

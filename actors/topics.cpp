@@ -143,10 +143,14 @@ void publish_binary(const caf::actor& registry, std::string topic,
                                   std::move(exclude)});
 }
 
-caf::actor spawn_topic_registry(caf::actor_system& sys,
+namespace {
+
+// A free function with arguments: CAF 0.17 mishandles (UBSan) a spawned
+// lambda that takes none besides `self`.
+caf::behavior registry_behavior(registry_actor* self,
                                 std::shared_ptr<topic_counts> counts) {
-  return sys.spawn([counts](registry_actor* self) -> caf::behavior {
-    self->state.counts = counts;
+  {
+    self->state.counts = std::move(counts);
     self->set_down_handler([=](caf::down_msg& dm) {
       // A subscriber went away: it leaves every topic it was in.
       auto i = self->state.members.find(dm.source);
@@ -167,7 +171,9 @@ caf::actor spawn_topic_registry(caf::actor_system& sys,
         auto& e = self->state.topics[topic];
         if (!e.actor) {
           auto name = std::make_shared<const std::string>(topic);
-          e.actor = self->spawn(topic_actor, std::move(name));
+          // Linked: when the registry stops (server shutdown), so do its
+          // topics; a topic that ends normally does not take it along.
+          e.actor = self->spawn<caf::linked>(topic_actor, std::move(name));
         }
         ++e.count;
         self->state.counts->set(topic, e.count);
@@ -195,7 +201,14 @@ caf::actor spawn_topic_registry(caf::actor_system& sys,
         return i == self->state.topics.end() ? 0 : i->second.count;
       },
     };
-  });
+  }
+}
+
+} // namespace
+
+caf::actor spawn_topic_registry(caf::actor_system& sys,
+                                std::shared_ptr<topic_counts> counts) {
+  return sys.spawn(registry_behavior, std::move(counts));
 }
 
 } // namespace herald

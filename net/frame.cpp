@@ -93,7 +93,8 @@ frame_ptr make_close_frame(std::uint16_t code, std::string_view reason) {
   std::byte buf[125];
   buf[0] = static_cast<std::byte>(code >> 8);
   buf[1] = static_cast<std::byte>(code & 0xFF);
-  std::memcpy(buf + 2, reason.data(), reason.size());
+  if (!reason.empty()) // memcpy from a null pointer is undefined
+    std::memcpy(buf + 2, reason.data(), reason.size());
   return make_frame(opcode::close,
                     std::span<const std::byte>{buf, 2 + reason.size()});
 }

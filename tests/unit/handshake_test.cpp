@@ -86,7 +86,8 @@ CAF_TEST(a valid request passes) {
   CAF_CHECK_EQUAL(v.status, 0);
   CAF_CHECK_EQUAL(v.reason, "");
   // Header names and token values are case-insensitive.
-  header_list odd_case{{"upgrade", "WebSocket"},
+  header_list odd_case{{"HOST", "server.example.com"},
+                       {"upgrade", "WebSocket"},
                        {"CONNECTION", "UPGRADE"},
                        {"sec-websocket-key", std::string{rfc_key}},
                        {"SEC-WEBSOCKET-VERSION", "13"}};
@@ -113,6 +114,16 @@ CAF_TEST(methods other than GET are refused with 400) {
     CAF_CHECK_EQUAL(v.status, 400);
     CAF_CHECK(!v.reason.empty());
   }
+}
+
+CAF_TEST(HTTP 1.0 and a missing Host are refused with 400) {
+  auto v10 = check_upgrade(request{"GET", "/chat", valid_headers(), {}, {},
+                                   10});
+  CAF_CHECK_EQUAL(v10.status, 400);
+  CAF_CHECK(!v10.reason.empty());
+  CAF_CHECK_EQUAL(status(request{"GET", "/chat", valid_headers(), {}, {}, 11}),
+                  0);
+  CAF_CHECK_EQUAL(status(without(valid_headers(), "Host")), 400);
 }
 
 CAF_TEST(a missing or wrong Upgrade header is refused with 400) {

@@ -76,8 +76,12 @@ void connection_core::on_exit() {
     }
   }
   add_stats();
-  if (transport_)
+  // Let the transport go now: CAF may destroy this actor much later (a
+  // pending timer message holds it), possibly after the I/O loop is gone.
+  if (transport_) {
     transport_->close(false);
+    transport_.reset();
+  }
 }
 
 void connection_core::finish(int code, std::string_view reason,

@@ -27,6 +27,8 @@ void server_core::start(fetch_fn fetch) {
   fetch_ = std::move(fetch);
   http_ = net::start_http_server(rt_.io(), cfg_.hostname, cfg_.port,
                                  cfg_.http, shared_from_this());
+  bound_port_ = http_->port();
+  bound_host_ = http_->host();
   std::weak_ptr<server_core> weak = shared_from_this();
   rt_.on_shutdown([weak] {
     if (auto self = weak.lock())
@@ -44,8 +46,11 @@ void server_core::stop() {
     for (auto& [id, hdl] : conns_)
       conns.push_back(hdl);
   }
-  if (http_)
+  if (http_) {
     http_->stop();
+    // The listener holds this core as its handler: break the cycle.
+    http_.reset();
+  }
   for (auto& c : conns)
     caf::anon_send(c, caf::close_atom::value, int{net::close_code::going_away},
                    std::string{"server shutting down"});
@@ -62,11 +67,11 @@ void server_core::stop() {
 }
 
 std::uint16_t server_core::port() const noexcept {
-  return http_ ? http_->port() : 0;
+  return bound_port_;
 }
 
 std::string server_core::hostname() const {
-  return http_ ? http_->host() : cfg_.hostname;
+  return bound_host_.empty() ? cfg_.hostname : bound_host_;
 }
 
 std::size_t server_core::subscriber_count(std::string_view topic) const {

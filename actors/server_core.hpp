@@ -87,6 +87,8 @@ private:
   std::shared_ptr<server_stats> stats_;
   caf::actor registry_;
   std::shared_ptr<net::http_server> http_;
+  std::uint16_t bound_port_ = 0;
+  std::string bound_host_;
   mutable std::mutex mtx_;
   std::unordered_map<caf::actor_id, caf::actor> conns_;
   bool stopped_ = false;

@@ -21,6 +21,11 @@ const rssBytes = (server) => {
 
 const MiB = 1 << 20;
 
+// Under AddressSanitizer freed memory sits in a quarantine (256 MiB), so
+// resident size says nothing there: memory bounds are checked only in the
+// normal build.
+const sanitized = Boolean(process.env.HERALD_SANITIZED);
+
 test('a stalled subscriber is dropped alone; the others get everything; memory stays bounded', async () => {
   const server = await startServer('HERALD_PUBSUB_SERVER',
                                    ['--backpressure-limit', String(2 * MiB)]);
@@ -60,7 +65,7 @@ test('a stalled subscriber is dropped alone; the others get everything; memory s
     const s = await stats(server);
     assert.ok(s.dropped > 0, `drops are counted (stats: ${JSON.stringify(s)})`);
     // Without the limit the stalled reader alone would hold ~47 MiB.
-    assert.ok(grew < 24 * MiB,
+    assert.ok(sanitized || grew < 24 * MiB,
               `server memory grew by ${(grew / MiB).toFixed(1)} MiB`);
     stalled.destroy();
     await Promise.all([...fast, pub].map((c) => c.close()));
@@ -161,7 +166,7 @@ test('a client that floods without reading is paused, memory stays bounded', asy
     assert.ok(written < 256 * MiB, 'the server kept reading without bound');
     const grew = rssBytes(server) - rssBefore;
     // The echo backlog is capped by the 16 MiB default limit.
-    assert.ok(grew < 48 * MiB,
+    assert.ok(sanitized || grew < 48 * MiB,
               `server memory grew by ${(grew / MiB).toFixed(1)} MiB`);
     // Everybody else is still served at once.
     const t0 = Date.now();

@@ -46,6 +46,21 @@ struct fixture : test_coordinator_fixture<> {
     sched.run();
   }
 
+  // A connection actor with `h`, on a fake transport, started.
+  std::shared_ptr<fake_transport>
+  connect(const herald::websocket_handlers<int>& h) {
+    auto handlers = std::make_shared<const herald::websocket_handlers<int>>(h);
+    auto t = std::make_shared<fake_transport>();
+    herald::connection_args args;
+    args.transport = t;
+    args.hooks = std::make_unique<herald::typed_hooks<int>>(
+      handlers, handlers->options(), 0);
+    args.registry = registry;
+    herald::spawn_connection(sys, std::move(args));
+    sched.run();
+    return t;
+  }
+
   void publish(const std::string& topic, std::string_view text,
                caf::actor_addr exclude = {}) {
     self->send(registry, caf::publish_atom::value, topic,
@@ -203,15 +218,7 @@ CAF_TEST(connections publish to each other but not to themselves) {
   auto make = [&](bool to_self) {
     auto hh = h;
     hh.publish_to_self = to_self;
-    auto handlers = std::make_shared<const herald::websocket_handlers<int>>(hh);
-    auto t = std::make_shared<fake_transport>();
-    herald::connection_args args;
-    args.transport = t;
-    args.hooks = std::make_unique<herald::typed_hooks<int>>(
-      handlers, handlers->options(), 0);
-    args.registry = registry;
-    herald::spawn_connection(sys, std::move(args));
-    sched.run();
+    auto t = connect(hh);
     t->feed(client_frame(opcode::text, "join"));
     sched.run();
     return t;
@@ -237,15 +244,7 @@ CAF_TEST(connections publish to each other but not to themselves) {
 CAF_TEST(a closed connection leaves its topics) {
   herald::websocket_handlers<int> h;
   h.open = [](herald::socket<int>& ws) { ws.subscribe("room"); };
-  auto handlers = std::make_shared<const herald::websocket_handlers<int>>(h);
-  auto t = std::make_shared<fake_transport>();
-  herald::connection_args args;
-  args.transport = t;
-  args.hooks = std::make_unique<herald::typed_hooks<int>>(
-    handlers, handlers->options(), 0);
-  args.registry = registry;
-  herald::spawn_connection(sys, std::move(args));
-  sched.run();
+  auto t = connect(h);
   CAF_CHECK_EQUAL(counts->get("room"), 1u);
   t->feed(herald::net::client_close(1000));
   sched.run();

@@ -3,6 +3,8 @@
 #   scripts/setup.sh deps          install system packages
 #   scripts/setup.sh build [DIR]   configure and build (default build/)
 #   scripts/setup.sh node          install the npm test clients
+#   scripts/setup.sh browser       install Debian's Chromium and playwright-core
+#                                  (the chat page's end-to-end test, tests/e2e)
 # Used by scripts/chat.sh and scripts/test.sh; runs as root or with sudo.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -35,6 +37,16 @@ node_deps() {
   (cd "$here/tests/integration" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
+# Debian's chromium (the e2e test drives /usr/bin/chromium; no browser is
+# downloaded) and an emoji font for the screenshots; playwright-core from npm.
+browser_deps() {
+  install_missing chromium fonts-noto-color-emoji
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    install_missing nodejs npm
+  fi
+  (cd "$here/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 build() {
   local dir="${1:-$here/build}"
   shift || true
@@ -45,6 +57,7 @@ build() {
 case "${1:-}" in
   deps) deps ;;
   node) node_deps ;;
+  browser) browser_deps ;;
   build) shift; build "$@" ;;
-  *) echo "usage: $0 deps|node|build [DIR] [cmake args...]" >&2; exit 2 ;;
+  *) echo "usage: $0 deps|node|browser|build [DIR] [cmake args...]" >&2; exit 2 ;;
 esac

@@ -5,6 +5,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$here/scripts/setup.sh" deps
 "$here/scripts/setup.sh" node
+"$here/scripts/setup.sh" browser
 
 # Some tests hold a thousand sockets open at once.
 ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true

@@ -572,6 +572,14 @@ send_status basic_socket::publish(std::string_view topic,
   return core_->publish(topic, net::opcode::binary, data, compress);
 }
 
+caf::actor connection_core::handle() const {
+  return caf::actor_cast<caf::actor>(self_);
+}
+
+caf::actor basic_socket::actor() const {
+  return core_->handle();
+}
+
 std::string basic_socket::remote_address() const {
   return core_->remote_address();
 }

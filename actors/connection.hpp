@@ -92,6 +92,8 @@ public:
   std::string_view protocol() const noexcept { return protocol_; }
   /// The user's handlers and data.
   connection_hooks& hooks() noexcept { return *hooks_; }
+  /// The connection's actor.
+  caf::actor handle() const;
 
   // -- parser events ----------------------------------------------------------
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "herald/actors/log.hpp"
+#include "herald/actors/metrics.hpp"
 #include "herald/actors/runtime.hpp"
 #include "herald/actors/server.hpp"
 #include "herald/actors/socket.hpp"

@@ -14,6 +14,10 @@
 
 #include "herald/net/deflate.hpp"
 
+namespace caf {
+class actor;
+} // namespace caf
+
 namespace herald {
 
 class connection_core;
@@ -144,6 +148,11 @@ public:
     return publish(topic, data, compress);
   }
 
+  /// The connection's actor: other actors monitor it (it ends when the
+  /// connection does) or write to this connection with herald::send_text
+  /// and herald::send_binary (actors/topics.hpp). Include
+  /// <caf/actor.hpp> (herald.hpp does) to use the result.
+  caf::actor actor() const;
   /// The peer's address ("ip:port").
   std::string remote_address() const;
   /// The connection's state.

@@ -145,6 +145,32 @@ void publish_binary(const caf::actor& registry, std::string topic,
 
 namespace {
 
+void send_direct(const caf::actor& connection, net::opcode op,
+                 std::span<const std::byte> data, bool compress) {
+  // A delivery of one message, under no topic: connections write
+  // deliveries whatever topic they name.
+  static const auto no_topic = std::make_shared<const std::string>();
+  std::vector<msg::topic_message> one;
+  one.push_back(msg::topic_message{net::make_frame(op, data), {}, compress});
+  caf::anon_send(connection, msg::delivery{no_topic, std::move(one)});
+}
+
+} // namespace
+
+void send_text(const caf::actor& connection, std::string_view text,
+               bool compress) {
+  send_direct(connection, net::opcode::text,
+              {reinterpret_cast<const std::byte*>(text.data()), text.size()},
+              compress);
+}
+
+void send_binary(const caf::actor& connection,
+                 std::span<const std::byte> data, bool compress) {
+  send_direct(connection, net::opcode::binary, data, compress);
+}
+
+namespace {
+
 // A free function with arguments: CAF 0.17 mishandles (UBSan) a spawned
 // lambda that takes none besides `self`.
 caf::behavior registry_behavior(registry_actor* self,

@@ -59,6 +59,16 @@ void publish_binary(const caf::actor& registry, std::string topic,
                     std::span<const std::byte> data,
                     caf::actor_addr exclude = {});
 
+/// Sends text to one connection from anywhere: `connection` is the
+/// connection's actor (`ws.actor()`). The connection writes it as it writes
+/// topic messages, in the order this sender sent them, subject to its
+/// backpressure limit; nothing happens when the connection is gone.
+void send_text(const caf::actor& connection, std::string_view text,
+               bool compress = false);
+/// Sends binary data to one connection from anywhere.
+void send_binary(const caf::actor& connection,
+                 std::span<const std::byte> data, bool compress = false);
+
 /// Spawns a topic registry. Messages it takes (messages/messages.hpp):
 /// `(subscribe_atom, std::string, caf::actor)`,
 /// `(unsubscribe_atom, std::string, caf::actor)`,

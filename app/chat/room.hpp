@@ -1,21 +1,20 @@
-// The chat app's room logic, apart from main() so the tests run the very
-// handlers the program serves (tests/unit/chat_test.cpp, with the kit).
-//
-// Protocol (JSON text messages):
-//   client -> server  {"type":"message","text":"..."}
-//   server -> client  {"type":"message","room":R,"name":N,"text":T,"time":MS}
-//                     {"type":"join","room":R,"name":N,"time":MS}
-//                     {"type":"leave","room":R,"name":N,"time":MS}
-//                     {"type":"welcome","room":R,"name":N}
-//                     {"type":"error","error":"..."}
-// A binary message closes the connection with 1003.
+// The chat app's connection handlers and HTTP endpoints, apart from main()
+// so the tests run the very code the program serves
+// (tests/unit/chat_test.cpp with the testing kit, tests/integration and
+// tests/e2e against the program). Protocol: docs/chat-protocol.md.
 #pragma once
 
 #include <cstddef>
+#include <map>
 #include <string>
 #include <string_view>
 
+#include <caf/actor.hpp>
+
 #include <herald/actors/herald.hpp>
+
+#include "presence.hpp"
+#include "protocol.hpp"
 
 namespace chat {
 
@@ -27,19 +26,37 @@ struct member {
   std::string room;
 };
 
-/// Longest name or room.
-constexpr std::size_t max_name = 32;
-/// Longest message text.
-constexpr std::size_t max_text = 4000;
+/// The WebSocket handlers of the chat: `presence` is the server's presence
+/// actor (spawn_presence); `history` is announced in `welcome`.
+herald::websocket_handlers<member> handlers(caf::actor presence,
+                                            std::size_t history);
 
-/// A valid name or room: 1..32 characters, no control characters.
-bool valid_label(std::string_view s);
+/// True when `token` is empty or the request carries it (`?token=` or
+/// `Authorization: Bearer`).
+bool authorized(const herald::request& req, std::string_view token);
 
-/// The WebSocket handlers of a chat room.
-herald::websocket_handlers<member> handlers();
-
-/// The /ws endpoint: checks name and room, then upgrades (400 otherwise).
+/// The /ws endpoint: 401 without the token, 400 for a bad name or room,
+/// else the upgrade.
 herald::fetch_result open_socket(herald::request& req,
-                                 herald::server<member>& srv);
+                                 herald::server<member>& srv,
+                                 std::string_view token = {});
+
+/// The page's files (index.html, app.js, style.css), read once at start.
+class site {
+public:
+  /// Reads the files from `dir`; throws std::runtime_error when one is
+  /// missing.
+  explicit site(const std::string& dir);
+  /// The file for a path ("/" is index.html), or null.
+  const herald::response* file(std::string_view path) const;
+
+private:
+  std::map<std::string, herald::response, std::less<>> files_;
+};
+
+/// Everything herald-chat answers over HTTP: the page, /ws, /health,
+/// /metrics and POST /rooms/ROOM/messages.
+herald::fetch_result route(herald::request& req, herald::server<member>& srv,
+                           const site& pages, std::string_view token);
 
 } // namespace chat

@@ -1,16 +1,12 @@
-// The chat app's room logic (app/chat/room.hpp), tested with the testing
-// kit: the same handlers main() serves, run against fake clients.
-//
-// Needs app/chat/room.hpp (chat::member, chat::handlers(),
-// chat::open_socket(), chat::valid_label()); until it exists this file
-// compiles to nothing. Link app/chat/room.cpp and app/chat/json.cpp.
+// The chat app's room logic (app/chat: handlers, presence and history
+// actors), tested with the testing kit: the same handlers and actors main()
+// serves, run against fake clients on CAF's deterministic test scheduler.
+// Link herald_chat_room.
 #define CAF_SUITE chat
 
 // Client options are written with designated initializers, leaving out
 // what they do not need; -Wextra would flag each.
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-
-#if __has_include(<herald/app/chat/room.hpp>)
 
 // Boost.JSON before CAF's test DSL, whose macros have common names.
 #include <boost/json.hpp>
@@ -18,6 +14,7 @@
 #include <herald/actors/testing.hpp>
 #include <herald/app/chat/room.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -33,9 +30,10 @@ namespace {
 
 using strings = std::vector<std::string>;
 
-// A chat event without its timestamp: "join general ann",
-// "message general ann hello", "error <what>"; anything that is not a chat
-// event (binary, control frames, bad JSON) shows as its to_string().
+// A chat event without its timestamp: "join general ann [ann bob]",
+// "message general ann hello", "history general [ann:m1 ann:m2]",
+// "error <what>"; anything that is not a chat event (binary, control frames,
+// bad JSON) shows as its to_string().
 std::string summary(const frame_event& e) {
   if (!e.is_text())
     return to_string(e);
@@ -44,16 +42,38 @@ std::string summary(const frame_event& e) {
   auto* o = ec ? nullptr : v.if_object();
   if (!o || !o->contains("type"))
     return to_string(e);
-  auto str = [&](const char* key) -> std::string {
-    auto* x = o->if_contains(key);
-    return x && x->is_string() ? std::string{x->get_string()} : "?";
+  auto str = [](const json::object& x, const char* key) -> std::string {
+    auto* y = x.if_contains(key);
+    return y && y->is_string() ? std::string{y->get_string()} : "?";
   };
-  auto type = str("type");
+  auto list = [&](const char* key) {
+    std::string out = "[";
+    if (auto* a = o->if_contains(key); a && a->is_array())
+      for (auto& x : a->get_array()) {
+        if (out.size() > 1)
+          out += ' ';
+        if (x.is_string())
+          out += x.get_string();
+        else if (x.is_object())
+          out += str(x.get_object(), "name") + ":" + str(x.get_object(), "text");
+      }
+    return out + "]";
+  };
+  auto type = str(*o, "type");
   if (type == "error")
-    return "error " + str("error");
-  auto out = type + " " + str("room") + " " + str("name");
-  if (type == "message")
-    out += " " + str("text");
+    return "error " + str(*o, "error");
+  if (type == "history")
+    return "history " + str(*o, "room") + " " + list("messages");
+  if (type == "members")
+    return "members " + str(*o, "room") + " " + list("members");
+  auto out = type + " " + str(*o, "room") + " " + str(*o, "name");
+  if (type == "message") {
+    out += " " + str(*o, "text");
+    if (!o->contains("id"))
+      out += " (no id)";
+  }
+  if (type == "join" || type == "leave")
+    out += " " + list("members");
   // Every event but welcome carries a time in milliseconds.
   if (type != "welcome" && !(o->contains("time") && o->at("time").is_int64()))
     out += " (no time)";
@@ -74,14 +94,49 @@ std::string say(std::string_view text) {
   return json::serialize(o);
 }
 
-struct chat_fixture : herald::testing::fixture<chat::member> {
-  chat_fixture() : fixture(chat::handlers()) {}
+constexpr std::size_t history_size = 3;
+constexpr auto history_ttl = 60s;
 
-  // Connects `name` to `room` and forgets what it received on the way.
+struct chat_fixture : herald::testing::fixture<chat::member> {
+  caf::actor presence;
+
+  chat_fixture() {
+    presence = chat::spawn_presence(sys, registry(),
+                                    {.history = history_size,
+                                     .history_ttl = history_ttl});
+    set_handlers(chat::handlers(presence, history_size));
+  }
+
+  // Connects `name` to `room`, runs until idle and forgets what it received
+  // on the way.
   client& join(std::string name, std::string room = "general") {
     auto& c = connect({std::move(name), std::move(room)});
+    run();
     c.take();
     return c;
+  }
+
+  // The ids of the message events in `events`, those in a history
+  // included.
+  static strings ids(const std::vector<frame_event>& events) {
+    strings out;
+    auto add = [&](const json::object& o) {
+      if (auto* id = o.if_contains("id"); id && id->is_string())
+        out.emplace_back(id->get_string());
+    };
+    for (auto& e : events) {
+      json::error_code ec;
+      auto v = json::parse(e.data, ec);
+      auto* o = ec ? nullptr : v.if_object();
+      if (!o)
+        continue;
+      add(*o);
+      if (auto* h = o->if_contains("messages"); h && h->is_array())
+        for (auto& m : h->get_array())
+          if (m.is_object())
+            add(m.get_object());
+    }
+    return out;
   }
 };
 
@@ -89,20 +144,25 @@ struct chat_fixture : herald::testing::fixture<chat::member> {
 
 CAF_TEST_FIXTURE_SCOPE(chat_tests, chat_fixture)
 
-CAF_TEST(a new member is welcomed and sees its own join) {
+CAF_TEST(a new member is welcomed then sees its join and the history) {
   auto& ann = connect({"ann", "general"});
+  run();
   CAF_CHECK_EQUAL(summaries(ann.take()),
-                  (strings{"welcome general ann", "join general ann"}));
-  CAF_CHECK_EQUAL(subscriber_count("general"), 1u);
+                  (strings{"welcome general ann", "join general ann [ann]",
+                           "history general []"}));
+  // The member, its presence actor and the room's history actor.
+  CAF_CHECK_EQUAL(subscriber_count("general"), 3u);
 }
 
-CAF_TEST(the room sees who joins and other rooms do not) {
+CAF_TEST(the room sees who joins with the member list and other rooms do not) {
   auto& ann = join("ann");
   auto& dan = join("dan", "attic");
   auto& bob = connect({"bob", "general"});
-  CAF_CHECK_EQUAL(summaries(ann.take()), strings{"join general bob"});
+  run();
+  CAF_CHECK_EQUAL(summaries(ann.take()), strings{"join general bob [ann bob]"});
   CAF_CHECK_EQUAL(summaries(bob.take()),
-                  (strings{"welcome general bob", "join general bob"}));
+                  (strings{"welcome general bob", "join general bob [ann bob]",
+                           "history general []"}));
   CAF_CHECK(dan.take().empty());
 }
 
@@ -113,9 +173,83 @@ CAF_TEST(a message reaches the whole room once and the sender once) {
   ann.take(); // bob's join
   ann.send_text(say("hello"));
   run();
-  CAF_CHECK_EQUAL(summaries(ann.take()), strings{"message general ann hello"});
-  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"message general ann hello"});
+  auto a = ann.take();
+  auto b = bob.take();
+  CAF_CHECK_EQUAL(summaries(a), strings{"message general ann hello"});
+  CAF_CHECK_EQUAL(summaries(b), strings{"message general ann hello"});
+  // One event, one id, the same for everyone.
+  CAF_CHECK_EQUAL(ids(a), ids(b));
   CAF_CHECK(dan.take().empty());
+}
+
+CAF_TEST(a later member receives the last messages as history) {
+  auto& ann = join("ann");
+  for (int i = 1; i <= 5; ++i)
+    ann.send_text(say("m" + std::to_string(i)));
+  run();
+  auto sent = ids(ann.take());
+  CAF_REQUIRE_EQUAL(sent.size(), 5u);
+  auto& bob = connect({"bob", "general"});
+  run();
+  auto got = bob.take();
+  CAF_CHECK_EQUAL(summaries(got),
+                  (strings{"welcome general bob", "join general bob [ann bob]",
+                           "history general [ann:m3 ann:m4 ann:m5]"}));
+  // The history holds the very events the room saw (same ids).
+  CAF_CHECK_EQUAL(ids(got), (strings{sent[2], sent[3], sent[4]}));
+}
+
+CAF_TEST(history and live messages leave no gap while a member joins) {
+  auto& ann = join("ann");
+  ann.send_text(say("before"));
+  run();
+  ann.take();
+  // bob joins while ann keeps talking; nothing runs in between.
+  auto& bob = connect({"bob", "general"});
+  ann.send_text(say("during"));
+  run();
+  ann.send_text(say("after"));
+  run();
+  // Every message reaches bob: live, in history, or both (same id).
+  strings seen;
+  for (auto& e : bob.take()) {
+    auto s = summary(e);
+    if (s.starts_with("message "))
+      seen.push_back(s.substr(s.rfind(' ') + 1));
+    else if (s.starts_with("history "))
+      for (auto& t : {"before", "during", "after"})
+        if (s.find(std::string{"ann:"} + t) != std::string::npos)
+          seen.push_back(t);
+  }
+  for (auto t : {"before", "during", "after"})
+    CAF_CHECK(std::find(seen.begin(), seen.end(), t) != seen.end());
+}
+
+CAF_TEST(two tabs with one name count as one member) {
+  auto& ann1 = join("ann");
+  auto& ann2 = connect({"ann", "general"});
+  run();
+  CAF_CHECK_EQUAL(summaries(ann1.take()), strings{"join general ann [ann]"});
+  ann2.take();
+  auto& bob = join("bob");
+  ann1.take();
+  ann2.close();
+  run();
+  // One tab left: the member list still has ann.
+  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"leave general ann [ann bob]"});
+  ann1.close();
+  run();
+  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"leave general ann [bob]"});
+}
+
+CAF_TEST(members answers with the room list) {
+  auto& ann = join("ann");
+  join("bob");
+  join("dan", "attic");
+  ann.take();
+  ann.send_text(R"({"type":"members"})");
+  run();
+  CAF_CHECK_EQUAL(summaries(ann.take()), strings{"members general [ann bob]"});
 }
 
 CAF_TEST(bad input gets an error for the sender only) {
@@ -123,15 +257,19 @@ CAF_TEST(bad input gets an error for the sender only) {
   auto& bob = join("bob");
   ann.take();
   ann.send_text("not json");
+  ann.send_text("[1,2]");
   ann.send_text(R"({"type":"shout","text":"hi"})");
   ann.send_text(R"({"type":"message","text":7})");
+  ann.send_text(R"({"type":"message"})");
   ann.send_text(say(""));
   ann.send_text(say(std::string(chat::max_text + 1, 'x')));
   run();
-  auto shape = "error expected {\"type\":\"message\",\"text\":...}";
+  auto shape = "error expected a JSON object with a \"type\"";
+  auto no_text = "error a message needs a \"text\" string";
   auto length = "error text must be 1 to 4000 characters";
   CAF_CHECK_EQUAL(summaries(ann.take()),
-                  (strings{shape, shape, shape, length, length}));
+                  (strings{shape, shape, "error unknown type", no_text,
+                           no_text, length, length}));
   CAF_CHECK(bob.take().empty());
   CAF_CHECK(!ann.closed());
   ann.send_text(say(std::string(chat::max_text, 'x')));
@@ -148,8 +286,17 @@ CAF_TEST(binary messages close the connection with 1003) {
   CAF_CHECK_EQUAL(ann.take(), std::vector<frame_event>{
                                 close_frame(1003, "text messages only")});
   CAF_CHECK(ann.closed());
-  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"leave general ann"});
-  CAF_CHECK_EQUAL(subscriber_count("general"), 1u);
+  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"leave general ann [bob]"});
+}
+
+CAF_TEST(oversized messages close the connection with 1009) {
+  auto& ann = join("ann");
+  auto& bob = join("bob");
+  ann.take();
+  ann.send_text(std::string(chat::max_message_bytes + 1, 'x'));
+  run();
+  CAF_CHECK_EQUAL(ann.close_code(), 1009);
+  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"leave general ann [bob]"});
 }
 
 CAF_TEST(leaving by close or by vanishing tells the room) {
@@ -163,13 +310,52 @@ CAF_TEST(leaving by close or by vanishing tells the room) {
   bob.vanish();
   run();
   CAF_CHECK_EQUAL(summaries(cid.take()),
-                  (strings{"leave general ann", "leave general bob"}));
+                  (strings{"leave general ann [bob cid]",
+                           "leave general bob [cid]"}));
   CAF_CHECK(dan.take().empty());
-  CAF_CHECK_EQUAL(subscriber_count("general"), 1u);
   cid.close();
   run();
+  // Only the room's history actor is left in it.
+  CAF_CHECK_EQUAL(subscriber_count("general"), 1u);
+}
+
+CAF_TEST(a member whose connection actor dies is removed) {
+  auto& ann = join("ann");
+  auto& bob = join("bob");
+  ann.take();
+  // No close handler runs: presence learns it from its monitor.
+  caf::anon_send_exit(bob.actor(), caf::exit_reason::kill);
+  run();
+  CAF_CHECK_EQUAL(summaries(ann.take()), strings{"leave general bob [ann]"});
+}
+
+CAF_TEST(history outlives an empty room for its time to live only) {
+  auto& ann = join("ann");
+  ann.send_text(say("kept"));
+  run();
+  ann.close();
+  run();
+  advance(history_ttl - 1s);
+  // Only the history actor is still subscribed.
+  CAF_CHECK_EQUAL(subscriber_count("general"), 1u);
+  auto& bob = connect({"bob", "general"});
+  run();
+  auto got = summaries(bob.take());
+  CAF_REQUIRE(!got.empty());
+  CAF_CHECK_EQUAL(got.back(), "history general [ann:kept]");
+  bob.close();
+  run();
+  CAF_CHECK_EQUAL(subscriber_count("general"), 1u);
+  // The first timer (armed when ann left) finds the room in use again and
+  // does nothing; the one armed when bob left ends the history.
+  advance(history_ttl);
   CAF_CHECK_EQUAL(subscriber_count("general"), 0u);
-  CAF_CHECK_EQUAL(topic_count(), 1u); // attic
+  CAF_CHECK_EQUAL(topic_count(), 0u);
+  auto& cid = connect({"cid", "general"});
+  run();
+  got = summaries(cid.take());
+  CAF_REQUIRE(!got.empty());
+  CAF_CHECK_EQUAL(got.back(), "history general []");
 }
 
 CAF_TEST(messages arrive in the order they were sent) {
@@ -189,6 +375,7 @@ CAF_TEST(messages arrive in the order they were sent) {
 CAF_TEST(a silent member is dropped after the idle timeout) {
   auto& ann = join("ann");
   auto& bob = connect({"bob", "general"}, {.answer_pings = false});
+  run();
   ann.take();
   advance(119s);
   CAF_CHECK(!bob.closed());
@@ -196,33 +383,58 @@ CAF_TEST(a silent member is dropped after the idle timeout) {
   CAF_CHECK_EQUAL(bob.close_code(), 1001);
   CAF_CHECK(!ann.closed()); // ann's browser answers pings
   CAF_CHECK_EQUAL(summaries(ann.take_messages()),
-                  strings{"leave general bob"});
+                  strings{"leave general bob [ann]"});
 }
 
-CAF_TEST(the socket endpoint checks name and room before upgrading) {
-  auto ok = fetch(chat::open_socket, upgrade_request("/ws?name=ann&room=r1"));
+CAF_TEST(the socket endpoint checks the token then name and room) {
+  auto open = [](herald::request& req, herald::server<chat::member>& srv) {
+    return chat::open_socket(req, srv);
+  };
+  auto ok = fetch(open, upgrade_request("/ws?name=ann&room=r1"));
   CAF_CHECK_EQUAL(ok.status, 101);
   CAF_REQUIRE(ok.client != nullptr);
   CAF_CHECK_EQUAL(ok.client->data().name, "ann");
   CAF_CHECK_EQUAL(ok.client->data().room, "r1");
-  auto general = fetch(chat::open_socket, upgrade_request("/ws?name=bob"));
+  auto general = fetch(open, upgrade_request("/ws?name=bob"));
   CAF_REQUIRE(general.client != nullptr);
   CAF_CHECK_EQUAL(general.client->data().room, "general");
   for (auto target : {"/ws", "/ws?name=", "/ws?name=a%01b",
                       "/ws?name=ann&room=", "/ws?name=ann&room=%7F",
+                      "/ws?name=%FF%FE",
                       "/ws?name=012345678901234567890123456789012"}) {
-    auto r = fetch(chat::open_socket, upgrade_request(target));
+    auto r = fetch(open, upgrade_request(target));
     CAF_CHECK_EQUAL(r.status, 400);
     CAF_CHECK(r.client == nullptr);
   }
-  auto plain = fetch(chat::open_socket,
+  auto plain = fetch(open,
                      herald::testing::http_request("GET", "/ws?name=ann"));
   CAF_CHECK_EQUAL(plain.status, 400);
   CAF_CHECK_EQUAL(plain.body, "WebSocket upgrade expected\n");
   CAF_CHECK(chat::valid_label(std::string(chat::max_name, 'x')));
   CAF_CHECK(!chat::valid_label(std::string(chat::max_name + 1, 'x')));
+  // With a token: 401 without it or with a wrong one, before anything else.
+  auto guarded = [](herald::request& req, herald::server<chat::member>& srv) {
+    return chat::open_socket(req, srv, "s3cret");
+  };
+  for (auto target : {"/ws?name=ann", "/ws?name=ann&token=s3cre",
+                      "/ws?name=ann&token=s3cret2", "/ws?token=nope"}) {
+    auto r = fetch(guarded, upgrade_request(target));
+    CAF_CHECK_EQUAL(r.status, 401);
+    CAF_CHECK(r.client == nullptr);
+  }
+  CAF_CHECK_EQUAL(fetch(guarded, upgrade_request("/ws?name=ann&token=s3cret"))
+                    .status,
+                  101);
+  CAF_CHECK_EQUAL(fetch(guarded, upgrade_request("/ws?name=ann",
+                                                 {{"Authorization",
+                                                   "Bearer s3cret"}}))
+                    .status,
+                  101);
+  CAF_CHECK_EQUAL(fetch(guarded, upgrade_request("/ws?name=ann",
+                                                 {{"Authorization",
+                                                   "Bearer wrong!"}}))
+                    .status,
+                  401);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()
-
-#endif // __has_include(<herald/app/chat/room.hpp>)

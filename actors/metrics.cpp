@@ -1,0 +1,106 @@
+#include "herald/actors/metrics.hpp"
+
+#include <atomic>
+#include <cstdint>
+
+namespace herald {
+
+namespace {
+
+class writer {
+public:
+  explicit writer(std::string_view prefix) : prefix_(prefix) {}
+
+  void header(std::string_view name, std::string_view type,
+              std::string_view help) {
+    out_ += "# HELP ";
+    name_(name);
+    out_ += ' ';
+    out_ += help;
+    out_ += "\n# TYPE ";
+    name_(name);
+    out_ += ' ';
+    out_ += type;
+    out_ += '\n';
+  }
+
+  void sample(std::string_view name, std::uint64_t value,
+              std::string_view labels = {}) {
+    name_(name);
+    if (!labels.empty()) {
+      out_ += '{';
+      out_ += labels;
+      out_ += '}';
+    }
+    out_ += ' ';
+    out_ += std::to_string(value);
+    out_ += '\n';
+  }
+
+  void counter(std::string_view name, std::string_view help,
+               const std::atomic<std::uint64_t>& value) {
+    header(name, "counter", help);
+    sample(name, value.load(std::memory_order_relaxed));
+  }
+
+  void gauge(std::string_view name, std::string_view help,
+             std::uint64_t value) {
+    header(name, "gauge", help);
+    sample(name, value);
+  }
+
+  std::string take() { return std::move(out_); }
+
+private:
+  void name_(std::string_view name) {
+    out_ += prefix_;
+    out_ += '_';
+    out_ += name;
+  }
+
+  std::string_view prefix_;
+  std::string out_;
+};
+
+} // namespace
+
+std::string prometheus_text(const server_stats& stats, std::size_t topics,
+                            std::string_view prefix) {
+  writer w{prefix};
+  auto open = stats.open_connections.load(std::memory_order_relaxed);
+  w.gauge("open_connections", "WebSocket connections open now.",
+          open < 0 ? 0 : static_cast<std::uint64_t>(open));
+  w.gauge("topics", "Topics with at least one subscriber.", topics);
+  w.counter("connections_total", "WebSocket connections accepted.",
+            stats.connections_total);
+  w.counter("messages_received_total", "Messages received from clients.",
+            stats.messages_in);
+  w.counter("messages_sent_total",
+            "Messages written to clients (sends and topic deliveries).",
+            stats.messages_out);
+  w.counter("received_bytes_total", "Payload bytes received from clients.",
+            stats.bytes_in);
+  w.counter("sent_bytes_total", "Frame bytes handed to sockets.",
+            stats.bytes_out);
+  w.counter("dropped_messages_total",
+            "Messages dropped (backpressure limit or closing connection).",
+            stats.dropped);
+  w.header("closes_total", "counter", "Closed WebSocket connections by close code.");
+  for (std::size_t i = 0; i < 16; ++i) {
+    auto n = stats.closes[i].load(std::memory_order_relaxed);
+    if (n == 0 && i != 0)
+      continue; // codes never seen stay out; 1000 is always there
+    w.sample("closes_total", n,
+             "code=\"" + std::to_string(1000 + i) + "\"");
+  }
+  w.sample("closes_total", stats.closes[16].load(std::memory_order_relaxed),
+           "code=\"other\"");
+  w.counter("http_requests_total", "HTTP requests answered without an upgrade.",
+            stats.http_requests);
+  w.counter("refused_upgrades_total",
+            "Upgrade requests refused (bad handshakes, limits).",
+            stats.upgrades_refused);
+  return w.take();
+}
+
+} // namespace herald

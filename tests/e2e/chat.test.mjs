@@ -426,12 +426,13 @@ test('Chromium negotiates permessage-deflate with --deflate shared', { timeout: 
       // Compressible and incompressible text, both ways.
       const long = 'All work and no play makes Jack a dull boy. '.repeat(80);
       const noise = crypto.randomBytes(1500).toString('base64');
-      await say(a, long);
-      await say(b, noise);
-      await say(a, 'short one');
-      for (const page of [a, b])
-        for (const text of [long, noise, 'short one'])
-          await waitMessage(page, text);
+      // (Each message is seen on both pages before the next one is sent:
+      // messages of different senders have no order of their own.)
+      for (const [page, text] of [[a, long], [b, noise], [a, 'short one']]) {
+        await say(page, text);
+        await waitMessage(a, text);
+        await waitMessage(b, text);
+      }
       assert.deepEqual((await messages(b)).map((m) => m.text).slice(0, 3), [long, noise, 'short one']);
       if (mode === 'shared') {
         // An error answer is shown and the connection stays open.

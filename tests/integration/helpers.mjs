@@ -75,7 +75,8 @@ export function sanitizerReports(text) {
 
 /**
  * Starts the server binary named by environment variable `envVar` with
- * `--port 0` and `args`; resolves once it printed its URL.
+ * `--port 0` and `args`; resolves once it printed its URL (ws:// or
+ * http://).
  */
 export async function startServer(envVar, args = []) {
   const bin = process.env[envVar];
@@ -105,9 +106,10 @@ export async function startServer(envVar, args = []) {
     proc.stdout.setEncoding('utf8');
     proc.stdout.on('data', (d) => {
       stdout += d;
-      const m = stdout.match(/(ws:\/\/\S+)\n/);
+      // ws://host:port/ (or http://host:port/ from programs with a page).
+      const m = stdout.match(/((?:ws|http):\/\/\S+)\n/);
       if (m)
-        resolve(m[1]);
+        resolve(m[1].replace(/^http/, 'ws'));
     });
     proc.on('error', reject);
     exited.then(({ code, signal }) =>

@@ -300,9 +300,29 @@ void connection_core::on_written(std::size_t buffered) {
 }
 
 void connection_core::on_delivery(const msg::delivery& d) {
-  d.each(self_->address(), [this](const msg::topic_message& m) {
-    enqueue(delivery_frame(m), false);
-  });
+  // The common case (open, under the backpressure limit, nothing to
+  // compress) takes the fast path: the checks of enqueue() once per
+  // delivery instead of once per message. Anything else goes through
+  // enqueue(), which drops, counts and closes as needed.
+  auto me = self_->address();
+  auto limit = opts_.backpressure_limit;
+  auto transport_bytes = transport_->buffered_amount();
+  pending_.reserve(pending_.size() + d.messages.size());
+  bool queued = false;
+  for (auto& m : d.messages) {
+    if (m.exclude && m.exclude == me)
+      continue;
+    if (state_ != herald::ready_state::open || (m.compress && deflate_)
+        || (limit > 0 && pending_bytes_ + transport_bytes >= limit)) {
+      enqueue(delivery_frame(m), false);
+      continue;
+    }
+    pending_bytes_ += m.frame->size();
+    pending_.push_back(m.frame);
+    queued = true;
+  }
+  if (queued)
+    schedule_flush();
 }
 
 net::frame_ptr connection_core::delivery_frame(const msg::topic_message& d) {
@@ -491,7 +511,6 @@ caf::behavior connection_actor::make_behavior() {
   return {
     [this](msg::inbound& in) { core_.on_inbound(in); },
     [this](const msg::delivery& d) { core_.on_delivery(d); },
-    [this](msg::flush_atom) { core_.flush(); },
     [this](msg::written_atom, std::size_t buffered) {
       core_.on_written(buffered);
     },
@@ -501,8 +520,16 @@ caf::behavior connection_actor::make_behavior() {
     [this](caf::close_atom, int code, const std::string& reason) {
       core_.close(code, reason);
     },
-    [this](caf::tick_atom) { core_.on_tick(); },
-    [this](caf::timeout_atom) { core_.on_close_timeout(); },
+    // flush_atom, tick_atom and timeout_atom in one handler: every handler
+    // costs memory in each connection's behavior.
+    [this](caf::atom_value a) {
+      if (a == msg::flush_atom::value)
+        core_.flush();
+      else if (a == caf::tick_atom::value)
+        core_.on_tick();
+      else if (a == caf::timeout_atom::value)
+        core_.on_close_timeout();
+    },
   };
 }
 

@@ -1,5 +1,6 @@
 #include "herald/actors/connection.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <caf/all.hpp>
@@ -496,18 +497,22 @@ void connection_core::on_tick() {
 
 // -- connection_core: topics --------------------------------------------------
 
+// topics_ is a sorted vector: most connections are in one or a few
+// topics, and a vector of one name is half the size of a std::set node.
 void connection_core::subscribe(std::string_view topic) {
   if (state_ == herald::ready_state::closed)
     return;
-  auto [i, added] = topics_.emplace(topic);
-  if (added)
-    self_->send(registry_, caf::subscribe_atom::value, *i,
-                caf::actor_cast<caf::actor>(self_));
+  auto i = std::lower_bound(topics_.begin(), topics_.end(), topic);
+  if (i != topics_.end() && *i == topic)
+    return;
+  i = topics_.emplace(i, topic);
+  self_->send(registry_, caf::subscribe_atom::value, *i,
+              caf::actor_cast<caf::actor>(self_));
 }
 
 void connection_core::unsubscribe(std::string_view topic) {
-  auto i = topics_.find(topic);
-  if (i == topics_.end())
+  auto i = std::lower_bound(topics_.begin(), topics_.end(), topic);
+  if (i == topics_.end() || *i != topic)
     return;
   self_->send(registry_, caf::unsubscribe_atom::value, *i,
               caf::actor_cast<caf::actor>(self_));
@@ -515,11 +520,11 @@ void connection_core::unsubscribe(std::string_view topic) {
 }
 
 bool connection_core::is_subscribed(std::string_view topic) const {
-  return topics_.find(topic) != topics_.end();
+  return std::binary_search(topics_.begin(), topics_.end(), topic);
 }
 
 std::vector<std::string> connection_core::subscriptions() const {
-  return {topics_.begin(), topics_.end()};
+  return topics_;
 }
 
 send_status connection_core::publish(std::string_view topic, net::opcode op,

@@ -134,7 +134,7 @@ private:
   caf::actor registry_;
   std::shared_ptr<server_stats> stats_;
   std::string protocol_;
-  websocket_options opts_;
+  const websocket_options& opts_; // the hooks' own
   std::chrono::milliseconds close_timeout_;
   net::frame_parser parser_;
   herald::ready_state state_ = herald::ready_state::connecting;
@@ -161,7 +161,7 @@ private:
   bool activity_ = false;
   int quiet_ticks_ = 0;
 
-  std::set<std::string, std::less<>> topics_;
+  std::vector<std::string> topics_; // sorted
 
   // permessage-deflate: negotiated at all, this connection's own compressor
   // (dedicated mode with context takeover) and decompressor (when the

@@ -598,10 +598,10 @@ caf::behavior connection_actor::make_behavior() {
 
 caf::invoke_message_result
 connection_actor::consume(caf::mailbox_element& x) {
-  // Asynchronous messages of our protocol go straight to the core, without
-  // the behavior's trial matching; anything else (system messages,
-  // requests, unknown messages) takes CAF's usual path.
-  if (!x.mid.is_async())
+  // Asynchronous messages (of any priority) of our protocol go straight to
+  // the core, without the behavior's trial matching; anything else (system
+  // messages, requests, unknown messages) takes CAF's usual path.
+  if (x.mid.is_request() || x.mid.is_response())
     return caf::event_based_actor::consume(x);
   auto& c = x.content();
   auto handled = true;

@@ -1,5 +1,6 @@
 #include "herald/actors/connection.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include <caf/all.hpp>
@@ -15,6 +16,31 @@ std::span<const std::byte> as_bytes(std::string_view s) noexcept {
 }
 
 } // namespace
+
+// The frames of one batch. `frames` holds no references of its own (a
+// reference count touched by every subscriber of a topic, from every
+// thread, costs more than the rest of a delivery): each frame in it is kept
+// alive either by `owned` or by a delivery message in `held`, until the
+// batch is written.
+struct connection_core::out_batch {
+  std::vector<net::frame_ptr> frames; // borrowed, in write order
+  std::vector<net::frame_ptr> owned;
+  std::vector<caf::message> held;
+
+  void clear() noexcept {
+    for (auto& f : frames)
+      f.detach();
+    frames.clear();
+    owned.clear();
+    held.clear();
+  }
+  ~out_batch() { clear(); }
+};
+
+// The next connection that queues something on this thread takes the
+// spare, capacity and all, instead of allocating.
+thread_local std::unique_ptr<connection_core::out_batch>
+  connection_core::spare_batch_;
 
 // -- connection_core: lifecycle -----------------------------------------------
 
@@ -43,6 +69,7 @@ connection_core::connection_core(caf::event_based_actor* self,
 }
 
 connection_core::~connection_core() {
+  release_out(false);
   if (transport_)
     transport_->close(false);
 }
@@ -91,13 +118,12 @@ void connection_core::finish(int code, std::string_view reason,
   state_ = herald::ready_state::closed;
   parser_.stop();
   // Whatever this batch queued (a close frame, an echoed close) goes first.
-  if (graceful && !pending_.empty()) {
-    transport_->write(pending_);
-    for (auto& f : pending_)
+  if (graceful && out_ && !out_->frames.empty()) {
+    transport_->write(out_->frames);
+    for (auto& f : out_->frames)
       bytes_out_ += f->size();
   }
-  pending_.clear();
-  pending_bytes_ = 0;
+  release_out(true);
   transport_->close(graceful);
   if (!closed_handler_ran_) {
     closed_handler_ran_ = true;
@@ -178,7 +204,7 @@ void connection_core::on_pong(std::span<const std::byte> payload) {
 void connection_core::on_close(std::uint16_t code, std::string_view reason) {
   if (state_ == herald::ready_state::open) {
     // Echo the peer's code (RFC 6455 5.5.1), then close the TCP connection.
-    pending_.push_back(net::make_close_frame(code, {}));
+    queue_owned(net::make_close_frame(code, {}));
     finish(code, reason, true);
   } else if (state_ == herald::ready_state::closing) {
     finish(code, reason, true);
@@ -196,7 +222,7 @@ void connection_core::fail(std::uint16_t code, std::string_view reason) {
   if (state_ == herald::ready_state::closed)
     return;
   if (state_ == herald::ready_state::open)
-    pending_.push_back(net::make_close_frame(code, reason));
+    queue_owned(net::make_close_frame(code, reason));
   finish(code, reason, true);
 }
 
@@ -226,7 +252,7 @@ send_status connection_core::enqueue(net::frame_ptr f, bool control) {
   }
   auto size = static_cast<send_status>(f->size());
   pending_bytes_ += f->size();
-  pending_.push_back(std::move(f));
+  queue_owned(std::move(f));
   schedule_flush();
   return transport_->buffered_amount() > 0 ? send_backpressure : size;
 }
@@ -240,14 +266,14 @@ void connection_core::schedule_flush() {
 
 void connection_core::flush() {
   flush_scheduled_ = false;
-  if (pending_.empty() || state_ == herald::ready_state::closed)
+  if (!out_ || out_->frames.empty() || state_ == herald::ready_state::closed)
     return;
-  n_out_ += pending_.size();
-  for (auto& f : pending_)
+  auto& frames = out_->frames;
+  n_out_ += frames.size();
+  for (auto& f : frames)
     bytes_out_ += f->size();
-  auto remaining = transport_->write(pending_);
-  pending_.clear();
-  pending_bytes_ = 0;
+  auto remaining = transport_->write(frames);
+  release_out(true);
   if (remaining > 0)
     backpressured_ = true;
   // A peer that sends but does not read: stop reading its requests until
@@ -257,6 +283,46 @@ void connection_core::flush() {
     transport_->pause_reading();
   }
   add_stats();
+}
+
+connection_core::out_batch& connection_core::out() {
+  if (!out_) {
+    if (spare_batch_)
+      out_ = std::move(spare_batch_);
+    else
+      out_ = std::make_unique<out_batch>();
+  }
+  return *out_;
+}
+
+void connection_core::release_out(bool reuse) noexcept {
+  if (!out_)
+    return;
+  out_->clear();
+  pending_bytes_ = 0;
+  if (reuse && !spare_batch_)
+    spare_batch_ = std::move(out_);
+  else
+    out_.reset();
+}
+
+void connection_core::queue_owned(net::frame_ptr f) {
+  auto& b = out();
+  b.frames.emplace_back(f.get(), false);
+  b.owned.push_back(std::move(f));
+}
+
+bool connection_core::hold_delivery(const msg::delivery& d) {
+  // All subscribers of a topic share one message: keeping it (one
+  // reference) keeps every frame of the delivery.
+  auto* elem = self_->current_mailbox_element();
+  if (!elem)
+    return false;
+  auto m = elem->copy_content_to_message();
+  if (!m.match_elements<msg::delivery>() || &m.get_as<msg::delivery>(0) != &d)
+    return false; // not the shared message (a copy): own the frames
+  out().held.push_back(std::move(m));
+  return true;
 }
 
 std::size_t connection_core::read_pause_threshold() const noexcept {
@@ -300,9 +366,37 @@ void connection_core::on_written(std::size_t buffered) {
 }
 
 void connection_core::on_delivery(const msg::delivery& d) {
-  d.each(self_->address(), [this](const msg::topic_message& m) {
-    enqueue(delivery_frame(m), false);
-  });
+  // The common case (open, under the backpressure limit, nothing to
+  // compress) takes the fast path: the checks of enqueue() once per
+  // delivery instead of once per message. Anything else goes through
+  // enqueue(), which drops, counts and closes as needed.
+  auto me = self_->address();
+  auto limit = opts_.backpressure_limit;
+  auto transport_bytes = transport_->buffered_amount();
+  bool queued = false;
+  bool borrow = false;
+  for (auto& m : d.messages) {
+    if (m.exclude && m.exclude == me)
+      continue;
+    if (state_ != herald::ready_state::open || (m.compress && deflate_)
+        || (limit > 0 && pending_bytes_ + transport_bytes >= limit)) {
+      enqueue(delivery_frame(m), false);
+      continue;
+    }
+    if (!queued) {
+      borrow = hold_delivery(d);
+      auto& frames = out().frames;
+      frames.reserve(frames.size() + d.messages.size());
+    }
+    pending_bytes_ += m.frame->size();
+    if (borrow)
+      out_->frames.emplace_back(m.frame.get(), false); // held: no reference
+    else
+      queue_owned(m.frame);
+    queued = true;
+  }
+  if (queued)
+    schedule_flush();
 }
 
 net::frame_ptr connection_core::delivery_frame(const msg::topic_message& d) {
@@ -357,7 +451,7 @@ void connection_core::close(int code, std::string_view reason) {
   if (code != 1000 && !(code >= 3000 && code <= 4999)
       && !net::valid_close_code(static_cast<std::uint32_t>(code)))
     throw std::invalid_argument("invalid WebSocket close code");
-  pending_.push_back(
+  queue_owned(
     net::make_close_frame(static_cast<std::uint16_t>(code), reason));
   state_ = herald::ready_state::closing;
   flush();
@@ -391,7 +485,7 @@ void connection_core::on_tick() {
     quiet_ticks_ = 0;
   } else if (++quiet_ticks_ >= 2) {
     HERALD_LOG(debug, "closing idle connection " << remote_address());
-    pending_.push_back(
+    queue_owned(
       net::make_close_frame(net::close_code::going_away, "idle timeout"));
     finish(net::close_code::going_away, "idle timeout", true);
     return;
@@ -403,18 +497,22 @@ void connection_core::on_tick() {
 
 // -- connection_core: topics --------------------------------------------------
 
+// topics_ is a sorted vector: most connections are in one or a few
+// topics, and a vector of one name is half the size of a std::set node.
 void connection_core::subscribe(std::string_view topic) {
   if (state_ == herald::ready_state::closed)
     return;
-  auto [i, added] = topics_.emplace(topic);
-  if (added)
-    self_->send(registry_, caf::subscribe_atom::value, *i,
-                caf::actor_cast<caf::actor>(self_));
+  auto i = std::lower_bound(topics_.begin(), topics_.end(), topic);
+  if (i != topics_.end() && *i == topic)
+    return;
+  i = topics_.emplace(i, topic);
+  self_->send(registry_, caf::subscribe_atom::value, *i,
+              caf::actor_cast<caf::actor>(self_));
 }
 
 void connection_core::unsubscribe(std::string_view topic) {
-  auto i = topics_.find(topic);
-  if (i == topics_.end())
+  auto i = std::lower_bound(topics_.begin(), topics_.end(), topic);
+  if (i == topics_.end() || *i != topic)
     return;
   self_->send(registry_, caf::unsubscribe_atom::value, *i,
               caf::actor_cast<caf::actor>(self_));
@@ -422,11 +520,11 @@ void connection_core::unsubscribe(std::string_view topic) {
 }
 
 bool connection_core::is_subscribed(std::string_view topic) const {
-  return topics_.find(topic) != topics_.end();
+  return std::binary_search(topics_.begin(), topics_.end(), topic);
 }
 
 std::vector<std::string> connection_core::subscriptions() const {
-  return {topics_.begin(), topics_.end()};
+  return topics_;
 }
 
 send_status connection_core::publish(std::string_view topic, net::opcode op,
@@ -488,22 +586,57 @@ connection_actor::connection_actor(caf::actor_config& cfg,
 
 caf::behavior connection_actor::make_behavior() {
   core_.start();
-  return {
-    [this](msg::inbound& in) { core_.on_inbound(in); },
-    [this](const msg::delivery& d) { core_.on_delivery(d); },
-    [this](msg::flush_atom) { core_.flush(); },
-    [this](msg::written_atom, std::size_t buffered) {
-      core_.on_written(buffered);
-    },
-    [this](msg::transport_down_atom, const std::string& why) {
-      core_.on_transport_down(why);
-    },
-    [this](caf::close_atom, int code, const std::string& reason) {
-      core_.close(code, reason);
-    },
-    [this](caf::tick_atom) { core_.on_tick(); },
-    [this](caf::timeout_atom) { core_.on_close_timeout(); },
+  // Every message of a connection is dispatched in consume() below, so
+  // the behavior only keeps the actor alive: one shared by all connections
+  // (a behavior of their own cost each ~300 bytes) with a handler for a
+  // message nobody sends.
+  static const caf::behavior keep_alive{
+    [](msg::flush_atom, msg::flush_atom, msg::flush_atom) {},
   };
+  return keep_alive;
+}
+
+caf::invoke_message_result
+connection_actor::consume(caf::mailbox_element& x) {
+  // Asynchronous messages (of any priority) of our protocol go straight to
+  // the core, without the behavior's trial matching; anything else (system
+  // messages, requests, unknown messages) takes CAF's usual path.
+  if (x.mid.is_request() || x.mid.is_response())
+    return caf::event_based_actor::consume(x);
+  auto& c = x.content();
+  auto handled = true;
+  current_mailbox_element(&x);
+  if (c.match_elements<msg::delivery>()) {
+    core_.on_delivery(c.get_as<msg::delivery>(0));
+  } else if (c.match_elements<caf::atom_value>()) {
+    auto a = c.get_as<caf::atom_value>(0);
+    if (a == msg::flush_atom::value)
+      core_.flush();
+    else if (a == caf::tick_atom::value)
+      core_.on_tick();
+    else if (a == caf::timeout_atom::value)
+      core_.on_close_timeout();
+    else
+      handled = false;
+  } else if (c.match_elements<msg::inbound>()) {
+    core_.on_inbound(c.get_mutable_as<msg::inbound>(0));
+  } else if (c.match_elements<caf::atom_value, std::size_t>()
+             && c.get_as<caf::atom_value>(0) == msg::written_atom::value) {
+    core_.on_written(c.get_as<std::size_t>(1));
+  } else if (c.match_elements<caf::atom_value, std::string>()
+             && c.get_as<caf::atom_value>(0)
+                  == msg::transport_down_atom::value) {
+    core_.on_transport_down(c.get_as<std::string>(1));
+  } else if (c.match_elements<caf::atom_value, int, std::string>()
+             && c.get_as<caf::atom_value>(0) == caf::close_atom::value) {
+    core_.close(c.get_as<int>(1), c.get_as<std::string>(2));
+  } else {
+    handled = false;
+  }
+  current_mailbox_element(nullptr);
+  if (!handled)
+    return caf::event_based_actor::consume(x);
+  return caf::invoke_message_result::consumed;
 }
 
 void connection_actor::on_exit() {

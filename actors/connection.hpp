@@ -113,6 +113,12 @@ private:
   // The frame a topic delivery becomes on this connection.
   net::frame_ptr delivery_frame(const msg::topic_message& d);
   void schedule_flush();
+  // Queues a frame, keeping a reference to it.
+  void queue_owned(net::frame_ptr f);
+  // Keeps the message that carries `d` until the next write; false when
+  // that is not possible (the frames must then be owned one by one).
+  bool hold_delivery(const msg::delivery& d);
+
   // Sends a close frame, runs `close` and closes the transport.
   void fail(std::uint16_t code, std::string_view reason);
   // Runs the close handler once, closes the transport and quits.
@@ -130,12 +136,21 @@ private:
   caf::actor registry_;
   std::shared_ptr<server_stats> stats_;
   std::string protocol_;
-  websocket_options opts_;
+  const websocket_options& opts_; // the hooks' own
   std::chrono::milliseconds close_timeout_;
   net::frame_parser parser_;
   herald::ready_state state_ = herald::ready_state::connecting;
 
-  std::vector<net::frame_ptr> pending_;
+  // What this batch queued (see out_batch in connection.cpp): made on the
+  // first frame, handed back after the write, so idle connections hold none.
+  struct out_batch;
+  std::unique_ptr<out_batch> out_;
+  // One spare batch per thread, reused by the next connection on it.
+  static thread_local std::unique_ptr<out_batch> spare_batch_;
+  // The batch, made when missing.
+  out_batch& out();
+  // Empties the batch and lets it go.
+  void release_out(bool reuse) noexcept;
   std::size_t pending_bytes_ = 0;
   bool flush_scheduled_ = false;
   bool backpressured_ = false;
@@ -148,7 +163,7 @@ private:
   bool activity_ = false;
   int quiet_ticks_ = 0;
 
-  std::set<std::string, std::less<>> topics_;
+  std::vector<std::string> topics_; // sorted
 
   // permessage-deflate: negotiated at all, this connection's own compressor
   // (dedicated mode with context takeover) and decompressor (when the
@@ -171,6 +186,8 @@ public:
   connection_core& core() noexcept { return core_; }
 
   caf::behavior make_behavior() override;
+  /// Dispatches the connection's own messages directly (see connection.cpp).
+  caf::invoke_message_result consume(caf::mailbox_element& x) override;
   void on_exit() override;
   const char* name() const override { return "herald.connection"; }
 

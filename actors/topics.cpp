@@ -1,6 +1,6 @@
 #include "herald/actors/topics.hpp"
 
-#include <unordered_set>
+#include <algorithm>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -90,10 +90,58 @@ struct topic_entry {
   std::size_t count = 0;
 };
 
+// The topics one subscriber is in: pointers to the names held as keys of
+// registry_state::topics (map nodes do not move, and a topic outlives its
+// last member). Most subscribers are in one topic: that one is inline.
+class membership {
+public:
+  bool contains(const std::string* t) const noexcept {
+    return first_ == t || std::find(more_.begin(), more_.end(), t) != more_.end();
+  }
+  void add(const std::string* t) {
+    if (!first_)
+      first_ = t;
+    else
+      more_.push_back(t);
+  }
+  // Returns false when `t` was not there.
+  bool remove(const std::string* t) {
+    if (first_ == t) {
+      if (more_.empty()) {
+        first_ = nullptr;
+      } else {
+        first_ = more_.back();
+        more_.pop_back();
+      }
+      return true;
+    }
+    auto i = std::find(more_.begin(), more_.end(), t);
+    if (i == more_.end())
+      return false;
+    *i = more_.back();
+    more_.pop_back();
+    return true;
+  }
+  bool empty() const noexcept { return first_ == nullptr; }
+  // The topic names, copied (leaving changes the registry's map).
+  std::vector<std::string> names() const {
+    std::vector<std::string> out;
+    if (first_)
+      out.push_back(*first_);
+    for (auto t : more_)
+      out.push_back(*t);
+    return out;
+  }
+
+private:
+  const std::string* first_ = nullptr;
+  std::vector<const std::string*> more_;
+};
+
 struct registry_state {
   std::shared_ptr<topic_counts> counts;
   std::unordered_map<std::string, topic_entry> topics;
-  std::unordered_map<caf::actor_addr, std::unordered_set<std::string>> members;
+  std::unordered_map<caf::actor_addr, membership> members;
   static inline const char* name = "herald.topic_registry";
 };
 
@@ -182,7 +230,7 @@ caf::behavior registry_behavior(registry_actor* self,
       auto i = self->state.members.find(dm.source);
       if (i == self->state.members.end())
         return;
-      auto topics = std::move(i->second);
+      auto topics = i->second.names();
       self->state.members.erase(i);
       for (auto& t : topics)
         leave(self, t, dm.source);
@@ -192,9 +240,11 @@ caf::behavior registry_behavior(registry_actor* self,
         auto [m, fresh] = self->state.members.try_emplace(who.address());
         if (fresh)
           self->monitor(who);
-        if (!m->second.insert(topic).second)
+        auto t = self->state.topics.try_emplace(topic).first;
+        if (m->second.contains(&t->first))
           return; // already subscribed
-        auto& e = self->state.topics[topic];
+        m->second.add(&t->first);
+        auto& e = t->second;
         if (!e.actor) {
           auto name = std::make_shared<const std::string>(topic);
           // Linked: when the registry stops (server shutdown), so do its
@@ -207,7 +257,9 @@ caf::behavior registry_behavior(registry_actor* self,
       },
       [=](caf::unsubscribe_atom, std::string& topic, caf::actor& who) {
         auto m = self->state.members.find(who.address());
-        if (m == self->state.members.end() || m->second.erase(topic) == 0)
+        auto t = self->state.topics.find(topic);
+        if (m == self->state.members.end() || t == self->state.topics.end()
+            || !m->second.remove(&t->first))
           return;
         if (m->second.empty()) {
           self->demonitor(who);

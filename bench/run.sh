@@ -224,7 +224,7 @@ busy_fraction() {
     split(a, x, " "); split(b, y, " ")
     busy = 0; total = 0
     for (i = 2; i <= 9; i++) { d = y[i] - x[i]; total += d; if (i != 5 && i != 6) busy += d }
-    printf "%.3f", total > 0 ? busy / total : 0 }'
+    printf "%.3f", (total > 0 ? busy / total : 0) }'
 }
 
 # Waits (up to --quiet-wait seconds) until the machine is idle.

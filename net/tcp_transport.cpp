@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <caf/send.hpp>
@@ -26,15 +27,24 @@ using tcp = asio::ip::tcp;
 constexpr std::size_t max_iov = 512;
 constexpr std::size_t read_chunk = 64u << 10;
 
+// Frames up to this size are copied into the scratch buffer when written.
+constexpr std::size_t copy_limit = 512;
+constexpr std::size_t scratch_size = 128u << 10;
+
 // One receive buffer per I/O thread: idle connections hold none.
 thread_local std::array<std::byte, read_chunk> recv_buf;
+// One gather buffer per writing thread (actor threads and the I/O thread);
+// it only lives for the duration of one sendmsg.
+thread_local std::array<std::byte, scratch_size> write_scratch;
 
 class tcp_transport final : public transport,
                             public std::enable_shared_from_this<tcp_transport> {
 public:
   tcp_transport(tcp::socket sock, std::vector<std::byte> initial,
                 tcp_transport_options opts)
-    : sock_(std::move(sock)), initial_(std::move(initial)), opts_(opts) {
+    : sock_(adopt(std::move(sock))),
+      initial_(std::move(initial)),
+      opts_(opts) {
     boost::system::error_code ec;
     auto ep = sock_.remote_endpoint(ec);
     if (!ec)
@@ -75,16 +85,8 @@ public:
     std::size_t offset = 0;
     while (i < frames.size()) {
       iovec iov[max_iov];
-      std::size_t n = 0;
-      std::size_t total = 0;
-      for (auto j = i; j < frames.size() && n < max_iov; ++j, ++n) {
-        auto b = frames[j]->bytes();
-        auto skip = j == i ? offset : 0;
-        iov[n].iov_base = const_cast<std::byte*>(b.data() + skip);
-        iov[n].iov_len = b.size() - skip;
-        total += iov[n].iov_len;
-      }
-      auto written = send_iov(iov, n);
+      auto g = gather(frames.subspan(i), offset, iov);
+      auto written = send_iov(iov, g.iovs);
       if (written < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
           break;
@@ -104,7 +106,7 @@ public:
           w = 0;
         }
       }
-      if (static_cast<std::size_t>(written) < total)
+      if (static_cast<std::size_t>(written) < g.bytes)
         break; // the socket buffer is full
     }
     if (i == frames.size())
@@ -164,6 +166,74 @@ public:
   std::string remote_address() const override { return remote_; }
 
 private:
+  // The socket bound to the io_context's own executor instead of the
+  // type-erased any_io_executor of tcp::socket: a smaller socket, smaller
+  // pending operations (every idle connection has a read wait in flight)
+  // and no type-erased dispatch on each completion.
+  using socket_type =
+    asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
+
+  static socket_type adopt(tcp::socket sock) {
+    auto& ctx = static_cast<asio::io_context&>(
+      asio::query(sock.get_executor(), asio::execution::context));
+    boost::system::error_code ec;
+    auto protocol = sock.local_endpoint(ec).protocol();
+    if (ec)
+      protocol = tcp::v4();
+    auto fd = sock.release(ec);
+    if (ec)
+      return socket_type{ctx.get_executor()}; // closed: reads fail at once
+    return socket_type{ctx.get_executor(), protocol, fd};
+  }
+
+  struct gathered {
+    std::size_t iovs = 0;  // iovec entries filled
+    std::size_t bytes = 0; // bytes they cover
+  };
+
+  // Fills `iov` with the bytes of `frames`, skipping `offset` bytes of the
+  // first. Runs of small frames are copied into one contiguous scratch
+  // buffer, so the kernel copies a few large segments instead of hundreds
+  // of tiny ones (a chat message is a frame of a few dozen bytes); larger
+  // frames are referenced in place. Stops at max_iov entries or a full
+  // scratch buffer; the caller loops until everything is written.
+  static gathered gather(std::span<const frame_ptr> frames,
+                         std::size_t offset, iovec* iov) {
+    gathered g;
+    std::byte* scratch = write_scratch.data();
+    std::size_t used = 0;
+    bool in_run = false; // the last iovec is the open run in the scratch
+    for (std::size_t j = 0; j < frames.size(); ++j) {
+      auto b = frames[j]->bytes();
+      auto skip = j == 0 ? offset : 0;
+      auto len = b.size() - skip;
+      if (len <= copy_limit) {
+        if (used + len > write_scratch.size())
+          break;
+        if (!in_run) {
+          if (g.iovs == max_iov)
+            break;
+          iov[g.iovs].iov_base = scratch + used;
+          iov[g.iovs].iov_len = 0;
+          ++g.iovs;
+          in_run = true;
+        }
+        std::memcpy(scratch + used, b.data() + skip, len);
+        used += len;
+        iov[g.iovs - 1].iov_len += len;
+      } else {
+        if (g.iovs == max_iov)
+          break;
+        iov[g.iovs].iov_base = const_cast<std::byte*>(b.data() + skip);
+        iov[g.iovs].iov_len = len;
+        ++g.iovs;
+        in_run = false;
+      }
+      g.bytes += len;
+    }
+    return g;
+  }
+
   ssize_t send_iov(iovec* iov, std::size_t n) {
     msghdr mh{};
     mh.msg_iov = iov;
@@ -270,17 +340,8 @@ private:
     }
     while (!out_.empty()) {
       iovec iov[max_iov];
-      std::size_t n = 0;
-      for (auto& f : out_) {
-        if (n == max_iov)
-          break;
-        auto b = f->bytes();
-        auto skip = n == 0 ? out_offset_ : 0;
-        iov[n].iov_base = const_cast<std::byte*>(b.data() + skip);
-        iov[n].iov_len = b.size() - skip;
-        ++n;
-      }
-      auto written = send_iov(iov, n);
+      auto g = gather(out_, out_offset_, iov);
+      auto written = send_iov(iov, g.iovs);
       if (written < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
           arm_write_locked();
@@ -333,7 +394,7 @@ private:
   void start_linger_timer() {
     if (linger_timer_ || !sock_.is_open())
       return;
-    linger_timer_.emplace(sock_.get_executor());
+    linger_timer_ = std::make_unique<asio::steady_timer>(sock_.get_executor());
     linger_timer_->expires_after(opts_.linger);
     linger_timer_->async_wait(
       [self = shared_from_this()](boost::system::error_code ec) {
@@ -376,7 +437,7 @@ private:
     }
   }
 
-  tcp::socket sock_;
+  socket_type sock_;
   int fd_ = -1;
   std::string remote_;
   std::vector<std::byte> initial_;
@@ -394,7 +455,8 @@ private:
   // I/O thread only.
   bool reading_ = false;
   bool lingering_ = false;
-  std::optional<asio::steady_timer> linger_timer_;
+  // Made only when closing: idle connections do not carry a timer.
+  std::unique_ptr<asio::steady_timer> linger_timer_;
 
   std::atomic<std::size_t> unconsumed_{0};
   std::atomic<bool> credit_paused_{false};

@@ -8,6 +8,7 @@
 #include "herald/actors/log.hpp"
 #include "herald/messages/messages.hpp"
 #include "herald/net/handshake.hpp"
+#include "herald/net/redis.hpp"
 
 namespace herald {
 
@@ -29,6 +30,11 @@ void server_core::start(fetch_fn fetch) {
                                  cfg_.http, shared_from_this());
   bound_port_ = http_->port();
   bound_host_ = http_->host();
+  // After binding: a server that cannot listen never touches Redis.
+  if (!cfg_.redis.url.empty())
+    redis_ = start_redis_bridge(rt_.system(), rt_.io(), cfg_.redis, registry_,
+                                stats_)
+               .link;
   std::weak_ptr<server_core> weak = shared_from_this();
   rt_.on_shutdown([weak] {
     if (auto self = weak.lock())
@@ -59,11 +65,17 @@ void server_core::stop() {
   auto deadline = std::chrono::steady_clock::now() + cfg_.shutdown_timeout;
   while (connection_count() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds{10});
-  std::lock_guard<std::mutex> guard{mtx_};
-  for (auto& [id, hdl] : conns_)
-    caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
-  conns_.clear();
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (auto& [id, hdl] : conns_)
+      caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
+    conns_.clear();
+  }
   caf::anon_send_exit(registry_, caf::exit_reason::user_shutdown);
+  // Waits for the I/O thread (not under mtx_: I/O handlers take it). The
+  // link holds Asio objects, which must go before the I/O loop does.
+  if (redis_)
+    redis_->close();
 }
 
 std::uint16_t server_core::port() const noexcept {

@@ -167,6 +167,7 @@ public:
       on_message_(std::move(on_message)),
       backoff_(opts_.reconnect_min) {
     timer_.emplace(ctx_);
+    ping_timer_.emplace(ctx_);
   }
 
   void start() {
@@ -294,8 +295,29 @@ private:
       return;
     }
     c->connected = true;
-    if (self->cmd_.connected && self->sub_.connected)
-      self->became_up();
+    if (self->cmd_.connected && self->sub_.connected) {
+      // TCP is up; Redis is up once it answers (a stopped Redis accepts
+      // connections too). The connect timeout still runs until then.
+      const char* argv[] = {"PING"};
+      const std::size_t lens[] = {4};
+      if (redisAsyncCommandArgv(self->cmd_.ac, &asio_redis_link::on_hello,
+                                self, 1, argv, lens)
+          != REDIS_OK)
+        self->fail("PING refused");
+    }
+  }
+
+  static void on_hello(redisAsyncContext*, void* r, void* priv) {
+    auto* self = static_cast<asio_redis_link*>(priv);
+    auto* reply = static_cast<redisReply*>(r);
+    if (!reply || self->up_ || self->closed_ || !self->cmd_.connected
+        || !self->sub_.connected)
+      return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+      self->fail(std::string{"PING: "} + reply->str);
+      return;
+    }
+    self->became_up();
   }
 
   static void on_disconnect(const redisAsyncContext* ac, int) {
@@ -329,6 +351,46 @@ private:
     outage_drops_ = 0;
     for (auto& ch : channels_)
       send_subscribe("SUBSCRIBE", ch);
+    ping_outstanding_ = false;
+    pings_missed_ = 0;
+    schedule_ping(generation_);
+  }
+
+  // A Redis that stops answering (stopped, or a dead peer whose TCP
+  // connection stays open) would never close our sockets: the publish
+  // connection PINGs every second while up and a PING unanswered for
+  // `ping_patience` ticks counts as a lost connection. (Only there: in
+  // subscriber mode hiredis 0.14 would mismatch a PING's reply.)
+  static constexpr int ping_patience = 5;
+
+  void schedule_ping(std::uint64_t gen) {
+    ping_timer_->expires_after(std::chrono::seconds{1});
+    ping_timer_->async_wait([self = shared_from_this(),
+                             gen](const boost::system::error_code& ec) {
+      if (ec || gen != self->generation_ || !self->up_ || self->closed_)
+        return;
+      if (self->ping_outstanding_) {
+        if (++self->pings_missed_ >= ping_patience) {
+          self->fail("no answer to PING");
+          return;
+        }
+      } else {
+        const char* argv[] = {"PING"};
+        const std::size_t lens[] = {4};
+        if (redisAsyncCommandArgv(self->cmd_.ac, &asio_redis_link::on_pong,
+                                  self.get(), 1, argv, lens)
+            == REDIS_OK)
+          self->ping_outstanding_ = true;
+      }
+      self->schedule_ping(gen);
+    });
+  }
+
+  static void on_pong(redisAsyncContext*, void* r, void* priv) {
+    auto* self = static_cast<asio_redis_link*>(priv);
+    self->ping_outstanding_ = false;
+    if (r)
+      self->pings_missed_ = 0;
   }
 
   // Called where hiredis may still be on the stack: only marks the link down
@@ -397,6 +459,7 @@ private:
     on_message_ = nullptr;
     // No Asio object may outlive the loop: the link itself might.
     timer_.reset();
+    ping_timer_.reset();
   }
 
   // -- commands --------------------------------------------------------------
@@ -469,6 +532,9 @@ private:
   std::atomic<std::thread::id> io_thread_{};
   // Everything below is touched on the I/O thread only.
   std::optional<asio::steady_timer> timer_;
+  std::optional<asio::steady_timer> ping_timer_;
+  bool ping_outstanding_ = false;
+  int pings_missed_ = 0;
   std::chrono::milliseconds backoff_;
   std::uint64_t generation_ = 0; // invalidates stale timer handlers
   conn cmd_;

@@ -47,7 +47,9 @@ struct redis_link_options {
   std::chrono::milliseconds reconnect_min{100};
   /// Longest delay between attempts.
   std::chrono::milliseconds reconnect_max{2000};
-  /// An attempt that has not connected by then counts as failed.
+  /// An attempt whose connections are not up and answering PING by then
+  /// counts as failed. While up, a PING unanswered for 5 s counts as a
+  /// lost connection.
   std::chrono::milliseconds connect_timeout{2000};
 };
 

@@ -59,6 +59,10 @@ async function startRedis(port) {
   const r = {
     port,
     url: `redis://127.0.0.1:${port}`,
+    /** Sends `sig` (SIGSTOP: Redis stops answering, sockets stay open). */
+    signal(sig) {
+      proc.kill(sig);
+    },
     /** SIGKILL: Redis vanishes without a goodbye. */
     async kill() {
       redises.delete(r);
@@ -392,6 +396,45 @@ test('a server publish reaches another node that has the only subscribers', asyn
     assert.ok(Number(r.body) > 0, 'server.publish skipped the topic');
     assert.equal(await b1.nextText(10000), 'to b');
     await b1.close();
+  } finally {
+    await stopServer(a);
+    await stopServer(b);
+    await redis.kill();
+  }
+});
+
+test('a Redis that stops answering counts as gone until it answers again', async () => {
+  const redis = await startRedis(await freePort());
+  const prefix = uniquePrefix();
+  const [a, b] = await startNodes(redis.url, prefix);
+  try {
+    const room = 'stopped';
+    const a1 = await Client.connect(a.ws(`/?name=a1&room=${room}`));
+    const a2 = await Client.connect(a.ws(`/?name=a2&room=${room}`));
+    const b1 = await Client.connect(b.ws(`/?name=b1&room=${room}`));
+    await waitConnected(a);
+    await waitConnected(b);
+    await waitNumsub(redis.port, prefix + room, 2);
+    await waitCount(a, room, 2);
+    await waitCount(b, room, 1);
+    // Its TCP connections stay open: only the unanswered PING tells.
+    redis.signal('SIGSTOP');
+    await waitFor(async () => (await stats(a)).redis_outages === 1,
+                  'node A to give up on the stopped Redis', 20000);
+    await a1.send('local');
+    assert.equal(await a2.nextText(), 'a1: local');
+    redis.signal('SIGCONT');
+    await waitConnected(a);
+    await waitConnected(b);
+    await waitNumsub(redis.port, prefix + room, 2);
+    await a1.send('across');
+    assert.equal(await a2.nextText(), 'a1: across');
+    // 'local' may or may not have crossed (at most once); 'across' does.
+    let got = await b1.nextText(10000);
+    if (got === 'a1: local')
+      got = await b1.nextText(10000);
+    assert.equal(got, 'a1: across');
+    await Promise.all([a1, a2, b1].map((c) => c.close()));
   } finally {
     await stopServer(a);
     await stopServer(b);

@@ -26,15 +26,16 @@ server_core::~server_core() {
 
 void server_core::start(fetch_fn fetch) {
   fetch_ = std::move(fetch);
+  // Before listening: the registry has its bridge before any connection
+  // publishes (and a bad URL throws before anything else happens).
+  if (bridged())
+    redis_ = start_redis_bridge(rt_.system(), rt_.io(), cfg_.redis, registry_,
+                                stats_)
+               .link;
   http_ = net::start_http_server(rt_.io(), cfg_.hostname, cfg_.port,
                                  cfg_.http, shared_from_this());
   bound_port_ = http_->port();
   bound_host_ = http_->host();
-  // After binding: a server that cannot listen never touches Redis.
-  if (!cfg_.redis.url.empty())
-    redis_ = start_redis_bridge(rt_.system(), rt_.io(), cfg_.redis, registry_,
-                                stats_)
-               .link;
   std::weak_ptr<server_core> weak = shared_from_this();
   rt_.on_shutdown([weak] {
     if (auto self = weak.lock())

@@ -70,7 +70,7 @@ public:
   std::size_t topic_count() const;
   /// True when topics are shared through Redis: a publish may have
   /// subscribers on other nodes even when it has none here.
-  bool bridged() const noexcept { return static_cast<bool>(redis_); }
+  bool bridged() const noexcept { return !cfg_.redis.url.empty(); }
   /// Open WebSocket connections.
   std::size_t connection_count() const;
   /// Publishes an already built frame to every subscriber of `topic`.

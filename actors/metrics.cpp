@@ -100,6 +100,20 @@ std::string prometheus_text(const server_stats& stats, std::size_t topics,
   w.counter("refused_upgrades_total",
             "Upgrade requests refused (bad handshakes, limits).",
             stats.upgrades_refused);
+  w.counter("cross_node_sent_total",
+            "Messages published to Redis for other nodes (with redis).",
+            stats.cross_node_sent);
+  w.counter("cross_node_received_total",
+            "Messages from other nodes delivered here (with redis).",
+            stats.cross_node_received);
+  w.counter("cross_node_dropped_total",
+            "Messages that could not cross nodes (Redis unreachable).",
+            stats.cross_node_dropped);
+  auto up = stats.redis_connected.load(std::memory_order_relaxed);
+  w.gauge("redis_connected", "1 while both Redis connections are up.",
+          up > 0 ? 1 : 0);
+  w.counter("redis_outages_total", "Times this node lost Redis.",
+            stats.redis_outages);
   return w.take();
 }
 

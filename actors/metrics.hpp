@@ -24,7 +24,7 @@ inline constexpr std::string_view prometheus_type =
 /// The counters of `stats` (and the number of topics with subscribers) as
 /// Prometheus metrics named `<prefix>_...`: open connections, connections,
 /// messages and bytes in and out, drops, closes by code, HTTP requests,
-/// refused upgrades, topics.
+/// refused upgrades, topics, and the cross-node counters of a Redis bridge.
 std::string prometheus_text(const server_stats& stats, std::size_t topics,
                             std::string_view prefix = "herald");
 

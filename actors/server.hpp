@@ -38,6 +38,9 @@ struct serve_options {
   net::http_limits http;
   /// Most WebSockets open at once (0: no limit); beyond it upgrades get 503.
   std::size_t max_connections = 0;
+  /// Share topics with other instances through Redis pub/sub:
+  /// `.redis = {.url = "redis://127.0.0.1:6379"}`; off when `url` is empty.
+  redis_options redis;
 };
 
 /// A running server. Copies share the same server.
@@ -80,7 +83,8 @@ public:
   }
 
   /// Publishes text to every subscriber of `topic`. Returns the frame size,
-  /// or 0 when the topic has no subscribers (nothing is built then).
+  /// or 0 when the topic has no subscribers (nothing is built then). With
+  /// Redis, subscribers may be on other nodes: it always publishes then.
   send_status publish(std::string_view topic, std::string_view text,
                       bool compress = false) {
     return publish_frame(topic, net::opcode::text,
@@ -114,6 +118,8 @@ public:
   void stop() { core_->stop(); }
   /// The topic registry, for actors that subscribe or publish themselves.
   const caf::actor& registry() const { return core_->registry(); }
+  /// True when topics are shared with other instances through Redis.
+  bool bridged() const noexcept { return core_->bridged(); }
   /// Counters for metrics.
   const server_stats& stats() const { return *core_->stats(); }
   /// Number of topics with subscribers.
@@ -124,8 +130,8 @@ public:
 private:
   send_status publish_frame(std::string_view topic, net::opcode op,
                             std::span<const std::byte> data, bool compress) {
-    // No subscribers: no frame, no message.
-    if (core_->subscriber_count(topic) == 0)
+    // No subscribers (here, nor possibly elsewhere): no frame, no message.
+    if (core_->subscriber_count(topic) == 0 && !core_->bridged())
       return send_dropped;
     auto f = net::make_frame(op, data);
     auto size = static_cast<send_status>(f->size());
@@ -145,6 +151,7 @@ server<T> serve(runtime& rt, serve_options<T> opts) {
   cfg.port = opts.port;
   cfg.http = opts.http;
   cfg.max_connections = opts.max_connections;
+  cfg.redis = std::move(opts.redis);
   auto core = std::make_shared<server_core>(rt, std::move(cfg));
   auto handlers = std::make_shared<const websocket_handlers<T>>(
     std::move(opts.websocket));

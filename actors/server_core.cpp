@@ -8,6 +8,7 @@
 #include "herald/actors/log.hpp"
 #include "herald/messages/messages.hpp"
 #include "herald/net/handshake.hpp"
+#include "herald/net/redis.hpp"
 
 namespace herald {
 
@@ -25,6 +26,12 @@ server_core::~server_core() {
 
 void server_core::start(fetch_fn fetch) {
   fetch_ = std::move(fetch);
+  // Before listening: the registry has its bridge before any connection
+  // publishes (and a bad URL throws before anything else happens).
+  if (bridged())
+    redis_ = start_redis_bridge(rt_.system(), rt_.io(), cfg_.redis, registry_,
+                                stats_)
+               .link;
   http_ = net::start_http_server(rt_.io(), cfg_.hostname, cfg_.port,
                                  cfg_.http, shared_from_this());
   bound_port_ = http_->port();
@@ -59,11 +66,17 @@ void server_core::stop() {
   auto deadline = std::chrono::steady_clock::now() + cfg_.shutdown_timeout;
   while (connection_count() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds{10});
-  std::lock_guard<std::mutex> guard{mtx_};
-  for (auto& [id, hdl] : conns_)
-    caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
-  conns_.clear();
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (auto& [id, hdl] : conns_)
+      caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
+    conns_.clear();
+  }
   caf::anon_send_exit(registry_, caf::exit_reason::user_shutdown);
+  // Waits for the I/O thread (not under mtx_: I/O handlers take it). The
+  // link holds Asio objects, which must go before the I/O loop does.
+  if (redis_)
+    redis_->close();
 }
 
 std::uint16_t server_core::port() const noexcept {

@@ -12,6 +12,7 @@
 
 #include <caf/actor.hpp>
 
+#include "herald/actors/redis_bridge.hpp"
 #include "herald/actors/runtime.hpp"
 #include "herald/actors/stats.hpp"
 #include "herald/actors/topics.hpp"
@@ -32,6 +33,9 @@ struct server_config {
   std::size_t max_connections = 0;
   /// How long `stop` waits for connections to finish their close.
   std::chrono::milliseconds shutdown_timeout{3000};
+  /// Share topics with other instances through Redis (off when the URL is
+  /// empty).
+  redis_options redis;
 };
 
 /// Shared state of one server.
@@ -64,6 +68,9 @@ public:
   std::size_t subscriber_count(std::string_view topic) const;
   /// Number of topics with subscribers.
   std::size_t topic_count() const;
+  /// True when topics are shared through Redis: a publish may have
+  /// subscribers on other nodes even when it has none here.
+  bool bridged() const noexcept { return !cfg_.redis.url.empty(); }
   /// Open WebSocket connections.
   std::size_t connection_count() const;
   /// Publishes an already built frame to every subscriber of `topic`.
@@ -87,6 +94,7 @@ private:
   std::shared_ptr<server_stats> stats_;
   caf::actor registry_;
   std::shared_ptr<net::http_server> http_;
+  std::shared_ptr<net::redis_link> redis_;
   std::uint16_t bound_port_ = 0;
   std::string bound_host_;
   mutable std::mutex mtx_;

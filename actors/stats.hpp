@@ -32,6 +32,20 @@ struct server_stats {
   /// Upgrades refused (bad handshakes, limits).
   std::atomic<std::uint64_t> upgrades_refused{0};
 
+  // Cross-node delivery through Redis (zero without `redis`).
+
+  /// Messages published to Redis and acknowledged by it.
+  std::atomic<std::uint64_t> cross_node_sent{0};
+  /// Messages from other nodes published to this node's topics.
+  std::atomic<std::uint64_t> cross_node_received{0};
+  /// Messages that could not cross nodes: published while Redis was
+  /// unreachable, or lost with a connection before Redis answered.
+  std::atomic<std::uint64_t> cross_node_dropped{0};
+  /// 1 while both Redis connections are up, else 0.
+  std::atomic<std::int64_t> redis_connected{0};
+  /// Outages: times the node lost Redis (or could not reach it at start).
+  std::atomic<std::uint64_t> redis_outages{0};
+
   /// Counts one close with `code`.
   void count_close(int code) noexcept {
     auto i = (code >= 1000 && code <= 1015) ? code - 1000 : 16;

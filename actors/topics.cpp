@@ -142,6 +142,10 @@ struct registry_state {
   std::shared_ptr<topic_counts> counts;
   std::unordered_map<std::string, topic_entry> topics;
   std::unordered_map<caf::actor_addr, membership> members;
+  // The Redis bridge, if any: hears of first/last subscribers and of every
+  // local publish (also to topics without local subscribers: other nodes
+  // may have some).
+  caf::actor bridge;
   static inline const char* name = "herald.topic_registry";
 };
 
@@ -158,6 +162,8 @@ void leave(registry_actor* self, const std::string& topic,
     self->send_exit(e.actor, caf::exit_reason::normal);
     self->state.topics.erase(i);
     self->state.counts->set(topic, 0);
+    if (self->state.bridge)
+      self->send(self->state.bridge, caf::leave_atom::value, topic);
   } else {
     self->send(e.actor, caf::unsubscribe_atom::value, who);
     self->state.counts->set(topic, e.count);
@@ -250,6 +256,8 @@ caf::behavior registry_behavior(registry_actor* self,
           // Linked: when the registry stops (server shutdown), so do its
           // topics; a topic that ends normally does not take it along.
           e.actor = self->spawn<caf::linked>(topic_actor, std::move(name));
+          if (self->state.bridge)
+            self->send(self->state.bridge, caf::join_atom::value, topic);
         }
         ++e.count;
         self->state.counts->set(topic, e.count);
@@ -269,10 +277,25 @@ caf::behavior registry_behavior(registry_actor* self,
       },
       [=](caf::publish_atom, const std::string& topic,
           msg::publication& pub) {
+        // The bridge gets its own copy of the handle, not of the frame.
+        if (self->state.bridge)
+          self->send(self->state.bridge, caf::publish_atom::value, topic, pub);
         auto i = self->state.topics.find(topic);
         if (i != self->state.topics.end())
           self->send(i->second.actor, caf::publish_atom::value,
                      std::move(pub));
+      },
+      [=](msg::remote_atom, const std::string& topic, msg::publication& pub) {
+        // From another node: local subscribers only, never back to Redis.
+        auto i = self->state.topics.find(topic);
+        if (i != self->state.topics.end())
+          self->send(i->second.actor, caf::publish_atom::value,
+                     std::move(pub));
+      },
+      [=](msg::bridge_atom, caf::actor& bridge) {
+        self->state.bridge = std::move(bridge);
+        for (auto& [topic, e] : self->state.topics)
+          self->send(self->state.bridge, caf::join_atom::value, topic);
       },
       [=](msg::count_atom, const std::string& topic) -> std::size_t {
         auto i = self->state.topics.find(topic);

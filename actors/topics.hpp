@@ -72,7 +72,12 @@ void send_binary(const caf::actor& connection,
 /// Spawns a topic registry. Messages it takes (messages/messages.hpp):
 /// `(subscribe_atom, std::string, caf::actor)`,
 /// `(unsubscribe_atom, std::string, caf::actor)`,
-/// `(publish_atom, std::string, msg::publication)` and
+/// `(publish_atom, std::string, msg::publication)`,
+/// `(msg::remote_atom, std::string, msg::publication)` (local delivery
+/// only), `(msg::bridge_atom, caf::actor)` (attach a Redis bridge: it gets
+/// `(join_atom, topic)` when a topic gets its first subscriber,
+/// `(leave_atom, topic)` when the last one leaves and a copy of every
+/// `publish_atom` message) and
 /// `(msg::count_atom, std::string) -> std::size_t`.
 caf::actor spawn_topic_registry(caf::actor_system& sys,
                                 std::shared_ptr<topic_counts> counts);

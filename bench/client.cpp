@@ -60,6 +60,7 @@ enum class mode { throughput, latency, idle, handshake };
 struct options {
   std::string host = "127.0.0.1";
   int port = 4001;
+  int port2 = 0; // clients with odd indexes connect here (two nodes)
   mode m = mode::throughput;
   int clients = 32;
   int messages = 50;
@@ -80,6 +81,9 @@ void usage(std::FILE* out) {
     "usage: herald-bench-client [options]\n"
     "  --host ADDR          server address (default 127.0.0.1)\n"
     "  --port N             server port (default 4001)\n"
+    "  --port2 N            a second server (another node of the same "
+    "topics):\n"
+    "                       clients with odd indexes connect there\n"
     "  --mode M             throughput | latency | idle | handshake\n"
     "                       (default throughput)\n"
     "  --clients N          connections (default 32; handshake: parallel "
@@ -346,6 +350,9 @@ public:
     addr_.sin_port = htons(static_cast<std::uint16_t>(o_.port));
     if (inet_pton(AF_INET, o_.host.c_str(), &addr_.sin_addr) != 1)
       die("bad --host %s (IPv4 address expected)", o_.host.c_str());
+    addr2_ = addr_;
+    if (o_.port2 > 0)
+      addr2_.sin_port = htons(static_cast<std::uint16_t>(o_.port2));
   }
 
   int run() {
@@ -376,7 +383,7 @@ private:
 
   // -- sockets ----------------------------------------------------------------
 
-  int open_socket(bool reset_on_close) {
+  int open_socket(bool reset_on_close, int index) {
     int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
       std::perror("socket");
@@ -390,7 +397,8 @@ private:
       linger l{1, 0};
       setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
     }
-    auto rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr_), sizeof addr_);
+    auto& addr = o_.port2 > 0 && index % 2 == 1 ? addr2_ : addr_;
+    auto rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
     if (rc < 0 && errno != EINPROGRESS) {
       std::perror("connect");
       std::exit(2);
@@ -399,7 +407,7 @@ private:
   }
 
   void start_connect(conn& c, bool reset_on_close = false) {
-    c.fd = open_socket(reset_on_close);
+    c.fd = open_socket(reset_on_close, c.index);
     c.state = conn_state::connecting;
     c.in.clear();
     c.out = make_request(o_, names_[static_cast<std::size_t>(c.index)]);
@@ -1099,6 +1107,7 @@ private:
   options o_;
   int ep_ = -1;
   sockaddr_in addr_{};
+  sockaddr_in addr2_{};
   std::vector<conn> conns_;
   std::vector<std::string> names_;
   std::vector<char> rbuf_;
@@ -1160,6 +1169,8 @@ int main(int argc, char** argv) {
       o.host = value();
     } else if (arg == "--port") {
       o.port = std::atoi(value());
+    } else if (arg == "--port2") {
+      o.port2 = std::atoi(value());
     } else if (arg == "--mode") {
       std::string_view v = value();
       if (v == "throughput")

@@ -6,6 +6,10 @@
 //     subscribed, the server publishes "ready" to the room;
 //   - every message m from NAME is published to the room as "NAME: m", to
 //     every member including the sender (publish_to_self, as in Bun's server).
+//   - with --redis URL, instances share the room through Redis: start two,
+//     give each --clients = its own share, and split the clients across
+//     them (herald-bench-client --port2). "ready" then goes to a topic of
+//     this process only, so that it does not cross to the other node.
 //
 // bench/bun/server.mjs and bench/node/server.mjs behave the same way.
 #include <algorithm>
@@ -18,6 +22,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
+
+#include <unistd.h>
 
 #include <herald/actors/herald.hpp>
 
@@ -35,6 +41,7 @@ void usage(std::FILE* out) {
     "  --clients N     publish \"ready\" once N clients are in the room "
     "(default 32)\n"
     "  --threads N     actor scheduler threads, 0: one per core (default 0)\n"
+    "  --redis URL     share the room with other instances through Redis\n"
     "  --help          this text\n",
     out);
 }
@@ -57,6 +64,7 @@ int main(int argc, char** argv) {
   long port = 4001;
   long clients = 32;
   long threads = 0;
+  herald::redis_options redis;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     auto value = [&]() -> const char* {
@@ -78,6 +86,8 @@ int main(int argc, char** argv) {
       clients = std::strtol(value(), nullptr, 10);
     } else if (arg == "--threads") {
       threads = std::strtol(value(), nullptr, 10);
+    } else if (arg == "--redis") {
+      redis.url = value();
     } else {
       std::fprintf(stderr, "herald-bench-server: unknown option %s\n",
                    argv[i]);
@@ -90,6 +100,9 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // Without Redis "ready" goes to the room, as before.
+  const std::string ready_topic =
+    redis.url.empty() ? "room" : "ready:" + std::to_string(::getpid());
   herald::runtime rt{
     herald::runtime_options{.worker_threads = static_cast<std::size_t>(threads)}};
   try {
@@ -104,8 +117,10 @@ int main(int argc, char** argv) {
         return herald::response{400, "WebSocket upgrade expected\n"};
       },
       .websocket = {
-        .open = [](herald::socket<member>& ws) {
+        .open = [&ready_topic](herald::socket<member>& ws) {
           ws.subscribe("room");
+          if (ready_topic != "room")
+            ws.subscribe(ready_topic);
           std::lock_guard<std::mutex> guard{room.mtx};
           ++room.connected;
           room.cv.notify_all();
@@ -125,12 +140,13 @@ int main(int argc, char** argv) {
         },
         .publish_to_self = true,
       },
+      .redis = redis,
     });
 
     // "ready" goes out once `clients` members are connected and the registry
     // has seen all their subscriptions (subscribe is asynchronous), and again
     // each time the room fills up after clients left.
-    std::thread readier{[&server, clients] {
+    std::thread readier{[&server, clients, &ready_topic] {
       std::unique_lock<std::mutex> lock{room.mtx};
       for (;;) {
         room.cv.wait(lock,
@@ -140,13 +156,14 @@ int main(int argc, char** argv) {
         lock.unlock();
         auto deadline = std::chrono::steady_clock::now()
                         + std::chrono::seconds{10};
-        while (server.subscriber_count("room")
-                 < static_cast<std::size_t>(clients)
+        while ((server.subscriber_count(ready_topic)
+                  < static_cast<std::size_t>(clients)
+                || (server.bridged() && server.stats().redis_connected == 0))
                && std::chrono::steady_clock::now() < deadline)
           std::this_thread::sleep_for(std::chrono::milliseconds{5});
         // Bun's server waits 100 ms before its "ready"; so do we.
         std::this_thread::sleep_for(std::chrono::milliseconds{100});
-        server.publish("room", "ready");
+        server.publish(ready_topic, "ready");
         lock.lock();
         room.cv.wait(lock,
                      [&] { return room.stopping || room.connected < clients; });

@@ -10,6 +10,11 @@
 //                      (publish_atom, topic, publication)   publish
 //   to a topic actor:  (subscribe_atom, actor) (unsubscribe_atom, actor)
 //                      (publish_atom, publication)
+//                      (remote_atom, topic, publication)    from another node
+//                      (bridge_atom, actor)                 attach a bridge
+//   to a bridge:       (join_atom, topic)                   first subscriber
+//                      (leave_atom, topic)                  last one left
+//                      (publish_atom, topic, publication)   a local publish
 //   to a subscriber:   (delivery)                           topic messages
 //   to a connection:   (inbound)                            bytes read
 //                      (written_atom, buffered)             backlog written
@@ -44,6 +49,12 @@ using transport_down_atom = caf::atom_constant<caf::atom("h_tdown")>;
 using flush_atom = caf::atom_constant<caf::atom("h_flush")>;
 /// Asks the registry or a topic for its subscriber count.
 using count_atom = caf::atom_constant<caf::atom("h_count")>;
+/// To the registry: a publication that came from another node (through
+/// Redis); delivered locally only, never forwarded to the bridge again.
+using remote_atom = caf::atom_constant<caf::atom("h_remote")>;
+/// To the registry: attaches a bridge actor that then hears of every local
+/// publish and of every topic's first and last local subscriber.
+using bridge_atom = caf::atom_constant<caf::atom("h_bridge")>;
 
 /// Bytes read from a socket, handed to the connection actor that owns it.
 struct inbound {

@@ -27,7 +27,8 @@ install_missing() {
 }
 
 deps() {
-  install_missing g++ make cmake ccache pkg-config libcaf-dev libboost1.81-dev zlib1g-dev ca-certificates
+  install_missing g++ make cmake ccache pkg-config libcaf-dev libboost1.81-dev zlib1g-dev \
+    libhiredis-dev redis-server ca-certificates
 }
 
 node_deps() {

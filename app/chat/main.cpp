@@ -33,6 +33,9 @@ void usage(std::FILE* out) {
     "                       SECRET' for /ws and POST /rooms/... (401 without)\n"
     "  --deflate MODE       permessage-deflate: off (default), shared or\n"
     "                       dedicated\n"
+    "  --redis URL          share rooms with other instances through Redis\n"
+    "                       pub/sub (redis://host:port); presence and history\n"
+    "                       stay per instance\n"
     "  --idle-timeout SECS  close connections silent this long (default 120)\n"
     "  --public DIR         directory of the page (default: the source tree)\n"
     "  --help               this text\n",
@@ -65,6 +68,7 @@ int main(int argc, char** argv) {
   chat::presence_options presence_opts;
   herald::deflate_options deflate;
   std::chrono::seconds idle{120};
+  herald::redis_options redis;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     if (arg == "--help" || arg == "-h") {
@@ -93,6 +97,8 @@ int main(int argc, char** argv) {
       deflate.dedicated_compressor = mode == "dedicated";
     } else if (arg == "--idle-timeout") {
       idle = std::chrono::seconds{number(v, 86400, "--idle-timeout: seconds")};
+    } else if (arg == "--redis") {
+      redis.url = v;
     } else if (arg == "--public") {
       public_dir = v;
     } else {
@@ -116,6 +122,7 @@ int main(int argc, char** argv) {
         return chat::route(req, srv, pages, token);
       },
       .websocket = std::move(handlers),
+      .redis = redis,
     });
     chat::attach_registry(presence, server.registry());
     auto url = server.url(); // ws://host:port/

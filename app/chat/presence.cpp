@@ -112,9 +112,12 @@ struct presence_state {
 
 using presence_actor = caf::stateful_actor<presence_state>;
 
+// Presence is per node: its events go to this node's members only, never
+// through a Redis bridge (remote_atom is the registry's local-only publish),
+// or members would see each node's list in turn.
 void publish(presence_actor* self, const std::string& room,
              herald::net::frame_ptr f) {
-  self->send(self->state.registry, caf::publish_atom::value, room,
+  self->send(self->state.registry, herald::msg::remote_atom::value, room,
              herald::msg::publication{std::move(f), {}, true});
 }
 

@@ -20,6 +20,11 @@ void usage(std::FILE* out) {
     "(default 120)\n"
     "  --deflate MODE       permessage-deflate: off, shared or dedicated "
     "(default off)\n"
+    "  --redis URL          share topics with other instances through "
+    "Redis\n"
+    "                       (redis://host:port); herald-echo has no topics "
+    "of its\n"
+    "                       own, so this only checks the option\n"
     "  --help               this text\n",
     out);
 }
@@ -34,6 +39,7 @@ int main(int argc, char** argv) {
   long long max_payload = 16 << 20;
   long idle = 120;
   herald::deflate_options deflate;
+  herald::redis_options redis;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     auto value = [&]() -> const char* {
@@ -54,6 +60,8 @@ int main(int argc, char** argv) {
       max_payload = std::strtoll(value(), nullptr, 10);
     } else if (arg == "--idle-timeout") {
       idle = std::strtol(value(), nullptr, 10);
+    } else if (arg == "--redis") {
+      redis.url = value();
     } else if (arg == "--deflate") {
       std::string_view mode{value()};
       if (mode == "shared" || mode == "dedicated") {
@@ -96,6 +104,7 @@ int main(int argc, char** argv) {
         .idle_timeout = std::chrono::seconds{idle},
         .per_message_deflate = deflate,
       },
+      .redis = redis,
     });
     std::printf("herald-echo listening on %s\n", server.url().c_str());
     std::fflush(stdout);

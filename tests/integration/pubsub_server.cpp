@@ -13,6 +13,10 @@
 //                                   messages are published as they are)
 //   POST /publish?room=R            publishes the body (server.publish)
 //   GET /stats                      JSON counters
+//   GET /count?room=R               subscribers of R on this node
+//
+//   --redis redis://HOST:PORT       shares topics with other instances
+//   --redis-prefix P                Redis channel prefix (default herald:)
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -44,6 +48,7 @@ int main(int argc, char** argv) {
   herald::net::http_limits http;
   std::size_t max_connections = 0;
   bool compress = false;
+  herald::redis_options redis;
   for (int i = 1; i < argc; ++i) {
     std::string_view a{argv[i]};
     if (a == "--port")
@@ -62,6 +67,10 @@ int main(int argc, char** argv) {
       max_connections = static_cast<std::size_t>(arg_value(i, argc, argv));
     else if (a == "--request-timeout-ms")
       http.request_timeout = std::chrono::milliseconds{arg_value(i, argc, argv)};
+    else if (a == "--redis" && i + 1 < argc)
+      redis.url = argv[++i];
+    else if (a == "--redis-prefix" && i + 1 < argc)
+      redis.channel_prefix = argv[++i];
     else if (a == "--deflate") {
       std::string_view mode = i + 1 < argc ? argv[++i] : "";
       ws.per_message_deflate.enabled = true;
@@ -124,6 +133,11 @@ int main(int argc, char** argv) {
           auto n = srv.publish(room, req.body(), compress);
           return herald::response{200, std::to_string(n)};
         }
+        if (req.path() == "/count") {
+          auto room = req.query("room").value_or("room");
+          return herald::response{200,
+                                  std::to_string(srv.subscriber_count(room))};
+        }
         if (req.path() == "/stats") {
           auto& st = srv.stats();
           std::string body = "{\"open\":" + std::to_string(st.open_connections)
@@ -132,6 +146,16 @@ int main(int argc, char** argv) {
                              + std::to_string(srv.topic_count())
                              + ",\"deflated\":"
                              + std::to_string(herald::net::deflate_count())
+                             + ",\"cross_node_sent\":"
+                             + std::to_string(st.cross_node_sent)
+                             + ",\"cross_node_received\":"
+                             + std::to_string(st.cross_node_received)
+                             + ",\"cross_node_dropped\":"
+                             + std::to_string(st.cross_node_dropped)
+                             + ",\"redis_connected\":"
+                             + std::to_string(st.redis_connected)
+                             + ",\"redis_outages\":"
+                             + std::to_string(st.redis_outages)
                              + "}";
           return herald::response{200, body,
                                   {{"Content-Type", "application/json"}}};
@@ -145,6 +169,7 @@ int main(int argc, char** argv) {
       .websocket = ws,
       .http = http,
       .max_connections = max_connections,
+      .redis = redis,
     });
     std::printf("listening on %s\n", server.url().c_str());
     std::fflush(stdout);

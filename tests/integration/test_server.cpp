@@ -600,6 +600,7 @@ int main(int argc, char** argv) {
       .websocket = std::move(handlers),
       .http = limits,
       .max_connections = static_cast<std::size_t>(max_conns),
+      .redis = {}, // one node
     });
     std::printf("listening on ws://%s:%u/\n", server.hostname().c_str(),
                 static_cast<unsigned>(server.port()));

@@ -1,0 +1,171 @@
+#include "herald/actors/redis_bridge.hpp"
+
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "herald/actors/log.hpp"
+#include "herald/actors/stats.hpp"
+#include "herald/messages/messages.hpp"
+#include "herald/net/redis.hpp"
+
+namespace herald {
+
+namespace redis_envelope {
+
+namespace {
+
+constexpr std::byte magic{'H'};
+constexpr std::byte version{1};
+constexpr unsigned binary_flag = 1;
+constexpr unsigned compress_flag = 2;
+
+} // namespace
+
+std::string encode(std::uint64_t node, bool binary, bool compress,
+                   std::span<const std::byte> payload) {
+  std::string out;
+  out.resize(header_size + payload.size());
+  out[0] = static_cast<char>(magic);
+  out[1] = static_cast<char>(version);
+  out[2] = static_cast<char>((binary ? binary_flag : 0)
+                             | (compress ? compress_flag : 0));
+  for (int i = 0; i < 8; ++i)
+    out[3 + i] = static_cast<char>((node >> (56 - 8 * i)) & 0xFF);
+  if (!payload.empty())
+    std::memcpy(out.data() + header_size, payload.data(), payload.size());
+  return out;
+}
+
+std::optional<contents> decode(std::span<const std::byte> bytes) {
+  if (bytes.size() < header_size || bytes[0] != magic || bytes[1] != version)
+    return std::nullopt;
+  contents c;
+  auto flags = std::to_integer<unsigned>(bytes[2]);
+  c.binary = (flags & binary_flag) != 0;
+  c.compress = (flags & compress_flag) != 0;
+  for (int i = 0; i < 8; ++i)
+    c.node = (c.node << 8) | std::to_integer<std::uint64_t>(bytes[3 + i]);
+  c.payload = bytes.subspan(header_size);
+  return c;
+}
+
+} // namespace redis_envelope
+
+namespace {
+
+struct bridge_state {
+  std::shared_ptr<net::redis_link> link;
+  std::string prefix;
+  std::uint64_t node = 0;
+  // Publishes since the last flush: one hop to the I/O thread per burst.
+  std::vector<net::redis_publication> batch;
+  static inline const char* name = "herald.redis_bridge";
+};
+
+caf::behavior bridge_actor(caf::stateful_actor<bridge_state>* self,
+                           std::shared_ptr<net::redis_link> link,
+                           std::string prefix, std::uint64_t node,
+                           caf::actor registry) {
+  auto& st = self->state;
+  st.link = std::move(link);
+  st.prefix = std::move(prefix);
+  st.node = node;
+  // Ends with the registry, i.e. with the server.
+  self->link_to(registry);
+  return {
+    [=](caf::join_atom, const std::string& topic) {
+      self->state.link->subscribe(self->state.prefix + topic);
+    },
+    [=](caf::leave_atom, const std::string& topic) {
+      self->state.link->unsubscribe(self->state.prefix + topic);
+    },
+    [=](caf::publish_atom, const std::string& topic,
+        const msg::publication& pub) {
+      auto& st = self->state;
+      if (st.batch.empty())
+        self->send(self, msg::flush_atom::value);
+      st.batch.emplace_back(
+        st.prefix + topic,
+        redis_envelope::encode(st.node,
+                               pub.frame->opcode() == net::opcode::binary,
+                               pub.compress, pub.frame->payload()));
+    },
+    [=](msg::flush_atom) {
+      auto& st = self->state;
+      if (st.batch.empty())
+        return;
+      st.link->publish(std::move(st.batch));
+      st.batch.clear();
+    },
+  };
+}
+
+std::uint64_t random_node_id() {
+  std::random_device rd;
+  std::uint64_t id = 0;
+  while (id == 0)
+    id = (std::uint64_t{rd()} << 32) ^ rd();
+  return id;
+}
+
+} // namespace
+
+redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
+                                const redis_options& opts,
+                                const caf::actor& registry,
+                                std::shared_ptr<server_stats> stats) {
+  auto ep = net::parse_redis_url(opts.url);
+  if (!ep)
+    throw std::invalid_argument{"redis: not a redis://host:port URL: "
+                                + opts.url};
+  redis_bridge b;
+  b.node_id = random_node_id();
+  net::redis_link_options lo;
+  lo.endpoint = *ep;
+  lo.reconnect_min = opts.reconnect_min;
+  lo.reconnect_max = std::max(opts.reconnect_max, opts.reconnect_min);
+  // Runs on the I/O thread for every message of a subscribed channel. The
+  // registry is held weakly: the link may outlive it.
+  auto on_message = [reg = caf::actor_cast<caf::actor_addr>(registry),
+                     prefix = opts.channel_prefix, node = b.node_id,
+                     stats](std::string_view channel,
+                            std::span<const std::byte> data) {
+    if (channel.substr(0, prefix.size()) != prefix)
+      return;
+    auto env = redis_envelope::decode(data);
+    if (!env) {
+      HERALD_LOG(debug, "redis: ignoring a message that is no Herald "
+                        "envelope on "
+                          << channel);
+      return;
+    }
+    // Our own publish coming back: delivered locally already.
+    if (env->node == node)
+      return;
+    auto hdl = caf::actor_cast<caf::actor>(reg);
+    if (!hdl)
+      return;
+    auto f = net::make_frame(env->binary ? net::opcode::binary
+                                         : net::opcode::text,
+                             env->payload);
+    stats->cross_node_received.fetch_add(1, std::memory_order_relaxed);
+    caf::anon_send(hdl, msg::remote_atom::value,
+                   std::string{channel.substr(prefix.size())},
+                   msg::publication{std::move(f), caf::actor_addr{},
+                                    env->compress});
+  };
+  b.link = net::start_redis_link(io, std::move(lo), stats,
+                                 std::move(on_message));
+  b.actor = sys.spawn(bridge_actor, b.link, opts.channel_prefix, b.node_id,
+                      registry);
+  caf::anon_send(registry, msg::bridge_atom::value, b.actor);
+  HERALD_LOG(info, "redis: node " << std::hex << b.node_id << std::dec
+                     << " shares topics through " << opts.url
+                     << " (channels " << opts.channel_prefix << "<topic>)");
+  return b;
+}
+
+} // namespace herald

@@ -1,0 +1,87 @@
+// A Redis pub/sub link for the I/O thread: two hiredis async connections
+// (one for PUBLISH, one in subscriber mode, as Redis requires) driven by the
+// runtime's Asio loop, with reconnection and resubscription. Only
+// net/redis.cpp sees hiredis and Asio.
+//
+// Delivery is at most once: while the link is down, publishes are dropped
+// (and counted), not queued, and a node misses what other nodes publish
+// until its subscriptions are back.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "herald/net/io.hpp"
+
+namespace herald {
+struct server_stats;
+} // namespace herald
+
+namespace herald::net {
+
+/// Where Redis is, from "redis://host:port" (port 6379 when left out).
+struct redis_endpoint {
+  /// Host name or address.
+  std::string host;
+  /// TCP port.
+  std::uint16_t port = 6379;
+};
+
+/// Parses "redis://host[:port][/db]"; nullopt when it is not such a URL.
+std::optional<redis_endpoint> parse_redis_url(std::string_view url);
+
+/// Settings of a link.
+struct redis_link_options {
+  /// The server.
+  redis_endpoint endpoint;
+  /// First delay before reconnecting; doubles per failed attempt.
+  std::chrono::milliseconds reconnect_min{100};
+  /// Longest delay between attempts.
+  std::chrono::milliseconds reconnect_max{2000};
+  /// An attempt whose connections are not up and answering PING by then
+  /// counts as failed. While up, a PING unanswered for 5 s counts as a
+  /// lost connection.
+  std::chrono::milliseconds connect_timeout{2000};
+};
+
+/// Called on the I/O thread for every pub/sub message (channel, payload).
+using redis_message_fn =
+  std::function<void(std::string_view, std::span<const std::byte>)>;
+
+/// One PUBLISH: channel and payload.
+using redis_publication = std::pair<std::string, std::string>;
+
+/// A link to one Redis server. Every member may be called from any thread;
+/// the work happens on the I/O thread, in call order.
+class redis_link {
+public:
+  virtual ~redis_link() = default;
+  /// Subscribes to `channel` now (when connected) and after every
+  /// reconnection, until `unsubscribe`.
+  virtual void subscribe(std::string channel) = 0;
+  /// Leaves `channel`.
+  virtual void unsubscribe(std::string channel) = 0;
+  /// Publishes each message in order; dropped (and counted) while down.
+  virtual void publish(std::vector<redis_publication> batch) = 0;
+  /// Closes both connections and stops reconnecting; waits until that is
+  /// done on the I/O thread (call it before the I/O loop stops).
+  virtual void close() = 0;
+};
+
+/// Starts connecting (in the background, retrying with backoff). Counters
+/// go to `stats` (cross_node_*, redis_*); messages to `on_message`.
+std::shared_ptr<redis_link>
+start_redis_link(io_service& io, redis_link_options opts,
+                 std::shared_ptr<server_stats> stats,
+                 redis_message_fn on_message);
+
+} // namespace herald::net

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 
 import {
   Client, startServer, stopServer, httpRequest, expectRefusedUpgrade,
-  withTimeout, waitFor, uniqueName,
+  waitFor, uniqueName, freePort, startRedis,
 } from './helpers.mjs';
 
 /** A chat member: a Client that reads JSON events. */
@@ -286,6 +286,70 @@ test('--deflate shared: a compressing client takes part like any other', async (
     await bob.close();
   } finally {
     await stopServer(zipped);
+  }
+});
+
+test('--redis: two instances share rooms; presence and history stay per instance', async () => {
+  const redis = await startRedis(await freePort());
+  const a = await startServer('HERALD_CHAT', ['--redis', redis.url]);
+  const b = await startServer('HERALD_CHAT', ['--redis', redis.url]);
+  try {
+    const room = uniqueName('shared');
+    const ann = await Member.join(a, 'ann', room);
+    await ann.settle();
+    const bob = await Member.join(b, 'bob', room);
+    await bob.settle();
+    // Both nodes hold the room's channel once each has a member there.
+    const cross = async (from, to, text) => {
+      await from.say(text);
+      const seen = await to.until('message');
+      return seen.at(-1);
+    };
+    await waitFor(async () => {
+      const got = await cross(ann, bob, 'sync').catch(() => null);
+      return got && got.text === 'sync';
+    }, 'a message from instance A to reach instance B', 15000, 200);
+    await ann.until('message'); // ann's own copies of the sync messages
+    while (ann.client.queue.length > 0)
+      await ann.event();
+    for (let i = 0; i < 10; ++i)
+      await ann.say(`a${i}`);
+    for (let i = 0; i < 10; ++i)
+      await bob.say(`b${i}`);
+    // Each side sees both publishers, each in its own order, exactly once.
+    for (const m of [ann, bob]) {
+      const got = { ann: [], bob: [] };
+      while (got.ann.length < 10 || got.bob.length < 10) {
+        const e = await m.event();
+        if (e.type === 'message')
+          got[e.name].push(e.text);
+      }
+      assert.deepEqual(got.ann, [...Array(10).keys()].map((i) => `a${i}`));
+      assert.deepEqual(got.bob, [...Array(10).keys()].map((i) => `b${i}`));
+    }
+    // A server message posted on B reaches ann on A.
+    const post = await httpRequest(`${b.httpUrl}/rooms/${room}/messages`, { method: 'POST', body: 'from B' });
+    assert.equal(post.status, 200);
+    const e = (await ann.until('message')).at(-1);
+    assert.equal(e.text, 'from B');
+    assert.equal(e.server, true);
+    // Presence is per instance: ann's list has ann only.
+    await ann.client.send(JSON.stringify({ type: 'members' }));
+    assert.deepEqual((await ann.until('members')).at(-1).members, ['ann']);
+    // History on A holds what came from B too.
+    const cid = await Member.join(a, 'cid', room);
+    const texts = (await cid.settle()).messages.map((m) => m.text);
+    assert.ok(texts.includes('b9') && texts.includes('from B'), texts.join(','));
+    const metrics = (await httpRequest(`${a.httpUrl}/metrics`)).body;
+    assert.match(metrics, /^herald_redis_connected 1$/m);
+    assert.match(metrics, /^herald_cross_node_received_total [1-9]\d*$/m);
+    await ann.close();
+    await bob.close();
+    await cid.close();
+  } finally {
+    await stopServer(a);
+    await stopServer(b);
+    await redis.kill();
   }
 });
 

@@ -10,6 +10,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import assert from 'node:assert/strict';
 
 // -- the ws package ---------------------------------------------------------
@@ -791,3 +792,62 @@ export function waitCloseRecord(server, name, ms = 3000) {
 let nameCounter = 0;
 export const uniqueName = (prefix = 'c') =>
   `${prefix}-${process.pid}-${++nameCounter}`;
+
+// -- redis-server -------------------------------------------------------------
+
+/** A free loopback port (free when asked; redis binds it right after). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+// Killed when the test file's process ends, like the servers.
+const redises = new Set();
+process.on('exit', () => {
+  for (const r of redises)
+    r.proc.kill('SIGKILL');
+});
+
+/** Starts redis-server on `port`; resolves once it accepts connections. */
+export async function startRedis(port) {
+  const proc = spawn('redis-server', [
+    '--port', String(port), '--bind', '127.0.0.1', '--save', '',
+    '--appendonly', 'no', '--dir', os.tmpdir(), '--daemonize', 'no',
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const exited = new Promise((resolve) => proc.on('exit', resolve));
+  await withTimeout(new Promise((resolve, reject) => {
+    proc.stdout.setEncoding('utf8');
+    proc.stdout.on('data', (d) => {
+      out += d;
+      if (/Ready to accept connections/.test(out))
+        resolve();
+    });
+    proc.on('error', reject);
+    exited.then(() => reject(new Error(`redis-server exited:\n${out}`)));
+  }), 10000, 'redis-server to start');
+  const r = {
+    proc,
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    /** Sends `sig` (SIGSTOP: Redis stops answering, sockets stay open). */
+    signal(sig) {
+      proc.kill(sig);
+    },
+    /** SIGKILL: Redis vanishes without a goodbye. */
+    async kill() {
+      redises.delete(r);
+      if (proc.exitCode === null && proc.signalCode === null)
+        proc.kill('SIGKILL');
+      await exited;
+    },
+  };
+  redises.add(r);
+  return r;
+}

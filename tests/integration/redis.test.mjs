@@ -4,76 +4,18 @@
 // the sender stays excluded, bytes arrive unchanged, a node holds a Redis
 // channel only while it has local subscribers, and Redis going away (or not
 // being there at start) degrades to local delivery and heals by itself.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
-import net from 'node:net';
-import os from 'node:os';
 
 import {
   Client, startServer, stopServer, httpRequest, waitFor, withTimeout,
+  freePort, startRedis,
 } from './helpers.mjs';
 
 const stats = async (server) =>
   JSON.parse((await httpRequest(`${server.httpUrl}/stats`)).body);
-
-// -- redis-server -------------------------------------------------------------
-
-/** A free loopback port (free when asked; redis binds it right after). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const redises = new Set();
-after(async () => {
-  for (const r of redises)
-    await r.kill();
-});
-
-/** Starts redis-server on `port`; resolves once it accepts connections. */
-async function startRedis(port) {
-  const proc = spawn('redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '',
-    '--appendonly', 'no', '--dir', os.tmpdir(), '--daemonize', 'no',
-  ], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const exited = new Promise((resolve) => proc.on('exit', resolve));
-  await withTimeout(new Promise((resolve, reject) => {
-    proc.stdout.setEncoding('utf8');
-    proc.stdout.on('data', (d) => {
-      out += d;
-      if (/Ready to accept connections/.test(out))
-        resolve();
-    });
-    proc.on('error', reject);
-    exited.then(() => reject(new Error(`redis-server exited:\n${out}`)));
-  }), 10000, 'redis-server to start');
-  const r = {
-    port,
-    url: `redis://127.0.0.1:${port}`,
-    /** Sends `sig` (SIGSTOP: Redis stops answering, sockets stay open). */
-    signal(sig) {
-      proc.kill(sig);
-    },
-    /** SIGKILL: Redis vanishes without a goodbye. */
-    async kill() {
-      redises.delete(r);
-      if (proc.exitCode === null && proc.signalCode === null)
-        proc.kill('SIGKILL');
-      await exited;
-    },
-  };
-  redises.add(r);
-  return r;
-}
 
 /** Runs a redis-cli command against `port`; resolves with its lines. */
 function cli(port, ...args) {

@@ -18,13 +18,14 @@
 // on fixed sleeps; the timeouts are generous because CI machines are slow.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { startServer, stopServer } from '../integration/helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 if (!fs.existsSync(path.join(here, 'node_modules/playwright-core/package.json')))
@@ -41,84 +42,15 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // -- the server --------------------------------------------------------------
 
-const running = new Set();
-process.on('exit', () => {
-  for (const proc of running)
-    proc.kill('SIGKILL');
-});
-
-const sanitizerPattern =
-  /ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer)|runtime error:|SUMMARY: UndefinedBehaviorSanitizer/;
-
 /**
- * Starts herald-chat with `args` (default port 0) and resolves once it
- * printed `herald-chat listening on http://HOST:PORT/`.
+ * Starts herald-chat (HERALD_CHAT) with `args` (port 0 unless `args` give
+ * one) through the integration tests' starter, which also kills it when
+ * this process ends and checks its stderr for sanitizer reports on stop.
+ * `url` is the page's http://HOST:PORT.
  */
-function startChatOnce(args) {
-  const bin = process.env.HERALD_CHAT;
-  if (!bin)
-    throw new Error('HERALD_CHAT is not set: it must name app/herald-chat ' +
-                    '(CTest sets it; see tests/e2e/CMakeLists.txt)');
-  if (!fs.existsSync(bin))
-    throw new Error(`HERALD_CHAT=${bin} does not exist: build it first`);
-  const full = args.includes('--port') ? args : ['--port', '0', ...args];
-  const proc = spawn(bin, full, { stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(proc);
-  let stdout = '';
-  let stderr = '';
-  proc.stderr.setEncoding('utf8');
-  proc.stderr.on('data', (d) => {
-    stderr += d;
-    if (process.env.HERALD_TEST_VERBOSE)
-      process.stderr.write(d);
-  });
-  const exited = new Promise((resolve) => {
-    proc.on('exit', (code, signal) => {
-      running.delete(proc);
-      resolve({ code, signal });
-    });
-  });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`${bin} did not print its URL in 20 s; stderr:\n${stderr}`));
-    }, 20000);
-    proc.on('error', (e) => { clearTimeout(timer); reject(e); });
-    exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(Object.assign(
-        new Error(`${bin} ${full.join(' ')} exited (${code ?? signal}) ` +
-                  `before listening; stderr:\n${stderr}`), { stderr }));
-    });
-    proc.stdout.setEncoding('utf8');
-    proc.stdout.on('data', (d) => {
-      stdout += d;
-      const m = stdout.match(/herald-chat listening on (http:\/\/\S+?)\/?\s/);
-      if (!m)
-        return;
-      clearTimeout(timer);
-      const u = new URL(m[1]);
-      const server = {
-        url: `http://${u.hostname}:${u.port}`,
-        port: Number(u.port),
-        proc,
-        exited,
-        stderr: () => stderr,
-        /** SIGTERM (or `sig`), then the exit status; fails on sanitizer reports. */
-        async stop(sig = 'SIGTERM') {
-          if (proc.exitCode === null && proc.signalCode === null)
-            proc.kill(sig);
-          const killer = setTimeout(() => proc.kill('SIGKILL'), 20000);
-          const result = await exited;
-          clearTimeout(killer);
-          assert.ok(!sanitizerPattern.test(stderr),
-                    `sanitizer report from herald-chat:\n${stderr}`);
-          return result;
-        },
-      };
-      resolve(server);
-    });
-  });
+async function startChatOnce(args) {
+  const server = await startServer('HERALD_CHAT', args);
+  return Object.assign(server, { url: server.httpUrl });
 }
 
 /**
@@ -131,7 +63,7 @@ async function startChat(args = []) {
     try {
       return await startChatOnce(args);
     } catch (e) {
-      const busy = /in use|EADDRINUSE|bind/i.test(e.stderr ?? '');
+      const busy = /in use|EADDRINUSE|bind/i.test(e.message ?? '');
       if (!busy || Date.now() > deadline)
         throw e;
       await sleep(250);
@@ -139,13 +71,7 @@ async function startChat(args = []) {
   }
 }
 
-async function stopChat(server) {
-  if (!server)
-    return;
-  const { code, signal } = await server.stop();
-  assert.equal(signal, null, `herald-chat died of ${signal}`);
-  assert.equal(code, 0, `herald-chat exited with ${code}; stderr:\n${server.stderr()}`);
-}
+const stopChat = stopServer;
 
 /** The status of a WebSocket upgrade request to `path` (no upgrade: 101 never expected). */
 function upgradeStatus(server, pathAndQuery) {

@@ -2,12 +2,12 @@
 // message types, per-connection data, close/terminate/ping from the server,
 // the open/message/close/ping/pong/error handlers, ready_state,
 // remote_address, buffered_amount, send's return value, cork, topics.
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 
 import {
-  Bystander, Client, OP, RawClient, closePayload, httpRequest, sleep,
+  Client, closePayload, httpRequest, OP, RawClient, serveWithBystander, sleep,
   startServer, stats, stopServer, uniqueName, waitCloseRecord, waitFor,
 } from './helpers.mjs';
 
@@ -15,7 +15,6 @@ const T = { timeout: 15000 };
 
 describe('server API (herald-test-server)', () => {
   let server;
-  let bystander;
   const clients = [];
 
   /** A ws client of /api named `name`; its open message is consumed. */
@@ -29,20 +28,13 @@ describe('server API (herald-test-server)', () => {
     return c;
   }
 
-  before(async () => {
-    server = await startServer('HERALD_TEST_SERVER');
-    bystander = await Bystander.start(server.ws('/echo'));
-  });
-  after(async () => {
-    await bystander?.close();
-    await stopServer(server);
-  });
-  afterEach(async () => {
+  const cleanup = () => {
     for (const c of clients.splice(0))
       if (c.ws.readyState !== c.ws.CLOSED)
         c.ws.terminate();
-    await bystander.check();
-  });
+  };
+  serveWithBystander('HERALD_TEST_SERVER', { path: '/echo', cleanup },
+                     (s) => { server = s; });
 
   // -- open and per-connection data -----------------------------------------
 

@@ -3,39 +3,20 @@
 // and the connection limit (503). Every bad input is followed by a check
 // that another client connected to the same server meanwhile is still
 // served.
-import { after, afterEach, before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  Bystander, Client, OP, RawClient, expectRefusedUpgrade, frame, httpRequest,
-  rawHttp, sleep, startServer, stats, stopServer, upgradeRequest,
+  Client, expectRefusedUpgrade, frame, httpRequest, OP, RawClient, rawUpgrade,
+  serveWithBystander, sleep, startServer, stats, stopServer,
 } from './helpers.mjs';
 
 const T = { timeout: 15000 };
 
-/** Sends one raw upgrade request; resolves with the (single) response. */
-async function rawUpgrade(server, opts) {
-  const r = await rawHttp(server.port, upgradeRequest(opts));
-  assert.equal(r.responses.length, 1,
-               `expected one response, got: ${r.raw.toString()}`);
-  return { ...r.responses[0], closed: r.closed };
-}
-
 describe('handshake against herald-echo', () => {
   let server;
-  let bystander;
 
-  before(async () => {
-    server = await startServer('HERALD_ECHO');
-    bystander = await Bystander.start(server.url);
-  });
-  after(async () => {
-    await bystander?.close();
-    await stopServer(server);
-  });
-  afterEach(async () => {
-    await bystander.check();
-  });
+  serveWithBystander('HERALD_ECHO', {}, (s) => { server = s; });
 
   test('a ws client upgrades and its messages are echoed', T, async () => {
     const c = await Client.connect(server.url);
@@ -195,19 +176,9 @@ describe('handshake against herald-echo', () => {
 
 describe('handshake against herald-test-server', () => {
   let server;
-  let bystander;
 
-  before(async () => {
-    server = await startServer('HERALD_TEST_SERVER');
-    bystander = await Bystander.start(server.ws('/echo'));
-  });
-  after(async () => {
-    await bystander?.close();
-    await stopServer(server);
-  });
-  afterEach(async () => {
-    await bystander.check();
-  });
+  serveWithBystander('HERALD_TEST_SERVER', { path: '/echo' },
+                     (s) => { server = s; });
 
   test('unknown path with an upgrade -> 404, no WebSocket', T, async () => {
     const before = (await stats(server)).opens;

@@ -5,6 +5,7 @@
 // Servers come from environment variables set by CTest:
 //   HERALD_ECHO         app/herald-echo
 //   HERALD_TEST_SERVER  tests/integration/herald-test-server
+import { after, afterEach, before } from 'node:test';
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -320,6 +321,31 @@ export class Bystander {
   }
 }
 
+/**
+ * Inside a describe: starts the server of `envVar` with `args` before the
+ * tests and a Bystander on its WebSocket path `path` (an echo), hands both
+ * to `use(server, bystander)`, runs `cleanup` and checks the bystander after
+ * each test, and stops both at the end.
+ */
+export function serveWithBystander(envVar, { args = [], path = '/', cleanup } = {},
+                                   use = () => {}) {
+  let server;
+  let bystander;
+  before(async () => {
+    server = await startServer(envVar, args);
+    bystander = await Bystander.start(server.ws(path));
+    use(server, bystander);
+  });
+  after(async () => {
+    await bystander?.close();
+    await stopServer(server);
+  });
+  afterEach(async () => {
+    await cleanup?.();
+    await bystander.check();
+  });
+}
+
 // -- plain HTTP -------------------------------------------------------------
 
 /** An HTTP request with Node's client; resolves { status, headers, body }. */
@@ -450,6 +476,14 @@ export function upgradeRequest({ path = '/', method = 'GET', host = 'x',
     if (v !== null)
       out += `${k}: ${v}\r\n`;
   return out + '\r\n';
+}
+
+/** Sends one raw upgrade request; resolves with the (single) response. */
+export async function rawUpgrade(server, opts) {
+  const r = await rawHttp(server.port, upgradeRequest(opts));
+  assert.equal(r.responses.length, 1,
+               `expected one response, got: ${r.raw.toString()}`);
+  return { ...r.responses[0], closed: r.closed };
 }
 
 // -- raw WebSocket frames ---------------------------------------------------

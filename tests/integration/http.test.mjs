@@ -2,40 +2,21 @@
 // body, what fetch sees of the request), malformed requests, limits and
 // timeouts of the HTTP layer, keep-alive. After each case a WebSocket client
 // connected to the same server meanwhile must still be served.
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 
 import {
-  Bystander, expectRefusedUpgrade, httpRequest, rawHttp, sleep, startServer,
-  stopServer, tcpConnect, upgradeRequest, waitFor, withTimeout, Client,
+  Client, expectRefusedUpgrade, httpRequest, rawHttp, rawUpgrade,
+  serveWithBystander, sleep, tcpConnect, upgradeRequest, waitFor, withTimeout,
 } from './helpers.mjs';
 
 const T = { timeout: 15000 };
 
-/** Sends one raw upgrade request; resolves with the (single) response. */
-async function rawUpgrade(server, opts) {
-  const r = await rawHttp(server.port, upgradeRequest(opts));
-  assert.equal(r.responses.length, 1,
-               `expected one response, got: ${r.raw.toString()}`);
-  return { ...r.responses[0], closed: r.closed };
-}
-
 describe('HTTP against herald-echo', () => {
   let server;
-  let bystander;
 
-  before(async () => {
-    server = await startServer('HERALD_ECHO');
-    bystander = await Bystander.start(server.url);
-  });
-  after(async () => {
-    await bystander?.close();
-    await stopServer(server);
-  });
-  afterEach(async () => {
-    await bystander.check();
-  });
+  serveWithBystander('HERALD_ECHO', {}, (s) => { server = s; });
 
   for (const [what, bytes] of [
     ['words', 'GARBAGE\r\n\r\n'],
@@ -98,20 +79,12 @@ describe('HTTP against herald-test-server', () => {
   let server;
   let bystander;
 
-  before(async () => {
-    server = await startServer('HERALD_TEST_SERVER', [
-      '--max-header', '1024', '--max-body', '1000',
-      '--request-timeout-ms', '2000', '--keep-alive-ms', '300',
-    ]);
-    bystander = await Bystander.start(server.ws('/echo'));
-  });
-  after(async () => {
-    await bystander?.close();
-    await stopServer(server);
-  });
-  afterEach(async () => {
-    await bystander.check();
-  });
+  const args = [
+    '--max-header', '1024', '--max-body', '1000',
+    '--request-timeout-ms', '2000', '--keep-alive-ms', '300',
+  ];
+  serveWithBystander('HERALD_TEST_SERVER', { args, path: '/echo' },
+                     (s, b) => { server = s; bystander = b; });
 
   test('prints exactly one line "listening on ws://HOST:PORT/"', T, () => {
     assert.match(server.stdout(), /^listening on ws:\/\/127\.0\.0\.1:\d+\/\n$/);

@@ -3,13 +3,13 @@
 // error the server must catch (with its exact close code), UTF-8 validation,
 // the closing handshake and the message size limit. Malformed input comes
 // from raw sockets; after each case a bystander client must still be served.
-import { after, afterEach, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 
 import {
-  Bystander, Client, OP, RawClient, closePayload, frame, sleep, startServer,
-  stopServer, withTimeout,
+  Client, closePayload, frame, OP, RawClient, serveWithBystander, sleep,
+  withTimeout,
 } from './helpers.mjs';
 
 const T = { timeout: 15000 };
@@ -19,7 +19,6 @@ const TOO_BIG = 1009;
 
 describe('RFC 6455 against herald-echo', () => {
   let server;
-  let bystander;
   const raws = [];
 
   /** A raw client, destroyed after the test. */
@@ -29,19 +28,11 @@ describe('RFC 6455 against herald-echo', () => {
     return c;
   }
 
-  before(async () => {
-    server = await startServer('HERALD_ECHO');
-    bystander = await Bystander.start(server.url);
-  });
-  after(async () => {
-    await bystander?.close();
-    await stopServer(server);
-  });
-  afterEach(async () => {
+  const cleanup = () => {
     for (const c of raws.splice(0))
       c.destroy();
-    await bystander.check();
-  });
+  };
+  serveWithBystander('HERALD_ECHO', { cleanup }, (s) => { server = s; });
 
   // -- payload lengths ------------------------------------------------------
 
@@ -435,7 +426,6 @@ describe('RFC 6455 against herald-echo', () => {
 
 describe('message size limit (herald-echo --max-payload 1024)', () => {
   let server;
-  let bystander;
   const raws = [];
 
   async function raw(opts) {
@@ -444,19 +434,12 @@ describe('message size limit (herald-echo --max-payload 1024)', () => {
     return c;
   }
 
-  before(async () => {
-    server = await startServer('HERALD_ECHO', ['--max-payload', '1024']);
-    bystander = await Bystander.start(server.url);
-  });
-  after(async () => {
-    await bystander?.close();
-    await stopServer(server);
-  });
-  afterEach(async () => {
+  const cleanup = () => {
     for (const c of raws.splice(0))
       c.destroy();
-    await bystander.check();
-  });
+  };
+  serveWithBystander('HERALD_ECHO', { args: ['--max-payload', '1024'], cleanup },
+                     (s) => { server = s; });
 
   test('a message of exactly the limit is accepted', T, async () => {
     const c = await raw();

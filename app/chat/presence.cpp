@@ -179,13 +179,17 @@ caf::behavior presence_behavior(presence_actor* self, caf::actor registry,
   self->state.opts = opts;
   self->set_default_handler(caf::print_and_drop);
   self->set_down_handler([=](caf::down_msg& dm) {
-    // A connection ended without saying so, or a history actor failed.
+    // Mostly a connection that ended without saying so (one lookup);
+    // rarely a history actor that failed (a scan of the rooms).
+    if (self->state.members.count(dm.source) > 0) {
+      remove(self, dm.source);
+      return;
+    }
     for (auto& [room, r] : self->state.rooms)
       if (r.history && r.history.address() == dm.source) {
         r.history = nullptr;
         return;
       }
-    remove(self, dm.source);
   });
   return {
     [=](join_atom, const std::string& room, const std::string& name,

@@ -56,6 +56,10 @@ herald::fetch_result post_message(herald::request& req,
                               + "}");
 }
 
+herald::response get_only() {
+  return herald::response{405, "GET only\n", {{"Allow", "GET, HEAD"}}};
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in{path, std::ios::binary};
   if (!in)
@@ -171,18 +175,17 @@ herald::fetch_result route(herald::request& req, herald::server<member>& srv,
                         token);
   auto get = req.method() == "GET" || req.method() == "HEAD";
   if (path == "/health")
-    return get ? herald::response{200, "ok\n"}
-               : herald::response{405, "GET only\n", {{"Allow", "GET, HEAD"}}};
+    return get ? herald::response{200, "ok\n"} : get_only();
   if (path == "/metrics") {
     if (!get)
-      return herald::response{405, "GET only\n", {{"Allow", "GET, HEAD"}}};
+      return get_only();
     return herald::response{200, herald::prometheus_text(srv),
                             {{"Content-Type",
                               std::string{herald::prometheus_type}}}};
   }
   if (auto* f = pages.file(path)) {
     if (!get)
-      return herald::response{405, "GET only\n", {{"Allow", "GET, HEAD"}}};
+      return get_only();
     return *f;
   }
   return std::nullopt; // 404

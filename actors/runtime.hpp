@@ -20,6 +20,17 @@ namespace herald {
 struct runtime_options {
   /// CAF scheduler threads; 0 picks the number of cores.
   std::size_t worker_threads = 0;
+  /// Keep freed heap memory for reuse instead of handing it back to the
+  /// system at once (glibc: trim threshold 64 MiB, allocations up to 1 MiB
+  /// from the heap). A busy server frees and reallocates the same
+  /// megabytes all the time; with glibc's default thresholds they are
+  /// returned and faulted in again, about 5% of the CPU of a fan-out of
+  /// 4 KiB messages. False leaves the process's malloc settings alone
+  /// (as does GLIBC_TUNABLES naming either threshold).
+  bool tune_allocator = true;
+  /// Use CAF's own idle polling of scheduler threads (see runtime.cpp:
+  /// Herald skips its 25 ms of 50 us polls before an idle thread sleeps).
+  bool caf_default_polling = false;
 };
 
 /// Owns the actor system and the I/O thread.

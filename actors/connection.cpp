@@ -17,24 +17,42 @@ std::span<const std::byte> as_bytes(std::string_view s) noexcept {
 
 } // namespace
 
-// The frames of one batch. `frames` holds no references of its own (a
+// What one batch writes. `pieces` holds no references of its own (a
 // reference count touched by every subscriber of a topic, from every
-// thread, costs more than the rest of a delivery): each frame in it is kept
-// alive either by `owned` or by a delivery message in `held`, until the
-// batch is written.
+// thread, costs more than the rest of a delivery): the bytes of each piece
+// are kept alive either by `owned` or by a delivery message in `held`,
+// until the batch is written.
 struct connection_core::out_batch {
-  std::vector<net::frame_ptr> frames; // borrowed, in write order
+  std::vector<net::slice> pieces; // borrowed, in write order
   std::vector<net::frame_ptr> owned;
   std::vector<caf::message> held;
+  std::size_t messages = 0; // frames in `pieces`
 
+  // Appends `s`, extending the last piece when `s` continues it (the next
+  // message of the same run).
+  void add(const net::slice& s, std::size_t frames = 1) {
+    messages += frames;
+    if (!pieces.empty()) {
+      auto& last = pieces.back();
+      if (last.owner == s.owner && last.data + last.size == s.data) {
+        last.size += s.size;
+        return;
+      }
+    }
+    pieces.push_back(s);
+  }
+  std::size_t bytes() const noexcept {
+    std::size_t n = 0;
+    for (auto& p : pieces)
+      n += p.size;
+    return n;
+  }
   void clear() noexcept {
-    for (auto& f : frames)
-      f.detach();
-    frames.clear();
+    pieces.clear();
     owned.clear();
     held.clear();
+    messages = 0;
   }
-  ~out_batch() { clear(); }
 };
 
 // The next connection that queues something on this thread takes the
@@ -118,10 +136,9 @@ void connection_core::finish(int code, std::string_view reason,
   state_ = herald::ready_state::closed;
   parser_.stop();
   // Whatever this batch queued (a close frame, an echoed close) goes first.
-  if (graceful && out_ && !out_->frames.empty()) {
-    transport_->write(out_->frames);
-    for (auto& f : out_->frames)
-      bytes_out_ += f->size();
+  if (graceful && out_ && !out_->pieces.empty()) {
+    transport_->write(out_->pieces);
+    bytes_out_ += out_->bytes();
   }
   release_out(true);
   transport_->close(graceful);
@@ -258,21 +275,29 @@ send_status connection_core::enqueue(net::frame_ptr f, bool control) {
 }
 
 void connection_core::schedule_flush() {
-  if (flush_scheduled_ || cork_depth_ > 0)
+  if (flush_pending_ || cork_depth_ > 0)
     return;
-  flush_scheduled_ = true;
-  self_->send(self_, msg::flush_atom::value);
+  flush_pending_ = true;
+  // While handling a message, the write happens once no other message is
+  // waiting (end_message); outside of one (the open handler runs when the
+  // actor starts), a message of our own ends the batch.
+  if (!in_message_)
+    self_->send(self_, msg::flush_atom::value);
+}
+
+void connection_core::end_message(bool mailbox_empty) {
+  in_message_ = false;
+  if (mailbox_empty && flush_pending_ && cork_depth_ == 0)
+    flush();
 }
 
 void connection_core::flush() {
-  flush_scheduled_ = false;
-  if (!out_ || out_->frames.empty() || state_ == herald::ready_state::closed)
+  flush_pending_ = false;
+  if (!out_ || out_->pieces.empty() || state_ == herald::ready_state::closed)
     return;
-  auto& frames = out_->frames;
-  n_out_ += frames.size();
-  for (auto& f : frames)
-    bytes_out_ += f->size();
-  auto remaining = transport_->write(frames);
+  n_out_ += out_->messages;
+  bytes_out_ += out_->bytes();
+  auto remaining = transport_->write(out_->pieces);
   release_out(true);
   if (remaining > 0)
     backpressured_ = true;
@@ -308,7 +333,7 @@ void connection_core::release_out(bool reuse) noexcept {
 
 void connection_core::queue_owned(net::frame_ptr f) {
   auto& b = out();
-  b.frames.emplace_back(f.get(), false);
+  b.add(net::whole(*f));
   b.owned.push_back(std::move(f));
 }
 
@@ -374,8 +399,32 @@ void connection_core::on_delivery(const msg::delivery& d) {
   auto limit = opts_.backpressure_limit;
   auto transport_bytes = transport_->buffered_amount();
   bool queued = false;
-  bool borrow = false;
-  for (auto& m : d.messages) {
+  int borrow = -1; // the delivery is held (1) or cannot be (0); -1: unknown
+  auto held = [&] {
+    if (borrow < 0)
+      borrow = hold_delivery(d) ? 1 : 0;
+    return borrow == 1;
+  };
+  for (std::size_t i = 0; i < d.messages.size(); ++i) {
+    auto& m = d.messages[i];
+    if (!d.placements.empty() && d.placements[i].run != d.placements[i].none
+        && d.placements[i].offset == 0) {
+      // The start of a run: when all of it is for us and fits under the
+      // limit, it is one piece, whatever its number of messages.
+      auto run = d.placements[i].run;
+      auto& info = d.run_infos[run];
+      if (!info.mixed && state_ == herald::ready_state::open
+          && (limit == 0 || pending_bytes_ + transport_bytes + info.bytes < limit)
+          && held()) {
+        auto& r = *d.runs[run];
+        pending_bytes_ += info.bytes;
+        out_->add(net::slice{&r, r.bytes().data(), info.bytes},
+                  info.count);
+        queued = true;
+        i += info.count - 1;
+        continue;
+      }
+    }
     if (m.exclude && m.exclude == me)
       continue;
     if (state_ != herald::ready_state::open || (m.compress && deflate_)
@@ -383,14 +432,9 @@ void connection_core::on_delivery(const msg::delivery& d) {
       enqueue(delivery_frame(m), false);
       continue;
     }
-    if (!queued) {
-      borrow = hold_delivery(d);
-      auto& frames = out().frames;
-      frames.reserve(frames.size() + d.messages.size());
-    }
     pending_bytes_ += m.frame->size();
-    if (borrow)
-      out_->frames.emplace_back(m.frame.get(), false); // held: no reference
+    if (held())
+      out_->add(d.bytes_of(i)); // held: no reference
     else
       queue_owned(m.frame);
     queued = true;
@@ -598,6 +642,16 @@ caf::behavior connection_actor::make_behavior() {
 
 caf::invoke_message_result
 connection_actor::consume(caf::mailbox_element& x) {
+  core_.begin_message();
+  auto result = dispatch(x);
+  // The message is out of the mailbox by now: empty means it was the last
+  // of this batch, and what the batch queued is written in one go.
+  core_.end_message(mailbox().empty());
+  return result;
+}
+
+caf::invoke_message_result
+connection_actor::dispatch(caf::mailbox_element& x) {
   // Asynchronous messages (of any priority) of our protocol go straight to
   // the core, without the behavior's trial matching; anything else (system
   // messages, requests, unknown messages) takes CAF's usual path.

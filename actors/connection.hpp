@@ -62,6 +62,11 @@ public:
   void on_delivery(const msg::delivery& d);
   /// Writes what this batch queued.
   void flush();
+  /// The actor handles a message now (sends queue, end_message writes).
+  void begin_message() noexcept { in_message_ = true; }
+  /// The actor handled a message; when no other one waits
+  /// (`mailbox_empty`), what the batch queued is written.
+  void end_message(bool mailbox_empty);
   /// The transport wrote its backlog.
   void on_written(std::size_t buffered);
   /// The socket closed or failed.
@@ -152,7 +157,8 @@ private:
   // Empties the batch and lets it go.
   void release_out(bool reuse) noexcept;
   std::size_t pending_bytes_ = 0;
-  bool flush_scheduled_ = false;
+  bool flush_pending_ = false;
+  bool in_message_ = false;
   bool backpressured_ = false;
   bool closed_handler_ran_ = false;
   bool in_error_ = false;
@@ -192,6 +198,7 @@ public:
   const char* name() const override { return "herald.connection"; }
 
 private:
+  caf::invoke_message_result dispatch(caf::mailbox_element& x);
   connection_core core_;
 };
 

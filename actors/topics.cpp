@@ -32,6 +32,60 @@ namespace {
 
 // -- topic actor --------------------------------------------------------------
 
+// Frames up to this size are joined into runs, runs up to run_limit bytes.
+// Each joined frame is copied once per burst (not per subscriber); larger
+// frames cost the kernel more than a piece of their own anyway.
+constexpr std::size_t joinable_frame = 64u << 10;
+constexpr std::size_t run_limit = 64u << 10;
+
+// Joins consecutive small frames of `d` into runs (see msg::delivery::runs):
+// a subscriber then writes a burst of N messages as one piece instead of N.
+void join_runs(msg::delivery& d) {
+  auto& msgs = d.messages;
+  if (msgs.size() < 2)
+    return;
+  thread_local std::vector<const net::frame*> group;
+  auto close_group = [&](std::size_t end) {
+    // Closes the group of messages [end - group.size(), end).
+    if (group.size() >= 2) {
+      if (d.placements.empty())
+        d.placements.resize(msgs.size());
+      auto index = static_cast<std::uint32_t>(d.runs.size());
+      auto first = end - group.size();
+      msg::delivery::run_info info{static_cast<std::uint32_t>(first),
+                                   static_cast<std::uint32_t>(group.size()),
+                                   0, false};
+      std::uint32_t offset = 0;
+      for (auto i = first; i < end; ++i) {
+        d.placements[i] = {index, offset};
+        offset += static_cast<std::uint32_t>(msgs[i].frame->size());
+        if (msgs[i].exclude || msgs[i].compress)
+          info.mixed = true;
+      }
+      info.bytes = offset;
+      d.runs.push_back(net::make_run(group));
+      d.run_infos.push_back(info);
+    }
+    group.clear();
+  };
+  std::size_t bytes = 0;
+  for (std::size_t i = 0; i < msgs.size(); ++i) {
+    auto size = msgs[i].frame->size();
+    if (size > joinable_frame) {
+      close_group(i);
+      bytes = 0;
+      continue;
+    }
+    if (bytes + size > run_limit) {
+      close_group(i);
+      bytes = 0;
+    }
+    group.push_back(msgs[i].frame.get());
+    bytes += size;
+  }
+  close_group(msgs.size());
+}
+
 struct topic_state {
   std::shared_ptr<const std::string> topic;
   std::vector<caf::actor> subscribers;
@@ -73,9 +127,13 @@ caf::behavior topic_actor(caf::stateful_actor<topic_state>* self,
       auto& st = self->state;
       if (st.batch.empty())
         return;
-      // One message shared by every subscriber: no frame is ever copied.
-      auto m = caf::make_message(msg::delivery{st.topic, std::move(st.batch)});
+      // One message shared by every subscriber: frames are never copied
+      // per subscriber.
+      msg::delivery d{st.topic, std::move(st.batch), {}, {}, {}};
       st.batch.clear();
+      if (st.subscribers.size() > 1)
+        join_runs(d);
+      auto m = caf::make_message(std::move(d));
       for (auto& sub : st.subscribers)
         self->send(sub, m);
     },
@@ -206,7 +264,7 @@ void send_direct(const caf::actor& connection, net::opcode op,
   static const auto no_topic = std::make_shared<const std::string>();
   std::vector<msg::topic_message> one;
   one.push_back(msg::topic_message{net::make_frame(op, data), {}, compress});
-  caf::anon_send(connection, msg::delivery{no_topic, std::move(one)});
+  caf::anon_send(connection, msg::delivery{no_topic, std::move(one), {}, {}, {}});
 }
 
 } // namespace

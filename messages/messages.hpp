@@ -101,6 +101,44 @@ struct delivery {
   /// The messages, oldest first.
   std::vector<topic_message> messages;
 
+  /// Where a message's bytes sit in `runs`.
+  struct placement {
+    static constexpr std::uint32_t none = 0xFFFFFFFF;
+    /// Index into `runs`, or `none` (written from the message's own frame).
+    std::uint32_t run = none;
+    /// Offset of the frame's first byte in that run.
+    std::uint32_t offset = 0;
+  };
+  /// What a run holds.
+  struct run_info {
+    /// Its first message (an index into `messages`) and how many follow.
+    std::uint32_t first = 0;
+    std::uint32_t count = 0;
+    /// Its bytes.
+    std::size_t bytes = 0;
+    /// Some message in it leaves out its publisher or asks for
+    /// compression: subscribers then look at each message.
+    bool mixed = false;
+  };
+  /// The frames of consecutive messages joined into runs (net::make_run)
+  /// by a topic with several subscribers, so that each subscriber writes a
+  /// burst as one piece; empty when nothing was joined.
+  std::vector<net::frame_ptr> runs;
+  /// One entry per run.
+  std::vector<run_info> run_infos;
+  /// One entry per message when `runs` is not empty.
+  std::vector<placement> placements;
+
+  /// The bytes to write for `messages[i]`: its place in a run, or its frame.
+  net::slice bytes_of(std::size_t i) const noexcept {
+    if (!placements.empty() && placements[i].run != placement::none) {
+      auto& run = *runs[placements[i].run];
+      return {&run, run.bytes().data() + placements[i].offset,
+              messages[i].frame->size()};
+    }
+    return net::whole(*messages[i].frame);
+  }
+
   /// Calls `fn(const topic_message&)` for each message meant for `self`
   /// (that is, not published by `self` with exclusion).
   template <class F>

@@ -79,6 +79,21 @@ boost::intrusive_ptr<frame> make_frame(opcode op,
   return boost::intrusive_ptr<frame>{f};
 }
 
+frame_ptr make_run(std::span<const frame* const> frames) {
+  std::size_t n = 0;
+  for (auto& f : frames)
+    n += f->size();
+  auto* mem = ::operator new(sizeof(frame) + n);
+  auto* run = new (mem) frame(opcode::continuation, false, 0, n);
+  live_frames.fetch_add(1, std::memory_order_relaxed);
+  auto* out = reinterpret_cast<std::byte*>(run + 1);
+  for (auto& f : frames) {
+    std::memcpy(out, f->bytes().data(), f->size());
+    out += f->size();
+  }
+  return frame_ptr{run};
+}
+
 frame_ptr make_close_frame(std::uint16_t code, std::string_view reason) {
   if (code == 1005)
     return make_frame(opcode::close, std::span<const std::byte>{});

@@ -73,6 +73,8 @@ public:
 private:
   friend boost::intrusive_ptr<frame>
   make_frame(net::opcode, std::span<const std::byte>, bool, bool);
+  friend boost::intrusive_ptr<const frame>
+  make_run(std::span<const frame* const>);
 
   frame(net::opcode op, bool compressed, std::size_t header_size,
         std::size_t size) noexcept
@@ -119,6 +121,28 @@ inline frame_ptr make_frame(opcode op, std::string_view payload,
 
 /// Builds a close frame; code 1005 (no status) produces an empty payload.
 frame_ptr make_close_frame(std::uint16_t code, std::string_view reason);
+
+/// Several encoded frames back to back in one buffer (a topic joins the
+/// frames of one burst once, so that a subscriber's write takes one range
+/// of it instead of one piece per message: the kernel's per-piece cost is
+/// paid once per burst). A run is not a frame itself: it has no header of
+/// its own (opcode continuation, payload() == bytes()) and is only written.
+frame_ptr make_run(std::span<const frame* const> frames);
+
+/// Bytes to write: a whole frame or a range of a run. `owner` holds the
+/// bytes; a slice borrows them (whoever hands one to a transport keeps the
+/// owner alive until write() returns, and the transport takes a reference
+/// of its own for what it keeps longer).
+struct slice {
+  const frame* owner;
+  const std::byte* data;
+  std::size_t size;
+};
+
+/// The slice of a whole frame.
+inline slice whole(const frame& f) noexcept {
+  return {&f, f.bytes().data(), f.size()};
+}
 
 /// Size of the header for a payload of `n` bytes in an unmasked frame.
 constexpr std::size_t header_size(std::size_t n) noexcept {

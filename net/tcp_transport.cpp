@@ -69,23 +69,21 @@ public:
     });
   }
 
-  std::size_t write(std::span<const frame_ptr> frames) override {
+  std::size_t write(std::span<const slice> pieces) override {
     std::lock_guard<std::mutex> guard{mtx_};
     if (closing_ || failed_)
       return 0;
     if (!out_.empty()) {
-      for (auto& f : frames) {
-        out_.push_back(f);
-        buffered_ += f->size();
-      }
+      for (auto& p : pieces)
+        keep(p, 0);
       return buffered_;
     }
     // Nothing queued: write straight from the caller's thread.
     std::size_t i = 0;
     std::size_t offset = 0;
-    while (i < frames.size()) {
+    while (i < pieces.size()) {
       iovec iov[max_iov];
-      auto g = gather(frames.subspan(i), offset, iov);
+      auto g = gather(pieces.subspan(i), offset, iov);
       auto written = send_iov(iov, g.iovs);
       if (written < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
@@ -96,7 +94,7 @@ public:
       // Skip what the kernel took.
       auto w = static_cast<std::size_t>(written);
       while (w > 0) {
-        auto left = frames[i]->size() - offset;
+        auto left = pieces[i].size - offset;
         if (w >= left) {
           w -= left;
           ++i;
@@ -109,14 +107,11 @@ public:
       if (static_cast<std::size_t>(written) < g.bytes)
         break; // the socket buffer is full
     }
-    if (i == frames.size())
+    if (i == pieces.size())
       return 0;
-    for (auto j = i; j < frames.size(); ++j) {
-      out_.push_back(frames[j]);
-      buffered_ += frames[j]->size();
-    }
-    out_offset_ = offset;
-    buffered_ -= offset;
+    keep(pieces[i], offset);
+    for (auto j = i + 1; j < pieces.size(); ++j)
+      keep(pieces[j], 0);
     arm_write_locked();
     return buffered_;
   }
@@ -191,22 +186,36 @@ private:
     std::size_t bytes = 0; // bytes they cover
   };
 
-  // Fills `iov` with the bytes of `frames`, skipping `offset` bytes of the
-  // first. Runs of small frames are copied into one contiguous scratch
-  // buffer, so the kernel copies a few large segments instead of hundreds
-  // of tiny ones (a chat message is a frame of a few dozen bytes); larger
-  // frames are referenced in place. Stops at max_iov entries or a full
+  // A piece of the backlog: its bytes and a reference that keeps them.
+  struct queued : slice {
+    frame_ptr keep;
+  };
+
+  // Queues what is left of `p` (from `offset` on) with a reference of its
+  // own: the caller's borrow ends when write() returns.
+  void keep(const slice& p, std::size_t offset) {
+    out_.push_back(queued{{p.owner, p.data + offset, p.size - offset},
+                          frame_ptr{p.owner}});
+    buffered_ += p.size - offset;
+  }
+
+  // Fills `iov` with the bytes of `pieces`, skipping `offset` bytes of the
+  // first. Runs of small pieces are copied into one contiguous scratch
+  // buffer, so the kernel copies a few large segments instead of many
+  // tiny ones (a lone chat message is a frame of a few dozen bytes); larger
+  // pieces are referenced in place. Stops at max_iov entries or a full
   // scratch buffer; the caller loops until everything is written.
-  static gathered gather(std::span<const frame_ptr> frames,
-                         std::size_t offset, iovec* iov) {
+  template <class Piece>
+  static gathered gather(std::span<const Piece> pieces, std::size_t offset,
+                         iovec* iov) {
     gathered g;
     std::byte* scratch = write_scratch.data();
     std::size_t used = 0;
     bool in_run = false; // the last iovec is the open run in the scratch
-    for (std::size_t j = 0; j < frames.size(); ++j) {
-      auto b = frames[j]->bytes();
+    for (std::size_t j = 0; j < pieces.size(); ++j) {
       auto skip = j == 0 ? offset : 0;
-      auto len = b.size() - skip;
+      const std::byte* data = pieces[j].data + skip;
+      auto len = pieces[j].size - skip;
       if (len <= copy_limit) {
         if (used + len > write_scratch.size())
           break;
@@ -218,13 +227,13 @@ private:
           ++g.iovs;
           in_run = true;
         }
-        std::memcpy(scratch + used, b.data() + skip, len);
+        std::memcpy(scratch + used, data, len);
         used += len;
         iov[g.iovs - 1].iov_len += len;
       } else {
         if (g.iovs == max_iov)
           break;
-        iov[g.iovs].iov_base = const_cast<std::byte*>(b.data() + skip);
+        iov[g.iovs].iov_base = const_cast<std::byte*>(data);
         iov[g.iovs].iov_len = len;
         ++g.iovs;
         in_run = false;
@@ -340,7 +349,7 @@ private:
     }
     while (!out_.empty()) {
       iovec iov[max_iov];
-      auto g = gather(out_, out_offset_, iov);
+      auto g = gather(std::span<const queued>{out_}, 0, iov);
       auto written = send_iov(iov, g.iovs);
       if (written < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -354,13 +363,13 @@ private:
       buffered_ -= w;
       std::size_t done = 0;
       while (w > 0) {
-        auto left = out_[done]->size() - out_offset_;
-        if (w >= left) {
-          w -= left;
+        auto& front = out_[done];
+        if (w >= front.size) {
+          w -= front.size;
           ++done;
-          out_offset_ = 0;
         } else {
-          out_offset_ += w;
+          front.data += w; // the rest of it goes next time
+          front.size -= w;
           w = 0;
         }
       }
@@ -445,8 +454,7 @@ private:
 
   mutable std::mutex mtx_;
   caf::actor owner_;
-  std::vector<frame_ptr> out_;
-  std::size_t out_offset_ = 0;
+  std::vector<queued> out_;
   std::atomic<std::size_t> buffered_{0};
   bool writing_ = false;
   bool closing_ = false;

@@ -26,10 +26,12 @@ public:
 
   /// Starts reading; everything read is sent to `owner`.
   virtual void start(caf::actor owner) = 0;
-  /// Writes `frames` in order with as few system calls as possible.
-  /// Returns the bytes still buffered afterwards (0: written through).
-  /// When a backlog remains, the owner later gets `written_atom`.
-  virtual std::size_t write(std::span<const frame_ptr> frames) = 0;
+  /// Writes `pieces` in order with as few system calls as possible (the
+  /// caller keeps their owners alive until this returns; what is left
+  /// over is kept with a reference to its owner). Returns the bytes still
+  /// buffered afterwards (0: written through). When a backlog remains, the
+  /// owner later gets `written_atom`.
+  virtual std::size_t write(std::span<const slice> pieces) = 0;
   /// Bytes accepted but not yet written to the socket.
   virtual std::size_t buffered_amount() const = 0;
   /// The owner processed `n` bytes of input: reading may go on.

@@ -116,6 +116,19 @@ CAF_TEST(messages reach the handler with their kind and replies go out) {
   CAF_CHECK_EQUAL(out[1].payload, "\x01\x02");
 }
 
+CAF_TEST(replies to messages waiting in the mailbox leave after the last) {
+  auto c = connect("ann");
+  c.t->feed(client_frame(opcode::text, "a"));
+  c.t->feed(client_frame(opcode::text, "b"));
+  c.t->feed(client_frame(opcode::text, "c"));
+  step();
+  // Three messages, three handler calls, one write once the mailbox is
+  // empty (no flush message of its own).
+  CAF_CHECK_EQUAL(c.t->write_calls(), 1u);
+  CAF_CHECK_EQUAL(c.t->batches(), std::vector<std::size_t>{3});
+  CAF_CHECK_EQUAL(c.t->frames().size(), 3u);
+}
+
 CAF_TEST(frames queued in one batch leave in one gathered write) {
   auto c = connect("ann");
   c.t->feed(concat({client_frame(opcode::text, "a"),

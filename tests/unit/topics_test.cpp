@@ -56,9 +56,27 @@ struct fixture : test_coordinator_fixture<> {
     args.hooks = std::make_unique<herald::typed_hooks<int>>(
       handlers, handlers->options(), 0);
     args.registry = registry;
-    herald::spawn_connection(sys, std::move(args));
+    last = herald::spawn_connection(sys, std::move(args));
     sched.run();
     return t;
+  }
+  // The connection actor connect() made last.
+  caf::actor last;
+
+  // Sends publications to the registry without running the scheduler:
+  // the topic gets them as one burst.
+  void queue_publish(const std::string& topic, std::string_view text,
+                     caf::actor_addr exclude = {}) {
+    self->send(registry, caf::publish_atom::value, topic,
+               herald::msg::publication{
+                 herald::net::make_frame(opcode::text, text), exclude});
+  }
+
+  static std::vector<std::string> texts(fake_transport& t) {
+    std::vector<std::string> out;
+    for (auto& f : t.frames())
+      out.push_back(f.payload);
+    return out;
   }
 
   void publish(const std::string& topic, std::string_view text,
@@ -239,6 +257,65 @@ CAF_TEST(connections publish to each other but not to themselves) {
   CAF_CHECK_EQUAL(texts(a), std::vector<std::string>{"from c"});
   CAF_CHECK_EQUAL(texts(b), (std::vector<std::string>{"from a", "from c"}));
   CAF_CHECK_EQUAL(texts(c), (std::vector<std::string>{"from a", "from c"}));
+}
+
+CAF_TEST(a burst is written to each connection as one piece) {
+  herald::websocket_handlers<int> h;
+  h.open = [](herald::socket<int>& ws) { ws.subscribe("room"); };
+  std::vector<std::shared_ptr<fake_transport>> ts;
+  for (int i = 0; i < 3; ++i)
+    ts.push_back(connect(h));
+  std::vector<std::string> sent;
+  for (int i = 0; i < 20; ++i) {
+    sent.push_back("message " + std::to_string(i));
+    queue_publish("room", sent.back());
+  }
+  sched.run();
+  for (auto& t : ts) {
+    // The topic joined the burst's frames once: one piece, one write.
+    CAF_CHECK_EQUAL(t->batches(), std::vector<std::size_t>{1});
+    CAF_CHECK_EQUAL(texts(*t), sent);
+  }
+}
+
+CAF_TEST(frames too large to join are written in place between runs) {
+  herald::websocket_handlers<int> h;
+  h.open = [](herald::socket<int>& ws) { ws.subscribe("room"); };
+  auto t1 = connect(h);
+  auto t2 = connect(h);
+  std::string big(70000, 'x');
+  std::vector<std::string> sent{"a", "b", big, "c", "d", "e"};
+  for (auto& m : sent)
+    queue_publish("room", m);
+  sched.run();
+  for (auto& t : {t1, t2}) {
+    // "a b" joined, the big frame on its own, "c d e" joined.
+    CAF_CHECK_EQUAL(t->batches(), std::vector<std::size_t>{3});
+    CAF_CHECK_EQUAL(texts(*t), sent);
+  }
+}
+
+CAF_TEST(a run skips the messages that leave a subscriber out) {
+  herald::websocket_handlers<int> h;
+  h.open = [](herald::socket<int>& ws) { ws.subscribe("room"); };
+  auto x = connect(h);
+  auto xa = last.address();
+  auto y = connect(h);
+  auto ya = last.address();
+  auto z = connect(h);
+  queue_publish("room", "m1", xa);
+  queue_publish("room", "m2");
+  queue_publish("room", "m3", ya);
+  queue_publish("room", "m4");
+  sched.run();
+  CAF_CHECK_EQUAL(texts(*x), (std::vector<std::string>{"m2", "m3", "m4"}));
+  CAF_CHECK_EQUAL(texts(*y), (std::vector<std::string>{"m1", "m2", "m4"}));
+  CAF_CHECK_EQUAL(texts(*z),
+                  (std::vector<std::string>{"m1", "m2", "m3", "m4"}));
+  // Still ranges of the one run: adjacent messages stay one piece.
+  CAF_CHECK_EQUAL(x->batches(), std::vector<std::size_t>{1});
+  CAF_CHECK_EQUAL(y->batches(), std::vector<std::size_t>{2});
+  CAF_CHECK_EQUAL(z->batches(), std::vector<std::size_t>{1});
 }
 
 CAF_TEST(a closed connection leaves its topics) {

@@ -22,7 +22,12 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-std::string endpoint_string(const tcp::socket& s) {
+// Accepted sockets and the stream around them use the io_context's own
+// executor, the type the transport takes over (see stream_socket).
+using stream_type = beast::basic_stream<tcp, asio::io_context::executor_type,
+                                        beast::unlimited_rate_policy>;
+
+std::string endpoint_string(const stream_socket& s) {
   boost::system::error_code ec;
   auto ep = s.remote_endpoint(ec);
   if (ec)
@@ -33,7 +38,7 @@ std::string endpoint_string(const tcp::socket& s) {
 /// One HTTP connection: reads requests until one upgrades or it closes.
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
-  http_session(tcp::socket sock, http_limits limits,
+  http_session(stream_socket sock, http_limits limits,
                std::shared_ptr<http_handler> handler)
     : remote_(endpoint_string(sock)),
       stream_(std::move(sock)),
@@ -201,7 +206,8 @@ private:
     std::vector<std::byte> initial(
       static_cast<const std::byte*>(data.data()),
       static_cast<const std::byte*>(data.data()) + data.size());
-    auto t = make_tcp_transport(stream_.release_socket(), std::move(initial));
+    auto t = make_tcp_transport(stream_.release_socket(), remote_,
+                                std::move(initial));
     handler_->upgraded(*req_, std::move(t));
   }
 
@@ -211,7 +217,7 @@ private:
   }
 
   std::string remote_;
-  beast::tcp_stream stream_;
+  stream_type stream_;
   beast::flat_buffer buffer_;
   http_limits limits_;
   std::shared_ptr<http_handler> handler_;
@@ -230,7 +236,8 @@ class listener final : public http_server,
 public:
   listener(asio::io_context& ctx, http_limits limits,
            std::shared_ptr<http_handler> handler)
-    : acceptor_(ctx),
+    : ctx_(ctx),
+      acceptor_(ctx),
       retry_(ctx),
       limits_(limits),
       handler_(std::move(handler)) {}
@@ -248,6 +255,7 @@ public:
 
   void do_accept() {
     acceptor_.async_accept(
+      ctx_.get_executor(),
       beast::bind_front_handler(&listener::on_accept, shared_from_this()));
   }
 
@@ -264,7 +272,7 @@ public:
   }
 
 private:
-  void on_accept(beast::error_code ec, tcp::socket sock) {
+  void on_accept(beast::error_code ec, stream_socket sock) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open())
       return;
     if (ec) {
@@ -281,6 +289,7 @@ private:
     do_accept();
   }
 
+  asio::io_context& ctx_;
   tcp::acceptor acceptor_;
   asio::steady_timer retry_;
   tcp::endpoint bound_;

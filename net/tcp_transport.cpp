@@ -40,16 +40,16 @@ thread_local std::array<std::byte, scratch_size> write_scratch;
 class tcp_transport final : public transport,
                             public std::enable_shared_from_this<tcp_transport> {
 public:
-  tcp_transport(tcp::socket sock, std::vector<std::byte> initial,
-                tcp_transport_options opts)
-    : sock_(adopt(std::move(sock))),
+  tcp_transport(stream_socket sock, std::string remote,
+                std::vector<std::byte> initial, tcp_transport_options opts)
+    : sock_(std::move(sock)),
+      remote_(std::move(remote)),
       initial_(std::move(initial)),
       opts_(opts) {
+    // Every send and receive passes MSG_DONTWAIT: the descriptor's own
+    // blocking mode does not matter, and setting it would be a system call
+    // per upgrade.
     boost::system::error_code ec;
-    auto ep = sock_.remote_endpoint(ec);
-    if (!ec)
-      remote_ = ep.address().to_string() + ":" + std::to_string(ep.port());
-    sock_.non_blocking(true, ec);
     sock_.set_option(tcp::no_delay{true}, ec);
     fd_ = sock_.native_handle();
   }
@@ -161,26 +161,6 @@ public:
   std::string remote_address() const override { return remote_; }
 
 private:
-  // The socket bound to the io_context's own executor instead of the
-  // type-erased any_io_executor of tcp::socket: a smaller socket, smaller
-  // pending operations (every idle connection has a read wait in flight)
-  // and no type-erased dispatch on each completion.
-  using socket_type =
-    asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
-
-  static socket_type adopt(tcp::socket sock) {
-    auto& ctx = static_cast<asio::io_context&>(
-      asio::query(sock.get_executor(), asio::execution::context));
-    boost::system::error_code ec;
-    auto protocol = sock.local_endpoint(ec).protocol();
-    if (ec)
-      protocol = tcp::v4();
-    auto fd = sock.release(ec);
-    if (ec)
-      return socket_type{ctx.get_executor()}; // closed: reads fail at once
-    return socket_type{ctx.get_executor(), protocol, fd};
-  }
-
   struct gathered {
     std::size_t iovs = 0;  // iovec entries filled
     std::size_t bytes = 0; // bytes they cover
@@ -446,7 +426,7 @@ private:
     }
   }
 
-  socket_type sock_;
+  stream_socket sock_;
   int fd_ = -1;
   std::string remote_;
   std::vector<std::byte> initial_;
@@ -473,11 +453,11 @@ private:
 
 } // namespace
 
-transport_ptr make_tcp_transport(tcp::socket sock,
+transport_ptr make_tcp_transport(stream_socket sock, std::string remote,
                                  std::vector<std::byte> initial,
                                  tcp_transport_options opts) {
-  return std::make_shared<tcp_transport>(std::move(sock), std::move(initial),
-                                         opts);
+  return std::make_shared<tcp_transport>(std::move(sock), std::move(remote),
+                                         std::move(initial), opts);
 }
 
 } // namespace herald::net

@@ -1,7 +1,10 @@
 // The transport over a TCP socket (internal to net/; needs Asio).
 #pragma once
 
+#include <string>
 #include <vector>
+
+#include <boost/asio/io_context.hpp>
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -17,9 +20,20 @@ struct tcp_transport_options {
   std::chrono::milliseconds linger{2000};
 };
 
-/// Makes a transport that owns `sock`. `initial` holds bytes read past the
-/// HTTP request (frames a client sent right after its handshake).
-transport_ptr make_tcp_transport(boost::asio::ip::tcp::socket sock,
+/// A TCP socket bound to the io_context's own executor rather than the
+/// type-erased any_io_executor of tcp::socket: smaller sockets and pending
+/// waits (every idle connection has a read wait in flight), no type-erased
+/// dispatch per completion. The listener accepts into this type, so an
+/// upgraded socket moves into its transport without being registered with
+/// the reactor again.
+using stream_socket =
+  boost::asio::basic_stream_socket<boost::asio::ip::tcp,
+                                   boost::asio::io_context::executor_type>;
+
+/// Makes a transport that owns `sock` (a peer at `remote`, "ip:port").
+/// `initial` holds bytes read past the HTTP request (frames a client sent
+/// right after its handshake).
+transport_ptr make_tcp_transport(stream_socket sock, std::string remote,
                                  std::vector<std::byte> initial,
                                  tcp_transport_options opts = {});
 

@@ -44,7 +44,7 @@ public:
                 std::vector<std::byte> initial, tcp_transport_options opts)
     : sock_(std::move(sock)),
       remote_(std::move(remote)),
-      initial_(std::move(initial)),
+      early_(std::move(initial)),
       opts_(opts) {
     // Every send and receive passes MSG_DONTWAIT: the descriptor's own
     // blocking mode does not matter, and setting it would be a system call
@@ -54,19 +54,25 @@ public:
     fd_ = sock_.native_handle();
   }
 
+  // Reading starts when the transport is made (on the I/O thread, see
+  // make_tcp_transport): what arrives before the owner exists is kept and
+  // handed over here, so starting costs no hop to the I/O thread.
   void start(caf::actor owner) override {
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      owner_ = std::move(owner);
-    }
-    asio::post(sock_.get_executor(), [self = shared_from_this()] {
-      if (!self->initial_.empty()) {
-        auto n = self->initial_.size();
-        self->unconsumed_ += n;
-        self->notify(msg::inbound{std::move(self->initial_)});
-      }
-      self->do_read();
-    });
+    std::lock_guard<std::mutex> guard{mtx_};
+    owner_ = std::move(owner);
+    // Under the lock: bytes read from now on are sent after these.
+    if (!early_.empty())
+      caf::anon_send(owner_, msg::inbound{std::move(early_)});
+    early_ = {};
+    if (failed_ && !early_down_.empty())
+      caf::anon_send(owner_, msg::transport_down_atom::value,
+                     std::move(early_down_));
+  }
+
+  // Called once by make_tcp_transport, on the I/O thread.
+  void begin() {
+    unconsumed_ += early_.size();
+    do_read();
   }
 
   std::size_t write(std::span<const slice> pieces) override {
@@ -230,16 +236,20 @@ private:
     return ::sendmsg(fd_, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
   }
 
-  template <class... Ts>
-  void notify(Ts&&... xs) {
+  void deliver(std::vector<std::byte> bytes) {
     // Called on the I/O thread; owner_ is cleared under the lock on close.
     caf::actor owner;
     {
       std::lock_guard<std::mutex> guard{mtx_};
+      if (!owner_ && !closing_) {
+        // Not started yet: keep the bytes for start().
+        early_.insert(early_.end(), bytes.begin(), bytes.end());
+        return;
+      }
       owner = owner_;
     }
     if (owner)
-      caf::anon_send(owner, std::forward<Ts>(xs)...);
+      caf::anon_send(owner, msg::inbound{std::move(bytes)});
   }
 
   void fail_locked(std::string why) {
@@ -248,6 +258,8 @@ private:
     buffered_ = 0;
     if (owner_)
       caf::anon_send(owner_, msg::transport_down_atom::value, std::move(why));
+    else if (!closing_)
+      early_down_ = std::move(why); // for start()
   }
 
   // -- reading (I/O thread) ---------------------------------------------------
@@ -282,8 +294,7 @@ private:
     if (n > 0) {
       auto len = static_cast<std::size_t>(n);
       unconsumed_ += len;
-      notify(msg::inbound{
-        std::vector<std::byte>(recv_buf.data(), recv_buf.data() + len)});
+      deliver(std::vector<std::byte>(recv_buf.data(), recv_buf.data() + len));
       do_read();
     } else if (n == 0) {
       down("connection closed by peer");
@@ -429,7 +440,10 @@ private:
   stream_socket sock_;
   int fd_ = -1;
   std::string remote_;
-  std::vector<std::byte> initial_;
+  // Bytes read before start(): what the client sent with or right after
+  // its handshake request.
+  std::vector<std::byte> early_;
+  std::string early_down_; // the socket failed before start()
   tcp_transport_options opts_;
 
   mutable std::mutex mtx_;
@@ -456,8 +470,10 @@ private:
 transport_ptr make_tcp_transport(stream_socket sock, std::string remote,
                                  std::vector<std::byte> initial,
                                  tcp_transport_options opts) {
-  return std::make_shared<tcp_transport>(std::move(sock), std::move(remote),
-                                         std::move(initial), opts);
+  auto t = std::make_shared<tcp_transport>(std::move(sock), std::move(remote),
+                                          std::move(initial), opts);
+  t->begin();
+  return t;
 }
 
 } // namespace herald::net

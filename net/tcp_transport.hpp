@@ -30,9 +30,11 @@ using stream_socket =
   boost::asio::basic_stream_socket<boost::asio::ip::tcp,
                                    boost::asio::io_context::executor_type>;
 
-/// Makes a transport that owns `sock` (a peer at `remote`, "ip:port").
-/// `initial` holds bytes read past the HTTP request (frames a client sent
-/// right after its handshake).
+/// Makes a transport that owns `sock` (a peer at `remote`, "ip:port") and
+/// starts reading at once; call it on the I/O thread. `initial` holds bytes
+/// read past the HTTP request (frames a client sent right after its
+/// handshake); they and whatever arrives before start() go to the owner
+/// first thing.
 transport_ptr make_tcp_transport(stream_socket sock, std::string remote,
                                  std::vector<std::byte> initial,
                                  tcp_transport_options opts = {});

@@ -61,6 +61,20 @@ describe('handshake against herald-echo', () => {
          c.destroy();
        });
 
+  test('frames with the request and right after the 101 stay in order', T,
+       async () => {
+         // The first ones are read before the connection's actor exists,
+         // the next ones while it starts: all must arrive once, in order.
+         const texts = Array.from({ length: 100 }, (_, i) => `early ${i}`);
+         const f = texts.map((t) => frame(OP.text, t));
+         const c = await RawClient.connect(server,
+                                           { after: Buffer.concat(f.slice(0, 50)) });
+         await c.write(Buffer.concat(f.slice(50)));
+         for (const t of texts)
+           assert.equal((await c.expectFrame(OP.text)).payload.toString(), t);
+         c.destroy();
+       });
+
   test('a frame split between the request\'s write and a later one', T,
        async () => {
          const f = frame(OP.text, 'x'.repeat(300));

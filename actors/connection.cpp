@@ -281,18 +281,29 @@ void connection_core::schedule_flush() {
   // While handling a message, the write happens once no other message is
   // waiting (end_message); outside of one (the open handler runs when the
   // actor starts), a message of our own ends the batch.
-  if (!in_message_)
+  if (!in_message_) {
+    flush_sent_ = true;
     self_->send(self_, msg::flush_atom::value);
+  }
 }
 
 void connection_core::end_message(bool mailbox_empty) {
   in_message_ = false;
-  if (mailbox_empty && flush_pending_ && cork_depth_ == 0)
+  if (!flush_pending_ || cork_depth_ > 0)
+    return;
+  if (mailbox_empty) {
     flush();
+  } else if (!flush_sent_) {
+    // Messages wait: the flush message goes behind them, so the batch
+    // still ends with the mailbox whatever those messages are.
+    flush_sent_ = true;
+    self_->send(self_, msg::flush_atom::value);
+  }
 }
 
 void connection_core::flush() {
   flush_pending_ = false;
+  flush_sent_ = false;
   if (!out_ || out_->pieces.empty() || state_ == herald::ready_state::closed)
     return;
   n_out_ += out_->messages;

@@ -158,6 +158,7 @@ private:
   void release_out(bool reuse) noexcept;
   std::size_t pending_bytes_ = 0;
   bool flush_pending_ = false;
+  bool flush_sent_ = false; // a flush message is on its way
   bool in_message_ = false;
   bool backpressured_ = false;
   bool closed_handler_ran_ = false;

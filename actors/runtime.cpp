@@ -43,6 +43,12 @@ void tune_allocator() {
 } // namespace
 
 runtime::runtime(runtime_options opts) {
+  // Installed here, not in run(): a program that prints its address and
+  // then calls run() can get SIGTERM in between; the flag is kept and
+  // run() returns at once, shutting down as usual.
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
   if (opts.tune_allocator)
     tune_allocator();
   cfg_.set("logger.file-verbosity", caf::atom("quiet"));
@@ -82,9 +88,6 @@ void runtime::on_shutdown(std::function<void()> fn) {
 }
 
 void runtime::run() {
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-  std::signal(SIGPIPE, SIG_IGN);
   {
     std::unique_lock<std::mutex> guard{mtx_};
     while (!stop_requested_ && pending_signal.load() == 0)

@@ -52,8 +52,7 @@ void join_runs(msg::delivery& d) {
         d.placements.resize(msgs.size());
       auto index = static_cast<std::uint32_t>(d.runs.size());
       auto first = end - group.size();
-      msg::delivery::run_info info{static_cast<std::uint32_t>(first),
-                                   static_cast<std::uint32_t>(group.size()),
+      msg::delivery::run_info info{static_cast<std::uint32_t>(group.size()),
                                    0, false};
       std::uint32_t offset = 0;
       for (auto i = first; i < end; ++i) {

@@ -111,8 +111,8 @@ struct delivery {
   };
   /// What a run holds.
   struct run_info {
-    /// Its first message (an index into `messages`) and how many follow.
-    std::uint32_t first = 0;
+    /// How many messages it holds (it starts at the message whose
+    /// placement has offset 0).
     std::uint32_t count = 0;
     /// Its bytes.
     std::size_t bytes = 0;

@@ -27,6 +27,7 @@ struct connection_core::out_batch {
   std::vector<net::frame_ptr> owned;
   std::vector<caf::message> held;
   std::size_t messages = 0; // frames in `pieces`
+  std::size_t raw_bytes = 0; // bytes in `pieces` that are not frames
 
   // Appends `s`, extending the last piece when `s` continues it (the next
   // message of the same run).
@@ -52,6 +53,7 @@ struct connection_core::out_batch {
     owned.clear();
     held.clear();
     messages = 0;
+    raw_bytes = 0;
   }
 };
 
@@ -68,6 +70,7 @@ connection_core::connection_core(caf::event_based_actor* self,
     transport_(std::move(args.transport)),
     hooks_(std::move(args.hooks)),
     registry_(std::move(args.registry)),
+    counts_(std::move(args.counts)),
     stats_(std::move(args.stats)),
     protocol_(std::move(args.protocol)),
     opts_(hooks_->options()),
@@ -83,6 +86,14 @@ connection_core::connection_core(caf::event_based_actor* self,
         p.server_window_bits, opts_.per_message_deflate.mem_level, false);
     if (!p.client_no_context_takeover)
       inflater_ = std::make_unique<net::inflater>(false);
+  }
+  if (!args.response.empty()) {
+    // The upgrade's response leads the first batch (written in start()).
+    auto r = net::make_raw(as_bytes(args.response));
+    auto& b = out();
+    b.add(net::whole(*r), 0);
+    b.raw_bytes += r->size();
+    b.owned.push_back(std::move(r));
   }
 }
 
@@ -101,7 +112,14 @@ void connection_core::start() {
   transport_->start(caf::actor_cast<caf::actor>(self_));
   if (opts_.idle_timeout.count() > 0)
     self_->delayed_send(self_, opts_.idle_timeout / 2, caf::tick_atom::value);
+  // The response to the upgrade (queued first) and whatever open sends
+  // leave in one write, after open ran: the client cannot see the upgrade
+  // before the subscriptions open made have reached the registry, so a
+  // publish it causes after its open event reaches it (as in Bun).
+  in_message_ = true;
   guarded([&] { hooks_->on_open(); });
+  in_message_ = false;
+  flush();
 }
 
 void connection_core::on_exit() {
@@ -138,7 +156,7 @@ void connection_core::finish(int code, std::string_view reason,
   // Whatever this batch queued (a close frame, an echoed close) goes first.
   if (graceful && out_ && !out_->pieces.empty()) {
     transport_->write(out_->pieces);
-    bytes_out_ += out_->bytes();
+    bytes_out_ += out_->bytes() - out_->raw_bytes;
   }
   release_out(true);
   transport_->close(graceful);
@@ -278,9 +296,10 @@ void connection_core::schedule_flush() {
   if (flush_pending_ || cork_depth_ > 0)
     return;
   flush_pending_ = true;
-  // While handling a message, the write happens once no other message is
-  // waiting (end_message); outside of one (the open handler runs when the
-  // actor starts), a message of our own ends the batch.
+  // While handling a message (or running open in start()), the write
+  // happens once no other message is waiting (end_message); outside of one
+  // (a handler called directly, as tests do), a message of our own ends
+  // the batch.
   if (!in_message_) {
     flush_sent_ = true;
     self_->send(self_, msg::flush_atom::value);
@@ -307,7 +326,7 @@ void connection_core::flush() {
   if (!out_ || out_->pieces.empty() || state_ == herald::ready_state::closed)
     return;
   n_out_ += out_->messages;
-  bytes_out_ += out_->bytes();
+  bytes_out_ += out_->bytes() - out_->raw_bytes;
   auto remaining = transport_->write(out_->pieces);
   release_out(true);
   if (remaining > 0)
@@ -561,8 +580,16 @@ void connection_core::subscribe(std::string_view topic) {
   if (i != topics_.end() && *i == topic)
     return;
   i = topics_.emplace(i, topic);
-  self_->send(registry_, caf::subscribe_atom::value, *i,
-              caf::actor_cast<caf::actor>(self_));
+  if (counts_) {
+    // Counted from now on: a server publish to this topic is not skipped
+    // while the subscription travels to the registry.
+    counts_->subscribing();
+    self_->send(registry_, caf::subscribe_atom::value, *i,
+                caf::actor_cast<caf::actor>(self_), msg::counted_atom::value);
+  } else {
+    self_->send(registry_, caf::subscribe_atom::value, *i,
+                caf::actor_cast<caf::actor>(self_));
+  }
 }
 
 void connection_core::unsubscribe(std::string_view topic) {

@@ -21,6 +21,7 @@
 
 #include "herald/actors/hooks.hpp"
 #include "herald/actors/stats.hpp"
+#include "herald/actors/topics.hpp"
 #include "herald/messages/messages.hpp"
 #include "herald/net/deflate.hpp"
 #include "herald/net/frame_parser.hpp"
@@ -36,8 +37,14 @@ struct connection_args {
   std::unique_ptr<connection_hooks> hooks;
   /// The topic registry.
   caf::actor registry;
+  /// The registry's subscriber counts (may be null): subscriptions are
+  /// counted as on their way until the registry has them.
+  std::shared_ptr<topic_counts> counts;
   /// Server counters (may be null).
   std::shared_ptr<server_stats> stats;
+  /// Bytes to write ahead of the first frame (the HTTP 101 response);
+  /// empty for none.
+  std::string response;
   /// The subprotocol chosen at upgrade.
   std::string protocol;
   /// permessage-deflate, when the handshake agreed to it.
@@ -139,6 +146,7 @@ private:
   net::transport_ptr transport_;
   std::unique_ptr<connection_hooks> hooks_;
   caf::actor registry_;
+  std::shared_ptr<topic_counts> counts_;
   std::shared_ptr<server_stats> stats_;
   std::string protocol_;
   const websocket_options& opts_; // the hooks' own

@@ -130,8 +130,9 @@ public:
 private:
   send_status publish_frame(std::string_view topic, net::opcode op,
                             std::span<const std::byte> data, bool compress) {
-    // No subscribers (here, nor possibly elsewhere): no frame, no message.
-    if (core_->subscriber_count(topic) == 0 && !core_->bridged())
+    // No subscribers (here, on their way, nor possibly elsewhere): no
+    // frame, no message.
+    if (!core_->may_have_subscribers(topic) && !core_->bridged())
       return send_dropped;
     auto f = net::make_frame(op, data);
     auto size = static_cast<send_status>(f->size());

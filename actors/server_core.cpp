@@ -91,6 +91,10 @@ std::size_t server_core::subscriber_count(std::string_view topic) const {
   return counts_->get(topic);
 }
 
+bool server_core::may_have_subscribers(std::string_view topic) const {
+  return counts_->may_have_subscribers(topic);
+}
+
 std::size_t server_core::topic_count() const {
   return counts_->topics();
 }
@@ -127,11 +131,14 @@ void server_core::count_http(bool refused_upgrade) {
     stats_->http_requests.fetch_add(1, std::memory_order_relaxed);
 }
 
-void server_core::upgraded(request& req, net::transport_ptr t) {
+void server_core::upgraded(request& req, net::transport_ptr t,
+                           std::string response) {
   connection_args args;
   args.transport = std::move(t);
+  args.response = std::move(response);
   args.hooks = std::move(req.upgrade_hooks());
   args.registry = registry_;
+  args.counts = counts_;
   args.stats = stats_;
   args.deflate = req.upgrade_deflate();
   for (auto& [k, v] : req.upgrade_headers())

@@ -66,6 +66,8 @@ public:
   }
   /// Subscribers of `topic`.
   std::size_t subscriber_count(std::string_view topic) const;
+  /// False when `topic` has no subscriber here and none on its way.
+  bool may_have_subscribers(std::string_view topic) const;
   /// Number of topics with subscribers.
   std::size_t topic_count() const;
   /// True when topics are shared through Redis: a publish may have
@@ -82,7 +84,8 @@ public:
   // -- net::http_handler ------------------------------------------------------
 
   fetch_result handle(request& req) override;
-  void upgraded(request& req, net::transport_ptr t) override;
+  void upgraded(request& req, net::transport_ptr t,
+                std::string response) override;
   bool accepting_upgrades() override;
   void count_http(bool refused_upgrade) override;
 

@@ -811,6 +811,7 @@ private:
     args.hooks = std::make_unique<detail::guarded_hooks>(std::move(hooks),
                                                          armed_);
     args.registry = registry_;
+    args.counts = counts_;
     args.stats = stats_;
     args.protocol = opts.protocol;
     args.deflate = deflate;
@@ -837,8 +838,9 @@ private:
 
   send_status publish_frame(std::string_view topic, net::opcode op,
                             std::span<const std::byte> data, bool compress) {
-    // As server<T>::publish: no subscribers, no frame, no message.
-    if (counts_->get(topic) == 0)
+    // As server<T>::publish: no subscribers (nor any on their way), no
+    // frame, no message.
+    if (!counts_->may_have_subscribers(topic))
       return send_dropped;
     auto f = net::make_frame(op, data);
     auto size = static_cast<send_status>(f->size());

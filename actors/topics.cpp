@@ -15,6 +15,14 @@ std::size_t topic_counts::get(std::string_view topic) const {
   return i == counts_.end() ? 0 : i->second;
 }
 
+bool topic_counts::may_have_subscribers(std::string_view topic) const {
+  // In-flight first: the registry sets the count before it settles the
+  // subscription, so seeing none in flight means the count is visible.
+  if (in_flight_.load(std::memory_order_seq_cst) > 0)
+    return true;
+  return get(topic) > 0;
+}
+
 std::size_t topic_counts::topics() const {
   std::lock_guard<std::mutex> guard{mtx_};
   return counts_.size();
@@ -208,6 +216,29 @@ struct registry_state {
 
 using registry_actor = caf::stateful_actor<registry_state>;
 
+// Subscribes `who` to `topic`, making the topic actor on first use.
+void join(registry_actor* self, std::string& topic, caf::actor& who) {
+  auto [m, fresh] = self->state.members.try_emplace(who.address());
+  if (fresh)
+    self->monitor(who);
+  auto t = self->state.topics.try_emplace(topic).first;
+  if (m->second.contains(&t->first))
+    return; // already subscribed
+  m->second.add(&t->first);
+  auto& e = t->second;
+  if (!e.actor) {
+    auto name = std::make_shared<const std::string>(topic);
+    // Linked: when the registry stops (server shutdown), so do its
+    // topics; a topic that ends normally does not take it along.
+    e.actor = self->spawn<caf::linked>(topic_actor, std::move(name));
+    if (self->state.bridge)
+      self->send(self->state.bridge, caf::join_atom::value, topic);
+  }
+  ++e.count;
+  self->state.counts->set(topic, e.count);
+  self->send(e.actor, caf::subscribe_atom::value, std::move(who));
+}
+
 void leave(registry_actor* self, const std::string& topic,
            const caf::actor_addr& who) {
   auto i = self->state.topics.find(topic);
@@ -300,25 +331,12 @@ caf::behavior registry_behavior(registry_actor* self,
     });
     return {
       [=](caf::subscribe_atom, std::string& topic, caf::actor& who) {
-        auto [m, fresh] = self->state.members.try_emplace(who.address());
-        if (fresh)
-          self->monitor(who);
-        auto t = self->state.topics.try_emplace(topic).first;
-        if (m->second.contains(&t->first))
-          return; // already subscribed
-        m->second.add(&t->first);
-        auto& e = t->second;
-        if (!e.actor) {
-          auto name = std::make_shared<const std::string>(topic);
-          // Linked: when the registry stops (server shutdown), so do its
-          // topics; a topic that ends normally does not take it along.
-          e.actor = self->spawn<caf::linked>(topic_actor, std::move(name));
-          if (self->state.bridge)
-            self->send(self->state.bridge, caf::join_atom::value, topic);
-        }
-        ++e.count;
-        self->state.counts->set(topic, e.count);
-        self->send(e.actor, caf::subscribe_atom::value, std::move(who));
+        join(self, topic, who);
+      },
+      [=](caf::subscribe_atom, std::string& topic, caf::actor& who,
+          msg::counted_atom) {
+        join(self, topic, who);
+        self->state.counts->subscribed();
       },
       [=](caf::unsubscribe_atom, std::string& topic, caf::actor& who) {
         auto m = self->state.members.find(who.address());

@@ -8,6 +8,7 @@
 // subscribe: deliveries arrive as `msg::delivery` messages.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -32,6 +33,22 @@ public:
   /// Sets the count of `topic`; zero removes it.
   void set(const std::string& topic, std::size_t n);
 
+  /// A subscription is on its way to the registry (counted subscribe
+  /// message, see msg::counted_atom); until the registry has it, every
+  /// topic may have subscribers.
+  void subscribing() noexcept {
+    in_flight_.fetch_add(1, std::memory_order_seq_cst);
+  }
+  /// The registry has a counted subscription (after set()).
+  void subscribed() noexcept {
+    in_flight_.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  /// False only when `topic` has no subscriber and none is on its way: a
+  /// publish may then be skipped without losing a message to a subscriber
+  /// that subscribed before the publisher could know of it (a connection
+  /// subscribed in open, whose client then caused the publish).
+  bool may_have_subscribers(std::string_view topic) const;
+
 private:
   struct hash {
     using is_transparent = void;
@@ -39,6 +56,7 @@ private:
       return std::hash<std::string_view>{}(s);
     }
   };
+  std::atomic<std::size_t> in_flight_{0};
   mutable std::mutex mtx_;
   std::unordered_map<std::string, std::size_t, hash, std::equal_to<>> counts_;
 };
@@ -71,6 +89,8 @@ void send_binary(const caf::actor& connection,
 
 /// Spawns a topic registry. Messages it takes (messages/messages.hpp):
 /// `(subscribe_atom, std::string, caf::actor)`,
+/// `(subscribe_atom, std::string, caf::actor, msg::counted_atom)` (the
+/// sender called topic_counts::subscribing() first),
 /// `(unsubscribe_atom, std::string, caf::actor)`,
 /// `(publish_atom, std::string, msg::publication)`,
 /// `(msg::remote_atom, std::string, msg::publication)` (local delivery

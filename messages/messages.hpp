@@ -56,6 +56,11 @@ using remote_atom = caf::atom_constant<caf::atom("h_remote")>;
 /// publish and of every topic's first and last local subscriber.
 using bridge_atom = caf::atom_constant<caf::atom("h_bridge")>;
 
+/// Ends a subscribe message whose sender counted it with
+/// topic_counts::subscribing(): the registry calls subscribed() once it
+/// has it.
+using counted_atom = caf::atom_constant<caf::atom("h_counted")>;
+
 /// Bytes read from a socket, handed to the connection actor that owns it.
 struct inbound {
   /// The bytes, exactly as read.

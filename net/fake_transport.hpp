@@ -121,6 +121,9 @@ public:
     if (owner_)
       caf::anon_send(owner_, msg::written_atom::value, std::size_t{0});
   }
+  /// The first bytes written are an HTTP response (a connection made with
+  /// `connection_args::response`): kept as text, see http_response().
+  void expect_http_response() { http_pending_ = true; }
   /// Sets the address remote_address() reports (default "127.0.0.1:50000").
   void set_remote_address(std::string address) {
     remote_ = std::move(address);
@@ -145,6 +148,9 @@ public:
   /// Pieces per write() call (a piece is a frame, or consecutive frames
   /// of one run: see net::make_run).
   const std::vector<std::size_t>& batches() const noexcept { return batches_; }
+  /// The HTTP response written ahead of the frames (see
+  /// expect_http_response()).
+  const std::string& http_response() const noexcept { return http_; }
   /// Input bytes the connection reported as processed.
   std::size_t consumed_bytes() const noexcept { return consumed_; }
   /// True while reading is paused.
@@ -177,7 +183,19 @@ public:
   }
 
 private:
-  void record(const slice& p) {
+  void record(slice p) {
+    if (http_pending_) {
+      // Up to and including the blank line that ends the header.
+      std::string_view text{reinterpret_cast<const char*>(p.data), p.size};
+      auto end = text.find("\r\n\r\n");
+      auto n = end == std::string_view::npos ? text.size() : end + 4;
+      http_.append(text.substr(0, n));
+      http_pending_ = end == std::string_view::npos;
+      p.data += n;
+      p.size -= n;
+      if (p.size == 0)
+        return;
+    }
     auto& f = *p.owner;
     bool is_frame = f.payload().size() != f.size(); // a run has no header
     if (is_frame && p.data == f.bytes().data() && p.size == f.size()) {
@@ -216,6 +234,8 @@ private:
   bool graceful_ = false;
   bool stalled_ = false;
   bool paused_ = false;
+  bool http_pending_ = false;
+  std::string http_;
   std::size_t backlog_ = 0;
   std::size_t consumed_ = 0;
   std::size_t write_calls_ = 0;

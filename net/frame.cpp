@@ -94,6 +94,16 @@ frame_ptr make_run(std::span<const frame* const> frames) {
   return frame_ptr{run};
 }
 
+frame_ptr make_raw(std::span<const std::byte> bytes) {
+  auto* mem = ::operator new(sizeof(frame) + bytes.size());
+  auto* raw = new (mem) frame(opcode::continuation, false, 0, bytes.size());
+  live_frames.fetch_add(1, std::memory_order_relaxed);
+  if (!bytes.empty())
+    std::memcpy(reinterpret_cast<std::byte*>(raw + 1), bytes.data(),
+                bytes.size());
+  return frame_ptr{raw};
+}
+
 frame_ptr make_close_frame(std::uint16_t code, std::string_view reason) {
   if (code == 1005)
     return make_frame(opcode::close, std::span<const std::byte>{});

@@ -75,6 +75,8 @@ private:
   make_frame(net::opcode, std::span<const std::byte>, bool, bool);
   friend boost::intrusive_ptr<const frame>
   make_run(std::span<const frame* const>);
+  friend boost::intrusive_ptr<const frame>
+  make_raw(std::span<const std::byte>);
 
   frame(net::opcode op, bool compressed, std::size_t header_size,
         std::size_t size) noexcept
@@ -128,6 +130,10 @@ frame_ptr make_close_frame(std::uint16_t code, std::string_view reason);
 /// paid once per burst). A run is not a frame itself: it has no header of
 /// its own (opcode continuation, payload() == bytes()) and is only written.
 frame_ptr make_run(std::span<const frame* const> frames);
+
+/// Bytes written as they are, like a run (no header of its own): the HTTP
+/// response a connection writes ahead of its first frames.
+frame_ptr make_raw(std::span<const std::byte> bytes);
 
 /// Bytes to write: a whole frame or a range of a run. `owner` holds the
 /// bytes; a slice borrows them (whoever hands one to a transport keeps the

@@ -187,28 +187,18 @@ private:
   }
 
   void write_upgrade() {
-    upgrade_response_ = switching_protocols(*req_);
-    stream_.expires_after(limits_.request_timeout);
-    asio::async_write(stream_, asio::buffer(upgrade_response_),
-                      beast::bind_front_handler(&http_session::on_upgraded,
-                                                shared_from_this()));
-  }
-
-  void on_upgraded(beast::error_code ec, std::size_t) {
-    if (ec) {
-      HERALD_LOG(debug, "upgrade write failed for " << remote_ << ": "
-                                                    << ec.message());
-      return;
-    }
+    // The connection actor writes the 101 with what its open handler sends
+    // (one write, and the handler's subscriptions precede the client's
+    // view of the upgrade, as in Bun). Bytes the client sent after its
+    // request are its first frames.
     stream_.expires_never();
-    // Bytes the client sent after its request are its first frames.
     auto data = buffer_.data();
     std::vector<std::byte> initial(
       static_cast<const std::byte*>(data.data()),
       static_cast<const std::byte*>(data.data()) + data.size());
     auto t = make_tcp_transport(stream_.release_socket(), remote_,
                                 std::move(initial));
-    handler_->upgraded(*req_, std::move(t));
+    handler_->upgraded(*req_, std::move(t), switching_protocols(*req_));
   }
 
   void do_close() {
@@ -224,7 +214,6 @@ private:
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::string_body>> res_;
   std::optional<request> req_;
-  std::string upgrade_response_;
   bool keep_alive_ = false;
   bool head_request_ = false;
   std::size_t served_ = 0;

@@ -33,8 +33,12 @@ public:
   virtual ~http_handler() = default;
   /// Runs `fetch` (on the I/O thread). May attach an upgrade to `req`.
   virtual fetch_result handle(request& req) = 0;
-  /// The 101 response was written: start the connection actor.
-  virtual void upgraded(request& req, transport_ptr t) = 0;
+  /// The upgrade is accepted: start the connection actor, which writes
+  /// `response` (the 101) ahead of its first frames once its open handler
+  /// ran, so that what open subscribed to is in place before the client
+  /// can see the upgrade.
+  virtual void upgraded(request& req, transport_ptr t,
+                        std::string response) = 0;
   /// May a new WebSocket be opened now? (false: 503)
   virtual bool accepting_upgrades() { return true; }
   /// Counts a request answered over HTTP, and a refused upgrade.

@@ -54,6 +54,7 @@ struct fixture : test_coordinator_fixture<> {
   }
 
   std::vector<caf::actor> spawned;
+  std::shared_ptr<fake_transport> last; // of the latest connect()
 
   ~fixture() {
     // Stop connections while the handlers' state (log) still exists.
@@ -62,11 +63,15 @@ struct fixture : test_coordinator_fixture<> {
     sched.run();
   }
 
-  conn connect(std::string name) {
+  conn connect(std::string name, std::string response = {}) {
     auto handlers = std::make_shared<const handlers_t>(h);
     herald::connection_args args;
     auto t = std::make_shared<fake_transport>();
+    if (!response.empty())
+      t->expect_http_response();
+    last = t;
     args.transport = t;
+    args.response = std::move(response);
     args.hooks = std::make_unique<herald::typed_hooks<user>>(
       handlers, handlers->options(), user{std::move(name)});
     args.registry = registry;
@@ -99,6 +104,31 @@ CAF_TEST(open runs the open handler and starts reading) {
   auto c = connect("ann");
   CAF_CHECK(c.t->started());
   CAF_CHECK(has("ann open"));
+}
+
+CAF_TEST(the upgrade response leaves with what open sends in one write) {
+  const std::string response = "HTTP/1.1 101 Switching Protocols\r\n"
+                               "Upgrade: websocket\r\n\r\n";
+  h.open = [this](herald::socket<user>& ws) {
+    // Nothing is written while open runs: the client cannot see the
+    // upgrade before open's subscriptions are on their way.
+    log.push_back("writes during open "
+                  + std::to_string(last->write_calls()));
+    ws.subscribe("room");
+    ws.send_text("welcome");
+  };
+  auto c = connect("ann", response);
+  CAF_CHECK(has("writes during open 0"));
+  CAF_CHECK_EQUAL(c.t->write_calls(), 1u);
+  CAF_CHECK_EQUAL(c.t->http_response(), response);
+  auto out = c.t->frames();
+  CAF_REQUIRE_EQUAL(out.size(), 1u);
+  CAF_CHECK_EQUAL(out[0].payload, "welcome");
+  herald::publish_text(registry, "room", "news");
+  step();
+  out = c.t->frames();
+  CAF_REQUIRE_EQUAL(out.size(), 2u);
+  CAF_CHECK_EQUAL(out[1].payload, "news");
 }
 
 CAF_TEST(messages reach the handler with their kind and replies go out) {

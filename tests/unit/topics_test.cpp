@@ -48,7 +48,7 @@ struct fixture : test_coordinator_fixture<> {
 
   // A connection actor with `h`, on a fake transport, started.
   std::shared_ptr<fake_transport>
-  connect(const herald::websocket_handlers<int>& h) {
+  connect(const herald::websocket_handlers<int>& h, bool run = true) {
     auto handlers = std::make_shared<const herald::websocket_handlers<int>>(h);
     auto t = std::make_shared<fake_transport>();
     herald::connection_args args;
@@ -56,8 +56,10 @@ struct fixture : test_coordinator_fixture<> {
     args.hooks = std::make_unique<herald::typed_hooks<int>>(
       handlers, handlers->options(), 0);
     args.registry = registry;
+    args.counts = counts;
     last = herald::spawn_connection(sys, std::move(args));
-    sched.run();
+    if (run)
+      sched.run();
     return t;
   }
   // The connection actor connect() made last.
@@ -326,6 +328,25 @@ CAF_TEST(a closed connection leaves its topics) {
   t->feed(herald::net::client_close(1000));
   sched.run();
   CAF_CHECK_EQUAL(counts->get("room"), 0u);
+}
+
+CAF_TEST(a subscription on its way keeps a topic from looking empty) {
+  herald::websocket_handlers<int> h;
+  h.open = [](herald::socket<int>& ws) { ws.subscribe("room"); };
+  auto t = connect(h, false);
+  CAF_CHECK(!counts->may_have_subscribers("room"));
+  // The connection starts and runs open; the registry has not seen the
+  // subscription yet: the count says none, the topic may have one.
+  while (!t->started() && sched.try_run_once())
+    ;
+  CAF_REQUIRE(t->started());
+  CAF_CHECK_EQUAL(counts->get("room"), 0u);
+  CAF_CHECK(counts->may_have_subscribers("room"));
+  sched.run();
+  CAF_CHECK_EQUAL(counts->get("room"), 1u);
+  CAF_CHECK(counts->may_have_subscribers("room"));
+  // Settled: other topics look empty again.
+  CAF_CHECK(!counts->may_have_subscribers("elsewhere"));
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

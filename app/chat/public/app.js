@@ -44,7 +44,7 @@
     historyPending: false, // this connection's history has not arrived yet
     liveAnchor: null,      // first element added live on this connection
     historySize: null,     // from "welcome"
-    lastClose: null,       // { code, reason, wasClean } of the last close
+    lastClose: null,       // { code, reason, wasClean }: how the last open connection closed
     error: null,           // "unauthorized" when the token was refused
     nextRetryAt: 0,
     unread: 0,
@@ -231,7 +231,9 @@
 
     ws.onclose = (e) => {
       if (ws !== socket) return;
-      state.lastClose = { code: e.code, reason: e.reason, wasClean: e.wasClean };
+      // A reconnect attempt that fails (1006) does not hide why the
+      // connection was lost.
+      if (opened) state.lastClose = { code: e.code, reason: e.reason, wasClean: e.wasClean };
       state.historyPending = false;
       state.liveAnchor = null;
       if (state.leaving) return;

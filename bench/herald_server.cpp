@@ -42,6 +42,8 @@ void usage(std::FILE* out) {
     "(default 32)\n"
     "  --threads N     actor scheduler threads, 0: one per core (default 0)\n"
     "  --redis URL     share the room with other instances through Redis\n"
+    "  --send-buffer N SO_SNDBUF of WebSocket sockets, 0: the kernel's "
+    "autotuning\n                  (default 0; http.websocket_send_buffer)\n"
     "  --help          this text\n",
     out);
 }
@@ -64,6 +66,7 @@ int main(int argc, char** argv) {
   long port = 4001;
   long clients = 32;
   long threads = 0;
+  long send_buffer = 0;
   herald::redis_options redis;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
@@ -86,6 +89,8 @@ int main(int argc, char** argv) {
       clients = std::strtol(value(), nullptr, 10);
     } else if (arg == "--threads") {
       threads = std::strtol(value(), nullptr, 10);
+    } else if (arg == "--send-buffer") {
+      send_buffer = std::strtol(value(), nullptr, 10);
     } else if (arg == "--redis") {
       redis.url = value();
     } else {
@@ -95,7 +100,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (port < 0 || port > 65535 || clients < 1 || threads < 0) {
+  if (port < 0 || port > 65535 || clients < 1 || threads < 0
+      || send_buffer < 0) {
     std::fprintf(stderr, "herald-bench-server: invalid option value\n");
     return 2;
   }
@@ -140,6 +146,7 @@ int main(int argc, char** argv) {
         },
         .publish_to_self = true,
       },
+      .http = {.websocket_send_buffer = static_cast<std::size_t>(send_buffer)},
       .redis = redis,
     });
 

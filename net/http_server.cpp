@@ -196,8 +196,10 @@ private:
     std::vector<std::byte> initial(
       static_cast<const std::byte*>(data.data()),
       static_cast<const std::byte*>(data.data()) + data.size());
+    tcp_transport_options topts;
+    topts.send_buffer = limits_.websocket_send_buffer;
     auto t = make_tcp_transport(stream_.release_socket(), remote_,
-                                std::move(initial));
+                                std::move(initial), topts);
     handler_->upgraded(*req_, std::move(t), switching_protocols(*req_));
   }
 

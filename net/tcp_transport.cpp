@@ -1,8 +1,10 @@
 #include "herald/net/tcp_transport.hpp"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -15,6 +17,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <caf/send.hpp>
 
+#include "herald/actors/log.hpp"
 #include "herald/messages/messages.hpp"
 
 namespace herald::net {
@@ -52,6 +55,13 @@ public:
     boost::system::error_code ec;
     sock_.set_option(tcp::no_delay{true}, ec);
     fd_ = sock_.native_handle();
+    if (opts_.send_buffer > 0) {
+      int size = static_cast<int>(
+        std::min<std::size_t>(opts_.send_buffer, INT_MAX / 2));
+      if (::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) != 0)
+        HERALD_LOG(warn, "SO_SNDBUF " << size << " for " << remote_
+                                      << " refused: " << std::strerror(errno));
+    }
   }
 
   // Reading starts when the transport is made (on the I/O thread, see

@@ -18,6 +18,10 @@ struct tcp_transport_options {
   std::size_t read_credit = 256u << 10;
   /// How long a graceful close waits for the peer to close its side.
   std::chrono::milliseconds linger{2000};
+  /// SO_SNDBUF of the socket; 0 leaves it to the kernel's autotuning (up
+  /// to net.ipv4.tcp_wmem's maximum, 4 MiB by default). Linux doubles the
+  /// value for its bookkeeping.
+  std::size_t send_buffer = 0;
 };
 
 /// A TCP socket bound to the io_context's own executor rather than the

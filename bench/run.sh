@@ -38,6 +38,8 @@
 #   --node-max-clients N  skip Node in throughput scenarios with more clients
 #                     (default 128: one 512-client round is 13.1 million
 #                     deliveries, minutes for Node)
+#   --herald-args "ARGS"  extra arguments for herald-bench-server, e.g.
+#                     "--send-buffer 262144" (default none)
 #   --smoke           CI: a few seconds per server, no timing checks; fails
 #                     only when a run was not verified (loss, duplication,
 #                     errors) or delivered nothing
@@ -61,6 +63,7 @@ node_max_clients=128
 nice_level=0
 rt=0
 smoke=0
+herald_args=()
 suites=()
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
@@ -80,6 +83,7 @@ while [ $# -gt 0 ]; do
     --node-max-clients) node_max_clients="$2"; shift 2 ;;
     --nice) nice_level="$2"; shift 2 ;;
     --rt) rt=1; shift ;;
+    --herald-args) read -ra herald_args <<< "$2"; shift 2 ;;
     --smoke) smoke=1; shift ;;
     --help|-h) usage; exit 0 ;;
     throughput|latency|idle|handshake) suites+=("$1"); shift ;;
@@ -172,7 +176,7 @@ prio() {
 start_server() {
   local name="$1" expected="$2" log="$3"
   case "$name" in
-    herald) prio "$server_bin" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
+    herald) prio "$server_bin" --port 0 --clients "$expected" ${herald_args[@]+"${herald_args[@]}"} >"$log" 2>&1 & ;;
     bun) prio "$bun_bin" "$here/bun/server.mjs" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
     node) prio node "$here/node/server.mjs" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
   esac
@@ -378,6 +382,7 @@ echo "== herald chat-room benchmark"
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "herald $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), bun $("$bun_bin" --version 2>/dev/null || echo '-'), node $(node --version 2>/dev/null || echo '-'), ws $(node -p 'require(process.argv[1]).version' "$here/node_modules/ws/package.json" 2>/dev/null || echo '-')"
 echo "runs $runs x ${duration}s (warmup ${warmup}s), servers ${server_list[*]}, nice $nice_level$([ "$rt" = 1 ] && echo ", real-time"), logs in $out_dir"
+[ ${#herald_args[@]} -eq 0 ] || echo "herald-bench-server arguments: ${herald_args[*]}"
 
 common=(--duration "$duration" --warmup "$warmup")
 for suite in "${suites[@]}"; do

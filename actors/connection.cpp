@@ -90,10 +90,8 @@ connection_core::connection_core(caf::event_based_actor* self,
   if (!args.response.empty()) {
     // The upgrade's response leads the first batch (written in start()).
     auto r = net::make_raw(as_bytes(args.response));
-    auto& b = out();
-    b.add(net::whole(*r), 0);
-    b.raw_bytes += r->size();
-    b.owned.push_back(std::move(r));
+    out().raw_bytes += r->size();
+    queue_owned(std::move(r), 0); // not a message
   }
 }
 
@@ -361,9 +359,9 @@ void connection_core::release_out(bool reuse) noexcept {
     out_.reset();
 }
 
-void connection_core::queue_owned(net::frame_ptr f) {
+void connection_core::queue_owned(net::frame_ptr f, std::size_t frames) {
   auto& b = out();
-  b.add(net::whole(*f));
+  b.add(net::whole(*f), frames);
   b.owned.push_back(std::move(f));
 }
 

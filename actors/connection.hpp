@@ -125,8 +125,9 @@ private:
   // The frame a topic delivery becomes on this connection.
   net::frame_ptr delivery_frame(const msg::topic_message& d);
   void schedule_flush();
-  // Queues a frame, keeping a reference to it.
-  void queue_owned(net::frame_ptr f);
+  // Queues a frame (or `frames` joined ones, 0 for bytes that are not a
+  // message), keeping a reference to it.
+  void queue_owned(net::frame_ptr f, std::size_t frames = 1);
   // Keeps the message that carries `d` until the next write; false when
   // that is not possible (the frames must then be owned one by one).
   bool hold_delivery(const msg::delivery& d);

@@ -79,14 +79,19 @@ boost::intrusive_ptr<frame> make_frame(opcode op,
   return boost::intrusive_ptr<frame>{f};
 }
 
+frame* frame::allocate_unframed(std::size_t n) {
+  auto* mem = ::operator new(sizeof(frame) + n);
+  auto* f = new (mem) frame(opcode::continuation, false, 0, n);
+  live_frames.fetch_add(1, std::memory_order_relaxed);
+  return f;
+}
+
 frame_ptr make_run(std::span<const frame* const> frames) {
   std::size_t n = 0;
   for (auto& f : frames)
     n += f->size();
-  auto* mem = ::operator new(sizeof(frame) + n);
-  auto* run = new (mem) frame(opcode::continuation, false, 0, n);
-  live_frames.fetch_add(1, std::memory_order_relaxed);
-  auto* out = reinterpret_cast<std::byte*>(run + 1);
+  auto* run = frame::allocate_unframed(n);
+  auto* out = run->data();
   for (auto& f : frames) {
     std::memcpy(out, f->bytes().data(), f->size());
     out += f->size();
@@ -95,12 +100,9 @@ frame_ptr make_run(std::span<const frame* const> frames) {
 }
 
 frame_ptr make_raw(std::span<const std::byte> bytes) {
-  auto* mem = ::operator new(sizeof(frame) + bytes.size());
-  auto* raw = new (mem) frame(opcode::continuation, false, 0, bytes.size());
-  live_frames.fetch_add(1, std::memory_order_relaxed);
+  auto* raw = frame::allocate_unframed(bytes.size());
   if (!bytes.empty())
-    std::memcpy(reinterpret_cast<std::byte*>(raw + 1), bytes.data(),
-                bytes.size());
+    std::memcpy(raw->data(), bytes.data(), bytes.size());
   return frame_ptr{raw};
 }
 

@@ -90,6 +90,8 @@ private:
     return reinterpret_cast<const std::byte*>(this + 1);
   }
   static void destroy(const frame* f) noexcept;
+  // Room for `n` bytes with no header of their own (runs, raw bytes).
+  static frame* allocate_unframed(std::size_t n);
 
   mutable std::atomic<long> refs_{0};
   // The deflated sibling: 0 not made, 1 being made, 2 made, 3 not smaller.

@@ -240,6 +240,11 @@ private:
   }
 
   ssize_t send_iov(iovec* iov, std::size_t n) {
+    // One piece (a lone message, or small ones gathered into the scratch
+    // buffer) goes through send(): the kernel then copies no iovec array in.
+    if (n == 1)
+      return ::send(fd_, iov[0].iov_base, iov[0].iov_len,
+                    MSG_NOSIGNAL | MSG_DONTWAIT);
     msghdr mh{};
     mh.msg_iov = iov;
     mh.msg_iovlen = n;

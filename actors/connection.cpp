@@ -70,6 +70,7 @@ connection_core::connection_core(caf::event_based_actor* self,
     transport_(std::move(args.transport)),
     hooks_(std::move(args.hooks)),
     registry_(std::move(args.registry)),
+    idle_clock_(std::move(args.idle_clock)),
     counts_(std::move(args.counts)),
     stats_(std::move(args.stats)),
     protocol_(std::move(args.protocol)),
@@ -108,7 +109,12 @@ void connection_core::start() {
     stats_->connections_total.fetch_add(1, std::memory_order_relaxed);
   }
   transport_->start(caf::actor_cast<caf::actor>(self_));
-  if (opts_.idle_timeout.count() > 0)
+  if (opts_.idle_timeout.count() <= 0)
+    idle_clock_ = nullptr;
+  else if (idle_clock_)
+    self_->send(idle_clock_, msg::idle_watch_atom::value, self_->address(),
+                caf::timespan{opts_.idle_timeout / 2});
+  else
     self_->delayed_send(self_, opts_.idle_timeout / 2, caf::tick_atom::value);
   // The response to the upgrade (queued first) and whatever open sends
   // leave in one write, after open ran: the client cannot see the upgrade
@@ -137,6 +143,10 @@ void connection_core::on_exit() {
     }
   }
   add_stats();
+  if (idle_clock_) {
+    caf::anon_send(idle_clock_, msg::idle_forget_atom::value, self_->id());
+    idle_clock_ = nullptr;
+  }
   // Let the transport go now: CAF may destroy this actor much later (a
   // pending timer message holds it), possibly after the I/O loop is gone.
   if (transport_) {
@@ -564,7 +574,8 @@ void connection_core::on_tick() {
   } else if (opts_.send_pings) {
     enqueue(net::make_frame(net::opcode::ping, std::string_view{}), true);
   }
-  self_->delayed_send(self_, opts_.idle_timeout / 2, caf::tick_atom::value);
+  if (!idle_clock_) // else the idle clock sends the next tick
+    self_->delayed_send(self_, opts_.idle_timeout / 2, caf::tick_atom::value);
 }
 
 // -- connection_core: topics --------------------------------------------------

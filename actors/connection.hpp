@@ -49,6 +49,9 @@ struct connection_args {
   std::string protocol;
   /// permessage-deflate, when the handshake agreed to it.
   std::optional<net::deflate_params> deflate;
+  /// The server's idle clock (see idle_clock.hpp), which sends the idle
+  /// ticks; without one (null) the connection times its own ticks.
+  caf::actor idle_clock;
   /// How long to wait for the peer's close frame after sending ours.
   std::chrono::milliseconds close_timeout{5000};
 };
@@ -147,6 +150,7 @@ private:
   net::transport_ptr transport_;
   std::unique_ptr<connection_hooks> hooks_;
   caf::actor registry_;
+  caf::actor idle_clock_; // null: this connection times its own ticks
   std::shared_ptr<topic_counts> counts_;
   std::shared_ptr<server_stats> stats_;
   std::string protocol_;

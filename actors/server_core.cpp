@@ -5,6 +5,7 @@
 #include <caf/all.hpp>
 
 #include "herald/actors/connection.hpp"
+#include "herald/actors/idle_clock.hpp"
 #include "herald/actors/log.hpp"
 #include "herald/messages/messages.hpp"
 #include "herald/net/handshake.hpp"
@@ -18,6 +19,7 @@ server_core::server_core(herald::runtime& rt, server_config cfg)
     counts_(std::make_shared<topic_counts>()),
     stats_(std::make_shared<server_stats>()) {
   registry_ = spawn_topic_registry(rt_.system(), counts_);
+  idle_clock_ = spawn_idle_clock(rt_.system());
 }
 
 server_core::~server_core() {
@@ -73,6 +75,7 @@ void server_core::stop() {
     conns_.clear();
   }
   caf::anon_send_exit(registry_, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(idle_clock_, caf::exit_reason::user_shutdown);
   // Waits for the I/O thread (not under mtx_: I/O handlers take it). The
   // link holds Asio objects, which must go before the I/O loop does.
   if (redis_)
@@ -138,6 +141,7 @@ void server_core::upgraded(request& req, net::transport_ptr t,
   args.response = std::move(response);
   args.hooks = std::move(req.upgrade_hooks());
   args.registry = registry_;
+  args.idle_clock = idle_clock_;
   args.counts = counts_;
   args.stats = stats_;
   args.deflate = req.upgrade_deflate();

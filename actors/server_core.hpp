@@ -96,6 +96,7 @@ private:
   std::shared_ptr<topic_counts> counts_;
   std::shared_ptr<server_stats> stats_;
   caf::actor registry_;
+  caf::actor idle_clock_;
   std::shared_ptr<net::http_server> http_;
   std::shared_ptr<net::redis_link> redis_;
   std::uint16_t bound_port_ = 0;

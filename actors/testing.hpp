@@ -21,8 +21,9 @@
 // What is real: the connection actors (herald::connection_actor, the same
 // class the server spawns), the frame parser, permessage-deflate, the
 // library's typed_hooks that call the user's websocket_handlers<T>, the
-// topic registry and topic actors, and the timers (idle ticks, pings, close
-// timeouts), which run on CAF's test clock. What is fake: the transport
+// topic registry and topic actors, the idle clock (one per fixture, as one
+// per server), and the timers (idle ticks, pings, close timeouts), which run
+// on CAF's test clock. What is fake: the transport
 // (net::fake_transport: no socket, frames are recorded), and the peer,
 // which is scripted by the test.
 //
@@ -48,6 +49,7 @@
 
 #include "herald/actors/connection.hpp"
 #include "herald/actors/hooks.hpp"
+#include "herald/actors/idle_clock.hpp"
 #include "herald/actors/server.hpp"
 #include "herald/actors/socket.hpp"
 #include "herald/actors/stats.hpp"
@@ -610,6 +612,7 @@ public:
     : counts_(std::make_shared<topic_counts>()),
       stats_(std::make_shared<server_stats>()),
       registry_(spawn_topic_registry(this->sys, counts_)),
+      idle_clock_(spawn_idle_clock(this->sys)),
       handlers_(std::make_shared<const handlers_type>(std::move(handlers))) {
     // Nop.
   }
@@ -621,6 +624,7 @@ public:
     for (auto& c : clients_)
       caf::anon_send_exit(c->actor(), caf::exit_reason::kill);
     caf::anon_send_exit(registry_, caf::exit_reason::kill);
+    caf::anon_send_exit(idle_clock_, caf::exit_reason::kill);
     this->sched.run();
   }
 
@@ -811,6 +815,7 @@ private:
     args.hooks = std::make_unique<detail::guarded_hooks>(std::move(hooks),
                                                          armed_);
     args.registry = registry_;
+    args.idle_clock = idle_clock_;
     args.counts = counts_;
     args.stats = stats_;
     args.protocol = opts.protocol;
@@ -853,6 +858,7 @@ private:
   std::shared_ptr<topic_counts> counts_;
   std::shared_ptr<server_stats> stats_;
   caf::actor registry_;
+  caf::actor idle_clock_; // the idle ticks, as a server's
   std::shared_ptr<const handlers_type> handlers_;
   std::shared_ptr<bool> armed_ = std::make_shared<bool>(true);
   std::vector<std::unique_ptr<client>> clients_;

@@ -61,6 +61,11 @@ using bridge_atom = caf::atom_constant<caf::atom("h_bridge")>;
 /// has it.
 using counted_atom = caf::atom_constant<caf::atom("h_counted")>;
 
+/// To the idle clock (see idle_clock.hpp): tick this actor every period,
+/// from now on; and: stop ticking it.
+using idle_watch_atom = caf::atom_constant<caf::atom("h_iwatch")>;
+using idle_forget_atom = caf::atom_constant<caf::atom("h_iforget")>;
+
 /// Bytes read from a socket, handed to the connection actor that owns it.
 struct inbound {
   /// The bytes, exactly as read.

@@ -1,0 +1,32 @@
+// The idle clock: one actor per server that sends idle ticks to its
+// connections.
+//
+// A connection with an idle timeout needs a tick every half timeout (see
+// connection_core::on_tick). Each connection could ask CAF's clock for its
+// own delayed message, but that costs two wake-ups of CAF's timer thread per
+// connection (schedule, and cancel at exit), and the pending message keeps a
+// closed connection's actor alive until it falls due: up to a minute with
+// Bun's default timeout, so a server with many short connections holds
+// every one of them (tens of MB per second of connection churn).
+//
+// Instead, connections join this clock when they open and leave when they
+// stop. It keeps them in order of their next tick, holds one delayed
+// message of its own (for the earliest), and ticks each member at exactly
+// open + k * period, as the per-connection timer did. It holds weak
+// references only: leaving (or being gone) lets the actor go at once.
+//
+// Protocol (see messages.hpp):
+//   (idle_watch_atom, actor_addr who, timespan period)   tick `who` every period
+//   (idle_forget_atom, actor_id who)                     stop ticking it
+// Members receive (tick_atom).
+#pragma once
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+namespace herald {
+
+/// Spawns an idle clock (see above).
+caf::actor spawn_idle_clock(caf::actor_system& sys);
+
+} // namespace herald

@@ -14,10 +14,6 @@ namespace {
 
 using time_point = caf::actor_clock::time_point;
 
-// Wake-ups come at least this far apart: members due within it are ticked
-// together (late by at most this much, never early).
-constexpr auto min_gap = std::chrono::milliseconds{10};
-
 struct idle_clock_state {
   struct member {
     caf::actor_addr who;
@@ -29,6 +25,8 @@ struct idle_clock_state {
   std::multimap<time_point, caf::actor_id> queue;
   // When the pending wake-up (if any) falls due.
   time_point armed = time_point::max();
+  // Wake-ups come at least this far apart.
+  caf::timespan min_gap{0};
   static inline const char* name = "herald.idle_clock";
 };
 
@@ -50,7 +48,8 @@ void arm(clock_actor* self) {
                      at.time_since_epoch());
 }
 
-caf::behavior idle_clock(clock_actor* self) {
+caf::behavior idle_clock(clock_actor* self, caf::timespan min_gap) {
+  self->state.min_gap = min_gap;
   return {
     [=](msg::idle_watch_atom, const caf::actor_addr& who,
         caf::timespan period) {
@@ -102,7 +101,7 @@ caf::behavior idle_clock(clock_actor* self) {
       if (st.armed == time_point::max() && !st.queue.empty()) {
         // Coalesce: the next wake-up comes no sooner than min_gap from now.
         auto earliest = st.queue.begin()->first;
-        auto at_least = now + min_gap;
+        auto at_least = now + st.min_gap;
         if (earliest < at_least) {
           st.armed = at_least;
           self->delayed_send(self, at_least - now, caf::tick_atom::value,
@@ -117,8 +116,11 @@ caf::behavior idle_clock(clock_actor* self) {
 
 } // namespace
 
-caf::actor spawn_idle_clock(caf::actor_system& sys) {
-  return sys.spawn(idle_clock);
+caf::actor spawn_idle_clock(caf::actor_system& sys, caf::timespan min_gap) {
+  // min_gap goes in as an argument: CAF 0.17 trips UBSan when it spawns a
+  // function-based actor without any (a null shared_ptr<tuple<>> is
+  // dereferenced in init_fun_factory).
+  return sys.spawn(idle_clock, min_gap);
 }
 
 } // namespace herald

@@ -21,12 +21,17 @@
 // Members receive (tick_atom).
 #pragma once
 
+#include <chrono>
+
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
 namespace herald {
 
-/// Spawns an idle clock (see above).
-caf::actor spawn_idle_clock(caf::actor_system& sys);
+/// Spawns an idle clock (see above). Its wake-ups come at least `min_gap`
+/// apart: members due within it of each other are ticked together, late by
+/// at most `min_gap`, never early.
+caf::actor spawn_idle_clock(caf::actor_system& sys,
+                            caf::timespan min_gap = std::chrono::milliseconds{10});
 
 } // namespace herald

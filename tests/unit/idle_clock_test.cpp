@@ -33,11 +33,15 @@ struct fixture : test_coordinator_fixture<> {
 
   // An actor that records when it is ticked (as offsets from t0).
   caf::actor recorder(std::string name) {
-    return sys.spawn([this, name](caf::event_based_actor*) -> caf::behavior {
-      return {
-        [this, name](caf::tick_atom) { ticks[name].push_back(now() - t0); },
-      };
-    });
+    // The name is an argument: CAF 0.17 trips UBSan spawning a function
+    // actor without any.
+    return sys.spawn(
+      [this](caf::event_based_actor*, std::string name) -> caf::behavior {
+        return {
+          [this, name](caf::tick_atom) { ticks[name].push_back(now() - t0); },
+        };
+      },
+      std::move(name));
   }
 
   void watch(const caf::actor& who, caf::timespan period) {

@@ -76,8 +76,7 @@ caf::behavior idle_clock(clock_actor* self, caf::timespan min_gap) {
       if (st.armed.time_since_epoch() == at)
         st.armed = time_point::max();
       auto now = self->clock().now();
-      auto horizon = now;
-      while (!st.queue.empty() && st.queue.begin()->first <= horizon) {
+      while (!st.queue.empty() && st.queue.begin()->first <= now) {
         auto first = st.queue.begin();
         auto due = first->first;
         auto id = first->second;

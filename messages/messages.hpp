@@ -22,6 +22,8 @@
 //                      (flush_atom)                         end of a batch
 //                      (close_atom, code, reason)           close politely
 //                      (tick_atom)                          idle check
+//   to the idle clock: (idle_watch_atom, addr, period)      tick it from now on
+//                      (idle_forget_atom, actor_id)         stop ticking it
 #pragma once
 
 #include <cstddef>

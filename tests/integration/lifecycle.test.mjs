@@ -60,6 +60,26 @@ describe('timeouts', { concurrency: true }, () => {
          assert.equal(c.pings.length, 0, 'no pings with --no-pings');
        });
 
+  test('no pings: 300 silent clients opened together are all closed with ' +
+       '1001, each after about the timeout', T, async () => {
+    // One idle clock ticks every connection of the server; connections
+    // opened within a few milliseconds share its wake-ups.
+    const clients = await Promise.all(
+      Array.from({ length: 300 }, () => Client.connect(quiet.ws('/echo'))));
+    const t0 = Date.now();
+    try {
+      const infos = await Promise.all(clients.map((c) => c.waitClose(8000)));
+      const ms = Date.now() - t0;
+      for (const info of infos)
+        assert.deepEqual(info, { code: 1001, reason: 'idle timeout' });
+      assert.ok(ms >= 900 && ms <= 6000, `last closed after ${ms} ms`);
+    } finally {
+      for (const c of clients)
+        if (c.closeInfo === undefined)
+          c.ws.terminate();
+    }
+  });
+
   test('no pings: a client that keeps talking stays open past 2x the ' +
        'timeout', T, async () => {
     const c = await Client.connect(quiet.ws('/echo'));

@@ -32,13 +32,14 @@ struct idle_clock_state {
 
 using clock_actor = caf::stateful_actor<idle_clock_state>;
 
-// Makes sure a wake-up is pending for the earliest member.
-void arm(clock_actor* self) {
+// Makes sure a wake-up is pending for the earliest member, no sooner than
+// `min_delay` from now.
+void arm(clock_actor* self, caf::timespan min_delay) {
   auto& st = self->state;
   if (st.queue.empty())
     return;
   auto now = self->clock().now();
-  auto at = std::max(st.queue.begin()->first, now);
+  auto at = std::max(st.queue.begin()->first, now + min_delay);
   if (st.armed <= at)
     return; // an earlier (or the same) wake-up is on its way
   // A wake-up for a later instant may still be pending; it finds nothing
@@ -61,7 +62,7 @@ caf::behavior idle_clock(clock_actor* self, caf::timespan min_gap) {
         return;
       auto due = st.queue.emplace(self->clock().now() + period, id);
       st.members.emplace(id, idle_clock_state::member{who, period, due});
-      arm(self);
+      arm(self, caf::timespan{0});
     },
     [=](msg::idle_forget_atom, caf::actor_id id) {
       auto& st = self->state;
@@ -97,18 +98,8 @@ caf::behavior idle_clock(clock_actor* self, caf::timespan min_gap) {
           next = now + m->second.period; // this clock was held up
         m->second.due = st.queue.emplace(next, id);
       }
-      if (st.armed == time_point::max() && !st.queue.empty()) {
-        // Coalesce: the next wake-up comes no sooner than min_gap from now.
-        auto earliest = st.queue.begin()->first;
-        auto at_least = now + st.min_gap;
-        if (earliest < at_least) {
-          st.armed = at_least;
-          self->delayed_send(self, at_least - now, caf::tick_atom::value,
-                             at_least.time_since_epoch());
-        } else {
-          arm(self);
-        }
-      }
+      // Coalesce: the next wake-up comes no sooner than min_gap from now.
+      arm(self, st.min_gap);
     },
   };
 }

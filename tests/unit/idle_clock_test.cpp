@@ -6,19 +6,20 @@
 
 #include <herald/actors/connection.hpp>
 #include <herald/actors/idle_clock.hpp>
+#include <herald/actors/testing.hpp>
 #include <herald/actors/topics.hpp>
 #include <herald/messages/messages.hpp>
 #include <herald/net/fake_transport.hpp>
 
 using namespace std::chrono_literals;
-using herald::net::client_frame;
-using herald::net::opcode;
 
 namespace {
 
 using time_point = caf::actor_clock::time_point;
 
-struct fixture : test_coordinator_fixture<> {
+// The kit's fixture for its test clock (advance, now); the clock under test
+// is this one, not the kit's own.
+struct fixture : herald::testing::fixture<int> {
   caf::actor clock = herald::spawn_idle_clock(sys);
   time_point t0 = now();
   // Tick times of the recorders, by name.
@@ -28,8 +29,6 @@ struct fixture : test_coordinator_fixture<> {
     caf::anon_send_exit(clock, caf::exit_reason::kill);
     sched.run();
   }
-
-  time_point now() { return sched.clock().now(); }
 
   // An actor that records when it is ticked (as offsets from t0).
   caf::actor recorder(std::string name) {
@@ -47,22 +46,6 @@ struct fixture : test_coordinator_fixture<> {
   void watch(const caf::actor& who, caf::timespan period) {
     caf::anon_send(clock, herald::msg::idle_watch_atom::value, who.address(),
                    period);
-    sched.run();
-  }
-
-  // Moves the test clock forward by `d`, firing what falls due on the way,
-  // one instant at a time.
-  void advance(caf::timespan d) {
-    auto end = now() + d;
-    for (;;) {
-      sched.run();
-      auto& clk = sched.clock();
-      if (clk.schedule().empty() || clk.schedule().begin()->first > end)
-        break;
-      clk.advance_time(clk.schedule().begin()->first - now());
-    }
-    if (now() < end)
-      sched.clock().advance_time(end - now());
     sched.run();
   }
 };

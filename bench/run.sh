@@ -31,10 +31,14 @@
 #   --nice N          run servers and client at this nice level (as root, a
 #                     negative one gives them priority over other work on
 #                     a shared machine; default 0)
-#   --rt              run servers and client with real-time priority
-#                     (chrt -f 20, as root): on a machine shared with other
-#                     work, they then run as soon as they are woken, which
-#                     nice alone does not give them
+#   --rt              run servers and client with real-time priority (as
+#                     root): on a machine shared with other work, they then
+#                     run as soon as they are woken, which nice alone does
+#                     not give them. Servers get chrt -f 20, the client
+#                     chrt -f 30: the client preempts the server under test
+#                     whenever it has work, so a server cannot make the run
+#                     measure its load client by taking the client's CPU
+#                     (see bench/README.md, "Sixth round")
 #   --node-max-clients N  skip Node in throughput scenarios with more clients
 #                     (default 128: one 512-client round is 13.1 million
 #                     deliveries, minutes for Node)
@@ -160,11 +164,16 @@ cleanup() {
 trap 'cleanup' INT TERM
 trap 'cleanup; if [ "$remove_out" = 1 ]; then rm -rf "$out_dir"; fi' EXIT
 
-# prio CMD...: replaces the (sub)shell with CMD at the chosen priority, so
-# that `prio CMD &` leaves CMD's own PID in $!. Call it in a subshell.
+# prio server|client CMD...: replaces the (sub)shell with CMD at the chosen
+# priority, so that `prio server CMD &` leaves CMD's own PID in $!. Call it
+# in a subshell.
 prio() {
+  local role="$1"
+  shift
   if [ "$rt" = 1 ]; then
-    exec chrt -f 20 nice -n "$nice_level" "$@"
+    # FIFO threads of equal priority never preempt each other: the client
+    # sits above the servers so that it is never the one left waiting.
+    exec chrt -f "$([ "$role" = client ] && echo 30 || echo 20)" nice -n "$nice_level" "$@"
   else
     exec nice -n "$nice_level" "$@"
   fi
@@ -176,9 +185,9 @@ prio() {
 start_server() {
   local name="$1" expected="$2" log="$3"
   case "$name" in
-    herald) prio "$server_bin" --port 0 --clients "$expected" ${herald_args[@]+"${herald_args[@]}"} >"$log" 2>&1 & ;;
-    bun) prio "$bun_bin" "$here/bun/server.mjs" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
-    node) prio node "$here/node/server.mjs" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
+    herald) prio server "$server_bin" --port 0 --clients "$expected" ${herald_args[@]+"${herald_args[@]}"} >"$log" 2>&1 & ;;
+    bun) prio server "$bun_bin" "$here/bun/server.mjs" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
+    node) prio server node "$here/node/server.mjs" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
   esac
   server_pid=$!
   local i line
@@ -265,7 +274,7 @@ run_one() {
     return 0
   fi
   local rc=0
-  (prio "$client_bin" --port "$port" --server-pid "$server_pid" --quiet "$@") \
+  (prio client "$client_bin" --port "$port" --server-pid "$server_pid" --quiet "$@") \
     >"$out_dir/$tag.client.log" 2>&1 || rc=$?
   stop_server
   local line
@@ -381,7 +390,7 @@ table() {
 echo "== herald chat-room benchmark"
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(uname -sr), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "herald $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), bun $("$bun_bin" --version 2>/dev/null || echo '-'), node $(node --version 2>/dev/null || echo '-'), ws $(node -p 'require(process.argv[1]).version' "$here/node_modules/ws/package.json" 2>/dev/null || echo '-')"
-echo "runs $runs x ${duration}s (warmup ${warmup}s), servers ${server_list[*]}, nice $nice_level$([ "$rt" = 1 ] && echo ", real-time"), logs in $out_dir"
+echo "runs $runs x ${duration}s (warmup ${warmup}s), servers ${server_list[*]}, nice $nice_level$([ "$rt" = 1 ] && echo ", real-time (client above servers)"), logs in $out_dir"
 [ ${#herald_args[@]} -eq 0 ] || echo "herald-bench-server arguments: ${herald_args[*]}"
 
 common=(--duration "$duration" --warmup "$warmup")

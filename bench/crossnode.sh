@@ -7,8 +7,9 @@
 #   bench/crossnode.sh [--build-dir DIR] [--clients N] [--messages M]
 #                      [--duration SECS] [--warmup SECS] [--runs N] [--rt]
 #
-# --rt runs servers, Redis and client at real-time priority (chrt -f 20, as
-# root), as bench/run.sh --rt does on a shared machine.
+# --rt runs servers and Redis at real-time priority (chrt -f 20, as root) and
+# the client above them (chrt -f 30), as bench/run.sh --rt does on a shared
+# machine.
 #
 # Prints the client's RESULT line per run. In the two-node runs every
 # message is published to Redis once by its origin node and delivered by
@@ -24,6 +25,7 @@ duration=10
 warmup=2
 runs=3
 prio=()
+client_prio=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build_dir="$2"; shift 2 ;;
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
     --duration) duration="$2"; shift 2 ;;
     --warmup) warmup="$2"; shift 2 ;;
     --runs) runs="$2"; shift 2 ;;
-    --rt) prio=(chrt -f 20); shift ;;
+    --rt) prio=(chrt -f 20); client_prio=(chrt -f 30); shift ;;
     --help|-h) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) echo "crossnode.sh: unknown argument $1" >&2; exit 2 ;;
   esac
@@ -93,7 +95,7 @@ load=(--clients "$clients" --messages "$messages" --duration "$duration"
 for run in $(seq 1 "$runs"); do
   start "$out/one.log" --clients "$clients"
   echo -n "one node:  "
-  ${prio[@]+"${prio[@]}"} "$client_bin" --port "$port" "${load[@]}" | grep '^RESULT'
+  ${client_prio[@]+"${client_prio[@]}"} "$client_bin" --port "$port" "${load[@]}" | grep '^RESULT'
   stop_all
 
   start "$out/a.log" --clients "$half" --redis "$url"
@@ -101,7 +103,7 @@ for run in $(seq 1 "$runs"); do
   start "$out/b.log" --clients "$((clients - half))" --redis "$url"
   p2="$port"
   echo -n "two nodes: "
-  ${prio[@]+"${prio[@]}"} "$client_bin" --port "$p1" --port2 "$p2" "${load[@]}" \
+  ${client_prio[@]+"${client_prio[@]}"} "$client_bin" --port "$p1" --port2 "$p2" "${load[@]}" \
     | grep '^RESULT'
   stop_all
 done

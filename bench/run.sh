@@ -432,6 +432,7 @@ for suite in "${suites[@]}"; do
       [ "$smoke" = 1 ] || scs+=("chat-32-4k")
       for sc in "${scs[@]}"; do
         table "$sc" rate "deliveries/s" server_cpu_ns "server CPU ns/delivery" \
+          server_other_cpu_ns "server+other ns/delivery" \
           server_util "server cores busy" client_util "client cores busy" \
           other_util "other cores busy"
       done

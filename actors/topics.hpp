@@ -62,7 +62,10 @@ private:
 };
 
 /// Subscribes `who` (any actor) to `topic`; it then receives
-/// `msg::delivery` messages. Safe from any thread.
+/// `msg::delivery` messages. Safe from any thread. Like a connection's
+/// subscribe, it is counted from the moment of the call: a server publish
+/// to `topic` made after it returns is not skipped for want of subscribers
+/// while the subscription is still on its way to the registry.
 void subscribe(const caf::actor& registry, std::string topic,
                const caf::actor& who);
 /// Unsubscribes `who` from `topic`. Safe from any thread.

@@ -477,6 +477,30 @@ CAF_TEST(server publish reaches every subscriber and needs subscribers) {
   CAF_CHECK_EQUAL(bob.take(), std::vector<frame_event>{text_frame("news")});
 }
 
+CAF_TEST(a plain actor subscribed with herald::subscribe gets a publish made before the registry saw it) {
+  // An application actor (not a connection) joins through the free
+  // function; a server publish right after it, with nothing run in
+  // between, must not be dropped as "no subscribers".
+  auto got = std::make_shared<strings>();
+  auto listener = sys.spawn(
+    [got](caf::event_based_actor*) -> caf::behavior {
+      return {
+        [got](const herald::msg::delivery& d) {
+          for (auto& m : d.messages)
+            got->push_back(std::string{m.text()});
+        },
+      };
+    });
+  herald::subscribe(registry(), "alerts", listener);
+  CAF_CHECK_EQUAL(subscriber_count("alerts"), 0u); // still on its way
+  CAF_CHECK_EQUAL(publish("alerts", "fire"), 6);
+  run();
+  CAF_CHECK_EQUAL(subscriber_count("alerts"), 1u);
+  CAF_CHECK_EQUAL(*got, strings{"fire"});
+  // Settled: a topic nobody joined is empty again.
+  CAF_CHECK_EQUAL(publish("nowhere", "news"), herald::send_dropped);
+}
+
 CAF_TEST(a server close waits for the answer of the client) {
   auto& ann = connect({"ann"});
   ann.take();

@@ -349,4 +349,18 @@ CAF_TEST(a subscription on its way keeps a topic from looking empty) {
   CAF_CHECK(!counts->may_have_subscribers("elsewhere"));
 }
 
+CAF_TEST(herald::subscribe counts a plain actor while its subscription travels) {
+  auto [a, box] = make_recorder();
+  CAF_CHECK(!counts->may_have_subscribers("room"));
+  herald::subscribe(registry, "room", a);
+  // Not at the registry yet: no count, but the topic may have one.
+  CAF_CHECK_EQUAL(counts->get("room"), 0u);
+  CAF_CHECK(counts->may_have_subscribers("room"));
+  sched.run();
+  CAF_CHECK_EQUAL(counts->get("room"), 1u);
+  CAF_CHECK(!counts->may_have_subscribers("elsewhere"));
+  publish("room", "hi");
+  CAF_CHECK_EQUAL(*box, std::vector<std::string>{"room:hi"});
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

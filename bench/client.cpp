@@ -1072,12 +1072,10 @@ private:
                   client_cpu_,
                   count ? client_cpu_ * 1e9 / static_cast<double>(count) : 0,
                   secs > 0 ? client_cpu_ / secs : 0);
-      // Busy CPU of everything else on the machine (other processes and
-      // interrupt time charged to no process), in cores.
-      // Softirq work that ran while a core was otherwise idle (network
-      // processing set off by timers, say) is charged to no process:
-      // server_other_cpu_ns counts all of it against the server, an upper
-      // bound next to server_cpu_ns.
+      // Busy CPU of everything else on the machine (other processes, and
+      // busy time charged to no process), in cores. server_other_cpu_ns
+      // counts all of it against the server: an upper bound next to
+      // server_cpu_ns.
       if (system_cpu_ >= 0 && server_cpu_ >= 0 && secs > 0) {
         auto other = std::max(0.0, system_cpu_ - server_cpu_ - client_cpu_);
         std::printf(" other_util=%.3f server_other_cpu_ns=%.1f", other / secs,

@@ -271,8 +271,10 @@ struct counts_table {
 };
 
 counts_table& registries() {
-  static counts_table table;
-  return table;
+  // Never destroyed: a registry may end during static destruction (an actor
+  // system kept in a static), after a function-local static would be gone.
+  static auto* table = new counts_table;
+  return *table;
 }
 
 std::shared_ptr<topic_counts> counts_of(const caf::actor& registry) {

@@ -25,8 +25,6 @@ struct idle_clock_state {
   std::multimap<time_point, caf::actor_id> queue;
   // When the pending wake-up (if any) falls due.
   time_point armed = time_point::max();
-  // Wake-ups come at least this far apart.
-  caf::timespan min_gap{0};
   static inline const char* name = "herald.idle_clock";
 };
 
@@ -49,8 +47,8 @@ void arm(clock_actor* self, caf::timespan min_delay) {
                      at.time_since_epoch());
 }
 
+// Wake-ups come at least `min_gap` apart.
 caf::behavior idle_clock(clock_actor* self, caf::timespan min_gap) {
-  self->state.min_gap = min_gap;
   return {
     [=](msg::idle_watch_atom, const caf::actor_addr& who,
         caf::timespan period) {
@@ -99,7 +97,7 @@ caf::behavior idle_clock(clock_actor* self, caf::timespan min_gap) {
         m->second.due = st.queue.emplace(next, id);
       }
       // Coalesce: the next wake-up comes no sooner than min_gap from now.
-      arm(self, st.min_gap);
+      arm(self, min_gap);
     },
   };
 }

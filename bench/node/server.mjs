@@ -1,6 +1,7 @@
 // The chat room of Bun's WebSocket benchmark on Node with the `ws` package
 // (see bench/README.md).
 //   node bench/node/server.mjs [--host ADDR] [--port N] [--clients N]
+//                              [--fault drop|duplicate|corrupt]
 // `ws` has no topics: the room is a set of sockets and a publish is a loop.
 import { WebSocketServer } from "ws";
 
@@ -16,9 +17,35 @@ const room = new Set();
 
 const wss = new WebSocketServer({ host, port, perMessageDeflate: false, clientTracking: false });
 
+// For bench/client_check.sh only: --fault drop|duplicate|corrupt breaks
+// the 100th chat message (drop: one member never gets it; duplicate: one
+// member gets it twice; corrupt: every member gets it with its middle byte
+// changed), so that the check can show the load client notices.
+const fault = option("fault", "");
+let chats = 0;
+
 // The text is encoded once, not once per member.
-function publish(text) {
+function publish(text, chat = false) {
   const frame = Buffer.from(text);
+  if (fault && chat && ++chats === 100) {
+    let first = true;
+    for (const ws of room) {
+      if (fault === "drop" && first) {
+        first = false;
+        continue;
+      }
+      if (fault === "duplicate" && first) ws.send(frame, { binary: false });
+      first = false;
+      if (fault === "corrupt") {
+        const bad = Buffer.from(frame);
+        bad[bad.length >> 1] ^= 1; // ASCII stays ASCII: valid UTF-8
+        ws.send(bad, { binary: false });
+      } else {
+        ws.send(frame, { binary: false });
+      }
+    }
+    return;
+  }
   for (const ws of room) ws.send(frame, { binary: false });
 }
 
@@ -26,7 +53,7 @@ wss.on("connection", (ws, req) => {
   const name = new URL(req.url, "http://localhost").searchParams.get("name") ?? "anonymous";
   room.add(ws);
   if (room.size === expected) setTimeout(() => publish("ready"), 100);
-  ws.on("message", (data) => publish(`${name}: ${data}`));
+  ws.on("message", (data) => publish(`${name}: ${data}`, true));
   ws.on("close", () => room.delete(ws));
 });
 

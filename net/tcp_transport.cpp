@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -39,6 +40,24 @@ thread_local std::array<std::byte, read_chunk> recv_buf;
 // One gather buffer per writing thread (actor threads and the I/O thread);
 // it only lives for the duration of one sendmsg.
 thread_local std::array<std::byte, scratch_size> write_scratch;
+
+// Allocates Asio operations at their own size with operator new, outside
+// Asio's per-thread recycling cache. For the read wait, which stays pending
+// for as long as a connection is idle: from the cache it would sit in
+// whatever larger block an earlier operation had freed.
+template <class T>
+struct exact_allocator {
+  using value_type = T;
+  exact_allocator() noexcept = default;
+  template <class U>
+  exact_allocator(const exact_allocator<U>&) noexcept {}
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(::operator new(n * sizeof(T)));
+  }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
+  template <class U>
+  bool operator==(const exact_allocator<U>&) const noexcept { return true; }
+};
 
 class tcp_transport final : public transport,
                             public std::enable_shared_from_this<tcp_transport> {
@@ -291,9 +310,11 @@ private:
     }
     reading_ = true;
     sock_.async_wait(tcp::socket::wait_read,
-                     [self = shared_from_this()](boost::system::error_code ec) {
-                       self->on_readable(ec);
-                     });
+                     asio::bind_allocator(
+                       exact_allocator<void>{},
+                       [self = shared_from_this()](boost::system::error_code ec) {
+                         self->on_readable(ec);
+                       }));
   }
 
   void on_readable(boost::system::error_code ec) {

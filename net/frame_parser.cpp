@@ -244,20 +244,35 @@ void frame_parser::feed(std::span<std::byte> data, parser_events& ev) {
     // Payload: also entered with no bytes left for empty frames.
     auto avail = n - i;
     if (is_control(op_)) {
+      if (fresh_ && remaining_ <= avail) {
+        // The whole control frame is in this read: unmask it in place.
+        auto payload = data.subspan(i, static_cast<std::size_t>(remaining_));
+        unmask(payload.data(), payload.size());
+        i += payload.size();
+        remaining_ = 0;
+        state_ = state::header;
+        dispatch_control(payload, ev);
+        continue;
+      }
+      // Split across reads: collect it (at most 125 bytes), in a buffer
+      // made the first time a connection needs one.
+      fresh_ = false;
+      if (!ctl_)
+        ctl_ = std::make_unique<std::uint8_t[]>(max_control_payload);
       auto take = static_cast<std::size_t>(
         std::min<std::uint64_t>(remaining_, avail));
       // An empty read may be a span with no data: memcpy from a null
       // pointer is undefined even for zero bytes.
       if (take > 0)
-        std::memcpy(ctl_ + ctl_len_, data.data() + i, take);
-      unmask(reinterpret_cast<std::byte*>(ctl_ + ctl_len_), take);
+        std::memcpy(ctl_.get() + ctl_len_, data.data() + i, take);
+      unmask(reinterpret_cast<std::byte*>(ctl_.get() + ctl_len_), take);
       ctl_len_ += static_cast<std::uint8_t>(take);
       remaining_ -= take;
       i += take;
       if (remaining_ > 0)
         return;
       state_ = state::header;
-      dispatch_control({reinterpret_cast<std::byte*>(ctl_), ctl_len_}, ev);
+      dispatch_control({reinterpret_cast<std::byte*>(ctl_.get()), ctl_len_}, ev);
       continue;
     }
     if (fresh_ && op_ != opcode::continuation && fin_ && remaining_ <= avail) {

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -123,7 +124,10 @@ private:
   utf8_validator utf8_;
 
   // A control frame's payload split across reads.
-  std::uint8_t ctl_[125];
+  // A control frame's payload when it arrives split across reads; made on
+  // first use (an idle connection does not carry 125 bytes for it).
+  static constexpr std::size_t max_control_payload = 125;
+  std::unique_ptr<std::uint8_t[]> ctl_;
   std::uint8_t ctl_len_ = 0;
 };
 

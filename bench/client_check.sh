@@ -15,6 +15,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
+# shellcheck source=common.sh
+. "$here/common.sh"
 
 build_dir=""
 while [ $# -gt 0 ]; do
@@ -24,10 +26,7 @@ while [ $# -gt 0 ]; do
     *) echo "client_check.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-if [ -z "$build_dir" ]; then
-  build_dir="$root/build"
-  [ -x "$root/build-bench/bench/herald-bench-client" ] && build_dir="$root/build-bench"
-fi
+[ -n "$build_dir" ] || build_dir="$(default_build_dir "$root")"
 client_bin="$build_dir/bench/herald-bench-client"
 [ -x "$client_bin" ] || { echo "client_check.sh: $client_bin not found: build first" >&2; exit 2; }
 [ -d "$here/node_modules/ws" ] || "$here/setup.sh" npm

@@ -12,6 +12,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
+# shellcheck source=common.sh
+. "$here/common.sh"
 
 build_dir=""
 clients=32
@@ -29,10 +31,7 @@ while [ $# -gt 0 ]; do
     *) echo "profile.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
-if [ -z "$build_dir" ]; then
-  build_dir="$root/build"
-  [ -x "$root/build-bench/bench/herald-bench-server" ] && build_dir="$root/build-bench"
-fi
+[ -n "$build_dir" ] || build_dir="$(default_build_dir "$root")"
 command -v perf >/dev/null || { echo "profile.sh: perf not found (apt-get install linux-perf)" >&2; exit 2; }
 [ -n "$out_dir" ] || out_dir="$(mktemp -d "${TMPDIR:-/tmp}/herald-profile.XXXXXX")"
 mkdir -p "$out_dir"

@@ -52,6 +52,8 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
+# shellcheck source=common.sh
+. "$here/common.sh"
 
 build_dir=""
 runs=3
@@ -105,10 +107,7 @@ if [ "$smoke" = 1 ]; then
   subscribers=50
 fi
 
-if [ -z "$build_dir" ]; then
-  build_dir="$root/build"
-  [ -x "$root/build-bench/bench/herald-bench-server" ] && build_dir="$root/build-bench"
-fi
+[ -n "$build_dir" ] || build_dir="$(default_build_dir "$root")"
 server_bin="$build_dir/bench/herald-bench-server"
 client_bin="$build_dir/bench/herald-bench-client"
 for f in "$server_bin" "$client_bin"; do

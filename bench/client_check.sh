@@ -9,9 +9,9 @@
 #
 #   bench/client_check.sh [--build-dir DIR]
 #
-# Runs with 4 KiB messages: the client compares those whole on one delivery
-# in 16 only (head, tail and size on every one), and the corrupt fault
-# changes a byte in the middle, which only the whole comparison sees.
+# Runs with 4 KiB messages: the client compares each of those whole on one
+# of its deliveries only (head, tail and size on every one), and the corrupt
+# fault changes a byte in the middle, which only the whole comparison sees.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"

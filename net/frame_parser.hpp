@@ -123,7 +123,6 @@ private:
   std::vector<std::byte> msg_;
   utf8_validator utf8_;
 
-  // A control frame's payload split across reads.
   // A control frame's payload when it arrives split across reads; made on
   // first use (an idle connection does not carry 125 bytes for it).
   static constexpr std::size_t max_control_payload = 125;

@@ -28,21 +28,17 @@ let chats = 0;
 function publish(text, chat = false) {
   const frame = Buffer.from(text);
   if (fault && chat && ++chats === 100) {
+    const sent = Buffer.from(frame);
+    if (fault === "corrupt") sent[sent.length >> 1] ^= 1; // ASCII stays ASCII: valid UTF-8
     let first = true;
     for (const ws of room) {
-      if (fault === "drop" && first) {
+      if (first && fault === "drop") {
         first = false;
         continue;
       }
-      if (fault === "duplicate" && first) ws.send(frame, { binary: false });
+      if (first && fault === "duplicate") ws.send(sent, { binary: false });
       first = false;
-      if (fault === "corrupt") {
-        const bad = Buffer.from(frame);
-        bad[bad.length >> 1] ^= 1; // ASCII stays ASCII: valid UTF-8
-        ws.send(bad, { binary: false });
-      } else {
-        ws.send(frame, { binary: false });
-      }
+      ws.send(sent, { binary: false });
     }
     return;
   }

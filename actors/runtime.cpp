@@ -1,9 +1,14 @@
 #include "herald/actors/runtime.hpp"
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
+
+#include <unistd.h>
+
+#include <sys/resource.h>
 
 #if defined(__GLIBC__)
 #  include <malloc.h>
@@ -40,6 +45,27 @@ void tune_allocator() {
 #endif
 }
 
+// CPU time (user + system) of the whole process so far.
+std::chrono::microseconds process_cpu() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  auto us = [](const timeval& t) {
+    return std::int64_t{t.tv_sec} * 1'000'000 + t.tv_usec;
+  };
+  return std::chrono::microseconds{us(ru.ru_utime) + us(ru.ru_stime)};
+}
+
+// Resident memory of the process in KiB (0 when unknown).
+long resident_kib() {
+  long pages = 0, resident = 0;
+  if (auto* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2)
+      resident = 0;
+    std::fclose(f);
+  }
+  return resident * (::sysconf(_SC_PAGESIZE) / 1024);
+}
+
 } // namespace
 
 runtime::runtime(runtime_options opts) {
@@ -68,10 +94,22 @@ runtime::runtime(runtime_options opts) {
   }
   sys_ = std::make_unique<caf::actor_system>(cfg_);
   io_ = net::make_io_service();
+#if defined(__GLIBC__)
+  if (opts.release_check.count() > 0)
+    releaser_ = std::thread{[this, p = opts.release_check] { release_loop(p); }};
+#endif
 }
 
 runtime::~runtime() {
   shutdown();
+  if (releaser_.joinable()) {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      releaser_stop_ = true;
+    }
+    releaser_cv_.notify_all();
+    releaser_.join();
+  }
   // Order matters. Stop the I/O loop; wait for every actor to finish (a
   // connection closing its transport posts to the loop, which must still
   // exist); then destroy the loop, whose queued handlers hold the last
@@ -102,6 +140,34 @@ void runtime::stop() {
   std::lock_guard<std::mutex> guard{mtx_};
   stop_requested_ = true;
   cv_.notify_all();
+}
+
+void runtime::release_loop(std::chrono::milliseconds period) {
+#if defined(__GLIBC__)
+  auto last = process_cpu();
+  auto busy_since_trim = true;
+  std::unique_lock<std::mutex> guard{mtx_};
+  while (!releaser_cv_.wait_for(guard, period, [this] { return releaser_stop_; })) {
+    guard.unlock();
+    auto now = process_cpu();
+    auto used = now - last;
+    last = now;
+    if (used * 50 > period) {
+      busy_since_trim = true;
+    } else if (busy_since_trim) {
+      busy_since_trim = false;
+      auto before = resident_kib();
+      ::malloc_trim(0);
+      // The trim's own time does not make the next period look busy.
+      last = process_cpu();
+      HERALD_LOG(debug, "quiet: returned free heap, resident "
+                          << before << " -> " << resident_kib() << " KiB");
+    }
+    guard.lock();
+  }
+#else
+  (void) period;
+#endif
 }
 
 void runtime::shutdown() {

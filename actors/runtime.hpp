@@ -2,11 +2,13 @@
 // share. One per process is typical.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include <caf/actor_system.hpp>
@@ -31,6 +33,14 @@ struct runtime_options {
   /// Use CAF's own idle polling of scheduler threads (see runtime.cpp:
   /// Herald skips its 25 ms of 50 us polls before an idle thread sleeps).
   bool caf_default_polling = false;
+  /// Hand freed heap back to the system when the process goes quiet
+  /// (glibc's malloc_trim): after a burst (thousands of handshakes, a
+  /// fan-out of large messages) freed memory sits in holes between live
+  /// allocations, where no threshold returns it. Every `release_check` a
+  /// thread reads the process's CPU time; the first quiet period (under 2%
+  /// of one core) after a busy one trims once. Busy processes are left
+  /// alone, so what `tune_allocator` saves is not undone. Zero: never.
+  std::chrono::milliseconds release_check{1000};
 };
 
 /// Owns the actor system and the I/O thread.
@@ -67,7 +77,12 @@ private:
   bool stop_requested_ = false;
   bool shut_down_ = false;
   std::vector<std::function<void()>> shutdown_hooks_;
+  // The thread that hands back free heap (see release_check).
+  std::thread releaser_;
+  std::condition_variable releaser_cv_;
+  bool releaser_stop_ = false;
   void shutdown();
+  void release_loop(std::chrono::milliseconds period);
 };
 
 } // namespace herald

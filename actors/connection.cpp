@@ -64,7 +64,7 @@ thread_local std::unique_ptr<connection_core::out_batch>
 
 // -- connection_core: lifecycle -----------------------------------------------
 
-connection_core::connection_core(caf::event_based_actor* self,
+connection_core::connection_core(connection_actor* self,
                                  connection_args args)
   : self_(self),
     transport_(std::move(args.transport)),
@@ -286,6 +286,9 @@ send_status connection_core::enqueue(net::frame_ptr f, bool control) {
                                                 << opts_.backpressure_limit
                                                 << " bytes reached");
     count_drop();
+    // The peer is not keeping up: its reading may pause (see flush).
+    dropping_ = true;
+    schedule_flush();
     if (opts_.close_on_backpressure_limit) {
       HERALD_LOG(info, "closing " << remote_address()
                                   << ": backpressure limit reached");
@@ -331,21 +334,41 @@ void connection_core::end_message(bool mailbox_empty) {
 void connection_core::flush() {
   flush_pending_ = false;
   flush_sent_ = false;
-  if (!out_ || out_->pieces.empty() || state_ == herald::ready_state::closed)
+  if (state_ == herald::ready_state::closed)
     return;
+  if (!out_ || out_->pieces.empty()) {
+    // Nothing to write, but a send may have been dropped.
+    pause_if_backlogged(transport_->buffered_amount());
+    return;
+  }
   n_out_ += out_->messages;
   bytes_out_ += out_->bytes() - out_->raw_bytes;
   auto remaining = transport_->write(out_->pieces);
   release_out(true);
   if (remaining > 0)
     backpressured_ = true;
+  pause_if_backlogged(remaining);
+  add_stats();
+}
+
+void connection_core::pause_if_backlogged(std::size_t remaining) {
   // A peer that sends but does not read: stop reading its requests until
   // it has taken its replies, so its backlog cannot grow without bound.
-  if (remaining >= read_pause_threshold() && !read_paused_) {
+  // With a backpressure limit, that is once sends are being dropped (the
+  // handler still hears the peer while its sends fit), or at twice the
+  // limit in any case (control frames, such as the pongs to a peer's
+  // pings, are never dropped). The transport reports when the backlog is
+  // gone (on_written), which resumes reading; nothing pauses without one.
+  if (read_paused_ || remaining == 0)
+    return;
+  auto limit = opts_.backpressure_limit;
+  auto over = limit > 0
+                ? remaining >= 2 * limit || (dropping_ && remaining >= limit)
+                : remaining >= (std::size_t{16} << 20);
+  if (over) {
     read_paused_ = true;
     transport_->pause_reading();
   }
-  add_stats();
 }
 
 connection_core::out_batch& connection_core::out() {
@@ -388,11 +411,6 @@ bool connection_core::hold_delivery(const msg::delivery& d) {
   return true;
 }
 
-std::size_t connection_core::read_pause_threshold() const noexcept {
-  return opts_.backpressure_limit > 0 ? opts_.backpressure_limit
-                                      : std::size_t{16} << 20;
-}
-
 void connection_core::count_drop() {
   // Drops are rare and may come with no flush after them: count at once.
   if (stats_)
@@ -417,6 +435,7 @@ void connection_core::add_stats() {
 void connection_core::on_written(std::size_t buffered) {
   if (buffered > 0)
     return;
+  dropping_ = false;
   if (read_paused_) {
     read_paused_ = false;
     transport_->resume_reading();
@@ -671,11 +690,13 @@ void connection_core::guarded(F&& f) {
 
 connection_actor::connection_actor(caf::actor_config& cfg,
                                    connection_args args)
-  : caf::event_based_actor(cfg), core_(this, std::move(args)) {
+  : connection_actor_base(cfg), core_(this, std::move(args)) {
   // Nop.
 }
 
-caf::behavior connection_actor::make_behavior() {
+void connection_actor::initialize() {
+  connection_actor_base::initialize();
+  setf(is_initialized_flag);
   core_.start();
   // Every message of a connection is dispatched in consume() below, so
   // the behavior only keeps the actor alive: one shared by all connections
@@ -684,7 +705,7 @@ caf::behavior connection_actor::make_behavior() {
   static const caf::behavior keep_alive{
     [](msg::flush_atom, msg::flush_atom, msg::flush_atom) {},
   };
-  return keep_alive;
+  become(keep_alive);
 }
 
 caf::invoke_message_result
@@ -703,7 +724,7 @@ connection_actor::dispatch(caf::mailbox_element& x) {
   // the core, without the behavior's trial matching; anything else (system
   // messages, requests, unknown messages) takes CAF's usual path.
   if (x.mid.is_request() || x.mid.is_response())
-    return caf::event_based_actor::consume(x);
+    return connection_actor_base::consume(x);
   auto& c = x.content();
   auto handled = true;
   current_mailbox_element(&x);
@@ -736,7 +757,7 @@ connection_actor::dispatch(caf::mailbox_element& x) {
   }
   current_mailbox_element(nullptr);
   if (!handled)
-    return caf::event_based_actor::consume(x);
+    return connection_actor_base::consume(x);
   return caf::invoke_message_result::consumed;
 }
 

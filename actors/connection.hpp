@@ -17,7 +17,11 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
-#include <caf/event_based_actor.hpp>
+#include <caf/extend.hpp>
+#include <caf/mixin/behavior_changer.hpp>
+#include <caf/mixin/requester.hpp>
+#include <caf/mixin/sender.hpp>
+#include <caf/scheduled_actor.hpp>
 
 #include "herald/actors/hooks.hpp"
 #include "herald/actors/stats.hpp"
@@ -26,6 +30,18 @@
 #include "herald/net/deflate.hpp"
 #include "herald/net/frame_parser.hpp"
 #include "herald/net/transport.hpp"
+
+namespace herald {
+class connection_actor;
+} // namespace herald
+
+namespace caf {
+template <>
+class behavior_type_of<herald::connection_actor> {
+public:
+  using type = behavior;
+};
+} // namespace caf
 
 namespace herald {
 
@@ -59,7 +75,7 @@ struct connection_args {
 /// The state and logic of one connection; runs inside its actor.
 class connection_core final : public net::parser_events {
 public:
-  connection_core(caf::event_based_actor* self, connection_args args);
+  connection_core(connection_actor* self, connection_args args);
   ~connection_core() override;
 
   // -- called by the actor's behavior ----------------------------------------
@@ -144,9 +160,10 @@ private:
   void guarded(F&& f);
   void add_stats();
   void count_drop();
-  std::size_t read_pause_threshold() const noexcept;
+  // Stops reading a peer whose backlog is too large (see connection.cpp).
+  void pause_if_backlogged(std::size_t remaining);
 
-  caf::event_based_actor* self_;
+  connection_actor* self_;
   net::transport_ptr transport_;
   std::unique_ptr<connection_hooks> hooks_;
   caf::actor registry_;
@@ -177,6 +194,7 @@ private:
   bool closed_handler_ran_ = false;
   bool in_error_ = false;
   bool read_paused_ = false;
+  bool dropping_ = false; // a send was dropped since the backlog emptied
   std::uint64_t dropped_total_ = 0;
   int cork_depth_ = 0;
 
@@ -197,15 +215,31 @@ private:
   std::uint64_t n_in_ = 0, bytes_in_ = 0, n_out_ = 0, bytes_out_ = 0;
 };
 
+/// What a connection actor is made of: CAF's event_based_actor without its
+/// group subscriptions (mixin::subscriber, a 56-byte set in every actor,
+/// which connections never use). A connection is one of these per socket,
+/// and most of them sit idle.
+using connection_actor_base =
+  caf::extend<caf::scheduled_actor, connection_actor>::with<
+    caf::mixin::sender, caf::mixin::requester, caf::mixin::behavior_changer>;
+
 /// The actor around a connection_core.
-class connection_actor final : public caf::event_based_actor {
+class connection_actor final : public connection_actor_base,
+                               public caf::dynamically_typed_actor_base {
 public:
+  /// Required by `spawn` for type deduction.
+  using signatures = caf::none_t;
+  /// Required by `spawn` for type deduction.
+  using behavior_type = caf::behavior;
+
   /// Creates the actor (use spawn_connection).
   connection_actor(caf::actor_config& cfg, connection_args args);
   /// The connection's logic (tests and the testing kit look at it).
   connection_core& core() noexcept { return core_; }
 
-  caf::behavior make_behavior() override;
+  /// Starts the connection (as event_based_actor::initialize does with
+  /// its make_behavior).
+  void initialize() override;
   /// Dispatches the connection's own messages directly (see connection.cpp).
   caf::invoke_message_result consume(caf::mailbox_element& x) override;
   void on_exit() override;

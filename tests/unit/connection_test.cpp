@@ -455,16 +455,60 @@ CAF_TEST(close_on_backpressure_limit closes with 1008) {
   CAF_CHECK_EQUAL(out.back().close_code, 1008);
 }
 
-CAF_TEST(a peer that does not read is paused until it catches up) {
+CAF_TEST(a peer that does not read is paused once its sends are dropped) {
   h.backpressure_limit = 100;
   auto c = connect("ann");
   c.t->stall();
+  // The echo is accepted: the backlog passes the limit, nothing is
+  // dropped yet, and the peer is still heard.
   c.t->feed(client_frame(opcode::text, std::string(120, 'x')));
   step();
+  CAF_CHECK(!c.t->paused());
+  c.t->feed(client_frame(opcode::text, "y"));
+  step();
+  CAF_CHECK(has("ann text y"));
+  // Its echo was dropped: reading pauses until the backlog is written.
   CAF_CHECK(c.t->paused());
   c.t->drain();
   step();
   CAF_CHECK(!c.t->paused());
+  // Reading resumed with the drops forgotten: over the limit again without
+  // a drop, the peer is still heard.
+  c.t->stall();
+  c.t->feed(client_frame(opcode::text, std::string(120, 'z')));
+  step();
+  CAF_CHECK(!c.t->paused());
+}
+
+CAF_TEST(a peer that only pings without reading is paused at twice the limit) {
+  // Pongs are never dropped: the backlog grows past the limit without a
+  // drop, and reading pauses at twice the limit.
+  h.backpressure_limit = 100;
+  auto c = connect("ann");
+  c.t->stall();
+  for (int i = 0; i < 4; ++i) {
+    c.t->feed(client_frame(opcode::ping, std::string(40, 'p')));
+    step();
+  }
+  CAF_CHECK(!c.t->paused()); // 4 pongs of 42 bytes: 168
+  c.t->feed(client_frame(opcode::ping, std::string(40, 'p')));
+  step();
+  CAF_CHECK(c.t->paused()); // 210
+  c.t->drain();
+  step();
+  CAF_CHECK(!c.t->paused());
+}
+
+CAF_TEST(without a backpressure limit reading pauses at 16 MiB) {
+  h.backpressure_limit = 0;
+  auto c = connect("ann");
+  c.t->stall();
+  c.t->feed(client_frame(opcode::binary, std::string((8u << 20), 'x')));
+  step();
+  CAF_CHECK(!c.t->paused());
+  c.t->feed(client_frame(opcode::binary, std::string((8u << 20), 'x')));
+  step();
+  CAF_CHECK(c.t->paused());
 }
 
 CAF_TEST(cork sends everything in one write) {

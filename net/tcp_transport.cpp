@@ -66,17 +66,19 @@ public:
                 std::vector<std::byte> initial, tcp_transport_options opts)
     : sock_(std::move(sock)),
       remote_(std::move(remote)),
-      early_(std::move(initial)),
-      opts_(opts) {
+      read_credit_(opts.read_credit),
+      linger_(opts.linger) {
+    if (!initial.empty())
+      before_start().bytes = std::move(initial);
     // Every send and receive passes MSG_DONTWAIT: the descriptor's own
     // blocking mode does not matter, and setting it would be a system call
     // per upgrade.
     boost::system::error_code ec;
     sock_.set_option(tcp::no_delay{true}, ec);
     fd_ = sock_.native_handle();
-    if (opts_.send_buffer > 0) {
+    if (opts.send_buffer > 0) {
       int size = static_cast<int>(
-        std::min<std::size_t>(opts_.send_buffer, INT_MAX / 2));
+        std::min<std::size_t>(opts.send_buffer, INT_MAX / 2));
       if (::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) != 0)
         HERALD_LOG(warn, "SO_SNDBUF " << size << " for " << remote_
                                       << " refused: " << std::strerror(errno));
@@ -90,17 +92,20 @@ public:
     std::lock_guard<std::mutex> guard{mtx_};
     owner_ = std::move(owner);
     // Under the lock: bytes read from now on are sent after these.
-    if (!early_.empty())
-      caf::anon_send(owner_, msg::inbound{std::move(early_)});
-    early_ = {};
-    if (failed_ && !early_down_.empty())
-      caf::anon_send(owner_, msg::transport_down_atom::value,
-                     std::move(early_down_));
+    if (early_) {
+      if (!early_->bytes.empty())
+        caf::anon_send(owner_, msg::inbound{std::move(early_->bytes)});
+      if (failed_ && !early_->down.empty())
+        caf::anon_send(owner_, msg::transport_down_atom::value,
+                       std::move(early_->down));
+      early_.reset();
+    }
   }
 
   // Called once by make_tcp_transport, on the I/O thread.
   void begin() {
-    unconsumed_ += early_.size();
+    if (early_)
+      unconsumed_ += early_->bytes.size();
     do_read();
   }
 
@@ -158,7 +163,7 @@ public:
 
   void consumed(std::size_t n) override {
     auto before = unconsumed_.fetch_sub(n);
-    if (before - n < opts_.read_credit && credit_paused_.exchange(false))
+    if (before - n < read_credit_ && credit_paused_.exchange(false))
       asio::post(sock_.get_executor(),
                  [self = shared_from_this()] { self->do_read(); });
   }
@@ -277,7 +282,8 @@ private:
       std::lock_guard<std::mutex> guard{mtx_};
       if (!owner_ && !closing_) {
         // Not started yet: keep the bytes for start().
-        early_.insert(early_.end(), bytes.begin(), bytes.end());
+        auto& early = before_start().bytes;
+        early.insert(early.end(), bytes.begin(), bytes.end());
         return;
       }
       owner = owner_;
@@ -293,7 +299,7 @@ private:
     if (owner_)
       caf::anon_send(owner_, msg::transport_down_atom::value, std::move(why));
     else if (!closing_)
-      early_down_ = std::move(why); // for start()
+      before_start().down = std::move(why);
   }
 
   // -- reading (I/O thread) ---------------------------------------------------
@@ -301,10 +307,10 @@ private:
   void do_read() {
     if (reading_ || user_paused_ || lingering_ || !sock_.is_open())
       return;
-    if (unconsumed_.load() >= opts_.read_credit) {
+    if (unconsumed_.load() >= read_credit_) {
       credit_paused_ = true;
       // The actor may have caught up between the check and the flag.
-      if (unconsumed_.load() >= opts_.read_credit
+      if (unconsumed_.load() >= read_credit_
           || !credit_paused_.exchange(false))
         return;
     }
@@ -431,7 +437,7 @@ private:
     if (linger_timer_ || !sock_.is_open())
       return;
     linger_timer_ = std::make_unique<asio::steady_timer>(sock_.get_executor());
-    linger_timer_->expires_after(opts_.linger);
+    linger_timer_->expires_after(linger_);
     linger_timer_->async_wait(
       [self = shared_from_this()](boost::system::error_code ec) {
         if (!ec)
@@ -476,11 +482,22 @@ private:
   stream_socket sock_;
   int fd_ = -1;
   std::string remote_;
-  // Bytes read before start(): what the client sent with or right after
-  // its handshake request.
-  std::vector<std::byte> early_;
-  std::string early_down_; // the socket failed before start()
-  tcp_transport_options opts_;
+  // What happened before start(), made only when something did (most
+  // connections have nothing here by the time the actor starts them).
+  struct early_events {
+    // Bytes the client sent with or right after its handshake request.
+    std::vector<std::byte> bytes;
+    // Why the socket failed, if it did.
+    std::string down;
+  };
+  std::unique_ptr<early_events> early_;
+  early_events& before_start() {
+    if (!early_)
+      early_ = std::make_unique<early_events>();
+    return *early_;
+  }
+  std::size_t read_credit_;
+  std::chrono::milliseconds linger_;
 
   mutable std::mutex mtx_;
   caf::actor owner_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <utility>
 
 #include <caf/all.hpp>
 
@@ -73,20 +74,21 @@ connection_core::connection_core(connection_actor* self,
     idle_clock_(std::move(args.idle_clock)),
     counts_(std::move(args.counts)),
     stats_(std::move(args.stats)),
-    protocol_(std::move(args.protocol)),
     opts_(hooks_->options()),
     close_timeout_(args.close_timeout),
     parser_(net::frame_parser::role::server, opts_.max_payload_length) {
   hooks_->socket().bind(this);
+  if (!args.protocol.empty())
+    more().protocol = std::move(args.protocol);
   if (args.deflate) {
     auto& p = *args.deflate;
     deflate_ = true;
     parser_.allow_rsv1(true);
     if (!p.server_no_context_takeover)
-      deflater_ = std::make_unique<net::deflater>(
+      more().deflater = std::make_unique<net::deflater>(
         p.server_window_bits, opts_.per_message_deflate.mem_level, false);
     if (!p.client_no_context_takeover)
-      inflater_ = std::make_unique<net::inflater>(false);
+      more().inflater = std::make_unique<net::inflater>(false);
   }
   if (!args.response.empty()) {
     // The upgrade's response leads the first batch (written in start()).
@@ -206,8 +208,9 @@ void connection_core::on_message(net::opcode op, std::span<std::byte> payload,
   if (compressed) {
     // Clients without context takeover share one decompressor per thread.
     thread_local net::inflater shared_inflater{true};
-    auto& inf = inflater_ ? *inflater_ : shared_inflater;
-    auto rc = inf.inflate(payload, opts_.max_payload_length, inflated_);
+    auto& x = more();
+    auto& inf = x.inflater ? *x.inflater : shared_inflater;
+    auto rc = inf.inflate(payload, opts_.max_payload_length, x.inflated);
     if (rc == net::inflater::result::too_big) {
       HERALD_LOG(info, "closing " << remote_address()
                                   << " with 1009: inflated message too big");
@@ -221,17 +224,17 @@ void connection_core::on_message(net::opcode op, std::span<std::byte> payload,
       return;
     }
     if (op == net::opcode::text
-        && !net::valid_utf8({reinterpret_cast<const char*>(inflated_.data()),
-                             inflated_.size()})) {
+        && !net::valid_utf8({reinterpret_cast<const char*>(x.inflated.data()),
+                             x.inflated.size()})) {
       fail(net::close_code::invalid_payload, "text message is not UTF-8");
       return;
     }
-    data = inflated_;
+    data = x.inflated;
   }
   herald::message m{data, op == net::opcode::binary};
   guarded([&] { hooks_->on_message(m); });
-  if (compressed && inflated_.capacity() > (64u << 10))
-    std::vector<std::byte>{}.swap(inflated_);
+  if (compressed && extras_ && extras_->inflated.capacity() > (64u << 10))
+    std::vector<std::byte>{}.swap(extras_->inflated);
 }
 
 void connection_core::on_ping(std::span<const std::byte> payload) {
@@ -280,7 +283,7 @@ send_status connection_core::enqueue(net::frame_ptr f, bool control) {
   // protocol needs them.
   if (!control && opts_.backpressure_limit > 0
       && buffered_amount() >= opts_.backpressure_limit) {
-    if (dropped_total_++ == 0)
+    if (!std::exchange(drop_logged_, true))
       HERALD_LOG(info, "dropping messages for " << remote_address()
                                                 << ": backpressure limit of "
                                                 << opts_.backpressure_limit
@@ -505,10 +508,10 @@ net::frame_ptr connection_core::delivery_frame(const msg::topic_message& d) {
       || d.frame->payload().size() < opts_.per_message_deflate.threshold)
     return d.frame;
   // Shared mode: the publish is compressed once, for every subscriber.
-  if (!deflater_)
+  if (!extras_ || !extras_->deflater)
     return d.frame->deflated();
   return net::make_frame(d.frame->opcode(),
-                         deflater_->compress(d.frame->payload()), true);
+                         extras_->deflater->compress(d.frame->payload()), true);
 }
 
 net::frame_ptr connection_core::data_frame(net::opcode op,
@@ -517,8 +520,8 @@ net::frame_ptr connection_core::data_frame(net::opcode op,
   if (!compress || !deflate_
       || payload.size() < opts_.per_message_deflate.threshold)
     return net::make_frame(op, payload);
-  if (deflater_)
-    return net::make_frame(op, deflater_->compress(payload), true);
+  if (extras_ && extras_->deflater)
+    return net::make_frame(op, extras_->deflater->compress(payload), true);
   auto packed = net::deflate_shared(payload);
   if (packed.size() >= payload.size())
     return net::make_frame(op, payload);

@@ -120,7 +120,9 @@ public:
   std::string remote_address() const;
   herald::ready_state ready_state() const noexcept { return state_; }
   std::size_t buffered_amount() const;
-  std::string_view protocol() const noexcept { return protocol_; }
+  std::string_view protocol() const noexcept {
+    return extras_ ? std::string_view{extras_->protocol} : std::string_view{};
+  }
   /// The user's handlers and data.
   connection_hooks& hooks() noexcept { return *hooks_; }
   /// The connection's actor.
@@ -170,7 +172,6 @@ private:
   caf::actor idle_clock_; // null: this connection times its own ticks
   std::shared_ptr<topic_counts> counts_;
   std::shared_ptr<server_stats> stats_;
-  std::string protocol_;
   const websocket_options& opts_; // the hooks' own
   std::chrono::milliseconds close_timeout_;
   net::frame_parser parser_;
@@ -195,7 +196,7 @@ private:
   bool in_error_ = false;
   bool read_paused_ = false;
   bool dropping_ = false; // a send was dropped since the backlog emptied
-  std::uint64_t dropped_total_ = 0;
+  bool drop_logged_ = false;
   int cork_depth_ = 0;
 
   bool activity_ = false;
@@ -203,13 +204,24 @@ private:
 
   std::vector<std::string> topics_; // sorted
 
-  // permessage-deflate: negotiated at all, this connection's own compressor
-  // (dedicated mode with context takeover) and decompressor (when the
-  // client keeps its context), and the buffer for inflated messages.
+  // permessage-deflate negotiated.
   bool deflate_ = false;
-  std::unique_ptr<net::deflater> deflater_;
-  std::unique_ptr<net::inflater> inflater_;
-  std::vector<std::byte> inflated_;
+  // What only some connections need, made for those: the subprotocol chosen
+  // at upgrade, and permessage-deflate's own compressor (dedicated mode with
+  // context takeover), decompressor (when the client keeps its context) and
+  // buffer for inflated messages.
+  struct extras {
+    std::string protocol;
+    std::unique_ptr<net::deflater> deflater;
+    std::unique_ptr<net::inflater> inflater;
+    std::vector<std::byte> inflated;
+  };
+  std::unique_ptr<extras> extras_;
+  extras& more() {
+    if (!extras_)
+      extras_ = std::make_unique<extras>();
+    return *extras_;
+  }
 
   // Counted locally, added to stats_ once per flush.
   std::uint64_t n_in_ = 0, bytes_in_ = 0, n_out_ = 0, bytes_out_ = 0;

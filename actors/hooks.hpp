@@ -35,53 +35,79 @@ public:
   virtual bool on_error(std::string_view what) = 0;
 };
 
+/// Handlers and the options they run with, shared by the connections of a
+/// server (each connection keeps a reference, not a copy of the options).
+template <class T>
+struct handler_set {
+  std::shared_ptr<const websocket_handlers<T>> handlers;
+  websocket_options options;
+};
+
+/// The handler set of `handlers`, with their own options.
+template <class T>
+std::shared_ptr<const handler_set<T>>
+make_handler_set(std::shared_ptr<const websocket_handlers<T>> handlers) {
+  auto opts = handlers->options();
+  return std::make_shared<const handler_set<T>>(
+    handler_set<T>{std::move(handlers), opts});
+}
+
 /// The hooks for data type `T`.
 template <class T>
 class typed_hooks final : public connection_hooks {
 public:
-  /// Binds shared handlers to one connection's data.
+  /// Binds a server's handlers to one connection's data.
+  typed_hooks(std::shared_ptr<const handler_set<T>> set, T data)
+    : set_(std::move(set)), socket_(std::move(data)) {}
+
+  /// Binds handlers with options of their own to one connection's data.
   typed_hooks(std::shared_ptr<const websocket_handlers<T>> handlers,
               websocket_options opts, T data)
-    : handlers_(std::move(handlers)),
-      opts_(opts),
-      socket_(std::move(data)) {}
+    : typed_hooks(std::make_shared<const handler_set<T>>(
+                    handler_set<T>{std::move(handlers), opts}),
+                  std::move(data)) {}
 
   basic_socket& socket() noexcept override { return socket_; }
-  const websocket_options& options() const noexcept override { return opts_; }
+  const websocket_options& options() const noexcept override {
+    return set_->options;
+  }
   void on_open() override {
-    if (handlers_->open)
-      handlers_->open(socket_);
+    if (handlers().open)
+      handlers().open(socket_);
   }
   void on_message(herald::message m) override {
-    if (handlers_->message)
-      handlers_->message(socket_, m);
+    if (handlers().message)
+      handlers().message(socket_, m);
   }
   void on_close(int code, std::string_view reason) override {
-    if (handlers_->close)
-      handlers_->close(socket_, code, reason);
+    if (handlers().close)
+      handlers().close(socket_, code, reason);
   }
   void on_drain() override {
-    if (handlers_->drain)
-      handlers_->drain(socket_);
+    if (handlers().drain)
+      handlers().drain(socket_);
   }
   void on_ping(std::span<const std::byte> data) override {
-    if (handlers_->ping)
-      handlers_->ping(socket_, data);
+    if (handlers().ping)
+      handlers().ping(socket_, data);
   }
   void on_pong(std::span<const std::byte> data) override {
-    if (handlers_->pong)
-      handlers_->pong(socket_, data);
+    if (handlers().pong)
+      handlers().pong(socket_, data);
   }
   bool on_error(std::string_view what) override {
-    if (!handlers_->error)
+    if (!handlers().error)
       return false;
-    handlers_->error(socket_, what);
+    handlers().error(socket_, what);
     return true;
   }
 
 private:
-  std::shared_ptr<const websocket_handlers<T>> handlers_;
-  websocket_options opts_;
+  const websocket_handlers<T>& handlers() const noexcept {
+    return *set_->handlers;
+  }
+
+  std::shared_ptr<const handler_set<T>> set_;
   herald::socket<T> socket_;
 };
 

@@ -50,7 +50,8 @@ public:
   /// Wraps a core (serve() does this).
   server(std::shared_ptr<server_core> core,
          std::shared_ptr<const websocket_handlers<T>> handlers)
-    : core_(std::move(core)), handlers_(std::move(handlers)) {}
+    : core_(std::move(core)), handlers_(std::move(handlers)),
+      set_(make_handler_set(handlers_)) {}
 
   /// Upgrades `req` to a WebSocket carrying `data`; `headers` go into the
   /// 101 response (choose a subprotocol with Sec-WebSocket-Protocol).
@@ -76,8 +77,7 @@ public:
                              std::move(agreed->second));
       }
     }
-    req.accept_upgrade(std::make_unique<typed_hooks<T>>(
-                         handlers_, handlers_->options(), std::move(data)),
+    req.accept_upgrade(std::make_unique<typed_hooks<T>>(set_, std::move(data)),
                        std::move(headers), deflate);
     return true;
   }
@@ -142,6 +142,7 @@ private:
 
   std::shared_ptr<server_core> core_;
   std::shared_ptr<const websocket_handlers<T>> handlers_;
+  std::shared_ptr<const handler_set<T>> set_; // what connections keep
 };
 
 /// Starts a server on `rt`; throws std::system_error when it cannot bind.

@@ -1,8 +1,12 @@
 #include "herald/actors/idle_clock.hpp"
 
+#include <algorithm>
 #include <chrono>
-#include <map>
+#include <deque>
+#include <iterator>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include <caf/all.hpp>
 
@@ -15,17 +19,44 @@ namespace {
 using time_point = caf::actor_clock::time_point;
 
 struct idle_clock_state {
-  struct member {
-    caf::actor_addr who;
+  // Members by id, with a weak handle (8 bytes: a map node of 24).
+  std::unordered_map<caf::actor_id, caf::actor_addr> members;
+  // The members with one period, in order of their next tick. Members of a
+  // server share their period: a tick goes to the back (or next to it),
+  // so a lane costs 16 bytes per member and no node of its own.
+  struct lane {
     caf::timespan period;
-    std::multimap<time_point, caf::actor_id>::iterator due;
+    std::deque<std::pair<time_point, caf::actor_id>> queue;
+    // Queues `id` for `due`, in order (rarely more than a step from the
+    // back: ticks only fall out of order by how late a wake-up was).
+    void push(time_point due, caf::actor_id id) {
+      auto i = queue.end();
+      while (i != queue.begin() && std::prev(i)->first > due)
+        --i;
+      queue.emplace(i, due, id);
+    }
   };
-  std::unordered_map<caf::actor_id, member> members;
-  // Next tick of every member, earliest first.
-  std::multimap<time_point, caf::actor_id> queue;
+  // A member that leaves is only dropped from `members`; its entry in a
+  // lane is skipped when it falls due.
+  std::vector<lane> lanes;
   // When the pending wake-up (if any) falls due.
   time_point armed = time_point::max();
   static inline const char* name = "herald.idle_clock";
+
+  lane& lane_of(caf::timespan period) {
+    for (auto& l : lanes)
+      if (l.period == period)
+        return l;
+    return lanes.emplace_back(lane{period, {}});
+  }
+  // The earliest next tick, or max() when none is queued.
+  time_point earliest() const {
+    auto t = time_point::max();
+    for (auto& l : lanes)
+      if (!l.queue.empty())
+        t = std::min(t, l.queue.front().first);
+    return t;
+  }
 };
 
 using clock_actor = caf::stateful_actor<idle_clock_state>;
@@ -34,10 +65,11 @@ using clock_actor = caf::stateful_actor<idle_clock_state>;
 // `min_delay` from now.
 void arm(clock_actor* self, caf::timespan min_delay) {
   auto& st = self->state;
-  if (st.queue.empty())
+  auto first = st.earliest();
+  if (first == time_point::max())
     return;
   auto now = self->clock().now();
-  auto at = std::max(st.queue.begin()->first, now + min_delay);
+  auto at = std::max(first, now + min_delay);
   if (st.armed <= at)
     return; // an earlier (or the same) wake-up is on its way
   // A wake-up for a later instant may still be pending; it finds nothing
@@ -55,46 +87,39 @@ caf::behavior idle_clock(clock_actor* self, caf::timespan min_gap) {
       if (!who || period.count() <= 0)
         return;
       auto& st = self->state;
-      auto id = who.id();
-      if (st.members.count(id) != 0)
+      if (!st.members.emplace(who.id(), who).second)
         return;
-      auto due = st.queue.emplace(self->clock().now() + period, id);
-      st.members.emplace(id, idle_clock_state::member{who, period, due});
+      st.lane_of(period).push(self->clock().now() + period, who.id());
       arm(self, caf::timespan{0});
     },
     [=](msg::idle_forget_atom, caf::actor_id id) {
-      auto& st = self->state;
-      auto i = st.members.find(id);
-      if (i == st.members.end())
-        return;
-      st.queue.erase(i->second.due);
-      st.members.erase(i);
+      self->state.members.erase(id);
     },
     [=](caf::tick_atom, caf::timespan at) {
       auto& st = self->state;
       if (st.armed.time_since_epoch() == at)
         st.armed = time_point::max();
       auto now = self->clock().now();
-      while (!st.queue.empty() && st.queue.begin()->first <= now) {
-        auto first = st.queue.begin();
-        auto due = first->first;
-        auto id = first->second;
-        st.queue.erase(first);
-        auto m = st.members.find(id);
-        if (m == st.members.end())
-          continue;
-        auto who = caf::actor_cast<caf::actor>(m->second.who);
-        if (!who) {
-          // Gone without leaving (killed before it could say so).
-          st.members.erase(m);
-          continue;
+      for (auto& l : st.lanes) {
+        while (!l.queue.empty() && l.queue.front().first <= now) {
+          auto [due, id] = l.queue.front();
+          l.queue.pop_front();
+          auto m = st.members.find(id);
+          if (m == st.members.end())
+            continue; // left
+          auto who = caf::actor_cast<caf::actor>(m->second);
+          if (!who) {
+            // Gone without leaving (killed before it could say so).
+            st.members.erase(m);
+            continue;
+          }
+          self->send(who, caf::tick_atom::value);
+          // The next tick keeps the member's phase: open + k * period.
+          auto next = due + l.period;
+          if (next <= now)
+            next = now + l.period; // this clock was held up
+          l.push(next, id);
         }
-        self->send(who, caf::tick_atom::value);
-        // The next tick keeps the member's phase: open + k * period.
-        auto next = due + m->second.period;
-        if (next <= now)
-          next = now + m->second.period; // this clock was held up
-        m->second.due = st.queue.emplace(next, id);
       }
       // Coalesce: the next wake-up comes no sooner than min_gap from now.
       arm(self, min_gap);

@@ -14,6 +14,9 @@
 // message of its own (for the earliest), and ticks each member at exactly
 // open + k * period, as the per-connection timer did. It holds weak
 // references only: leaving (or being gone) lets the actor go at once.
+// Members with the same period (all connections of a server) wait in one
+// queue, 16 bytes each, plus a 24-byte map node for the weak reference; a
+// member that leaves keeps its queue entry until that falls due.
 //
 // Protocol (see messages.hpp):
 //   (idle_watch_atom, actor_addr who, timespan period)   tick `who` every period

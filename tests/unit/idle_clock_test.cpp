@@ -92,6 +92,32 @@ CAF_TEST(members due within ten milliseconds share a wake-up and are never early
   CAF_CHECK_EQUAL(ticks["bob"], at({1010ms}));
 }
 
+CAF_TEST(members with different periods are each ticked on their own) {
+  auto ann = recorder("ann");
+  auto bob = recorder("bob");
+  watch(ann, 3s);
+  watch(bob, 5s);
+  advance(10s);
+  CAF_CHECK_EQUAL(ticks["ann"], at({3s, 6s, 9s}));
+  CAF_CHECK_EQUAL(ticks["bob"], at({5s, 10s}));
+}
+
+CAF_TEST(a clock that was held up keeps each member on its phase) {
+  auto carl = recorder("carl");
+  auto bob = recorder("bob");
+  watch(carl, 1s); // due at 1 s
+  // Time passes while the clock is busy: bob joins at 1.2 s (due at 2.2 s)
+  // before the clock handles carl's tick, which it does at 1.5 s.
+  sched.clock().current_time += 1200ms;
+  watch(bob, 1s);
+  sched.clock().advance_time(300ms);
+  sched.run();
+  // carl's next tick keeps its phase (2 s), ahead of bob's 2.2 s.
+  advance(1s);
+  CAF_CHECK_EQUAL(ticks["carl"], at({1500ms, 2s}));
+  CAF_CHECK_EQUAL(ticks["bob"], at({2200ms}));
+}
+
 CAF_TEST(the clock keeps no member alive) {
   auto ann = recorder("ann");
   auto addr = ann.address();

@@ -63,6 +63,55 @@ struct connection_core::out_batch {
 thread_local std::unique_ptr<connection_core::out_batch>
   connection_core::spare_batch_;
 
+// -- connection_list ----------------------------------------------------------
+
+std::size_t connection_list::size() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return size_;
+}
+
+std::vector<caf::actor> connection_list::handles() const {
+  std::vector<caf::actor> out;
+  std::lock_guard<std::mutex> guard{mtx_};
+  out.reserve(size_);
+  // A listed connection's actor object exists (it leaves the list before
+  // it is destroyed), but its last strong reference may be gone: the weak
+  // address upgrades only while it is not.
+  for (auto* c = head_; c != nullptr; c = c->next_)
+    if (auto hdl = caf::actor_cast<caf::actor>(c->self_->address()))
+      out.push_back(std::move(hdl));
+  return out;
+}
+
+void connection_list::add(connection_core* c) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  c->prev_ = nullptr;
+  c->next_ = head_;
+  if (head_)
+    head_->prev_ = c;
+  head_ = c;
+  ++size_;
+}
+
+void connection_list::remove(connection_core* c) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (c->prev_)
+    c->prev_->next_ = c->next_;
+  else
+    head_ = c->next_;
+  if (c->next_)
+    c->next_->prev_ = c->prev_;
+  c->prev_ = c->next_ = nullptr;
+  --size_;
+}
+
+void connection_core::unlist() noexcept {
+  if (list_) {
+    list_->remove(this);
+    list_.reset();
+  }
+}
+
 // -- connection_core: lifecycle -----------------------------------------------
 
 connection_core::connection_core(connection_actor* self,
@@ -74,10 +123,13 @@ connection_core::connection_core(connection_actor* self,
     idle_clock_(std::move(args.idle_clock)),
     counts_(std::move(args.counts)),
     stats_(std::move(args.stats)),
+    list_(std::move(args.list)),
     opts_(hooks_->options()),
     close_timeout_(args.close_timeout),
     parser_(net::frame_parser::role::server, opts_.max_payload_length) {
   hooks_->socket().bind(this);
+  if (list_)
+    list_->add(this);
   if (!args.protocol.empty())
     more().protocol = std::move(args.protocol);
   if (args.deflate) {
@@ -99,6 +151,7 @@ connection_core::connection_core(connection_actor* self,
 }
 
 connection_core::~connection_core() {
+  unlist();
   release_out(false);
   if (transport_)
     transport_->close(false);
@@ -145,6 +198,7 @@ void connection_core::on_exit() {
     }
   }
   add_stats();
+  unlist();
   if (idle_clock_) {
     caf::anon_send(idle_clock_, msg::idle_forget_atom::value, self_->id());
     idle_clock_ = nullptr;

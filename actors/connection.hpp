@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -45,6 +46,29 @@ public:
 
 namespace herald {
 
+class connection_core;
+
+/// The live connections of a server, linked through the connections
+/// themselves: joining and leaving allocate nothing. A connection joins
+/// when it is made and leaves when its actor stops (on_exit) or, at the
+/// latest, when it is destroyed.
+class connection_list {
+public:
+  /// Connections in the list.
+  std::size_t size() const;
+  /// Handles of the listed connections that are still alive.
+  std::vector<caf::actor> handles() const;
+
+private:
+  friend class connection_core;
+  void add(connection_core* c);
+  void remove(connection_core* c);
+
+  mutable std::mutex mtx_;
+  connection_core* head_ = nullptr;
+  std::size_t size_ = 0;
+};
+
 /// Everything a connection actor starts with.
 struct connection_args {
   /// The socket (or a fake one in tests).
@@ -70,6 +94,8 @@ struct connection_args {
   caf::actor idle_clock;
   /// How long to wait for the peer's close frame after sending ours.
   std::chrono::milliseconds close_timeout{5000};
+  /// The server's list of live connections (may be null).
+  std::shared_ptr<connection_list> list;
 };
 
 /// The state and logic of one connection; runs inside its actor.
@@ -162,6 +188,8 @@ private:
   void guarded(F&& f);
   void add_stats();
   void count_drop();
+  // Leaves list_ (once).
+  void unlist() noexcept;
   // Stops reading a peer whose backlog is too large (see connection.cpp).
   void pause_if_backlogged(std::size_t remaining);
 
@@ -172,6 +200,12 @@ private:
   caf::actor idle_clock_; // null: this connection times its own ticks
   std::shared_ptr<topic_counts> counts_;
   std::shared_ptr<server_stats> stats_;
+  // The server's connection list and this connection's neighbours in it
+  // (guarded by the list's mutex).
+  friend class connection_list;
+  std::shared_ptr<connection_list> list_;
+  connection_core* prev_ = nullptr;
+  connection_core* next_ = nullptr;
   const websocket_options& opts_; // the hooks' own
   std::chrono::milliseconds close_timeout_;
   net::frame_parser parser_;

@@ -17,7 +17,8 @@ server_core::server_core(herald::runtime& rt, server_config cfg)
   : rt_(rt),
     cfg_(std::move(cfg)),
     counts_(std::make_shared<topic_counts>()),
-    stats_(std::make_shared<server_stats>()) {
+    stats_(std::make_shared<server_stats>()),
+    conns_(std::make_shared<connection_list>()) {
   registry_ = spawn_topic_registry(rt_.system(), counts_);
   idle_clock_ = spawn_idle_clock(rt_.system());
 }
@@ -52,9 +53,8 @@ void server_core::stop() {
     if (stopped_)
       return;
     stopped_ = true;
-    for (auto& [id, hdl] : conns_)
-      conns.push_back(hdl);
   }
+  conns = conns_->handles();
   if (http_) {
     http_->stop();
     // The listener holds this core as its handler: break the cycle.
@@ -68,12 +68,8 @@ void server_core::stop() {
   auto deadline = std::chrono::steady_clock::now() + cfg_.shutdown_timeout;
   while (connection_count() > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds{10});
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    for (auto& [id, hdl] : conns_)
-      caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
-    conns_.clear();
-  }
+  for (auto& hdl : conns_->handles())
+    caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(registry_, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(idle_clock_, caf::exit_reason::user_shutdown);
   // Waits for the I/O thread (not under mtx_: I/O handlers take it). The
@@ -103,8 +99,7 @@ std::size_t server_core::topic_count() const {
 }
 
 std::size_t server_core::connection_count() const {
-  std::lock_guard<std::mutex> guard{mtx_};
-  return conns_.size();
+  return conns_->size();
 }
 
 void server_core::publish(std::string_view topic, net::frame_ptr frame,
@@ -124,7 +119,7 @@ bool server_core::accepting_upgrades() {
   std::lock_guard<std::mutex> guard{mtx_};
   if (stopped_)
     return false;
-  return cfg_.max_connections == 0 || conns_.size() < cfg_.max_connections;
+  return cfg_.max_connections == 0 || conns_->size() < cfg_.max_connections;
 }
 
 void server_core::count_http(bool refused_upgrade) {
@@ -148,19 +143,9 @@ void server_core::upgraded(request& req, net::transport_ptr t,
   for (auto& [k, v] : req.upgrade_headers())
     if (net::has_token(k, "sec-websocket-protocol"))
       args.protocol = v;
-  auto hdl = spawn_connection(rt_.system(), std::move(args));
-  auto id = hdl.id();
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    conns_.emplace(id, hdl);
-  }
-  std::weak_ptr<server_core> weak = shared_from_this();
-  hdl->attach_functor([weak, id] {
-    if (auto self = weak.lock()) {
-      std::lock_guard<std::mutex> guard{self->mtx_};
-      self->conns_.erase(id);
-    }
-  });
+  // The connection joins conns_ as it is made and leaves as it stops.
+  args.list = conns_;
+  spawn_connection(rt_.system(), std::move(args));
 }
 
 } // namespace herald

@@ -21,6 +21,8 @@
 
 namespace herald {
 
+class connection_list;
+
 /// Server settings that do not depend on the data type.
 struct server_config {
   /// Address to listen on ("0.0.0.0" for all IPv4 interfaces).
@@ -102,7 +104,8 @@ private:
   std::uint16_t bound_port_ = 0;
   std::string bound_host_;
   mutable std::mutex mtx_;
-  std::unordered_map<caf::actor_id, caf::actor> conns_;
+  // The live connections (see connection.hpp).
+  std::shared_ptr<connection_list> conns_;
   bool stopped_ = false;
 };
 

@@ -63,6 +63,8 @@ struct fixture : test_coordinator_fixture<> {
     sched.run();
   }
 
+  std::shared_ptr<herald::connection_list> list; // joined when set
+
   conn connect(std::string name, std::string response = {}) {
     auto handlers = std::make_shared<const handlers_t>(h);
     herald::connection_args args;
@@ -75,6 +77,7 @@ struct fixture : test_coordinator_fixture<> {
     args.hooks = std::make_unique<herald::typed_hooks<user>>(
       handlers, handlers->options(), user{std::move(name)});
     args.registry = registry;
+    args.list = list;
     auto a = herald::spawn_connection(sys, std::move(args));
     spawned.push_back(a);
     sched.run();
@@ -99,6 +102,27 @@ std::vector<std::byte> concat(std::vector<std::vector<std::byte>> parts) {
 } // namespace
 
 CAF_TEST_FIXTURE_SCOPE(connection_tests, fixture)
+
+CAF_TEST(connections are listed while they live) {
+  list = std::make_shared<herald::connection_list>();
+  auto ann = connect("ann");
+  auto bob = connect("bob");
+  CAF_CHECK_EQUAL(list->size(), 2u);
+  auto hs = list->handles();
+  CAF_REQUIRE_EQUAL(hs.size(), 2u);
+  CAF_CHECK((hs[0] == ann.a && hs[1] == bob.a)
+            || (hs[0] == bob.a && hs[1] == ann.a));
+  hs.clear();
+  // A close from the peer ends the actor: it leaves the list.
+  ann.t->feed(client_close(1000, "bye"));
+  step();
+  CAF_CHECK_EQUAL(list->size(), 1u);
+  // So does one killed from outside.
+  caf::anon_send_exit(bob.a, caf::exit_reason::kill);
+  step();
+  CAF_CHECK_EQUAL(list->size(), 0u);
+  CAF_CHECK(list->handles().empty());
+}
 
 CAF_TEST(open runs the open handler and starts reading) {
   auto c = connect("ann");

@@ -50,8 +50,12 @@ public:
   /// Wraps a core (serve() does this).
   server(std::shared_ptr<server_core> core,
          std::shared_ptr<const websocket_handlers<T>> handlers)
-    : core_(std::move(core)), handlers_(std::move(handlers)),
-      set_(make_handler_set(handlers_)) {}
+    : server(std::move(core), make_handler_set(std::move(handlers))) {}
+
+  /// Wraps a core whose connections share `set`.
+  server(std::shared_ptr<server_core> core,
+         std::shared_ptr<const handler_set<T>> set)
+    : core_(std::move(core)), set_(std::move(set)) {}
 
   /// Upgrades `req` to a WebSocket carrying `data`; `headers` go into the
   /// 101 response (choose a subprotocol with Sec-WebSocket-Protocol).
@@ -67,10 +71,11 @@ public:
       return false;
     }
     std::optional<net::deflate_params> deflate;
-    if (handlers_->per_message_deflate.enabled) {
+    auto& h = *set_->handlers;
+    if (h.per_message_deflate.enabled) {
       auto agreed = net::negotiate_deflate(
         req.header_values("sec-websocket-extensions"),
-        handlers_->per_message_deflate);
+        h.per_message_deflate);
       if (agreed) {
         deflate = agreed->first;
         headers.emplace_back("Sec-WebSocket-Extensions",
@@ -141,8 +146,7 @@ private:
   }
 
   std::shared_ptr<server_core> core_;
-  std::shared_ptr<const websocket_handlers<T>> handlers_;
-  std::shared_ptr<const handler_set<T>> set_; // what connections keep
+  std::shared_ptr<const handler_set<T>> set_; // connections keep it too
 };
 
 /// Starts a server on `rt`; throws std::system_error when it cannot bind.
@@ -155,18 +159,19 @@ server<T> serve(runtime& rt, serve_options<T> opts) {
   cfg.max_connections = opts.max_connections;
   cfg.redis = std::move(opts.redis);
   auto core = std::make_shared<server_core>(rt, std::move(cfg));
-  auto handlers = std::make_shared<const websocket_handlers<T>>(
-    std::move(opts.websocket));
+  // One handler set for all connections, not one per request.
+  auto set = make_handler_set(std::make_shared<const websocket_handlers<T>>(
+    std::move(opts.websocket)));
   std::weak_ptr<server_core> weak = core;
   auto fetch = std::move(opts.fetch);
-  core->start([weak, handlers, fetch](request& req) -> fetch_result {
+  core->start([weak, set, fetch](request& req) -> fetch_result {
     auto c = weak.lock();
     if (!c || !fetch)
       return std::nullopt;
-    server<T> srv{std::move(c), handlers};
+    server<T> srv{std::move(c), set};
     return fetch(req, srv);
   });
-  return server<T>{std::move(core), std::move(handlers)};
+  return server<T>{std::move(core), std::move(set)};
 }
 
 } // namespace herald

@@ -44,6 +44,9 @@ void usage(std::FILE* out) {
     "  --redis URL     share the room with other instances through Redis\n"
     "  --send-buffer N SO_SNDBUF of WebSocket sockets, 0: the kernel's "
     "autotuning\n                  (default 0; http.websocket_send_buffer)\n"
+    "  --release-check MS  runtime_options::release_check: hand free heap\n"
+    "                  back once quiet, checked every MS ms, 0: never\n"
+    "                  (default 1000)\n"
     "  --help          this text\n",
     out);
 }
@@ -76,6 +79,7 @@ int main(int argc, char** argv) {
   long clients = 32;
   long threads = 0;
   long send_buffer = 0;
+  long release_check_ms = 1000;
   herald::redis_options redis;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
@@ -100,6 +104,8 @@ int main(int argc, char** argv) {
       threads = std::strtol(value(), nullptr, 10);
     } else if (arg == "--send-buffer") {
       send_buffer = std::strtol(value(), nullptr, 10);
+    } else if (arg == "--release-check") {
+      release_check_ms = std::strtol(value(), nullptr, 10);
     } else if (arg == "--redis") {
       redis.url = value();
     } else {
@@ -110,7 +116,7 @@ int main(int argc, char** argv) {
     }
   }
   if (port < 0 || port > 65535 || clients < 1 || threads < 0
-      || send_buffer < 0) {
+      || send_buffer < 0 || release_check_ms < 0) {
     std::fprintf(stderr, "herald-bench-server: invalid option value\n");
     return 2;
   }
@@ -119,8 +125,9 @@ int main(int argc, char** argv) {
   // Without Redis "ready" goes to the room, as before.
   const std::string ready_topic =
     redis.url.empty() ? "room" : "ready:" + std::to_string(::getpid());
-  herald::runtime rt{
-    herald::runtime_options{.worker_threads = static_cast<std::size_t>(threads)}};
+  herald::runtime rt{herald::runtime_options{
+    .worker_threads = static_cast<std::size_t>(threads),
+    .release_check = std::chrono::milliseconds{release_check_ms}}};
   try {
     auto server = herald::serve<member>(rt, {
       .hostname = host,

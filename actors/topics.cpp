@@ -1,6 +1,7 @@
 #include "herald/actors/topics.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -163,30 +164,36 @@ struct topic_entry {
 class membership {
 public:
   bool contains(const std::string* t) const noexcept {
-    return first_ == t || std::find(more_.begin(), more_.end(), t) != more_.end();
+    return first_ == t
+           || (more_ && std::find(more_->begin(), more_->end(), t) != more_->end());
   }
   void add(const std::string* t) {
-    if (!first_)
+    if (!first_) {
       first_ = t;
-    else
-      more_.push_back(t);
+      return;
+    }
+    if (!more_)
+      more_ = std::make_unique<std::vector<const std::string*>>();
+    more_->push_back(t);
   }
   // Returns false when `t` was not there.
   bool remove(const std::string* t) {
     if (first_ == t) {
-      if (more_.empty()) {
+      if (!more_ || more_->empty()) {
         first_ = nullptr;
       } else {
-        first_ = more_.back();
-        more_.pop_back();
+        first_ = more_->back();
+        more_->pop_back();
       }
       return true;
     }
-    auto i = std::find(more_.begin(), more_.end(), t);
-    if (i == more_.end())
+    if (!more_)
       return false;
-    *i = more_.back();
-    more_.pop_back();
+    auto i = std::find(more_->begin(), more_->end(), t);
+    if (i == more_->end())
+      return false;
+    *i = more_->back();
+    more_->pop_back();
     return true;
   }
   bool empty() const noexcept { return first_ == nullptr; }
@@ -195,14 +202,18 @@ public:
     std::vector<std::string> out;
     if (first_)
       out.push_back(*first_);
-    for (auto t : more_)
-      out.push_back(*t);
+    if (more_)
+      for (auto t : *more_)
+        out.push_back(*t);
     return out;
   }
 
 private:
   const std::string* first_ = nullptr;
-  std::vector<const std::string*> more_;
+  // Topics after the first, made for members of more than one (16 bytes
+  // per member instead of 32 in the registry's map, which has one entry
+  // per subscriber).
+  std::unique_ptr<std::vector<const std::string*>> more_;
 };
 
 struct registry_state {

@@ -187,6 +187,28 @@ CAF_TEST(a subscriber that goes down leaves all its topics) {
   CAF_CHECK_EQUAL(*bbox, std::vector<std::string>{"y:still here"});
 }
 
+CAF_TEST(a subscriber in three topics leaves them one by one) {
+  auto [a, abox] = make_recorder();
+  subscribe("x", a);
+  subscribe("y", a);
+  subscribe("z", a);
+  subscribe("y", a); // again: no second membership
+  CAF_CHECK_EQUAL(counts->get("y"), 1u);
+  unsubscribe("x", a); // the first of its topics
+  CAF_CHECK_EQUAL(counts->get("x"), 0u);
+  publish("x", "1");
+  publish("y", "2");
+  publish("z", "3");
+  CAF_CHECK_EQUAL(*abox, (std::vector<std::string>{"y:2", "z:3"}));
+  unsubscribe("z", a);
+  publish("z", "4");
+  CAF_CHECK_EQUAL(abox->size(), 2u);
+  caf::anon_send_exit(a, caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK_EQUAL(counts->get("y"), 0u);
+  CAF_CHECK_EQUAL(counts->topics(), 0u);
+}
+
 CAF_TEST(a publish shares one frame among all subscribers) {
   std::vector<herald::net::frame_ptr> seen;
   auto keep = [&](caf::event_based_actor*, int) -> caf::behavior {

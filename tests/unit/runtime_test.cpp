@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
@@ -56,41 +57,36 @@ struct fragmented_heap {
   }
 };
 
-// Waits up to `limit` for the resident set to fall to `target_kib`; returns
-// the lowest reading.
-long wait_for_resident(long target_kib, std::chrono::milliseconds limit) {
+// Makes a fragmented heap, then a runtime with `release_check`, and waits
+// up to `limit` for the resident set to fall by 16 MiB (about 24 of the
+// 30 MiB freed lie in whole free pages). Returns {before, lowest} in KiB.
+std::pair<long, long> fragment_and_wait(std::chrono::milliseconds release_check,
+                                        std::chrono::milliseconds limit) {
+  herald::runtime_options opts;
+  opts.release_check = release_check;
+  fragmented_heap heap;
+  auto before = resident_kib();
+  herald::runtime rt{opts};
   auto low = resident_kib();
   auto deadline = std::chrono::steady_clock::now() + limit;
-  while (low > target_kib && std::chrono::steady_clock::now() < deadline) {
+  while (low > before - 16 * 1024 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(20ms);
     low = std::min(low, resident_kib());
   }
-  return low;
+  CAF_MESSAGE("resident " << before << " KiB -> " << low << " KiB");
+  return {before, low};
 }
 
 } // namespace
 
 CAF_TEST(freed heap is returned once the process is quiet) {
-  herald::runtime_options opts;
-  opts.release_check = 100ms;
-  fragmented_heap heap;
-  auto before = resident_kib();
-  herald::runtime rt{opts};
-  // About 24 MiB of the 30 freed lie in whole free pages.
-  auto low = wait_for_resident(before - 16 * 1024, 5s);
-  CAF_MESSAGE("resident " << before << " KiB -> " << low << " KiB");
+  auto [before, low] = fragment_and_wait(100ms, 5s);
   CAF_CHECK_LESS_OR_EQUAL(low, before - 16 * 1024);
 }
 
 CAF_TEST(without release checks freed heap stays resident) {
   // The counterpart of the test above: its drop is the runtime's doing,
   // not glibc's own.
-  herald::runtime_options opts;
-  opts.release_check = 0ms;
-  fragmented_heap heap;
-  auto before = resident_kib();
-  herald::runtime rt{opts};
-  auto low = wait_for_resident(before - 16 * 1024, 1500ms);
-  CAF_MESSAGE("resident " << before << " KiB -> " << low << " KiB");
+  auto [before, low] = fragment_and_wait(0ms, 1500ms);
   CAF_CHECK_GREATER(low, before - 16 * 1024);
 }

@@ -128,8 +128,6 @@ connection_core::connection_core(connection_actor* self,
     close_timeout_(args.close_timeout),
     parser_(net::frame_parser::role::server, opts_.max_payload_length) {
   hooks_->socket().bind(this);
-  if (list_)
-    list_->add(this);
   if (!args.protocol.empty())
     more().protocol = std::move(args.protocol);
   if (args.deflate) {
@@ -148,6 +146,9 @@ connection_core::connection_core(connection_actor* self,
     out().raw_bytes += r->size();
     queue_owned(std::move(r), 0); // not a message
   }
+  // Last: a constructor that throws before this leaves nothing listed.
+  if (list_)
+    list_->add(this);
 }
 
 connection_core::~connection_core() {

@@ -47,14 +47,13 @@ void server_core::start(fetch_fn fetch) {
 }
 
 void server_core::stop() {
-  std::vector<caf::actor> conns;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     if (stopped_)
       return;
     stopped_ = true;
   }
-  conns = conns_->handles();
+  auto conns = conns_->handles();
   if (http_) {
     http_->stop();
     // The listener holds this core as its handler: break the cycle.

@@ -45,6 +45,7 @@ void tune_allocator() {
 #endif
 }
 
+#if defined(__GLIBC__)
 // CPU time (user + system) of the whole process so far.
 std::chrono::microseconds process_cpu() {
   rusage ru{};
@@ -65,6 +66,7 @@ long resident_kib() {
   }
   return resident * (::sysconf(_SC_PAGESIZE) / 1024);
 }
+#endif
 
 } // namespace
 

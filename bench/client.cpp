@@ -125,15 +125,25 @@ std::int64_t realtime_ns() {
   return std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
-// utime + stime of a process in seconds (from /proc/PID/stat), -1 if unknown.
-double process_cpu(int pid) {
+// CPU time of a process in seconds (utime and stime from /proc/PID/stat):
+// user is the process's own code, system the kernel's work on its behalf
+// (for a server: mostly copying into sockets and TCP, on loopback also the
+// receiving side's TCP). Both -1 if unknown.
+struct cpu_times {
+  double user = -1;
+  double system = -1;
+  bool known() const { return user >= 0; }
+  double total() const { return known() ? user + system : -1; }
+};
+
+cpu_times process_cpu(int pid) {
   if (pid <= 0)
-    return -1;
+    return {};
   std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
   std::string s{std::istreambuf_iterator<char>{in}, {}};
   auto close = s.rfind(')');
   if (close == std::string::npos)
-    return -1;
+    return {};
   std::istringstream rest{s.substr(close + 2)};
   std::string field;
   unsigned long long utime = 0, stime = 0;
@@ -144,8 +154,8 @@ double process_cpu(int pid) {
     else if (i == 15)
       stime = std::stoull(field);
   }
-  return static_cast<double>(utime + stime)
-         / static_cast<double>(sysconf(_SC_CLK_TCK));
+  auto tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return {static_cast<double>(utime) / tick, static_cast<double>(stime) / tick};
 }
 
 // Resident memory of a process in KiB (VmRSS), -1 if unknown.
@@ -873,23 +883,19 @@ private:
 
     auto t0 = clock_type::now();
     auto last_report = t0;
-    double cpu0 = 0, self0 = 0, t_measure = 0;
+    double t_measure = 0;
     tick_ = [&] {
       auto now = clock_type::now();
       if (!measuring_ && !stopping_ && seconds_since(t0) >= o_.warmup) {
         measuring_ = true;
         measure_start_ = now;
-        cpu0 = process_cpu(o_.server_pid);
-        self0 = self_cpu();
-        sys0_ = system_busy_cpu();
+        begin_cpu();
       }
       if (measuring_ && seconds_since(measure_start_) >= o_.duration) {
         t_measure = seconds_since(measure_start_);
         measuring_ = false;
         stopping_ = true;
-        server_cpu_ = o_.server_pid > 0 ? process_cpu(o_.server_pid) - cpu0 : -1;
-        client_cpu_ = self_cpu() - self0;
-        system_cpu_ = system_busy_cpu() - sys0_;
+        end_cpu();
       }
       if (std::chrono::duration<double>(now - last_report).count() >= 1.0) {
         if (!o_.quiet)
@@ -959,24 +965,20 @@ private:
     auto next_send = t0;
     auto interval = std::chrono::microseconds{o_.interval_ms * 1000};
     tick_ms_ = 1;
-    double cpu0 = 0, self0 = 0, t_measure = 0;
+    double t_measure = 0;
     tick_ = [&] {
       auto now = clock_type::now();
       if (!measuring_ && !stopping_ && seconds_since(t0) >= o_.warmup) {
         measuring_ = true;
         first_measured_seq_ = seq;
         measure_start_ = now;
-        cpu0 = process_cpu(o_.server_pid);
-        self0 = self_cpu();
-        sys0_ = system_busy_cpu();
+        begin_cpu();
       }
       if (measuring_ && seconds_since(measure_start_) >= o_.duration) {
         t_measure = seconds_since(measure_start_);
         measuring_ = false;
         stopping_ = true;
-        server_cpu_ = o_.server_pid > 0 ? process_cpu(o_.server_pid) - cpu0 : -1;
-        client_cpu_ = self_cpu() - self0;
-        system_cpu_ = system_busy_cpu() - sys0_;
+        end_cpu();
       }
       if (!stopping_ && now >= next_send) {
         std::string frame;
@@ -1052,22 +1054,18 @@ private:
     for (auto& c : conns_)
       start_connect(c, true);
     auto t0 = clock_type::now();
-    double cpu0 = 0, self0 = 0, t_measure = 0;
+    double t_measure = 0;
     tick_ = [&] {
       if (!measuring_ && !stopping_ && seconds_since(t0) >= o_.warmup) {
         measuring_ = true;
         measure_start_ = clock_type::now();
-        cpu0 = process_cpu(o_.server_pid);
-        self0 = self_cpu();
-        sys0_ = system_busy_cpu();
+        begin_cpu();
       }
       if (measuring_ && seconds_since(measure_start_) >= o_.duration) {
         t_measure = seconds_since(measure_start_);
         measuring_ = false;
         stopping_ = true;
-        server_cpu_ = o_.server_pid > 0 ? process_cpu(o_.server_pid) - cpu0 : -1;
-        client_cpu_ = self_cpu() - self0;
-        system_cpu_ = system_busy_cpu() - sys0_;
+        end_cpu();
       }
     };
     loop_until([&] { return stopping_; }, o_.warmup + o_.duration + o_.timeout);
@@ -1111,11 +1109,15 @@ private:
         || o_.m == mode::latency) {
       std::printf(" seconds=%.3f count=%llu rate=%.0f", secs,
                   static_cast<unsigned long long>(count), rate);
-      if (server_cpu_ >= 0)
-        std::printf(" server_cpu_s=%.3f server_cpu_ns=%.1f server_util=%.3f",
-                    server_cpu_,
-                    count ? server_cpu_ * 1e9 / static_cast<double>(count) : 0,
-                    secs > 0 ? server_cpu_ / secs : 0);
+      if (server_cpu_ >= 0) {
+        auto per = [&](double cpu) {
+          return count ? cpu * 1e9 / static_cast<double>(count) : 0;
+        };
+        std::printf(" server_cpu_s=%.3f server_cpu_ns=%.1f server_util=%.3f"
+                    " server_sys_ns=%.1f",
+                    server_cpu_, per(server_cpu_),
+                    secs > 0 ? server_cpu_ / secs : 0, per(server_sys_));
+      }
       std::printf(" client_cpu_s=%.3f client_cpu_ns=%.1f client_util=%.3f",
                   client_cpu_,
                   count ? client_cpu_ * 1e9 / static_cast<double>(count) : 0,
@@ -1178,10 +1180,32 @@ private:
   clock_type::time_point measure_start_;
   std::uint64_t measured_ = 0;
   std::uint64_t second_count_ = 0;
+  // CPU time of the measured window (begin_cpu .. end_cpu): the server's
+  // (-1 without --server-pid) with its kernel share, this client's, and
+  // the whole machine's busy time.
   double server_cpu_ = -1;
+  double server_sys_ = -1;
   double client_cpu_ = 0;
-  double sys0_ = 0;
   double system_cpu_ = -1;
+  cpu_times server0_;
+  double self0_ = 0;
+  double sys0_ = 0;
+
+  void begin_cpu() {
+    server0_ = process_cpu(o_.server_pid);
+    self0_ = self_cpu();
+    sys0_ = system_busy_cpu();
+  }
+
+  void end_cpu() {
+    auto server = process_cpu(o_.server_pid);
+    if (server.known() && server0_.known()) {
+      server_cpu_ = server.total() - server0_.total();
+      server_sys_ = server.system - server0_.system;
+    }
+    client_cpu_ = self_cpu() - self0_;
+    system_cpu_ = system_busy_cpu() - sys0_;
+  }
 
   // throughput
   std::vector<std::string> msgs_;

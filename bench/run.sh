@@ -293,8 +293,8 @@ summary() {
   local line="$1"
   get() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $line"; }
   case "$(get mode)" in
-    throughput) printf '%s deliveries/s, server %s ns/delivery (%s cores busy), client %s cores, other %s cores, verified=%s' \
-                  "$(get rate)" "$(get server_cpu_ns)" "$(get server_util)" "$(get client_util)" "$(get other_util)" "$(get verified)" ;;
+    throughput) printf '%s deliveries/s, server %s ns/delivery (%s in the kernel; %s cores busy), client %s cores, other %s cores, verified=%s' \
+                  "$(get rate)" "$(get server_cpu_ns)" "$(get server_sys_ns)" "$(get server_util)" "$(get client_util)" "$(get other_util)" "$(get verified)" ;;
     latency) printf 'p50 %s us, p99 %s us (%s samples), verified=%s' \
                "$(get p50_us)" "$(get p99_us)" "$(get samples)" "$(get verified)" ;;
     idle) printf 'RSS %s -> %s KiB, %s bytes/connection, verified=%s' \
@@ -431,7 +431,7 @@ for suite in "${suites[@]}"; do
       [ "$smoke" = 1 ] || scs+=("chat-32-4k")
       for sc in "${scs[@]}"; do
         table "$sc" rate "deliveries/s" server_cpu_ns "server CPU ns/delivery" \
-          server_other_cpu_ns "server+other ns/delivery" \
+          server_sys_ns "of which kernel (system)" server_other_cpu_ns "server+other ns/delivery" \
           server_util "server cores busy" client_util "client cores busy" \
           other_util "other cores busy"
       done

@@ -144,7 +144,21 @@ void server_core::upgraded(request& req, net::transport_ptr t,
       args.protocol = v;
   // The connection joins conns_ as it is made and leaves as it stops.
   args.list = conns_;
-  spawn_connection(rt_.system(), std::move(args));
+  auto conn = spawn_connection(rt_.system(), std::move(args));
+  // accepting_upgrades() said yes before the 101 was made; if stop() has
+  // run since, it may have taken its handles before this connection joined
+  // the list. stop() sets stopped_ before it takes them, and the connection
+  // joined before this reads stopped_: one of the two sees the other, so
+  // every connection hears the 1001 (one that hears it twice closes once).
+  bool stopping = false;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    stopping = stopped_;
+  }
+  if (stopping)
+    caf::anon_send(conn, caf::close_atom::value,
+                   int{net::close_code::going_away},
+                   std::string{"server shutting down"});
 }
 
 } // namespace herald

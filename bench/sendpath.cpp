@@ -1,0 +1,246 @@
+// The kernel's cost of sending the same bytes two ways over loopback TCP:
+// copied from user memory (sendmsg with an iovec per frame, as Herald's
+// gathered writes do) or as page references (sendfile from a memfd that
+// holds the frames: the pages go into the socket buffers and the receiver's
+// recv copies them out). No WebSocket, no Herald: one sending process
+// writes a ring of pre-built frames to N sockets as fast as they drain, a
+// reader process reads them and throws them away. Prints the sender's user
+// and system CPU per frame. See bench/README.md, "Ninth round".
+//
+//   herald-bench-sendpath [--mode copy|sendfile] [--conns N] [--frame BYTES]
+//                         [--seconds S] [--batch FRAMES]
+#include <arpa/inet.h>
+#include <climits>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct options {
+  std::string mode = "copy";
+  int conns = 32;
+  std::size_t frame = 4100; // a 4 KiB text message with its 4-byte header
+  double seconds = 5;
+  std::size_t batch = 128;  // frames per call at most
+};
+
+[[noreturn]] void die(const char* what) {
+  std::perror(what);
+  std::exit(1);
+}
+
+[[noreturn]] void usage(int code) {
+  std::fputs("usage: herald-bench-sendpath [--mode copy|sendfile] "
+             "[--conns N] [--frame BYTES]\n"
+             "                             [--seconds S] [--batch FRAMES]\n",
+             code == 0 ? stdout : stderr);
+  std::exit(code);
+}
+
+options parse(int argc, char** argv) {
+  options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help")
+      usage(0);
+    if (i + 1 >= argc)
+      usage(2);
+    std::string v = argv[++i];
+    if (a == "--mode")
+      o.mode = v;
+    else if (a == "--conns")
+      o.conns = std::atoi(v.c_str());
+    else if (a == "--frame")
+      o.frame = std::strtoul(v.c_str(), nullptr, 10);
+    else if (a == "--seconds")
+      o.seconds = std::atof(v.c_str());
+    else if (a == "--batch")
+      o.batch = std::strtoul(v.c_str(), nullptr, 10);
+    else
+      usage(2);
+  }
+  if ((o.mode != "copy" && o.mode != "sendfile") || o.conns < 1
+      || o.frame < 1 || o.seconds <= 0 || o.batch < 1 || o.batch > IOV_MAX)
+    usage(2);
+  return o;
+}
+
+// The reader: connects `conns` sockets and drains them until they close.
+[[noreturn]] void reader(const sockaddr_in& addr, int conns) {
+  int ep = epoll_create1(0);
+  for (int i = 0; i < conns; ++i) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0 || connect(s, reinterpret_cast<const sockaddr*>(&addr),
+                         sizeof addr) != 0)
+      die("reader connect");
+    fcntl(s, F_SETFL, O_NONBLOCK);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.fd = s;
+    epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev);
+  }
+  std::vector<char> buf(256 * 1024);
+  int open = conns;
+  epoll_event evs[64];
+  while (open > 0) {
+    int n = epoll_wait(ep, evs, 64, -1);
+    for (int i = 0; i < n; ++i) {
+      for (;;) {
+        auto r = read(evs[i].data.fd, buf.data(), buf.size());
+        if (r > 0)
+          continue;
+        if (r == 0 || errno != EAGAIN) {
+          close(evs[i].data.fd);
+          --open;
+        }
+        break;
+      }
+    }
+  }
+  _exit(0);
+}
+
+double cpu_ns(const timeval& tv) {
+  return static_cast<double>(tv.tv_sec) * 1e9
+         + static_cast<double>(tv.tv_usec) * 1e3;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  auto o = parse(argc, argv);
+  std::signal(SIGPIPE, SIG_IGN);
+  int ls = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  if (ls < 0
+      || bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0
+      || listen(ls, 1024) != 0
+      || getsockname(ls, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    die("listen");
+  pid_t child = fork();
+  if (child < 0)
+    die("fork");
+  if (child == 0)
+    reader(addr, o.conns);
+  std::vector<int> socks;
+  for (int i = 0; i < o.conns; ++i) {
+    int s = accept(ls, nullptr, nullptr);
+    if (s < 0)
+      die("accept");
+    fcntl(s, F_SETFL, O_NONBLOCK);
+    socks.push_back(s);
+  }
+  // The ring of frames every socket cycles through: in memory for copy,
+  // in a memfd for sendfile (written once, never changed, so pages still
+  // referenced by socket buffers never change under them).
+  constexpr std::size_t ring_frames = 256;
+  std::vector<char> ring(o.frame * ring_frames);
+  for (std::size_t i = 0; i < ring.size(); ++i)
+    ring[i] = static_cast<char>('a' + i % 26);
+  int mfd = memfd_create("herald-sendpath", 0);
+  if (mfd < 0 || write(mfd, ring.data(), ring.size())
+                   != static_cast<ssize_t>(ring.size()))
+    die("memfd");
+  int ep = epoll_create1(0);
+  for (int i = 0; i < o.conns; ++i) {
+    epoll_event ev{};
+    ev.events = EPOLLOUT | EPOLLET;
+    ev.data.u32 = static_cast<std::uint32_t>(i);
+    epoll_ctl(ep, EPOLL_CTL_ADD, socks[static_cast<std::size_t>(i)], &ev);
+  }
+  std::vector<std::size_t> pos(socks.size(), 0); // offset in the ring
+  std::vector<iovec> iov(o.batch);
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
+  auto warmup = std::chrono::duration<double>(1.0);
+  auto total = std::chrono::duration<double>(1.0 + o.seconds);
+  bool measuring = false;
+  rusage r0{};
+  clock::time_point m0;
+  unsigned long long bytes = 0, calls = 0;
+  epoll_event evs[64];
+  for (;;) {
+    auto now = clock::now();
+    if (!measuring && now - t0 >= warmup) {
+      measuring = true;
+      m0 = now;
+      bytes = calls = 0;
+      getrusage(RUSAGE_SELF, &r0);
+    }
+    if (now - t0 >= total)
+      break;
+    int n = epoll_wait(ep, evs, 64, 100);
+    for (int k = 0; k < n; ++k) {
+      auto i = evs[k].data.u32;
+      int s = socks[i];
+      for (;;) {
+        std::size_t p = pos[i];
+        ssize_t w;
+        if (o.mode == "copy") {
+          std::size_t c = 0, off = p;
+          while (c < o.batch && off < ring.size()) {
+            auto l = o.frame - off % o.frame;
+            iov[c++] = {ring.data() + off, l};
+            off += l;
+          }
+          msghdr m{};
+          m.msg_iov = iov.data();
+          m.msg_iovlen = c;
+          w = sendmsg(s, &m, MSG_NOSIGNAL);
+        } else {
+          off_t off = static_cast<off_t>(p);
+          w = sendfile(s, mfd, &off,
+                       std::min(ring.size() - p, o.batch * o.frame));
+        }
+        ++calls;
+        if (w <= 0) {
+          if (w < 0 && errno != EAGAIN)
+            die("send");
+          break;
+        }
+        bytes += static_cast<unsigned long long>(w);
+        pos[i] = (p + static_cast<std::size_t>(w)) % ring.size();
+      }
+    }
+  }
+  rusage r1{};
+  getrusage(RUSAGE_SELF, &r1);
+  double secs = std::chrono::duration<double>(clock::now() - m0).count();
+  for (int s : socks)
+    close(s);
+  int status = 0;
+  waitpid(child, &status, 0);
+  double frames = static_cast<double>(bytes) / static_cast<double>(o.frame);
+  if (frames <= 0) {
+    std::fprintf(stderr, "herald-bench-sendpath: nothing was sent\n");
+    return 1;
+  }
+  std::printf("RESULT mode=%s conns=%d frame=%zu frames_per_s=%.0f "
+              "user_ns=%.1f sys_ns=%.1f frames_per_call=%.1f\n",
+              o.mode.c_str(), o.conns, o.frame, frames / secs,
+              (cpu_ns(r1.ru_utime) - cpu_ns(r0.ru_utime)) / frames,
+              (cpu_ns(r1.ru_stime) - cpu_ns(r0.ru_stime)) / frames,
+              frames / static_cast<double>(calls));
+  return 0;
+}

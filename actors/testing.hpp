@@ -613,7 +613,8 @@ public:
       stats_(std::make_shared<server_stats>()),
       registry_(spawn_topic_registry(this->sys, counts_)),
       idle_clock_(spawn_idle_clock(this->sys)),
-      handlers_(std::make_shared<const handlers_type>(std::move(handlers))) {
+      set_(make_handler_set(
+        std::make_shared<const handlers_type>(std::move(handlers)))) {
     // Nop.
   }
 
@@ -636,10 +637,11 @@ public:
   /// Replaces the handlers for connections made from now on (like starting
   /// the server with other handlers; open connections keep theirs).
   void set_handlers(handlers_type handlers) {
-    handlers_ = std::make_shared<const handlers_type>(std::move(handlers));
+    set_ = make_handler_set(
+      std::make_shared<const handlers_type>(std::move(handlers)));
   }
   /// The handlers new connections get.
-  const handlers_type& handlers() const noexcept { return *handlers_; }
+  const handlers_type& handlers() const noexcept { return *set_->handlers; }
 
   // -- clients --------------------------------------------------------------------
 
@@ -647,12 +649,13 @@ public:
   /// had succeeded, and runs until idle (so `open` has run).
   client& connect(T data = T{}, client_options opts = {}) {
     std::optional<net::deflate_params> deflate;
-    if (handlers_->per_message_deflate.enabled && !opts.extensions.empty())
+    auto& hs = *set_->handlers;
+    if (hs.per_message_deflate.enabled && !opts.extensions.empty())
       if (auto agreed = net::negotiate_deflate(
-            opts.extensions, handlers_->per_message_deflate))
+            opts.extensions, hs.per_message_deflate))
         deflate = agreed->first;
-    return attach(std::make_unique<typed_hooks<T>>(
-                    handlers_, handlers_->options(), std::move(data)),
+    // One handler set for all connections, as serve() makes one per server.
+    return attach(std::make_unique<typed_hooks<T>>(set_, std::move(data)),
                   std::move(opts), deflate);
   }
 
@@ -664,7 +667,7 @@ public:
   /// its other members (publish, subscriber_count, ...) must not be called.
   template <class Fetch>
   fetch_outcome<T> fetch(Fetch&& fn, request req, client_options opts = {}) {
-    server<T> srv{nullptr, handlers_};
+    server<T> srv{nullptr, set_->handlers};
     fetch_result result;
     try {
       result = fn(req, srv);
@@ -859,7 +862,7 @@ private:
   std::shared_ptr<server_stats> stats_;
   caf::actor registry_;
   caf::actor idle_clock_; // the idle ticks, as a server's
-  std::shared_ptr<const handlers_type> handlers_;
+  std::shared_ptr<const handler_set<T>> set_;
   std::shared_ptr<bool> armed_ = std::make_shared<bool>(true);
   std::vector<std::unique_ptr<client>> clients_;
 };

@@ -13,6 +13,17 @@
 
 namespace herald {
 
+namespace {
+
+// What every connection hears when its server stops.
+void say_going_away(const caf::actor& conn) {
+  caf::anon_send(conn, caf::close_atom::value,
+                 int{net::close_code::going_away},
+                 std::string{"server shutting down"});
+}
+
+} // namespace
+
 server_core::server_core(herald::runtime& rt, server_config cfg)
   : rt_(rt),
     cfg_(std::move(cfg)),
@@ -60,8 +71,7 @@ void server_core::stop() {
     http_.reset();
   }
   for (auto& c : conns)
-    caf::anon_send(c, caf::close_atom::value, int{net::close_code::going_away},
-                   std::string{"server shutting down"});
+    say_going_away(c);
   conns.clear();
   // Give connections time to send their close frames and hear the answer.
   auto deadline = std::chrono::steady_clock::now() + cfg_.shutdown_timeout;
@@ -156,9 +166,7 @@ void server_core::upgraded(request& req, net::transport_ptr t,
     stopping = stopped_;
   }
   if (stopping)
-    caf::anon_send(conn, caf::close_atom::value,
-                   int{net::close_code::going_away},
-                   std::string{"server shutting down"});
+    say_going_away(conn);
 }
 
 } // namespace herald

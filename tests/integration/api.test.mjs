@@ -55,8 +55,10 @@ describe('server API (herald-test-server)', () => {
     assert.equal(open.target, `/api?name=${name}&x=%C3%A9`);
     assert.equal(open.user_agent, 'herald-itest/1.0');
     assert.equal(open.remote, `127.0.0.1:${localPort}`);
-    assert.equal(open.remote_address, open.remote,
-                 'ws.remote_address() matches the request');
+    assert.equal(open.remote_endpoint, open.remote,
+                 'ws.remote_endpoint() matches the request');
+    assert.equal(open.remote_address, '127.0.0.1',
+                 "ws.remote_address() is the address, as Bun's remoteAddress");
     assert.equal(open.protocol, '');
     assert.equal(open.ready_state, 1, 'open in the open handler');
     assert.equal(open.counter, 0);
@@ -114,7 +116,7 @@ describe('server API (herald-test-server)', () => {
     const c = await api();
     assert.equal(await c.ask('state'), 'state 1');
     assert.equal(await c.ask('remote'),
-                 `remote 127.0.0.1:${c.ws._socket.localPort}`);
+                 `remote 127.0.0.1:${c.ws._socket.localPort} 127.0.0.1`);
   });
 
   // -- send's return value, buffered_amount, cork ---------------------------

@@ -112,6 +112,22 @@ describe('server API (herald-test-server)', () => {
          assert.equal(await c.ask('nonsense'), 'unknown command nonsense');
        });
 
+  test('handlers reach their server: ws.server().publish and ' +
+       'subscriber_count', T, async () => {
+    const topic = uniqueName('srv');
+    const a = await api();
+    const b = await api();
+    assert.equal(await a.ask(`sub ${topic}`), `subscribed ${topic}`);
+    assert.equal(await b.ask(`sub ${topic}`), `subscribed ${topic}`);
+    await a.send(`server-pub ${topic} hello`);
+    // The server's publish excludes nobody: a gets it too, besides the
+    // reply, in either order.
+    const got = [await a.nextText(), await a.nextText()].sort();
+    assert.match(got[0], /^hello$/);
+    assert.match(got[1], /^server-published \d+ 2$/);
+    assert.equal(await b.nextText(), 'hello');
+  });
+
   test('ready_state and remote_address', T, async () => {
     const c = await api();
     assert.equal(await c.ask('state'), 'state 1');

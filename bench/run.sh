@@ -9,7 +9,8 @@
 #                512 clients, 32 clients with 4 KiB messages
 #   latency      publish-to-delivery time, 1,000 subscribers on one topic
 #   idle         resident memory per idle connection, 10,000 connections
-#   handshake    WebSocket handshakes per second
+#   handshake    WebSocket handshakes per second; for Herald also with a
+#                deferred fetch (every upgrade completed by an actor)
 #
 # Options:
 #   --build-dir DIR   CMake build directory (default: build-bench/ made by
@@ -70,6 +71,7 @@ nice_level=0
 rt=0
 smoke=0
 herald_args=()
+scenario_herald_args=() # extra herald arguments of one scenario
 suites=()
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
@@ -184,7 +186,7 @@ prio() {
 start_server() {
   local name="$1" expected="$2" log="$3"
   case "$name" in
-    herald) prio server "$server_bin" --port 0 --clients "$expected" ${herald_args[@]+"${herald_args[@]}"} >"$log" 2>&1 & ;;
+    herald) prio server "$server_bin" --port 0 --clients "$expected" ${herald_args[@]+"${herald_args[@]}"} ${scenario_herald_args[@]+"${scenario_herald_args[@]}"} >"$log" 2>&1 & ;;
     bun) prio server "$bun_bin" "$here/bun/server.mjs" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
     node) prio server node "$here/node/server.mjs" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
   esac
@@ -417,6 +419,15 @@ for suite in "${suites[@]}"; do
       echo "-- handshakes: 32 parallel connect/upgrade/reset loops"
       # The room never fills: no "ready" for this one.
       scenario "handshake" 1000000000 --mode handshake --clients 32 "${common[@]}"
+      if [[ " ${server_list[*]} " == *" herald "* ]]; then
+        echo "-- handshakes with a deferred fetch (herald: an actor completes every upgrade)"
+        saved_servers=("${server_list[@]}")
+        server_list=(herald)
+        scenario_herald_args=(--defer)
+        scenario "handshake-deferred" 1000000000 --mode handshake --clients 32 "${common[@]}"
+        scenario_herald_args=()
+        server_list=("${saved_servers[@]}")
+      fi
       ;;
   esac
 done
@@ -446,6 +457,15 @@ for suite in "${suites[@]}"; do
     handshake)
       table "handshake" rate "handshakes/s" server_cpu_ns "server CPU ns/handshake" \
         client_util "client cores busy"
+      if [[ " ${server_list[*]} " == *" herald "* ]]; then
+        read -r ms sds _ _ _ < <(stats "handshake" herald rate)
+        read -r md sdd _ _ _ < <(stats "handshake-deferred" herald rate)
+        read -r cs _ _ _ _ < <(stats "handshake" herald server_cpu_ns)
+        read -r cd _ _ _ _ < <(stats "handshake-deferred" herald server_cpu_ns)
+        printf '\nhandshake, herald: deferred fetch vs synchronous\n'
+        printf '  synchronous %s handshakes/s (%s ns/handshake), deferred %s handshakes/s (%s ns/handshake): deferred/sync %s\n' \
+          "$(fmt "$ms" "$sds")" "$(fmt "$cs" 0)" "$(fmt "$md" "$sdd")" "$(fmt "$cd" 0)" "$(ratio "$md" "$ms")"
+      fi
       ;;
   esac
 done

@@ -166,3 +166,29 @@ describe('deferred fetch bound', () => {
            w.sock.destroy();
        });
 });
+
+describe('herald-echo --auth-delay-ms', () => {
+  let server;
+  serveWithBystander('HERALD_ECHO', { args: ['--auth-delay-ms', '1500'] },
+                     (s) => { server = s; });
+
+  test('upgrades complete after the delay and hold up no one meanwhile', T,
+       async () => {
+         const opened = [];
+         const clients = Array.from({ length: 20 }, (_, i) => {
+           const c = new Client(server.ws(`/?i=${i}`));
+           c.opened.then(() => opened.push(i));
+           return c;
+         });
+         const r = await httpRequest(`${server.httpUrl}/`);
+         assert.equal(r.status, 200);
+         assert.equal(opened.length, 0,
+                      'a plain request waited for the pending upgrades');
+         await Promise.all(clients.map((c) =>
+           withTimeout(c.opened, 10000, 'a delayed upgrade')));
+         const echoes = await Promise.all(clients.map((c, i) =>
+           c.ask(`e${i}`)));
+         echoes.forEach((e, i) => assert.equal(e, `e${i}`));
+         await Promise.all(clients.map((c) => c.close()));
+       });
+});

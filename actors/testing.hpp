@@ -771,12 +771,15 @@ public:
       case deferral::state::pending:
         return o;
       case deferral::state::completed: {
+        // The answer is taken once; settling again reports it again.
+        for (auto& [d, out] : settled_)
+          if (d == o.deferral)
+            return out;
         --server_->pending;
         auto& d = *o.deferral;
         auto out = answer(d.completed_request(), std::move(d.result()),
                           std::move(opts));
-        // Settled once: the request's data stays with the handles.
-        d.finish(deferral::state::refused);
+        settled_.emplace_back(o.deferral, out);
         return out;
       }
       default:
@@ -999,6 +1002,9 @@ private:
   caf::actor idle_clock_; // the idle ticks, as a server's
   std::shared_ptr<detail::kit_server> server_;
   std::shared_ptr<const handler_set<T>> set_;
+  // Deferred requests whose answer settle() took, and what it was.
+  std::vector<std::pair<std::shared_ptr<deferral>, fetch_outcome<T>>>
+    settled_;
   std::shared_ptr<bool> armed_ = std::make_shared<bool>(true);
   std::vector<std::unique_ptr<client>> clients_;
 };

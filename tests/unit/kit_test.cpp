@@ -729,6 +729,9 @@ CAF_TEST(a deferred upgrade waits for the actor then connects) {
   CAF_CHECK_EQUAL(done.client->texts(), strings{"welcome ann"});
   CAF_CHECK_EQUAL(subscriber_count("lobby"), 1u);
   CAF_CHECK_EQUAL(pending_requests(), 0u);
+  // Settling again reports the same answer, connects no second client.
+  CAF_CHECK_EQUAL(settle(r).client, done.client);
+  CAF_CHECK_EQUAL(clients().size(), 1u);
 }
 
 CAF_TEST(a deferred request can be refused over HTTP) {

@@ -7,8 +7,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  Client, OP, RawClient, WebSocket, sleep, startServer, stopServer,
-  uniqueName, waitCloseRecord, waitFor, withTimeout,
+  Client, OP, RawClient, WebSocket, httpRequest, sleep, startServer,
+  stopServer, uniqueName, waitCloseRecord, waitFor, withTimeout,
 } from './helpers.mjs';
 
 const T = { timeout: 20000 };
@@ -342,4 +342,35 @@ describe('graceful stop on the first signal', { concurrency: true }, () => {
            server.checkSanitizers();
          });
   }
+});
+
+describe('server.stop() from fetch', { concurrency: true }, () => {
+  test('graceful: the request is answered at once, the open client goes ' +
+       'on, the process exits when it closes', T, async () => {
+    const server = await startServer('HERALD_TEST_SERVER');
+    const a = await Client.connect(server.ws('/echo'));
+    const r = await httpRequest(`${server.httpUrl}/stop?mode=graceful`);
+    assert.deepEqual([r.status, r.body], [200, 'stopping\n']);
+    assert.equal(await a.ask('after stop'), 'after stop');
+    assert.equal(server.proc.exitCode, null, 'exited with a client open');
+    assert.deepEqual(await a.close(), { code: 1000, reason: '' });
+    const exit = await withTimeout(server.exited, 8000, 'the exit');
+    assert.deepEqual(exit, { code: 0, signal: null },
+                     `stderr:\n${server.stderr()}`);
+    server.checkSanitizers();
+  });
+
+  test('immediate: the open client gets 1001, the process exits', T,
+       async () => {
+         const server = await startServer('HERALD_TEST_SERVER');
+         const a = await Client.connect(server.ws('/echo'));
+         const r = await httpRequest(`${server.httpUrl}/stop?mode=immediate`);
+         assert.deepEqual([r.status, r.body], [200, 'stopping\n']);
+         assert.deepEqual(await a.waitClose(),
+                          { code: 1001, reason: 'server shutting down' });
+         const exit = await withTimeout(server.exited, 8000, 'the exit');
+         assert.deepEqual(exit, { code: 0, signal: null },
+                          `stderr:\n${server.stderr()}`);
+         server.checkSanitizers();
+       });
 });

@@ -22,6 +22,9 @@
 //                         timed_out, completed, refused, none) and the
 //                         server's pending_requests()
 //   GET /complete?id=X    answers handle X now: "complete true|false"
+//   GET /stop?mode=graceful|immediate[&deadline_ms=N]  server.stop(...)
+//                         from fetch: answers "stopping" at once (stop
+//                         never blocks); the process exits once stopped
 //   /throw                fetch throws -> 500
 //   /fake-upgrade         fetch returns herald::upgraded without upgrading
 //   /                     200 text
@@ -605,6 +608,16 @@ herald::fetch_result fetch(herald::request& req, server_t& srv) {
     auto ok = d.respond(herald::response{200, "late\n"});
     return herald::response{200, std::string{"complete "}
                                    + (ok ? "true" : "false") + "\n"};
+  }
+  if (path == "/stop") {
+    auto graceful = req.query("mode").value_or("") == "graceful";
+    auto ms = std::strtoll(req.query("deadline_ms").value_or("-1").c_str(),
+                           nullptr, 10);
+    srv.stop(graceful ? herald::stop_mode::graceful
+                      : herald::stop_mode::immediate,
+             ms < 0 ? std::chrono::milliseconds::max()
+                    : std::chrono::milliseconds{ms});
+    return herald::response{200, "stopping\n"};
   }
   if (path == "/throw")
     throw std::runtime_error("fetch failed on purpose");

@@ -140,11 +140,16 @@ int main(int argc, char** argv) {
   // that answers at once.
   caf::actor upgrader;
   if (defer)
-    upgrader = rt.system().spawn([] {
-      return caf::behavior{[](const herald::deferred_request<member>& d) {
-        d.upgrade(member{d.req().query("name").value_or("anonymous")});
-      }};
-    });
+    // (The default name is a spawn argument: CAF 0.17 dereferences a null
+    // argument tuple for actors spawned without any.)
+    upgrader = rt.system().spawn(
+      [](const std::string& anonymous) {
+        return caf::behavior{
+          [=](const herald::deferred_request<member>& d) {
+            d.upgrade(member{d.req().query("name").value_or(anonymous)});
+          }};
+      },
+      std::string{"anonymous"});
   try {
     auto server = herald::serve<member>(rt, {
       .hostname = host,

@@ -164,12 +164,16 @@ void admit(const herald::deferred_request<member>& d,
 }
 
 caf::actor spawn_auth(caf::actor_system& sys, std::string token) {
-  return sys.spawn([token = std::move(token)](caf::event_based_actor* self) {
-    return caf::behavior{
-      [=](const herald::deferred_request<member>& d) { admit(d, token); },
-      [=](const caf::actor& registry) { self->link_to(registry); },
-    };
-  });
+  // The token as a spawn argument: CAF 0.17 dereferences a null argument
+  // tuple for actors spawned without any.
+  return sys.spawn(
+    [](caf::event_based_actor* self, const std::string& secret) {
+      return caf::behavior{
+        [=](const herald::deferred_request<member>& d) { admit(d, secret); },
+        [=](const caf::actor& registry) { self->link_to(registry); },
+      };
+    },
+    std::move(token));
 }
 
 site::site(const std::string& dir) {

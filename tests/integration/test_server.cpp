@@ -475,7 +475,7 @@ caf::actor answerer;
 std::mutex held_mtx;
 std::map<std::string, deferred_t> held;
 
-void answer_deferred(const deferred_t& d) {
+void answer_deferred(const deferred_t& d, const std::string& route) {
   auto& req = d.req();
   auto name = req.query("name").value_or("");
   if (req.query("deny").value_or("") == "1") {
@@ -483,7 +483,7 @@ void answer_deferred(const deferred_t& d) {
     return;
   }
   conn_data data;
-  data.route = "echo";
+  data.route = route;
   data.name = name;
   data.method = std::string{req.method()};
   data.path = req.path();
@@ -493,18 +493,20 @@ void answer_deferred(const deferred_t& d) {
     d.respond(herald::response{200, "later " + name + "\n"});
 }
 
-caf::behavior answer_later(caf::event_based_actor* self) {
+// Upgrades get `route` (an argument, not a capture: CAF 0.17 dereferences
+// a null argument tuple for actors spawned without any).
+caf::behavior answer_later(caf::event_based_actor* self, std::string route) {
   return {
     [=](deferred_t& d) {
       auto ms = std::strtol(
         d.req().query("ms").value_or("0").c_str(), nullptr, 10);
       if (ms <= 0)
-        answer_deferred(d);
+        answer_deferred(d, route);
       else
         self->delayed_send(self, std::chrono::milliseconds{ms},
                            later_atom::value, std::move(d));
     },
-    [](later_atom, const deferred_t& d) { answer_deferred(d); },
+    [=](later_atom, const deferred_t& d) { answer_deferred(d, route); },
   };
 }
 
@@ -732,7 +734,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   herald::runtime rt{rt_opts};
-  answerer = rt.system().spawn(answer_later);
+  answerer = rt.system().spawn(answer_later, std::string{"echo"});
   try {
     auto handlers = make_handlers();
     handlers.max_payload_length = static_cast<std::size_t>(max_payload);

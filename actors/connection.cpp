@@ -7,6 +7,7 @@
 #include <caf/all.hpp>
 
 #include "herald/actors/log.hpp"
+#include "herald/net/http.hpp"
 
 namespace herald {
 
@@ -894,6 +895,10 @@ caf::actor basic_socket::actor() const {
 }
 
 std::string basic_socket::remote_address() const {
+  return endpoint_address(core_->remote_address());
+}
+
+std::string basic_socket::remote_endpoint() const {
   return core_->remote_address();
 }
 

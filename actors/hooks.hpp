@@ -11,6 +11,8 @@
 
 namespace herald {
 
+class server_base;
+
 /// Type-erased handlers and data of one connection.
 class connection_hooks {
 public:
@@ -41,15 +43,20 @@ template <class T>
 struct handler_set {
   std::shared_ptr<const websocket_handlers<T>> handlers;
   websocket_options options;
+  /// The server the connections belong to (`ws.server()`); weak, as the
+  /// server holds its handlers.
+  std::weak_ptr<server_base> server = {};
 };
 
-/// The handler set of `handlers`, with their own options.
+/// The handler set of `handlers`, with their own options, for connections
+/// of `srv`.
 template <class T>
 std::shared_ptr<const handler_set<T>>
-make_handler_set(std::shared_ptr<const websocket_handlers<T>> handlers) {
+make_handler_set(std::shared_ptr<const websocket_handlers<T>> handlers,
+                 std::weak_ptr<server_base> srv = {}) {
   auto opts = handlers->options();
   return std::make_shared<const handler_set<T>>(
-    handler_set<T>{std::move(handlers), opts});
+    handler_set<T>{std::move(handlers), opts, std::move(srv)});
 }
 
 /// The hooks for data type `T`.
@@ -58,7 +65,9 @@ class typed_hooks final : public connection_hooks {
 public:
   /// Binds a server's handlers to one connection's data.
   typed_hooks(std::shared_ptr<const handler_set<T>> set, T data)
-    : set_(std::move(set)), socket_(std::move(data)) {}
+    : set_(std::move(set)), socket_(std::move(data)) {
+    socket_.bind_set(&set_);
+  }
 
   /// Binds handlers with options of their own to one connection's data.
   typed_hooks(std::shared_ptr<const websocket_handlers<T>> handlers,

@@ -17,17 +17,20 @@
 #include <caf/all.hpp>
 
 #include "herald/actors/log.hpp"
+#include "herald/actors/server_core.hpp"
 
 namespace herald {
 
 namespace {
 
-// The signal handler only sets a flag; run() polls it with a timed wait
+// The signal handler only counts; run() polls the count with a timed wait
 // (nothing else is safe to do inside a signal handler).
-std::atomic<int> pending_signal{0};
+std::atomic<int> signal_count{0};
+std::atomic<int> last_signal{0};
 
 extern "C" void on_signal(int sig) {
-  pending_signal.store(sig);
+  last_signal.store(sig);
+  signal_count.fetch_add(1);
 }
 
 void tune_allocator() {
@@ -70,7 +73,7 @@ long resident_kib() {
 
 } // namespace
 
-runtime::runtime(runtime_options opts) {
+runtime::runtime(runtime_options opts) : stop_deadline_(opts.stop_deadline) {
   // Installed here, not in run(): a program that prints its address and
   // then calls run() can get SIGTERM in between; the flag is kept and
   // run() returns at once, shutting down as usual.
@@ -127,14 +130,59 @@ void runtime::on_shutdown(std::function<void()> fn) {
   shutdown_hooks_.push_back(std::move(fn));
 }
 
-void runtime::run() {
+void runtime::add_server(std::weak_ptr<server_base> srv) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  servers_.push_back(std::move(srv));
+}
+
+bool runtime::servers_stopped() const {
+  for (auto& weak : servers_)
+    if (auto srv = weak.lock(); srv && !srv->stopped())
+      return false;
+  return true;
+}
+
+void runtime::stop_servers(stop_mode mode) {
+  std::vector<std::shared_ptr<server_base>> live;
   {
-    std::unique_lock<std::mutex> guard{mtx_};
-    while (!stop_requested_ && pending_signal.load() == 0)
-      cv_.wait_for(guard, std::chrono::milliseconds{100});
+    std::lock_guard<std::mutex> guard{mtx_};
+    for (auto& weak : servers_)
+      if (auto srv = weak.lock())
+        live.push_back(std::move(srv));
   }
-  if (auto sig = pending_signal.load(); sig != 0)
-    HERALD_LOG(info, "received signal " << sig << ", shutting down");
+  for (auto& srv : live)
+    srv->stop(mode, stop_deadline_);
+}
+
+void runtime::run() {
+  int handled = 0;       // signals acted upon
+  bool stopped = false;  // stop() acted upon
+  std::unique_lock<std::mutex> guard{mtx_};
+  for (;;) {
+    auto signals = signal_count.load();
+    if (signals > handled) {
+      handled = signals;
+      auto graceful = signals == 1;
+      HERALD_LOG(info, "received signal "
+                         << last_signal.load() << ", "
+                         << (graceful ? "stopping gracefully"
+                                      : "stopping at once"));
+      guard.unlock();
+      stop_servers(graceful ? stop_mode::graceful : stop_mode::immediate);
+      guard.lock();
+    }
+    if (stop_requested_ && !stopped) {
+      stopped = true;
+      guard.unlock();
+      stop_servers(stop_mode::immediate);
+      guard.lock();
+    }
+    auto asked = handled > 0 || stopped;
+    if (servers_.empty() ? asked : servers_stopped())
+      break;
+    cv_.wait_for(guard, std::chrono::milliseconds{100});
+  }
+  guard.unlock();
   shutdown();
 }
 
@@ -174,15 +222,24 @@ void runtime::release_loop(std::chrono::milliseconds period) {
 
 void runtime::shutdown() {
   std::vector<std::function<void()>> hooks;
+  std::vector<std::shared_ptr<server_base>> live;
   {
     std::lock_guard<std::mutex> guard{mtx_};
     if (shut_down_)
       return;
     shut_down_ = true;
     hooks.swap(shutdown_hooks_);
+    for (auto& weak : servers_)
+      if (auto srv = weak.lock())
+        live.push_back(std::move(srv));
+    servers_.clear();
   }
   for (auto& fn : hooks)
     fn();
+  // Servers still running stop now; their connections need the I/O
+  // thread and the actor system until they are gone.
+  for (auto& srv : live)
+    srv->stop(stop_mode::immediate, std::chrono::milliseconds{0}).wait();
 }
 
 } // namespace herald

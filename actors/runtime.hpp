@@ -18,6 +18,18 @@
 
 namespace herald {
 
+class server_base;
+
+/// How a server stops (`server.stop(mode, deadline)`).
+enum class stop_mode {
+  /// Stop accepting; open connections go on until they end (Bun's
+  /// `server.stop()`); those still open at the deadline get 1001.
+  graceful,
+  /// Stop accepting and close every connection with 1001 now (Bun's
+  /// `server.stop(true)`).
+  immediate,
+};
+
 /// Options of a runtime.
 struct runtime_options {
   /// CAF scheduler threads; 0 picks the number of cores.
@@ -41,6 +53,10 @@ struct runtime_options {
   /// of one core) after a busy one trims once. Busy processes are left
   /// alone, so what `tune_allocator` saves is not undone. Zero: never.
   std::chrono::milliseconds release_check{1000};
+  /// On the first SIGINT/SIGTERM `run` stops every server gracefully with
+  /// this deadline (then the connections left get 1001); a second signal
+  /// stops them at once. Zero: 1001 at the first signal.
+  std::chrono::milliseconds stop_deadline{10000};
 };
 
 /// Owns the actor system and the I/O thread.
@@ -60,13 +76,19 @@ public:
   /// The I/O service.
   net::io_service& io() noexcept { return *io_; }
 
-  /// Blocks until SIGINT or SIGTERM arrives or `stop` is called, then runs
-  /// the shutdown hooks (servers close their connections with 1001).
+  /// Serves until every server has stopped, then runs the shutdown hooks.
+  /// The first SIGINT or SIGTERM stops the servers gracefully (see
+  /// runtime_options::stop_deadline), a second one at once; `stop()` stops
+  /// them at once. Without servers it returns at a signal or `stop()`.
   void run();
-  /// Makes `run` return (safe from any thread and from handlers).
+  /// Stops every server at once and makes `run` return once they are
+  /// stopped (safe from any thread and from handlers).
   void stop();
-  /// Registers work to do at shutdown (servers register themselves).
+  /// Registers work to do at shutdown.
   void on_shutdown(std::function<void()> fn);
+  /// Registers a server that `run` waits for and signals stop (serve()
+  /// does this).
+  void add_server(std::weak_ptr<server_base> srv);
 
 private:
   caf::actor_system_config cfg_;
@@ -77,6 +99,12 @@ private:
   bool stop_requested_ = false;
   bool shut_down_ = false;
   std::vector<std::function<void()>> shutdown_hooks_;
+  std::vector<std::weak_ptr<server_base>> servers_;
+  std::chrono::milliseconds stop_deadline_;
+  // Stops every live server (not under mtx_).
+  void stop_servers(stop_mode mode);
+  // True when every registered server has stopped (under mtx_).
+  bool servers_stopped() const;
   // The thread that hands back free heap (see release_check).
   std::thread releaser_;
   std::condition_variable releaser_cv_;

@@ -1,6 +1,7 @@
 #include "herald/actors/server_core.hpp"
 
 #include <thread>
+#include <vector>
 
 #include <caf/all.hpp>
 
@@ -20,6 +21,67 @@ void say_going_away(const caf::actor& conn) {
   caf::anon_send(conn, caf::close_atom::value,
                  int{net::close_code::going_away},
                  std::string{"server shutting down"});
+}
+
+using stop_tick_atom = caf::atom_constant<caf::atom("h_stick")>;
+using stop_now_atom = caf::atom_constant<caf::atom("h_snow")>;
+
+// What the stopper needs of a server: not the core itself, which may go
+// away before the stop is done.
+struct stop_plan {
+  std::shared_ptr<connection_list> conns;
+  caf::actor registry;
+  caf::actor idle_clock;
+  std::shared_ptr<net::redis_link> redis;
+  std::shared_ptr<std::promise<void>> done;
+  // When the connections left get 1001 (max: never), and how long they
+  // then have to close before they are dropped.
+  std::chrono::steady_clock::time_point tell_at;
+  std::chrono::milliseconds grace;
+};
+
+// Sees a stop through without blocking anyone: checks every 10 ms whether
+// the connections are gone, tells those left at the deadline to go away,
+// drops the ones that do not close within the grace period, then stops the
+// server's actors and reports.
+caf::behavior stopper(caf::event_based_actor* self, stop_plan plan) {
+  using clock = std::chrono::steady_clock;
+  auto st = std::make_shared<stop_plan>(std::move(plan));
+  auto drop_at = std::make_shared<clock::time_point>(clock::time_point::max());
+  auto tell = [st, drop_at] {
+    if (*drop_at != clock::time_point::max())
+      return;
+    for (auto& c : st->conns->handles())
+      say_going_away(c);
+    *drop_at = clock::now() + st->grace;
+  };
+  auto finish = [st] {
+    for (auto& hdl : st->conns->handles())
+      caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(st->registry, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(st->idle_clock, caf::exit_reason::user_shutdown);
+    // Waits for the I/O thread; the link holds Asio objects, which must go
+    // before the I/O loop does.
+    if (st->redis)
+      st->redis->close();
+    st->done->set_value();
+  };
+  self->send(self, stop_tick_atom::value);
+  return {
+    [=](stop_tick_atom) {
+      auto now = clock::now();
+      if (now >= st->tell_at)
+        tell();
+      if (st->conns->size() == 0 || now >= *drop_at) {
+        finish();
+        self->quit();
+        return;
+      }
+      self->delayed_send(self, std::chrono::milliseconds{10},
+                         stop_tick_atom::value);
+    },
+    [=](stop_now_atom) { tell(); },
+  };
 }
 
 } // namespace
@@ -48,43 +110,56 @@ void server_core::start(fetch_fn fetch) {
                .link;
   http_ = net::start_http_server(rt_.io(), cfg_.hostname, cfg_.port,
                                  cfg_.http, shared_from_this());
+  listener_ = http_;
   bound_port_ = http_->port();
   bound_host_ = http_->host();
-  std::weak_ptr<server_core> weak = shared_from_this();
-  rt_.on_shutdown([weak] {
-    if (auto self = weak.lock())
-      self->stop();
-  });
+  rt_.add_server(std::weak_ptr<server_base>{shared_from_this()});
 }
 
-void server_core::stop() {
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (stopped_)
-      return;
-    stopped_ = true;
+std::shared_future<void> server_core::stop(stop_mode mode,
+                                           std::chrono::milliseconds deadline) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (stopped_) {
+    if (mode == stop_mode::immediate && stopper_)
+      caf::anon_send(stopper_, stop_now_atom::value);
+    return stop_done_;
   }
-  auto conns = conns_->handles();
+  stopped_ = true;
+  auto done = std::make_shared<std::promise<void>>();
+  stop_done_ = done->get_future().share();
   if (http_) {
     http_->stop();
     // The listener holds this core as its handler: break the cycle.
     http_.reset();
   }
-  for (auto& c : conns)
-    say_going_away(c);
-  conns.clear();
-  // Give connections time to send their close frames and hear the answer.
-  auto deadline = std::chrono::steady_clock::now() + cfg_.shutdown_timeout;
-  while (connection_count() > 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds{10});
-  for (auto& hdl : conns_->handles())
-    caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(registry_, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(idle_clock_, caf::exit_reason::user_shutdown);
-  // Waits for the I/O thread (not under mtx_: I/O handlers take it). The
-  // link holds Asio objects, which must go before the I/O loop does.
-  if (redis_)
-    redis_->close();
+  stop_plan plan;
+  plan.conns = conns_;
+  plan.registry = registry_;
+  plan.idle_clock = idle_clock_;
+  plan.redis = redis_;
+  plan.done = std::move(done);
+  auto now = std::chrono::steady_clock::now();
+  plan.tell_at = mode == stop_mode::immediate || deadline.count() <= 0
+                   ? now
+                   : deadline == std::chrono::milliseconds::max()
+                       ? std::chrono::steady_clock::time_point::max()
+                       : now + deadline;
+  plan.grace = cfg_.shutdown_timeout;
+  stopper_ = rt_.system().spawn(stopper, std::move(plan));
+  return stop_done_;
+}
+
+bool server_core::stopped() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return stopped_
+         && stop_done_.wait_for(std::chrono::seconds{0})
+              == std::future_status::ready;
+}
+
+std::size_t server_core::pending_requests() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto l = listener_.lock();
+  return l ? l->deferred() : 0;
 }
 
 std::uint16_t server_core::port() const noexcept {

@@ -2,8 +2,10 @@
 // listener, the topic registry, the set of live connections and shutdown.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -32,15 +34,55 @@ struct server_config {
   net::http_limits http;
   /// Most WebSockets open at once; 0: no limit. Beyond it upgrades get 503.
   std::size_t max_connections = 0;
-  /// How long `stop` waits for connections to finish their close.
+  /// How long a stop waits for connections to finish their close after
+  /// the 1001, before it drops them.
   std::chrono::milliseconds shutdown_timeout{3000};
   /// Share topics with other instances through Redis (off when the URL is
   /// empty).
   redis_options redis;
 };
 
+/// What `server<T>` asks of a server, whatever runs it: the real one
+/// (server_core) or the testing kit's.
+class server_base {
+public:
+  virtual ~server_base() = default;
+  /// The bound port.
+  virtual std::uint16_t port() const noexcept = 0;
+  /// The bound address.
+  virtual std::string hostname() const = 0;
+  /// The topic registry.
+  virtual const caf::actor& registry() const noexcept = 0;
+  /// The counters.
+  virtual const std::shared_ptr<server_stats>& stats() const noexcept = 0;
+  /// Subscribers of `topic`.
+  virtual std::size_t subscriber_count(std::string_view topic) const = 0;
+  /// False when `topic` has no subscriber here and none on its way.
+  virtual bool may_have_subscribers(std::string_view topic) const = 0;
+  /// Number of topics with subscribers.
+  virtual std::size_t topic_count() const = 0;
+  /// True when topics are shared through Redis.
+  virtual bool bridged() const noexcept = 0;
+  /// Open WebSocket connections.
+  virtual std::size_t connection_count() const = 0;
+  /// Deferred requests waiting for their answer.
+  virtual std::size_t pending_requests() const = 0;
+  /// Publishes an already built frame to every subscriber of `topic`.
+  virtual void publish(std::string_view topic, net::frame_ptr frame,
+                       bool compress) = 0;
+  /// Stops the server (see server<T>::stop); never blocks.
+  virtual std::shared_future<void> stop(stop_mode mode,
+                                        std::chrono::milliseconds deadline)
+    = 0;
+  /// True once a stop has finished.
+  virtual bool stopped() const = 0;
+  /// The runtime.
+  virtual herald::runtime& rt() = 0;
+};
+
 /// Shared state of one server.
 class server_core final : public net::http_handler,
+                          public server_base,
                           public std::enable_shared_from_this<server_core> {
 public:
   /// Runs `fetch` for every request.
@@ -51,36 +93,37 @@ public:
 
   /// Binds and starts accepting (throws std::system_error on failure).
   void start(fetch_fn fetch);
-  /// Stops accepting, closes every connection with 1001 and waits (up to
-  /// the shutdown timeout) until they are gone. Idempotent.
-  void stop();
+  /// Stops accepting at once. Immediate: every connection gets 1001 now;
+  /// graceful: connections go on, those open at `deadline` get 1001. Then
+  /// connections that have not closed within the shutdown timeout are
+  /// dropped, and the future is ready. A second call returns the same
+  /// future (an immediate one hurries a graceful stop). Never blocks.
+  std::shared_future<void> stop(stop_mode mode,
+                                std::chrono::milliseconds deadline) override;
+  /// Stops at once (as `stop(stop_mode::immediate, 0)`).
+  std::shared_future<void> stop() {
+    return stop(stop_mode::immediate, std::chrono::milliseconds{0});
+  }
+  bool stopped() const override;
 
-  /// The bound port.
-  std::uint16_t port() const noexcept;
-  /// The bound address.
-  std::string hostname() const;
+  std::uint16_t port() const noexcept override;
+  std::string hostname() const override;
   /// The topic registry (any actor may subscribe through it).
-  const caf::actor& registry() const noexcept { return registry_; }
-  /// The counters.
-  const std::shared_ptr<server_stats>& stats() const noexcept {
+  const caf::actor& registry() const noexcept override { return registry_; }
+  const std::shared_ptr<server_stats>& stats() const noexcept override {
     return stats_;
   }
-  /// Subscribers of `topic`.
-  std::size_t subscriber_count(std::string_view topic) const;
-  /// False when `topic` has no subscriber here and none on its way.
-  bool may_have_subscribers(std::string_view topic) const;
-  /// Number of topics with subscribers.
-  std::size_t topic_count() const;
+  std::size_t subscriber_count(std::string_view topic) const override;
+  bool may_have_subscribers(std::string_view topic) const override;
+  std::size_t topic_count() const override;
   /// True when topics are shared through Redis: a publish may have
   /// subscribers on other nodes even when it has none here.
-  bool bridged() const noexcept { return !cfg_.redis.url.empty(); }
-  /// Open WebSocket connections.
-  std::size_t connection_count() const;
-  /// Publishes an already built frame to every subscriber of `topic`.
+  bool bridged() const noexcept override { return !cfg_.redis.url.empty(); }
+  std::size_t connection_count() const override;
+  std::size_t pending_requests() const override;
   void publish(std::string_view topic, net::frame_ptr frame,
-               bool compress = false);
-  /// The runtime.
-  herald::runtime& rt() noexcept { return rt_; }
+               bool compress = false) override;
+  herald::runtime& rt() noexcept override { return rt_; }
 
   // -- net::http_handler ------------------------------------------------------
 
@@ -99,6 +142,7 @@ private:
   caf::actor registry_;
   caf::actor idle_clock_;
   std::shared_ptr<net::http_server> http_;
+  std::weak_ptr<net::http_server> listener_; // for pending_requests()
   std::shared_ptr<net::redis_link> redis_;
   std::uint16_t bound_port_ = 0;
   std::string bound_host_;
@@ -106,6 +150,10 @@ private:
   // The live connections (see connection.hpp).
   std::shared_ptr<connection_list> conns_;
   bool stopped_ = false;
+  // The actor that sees a stop through (see server_core.cpp) and what it
+  // reports.
+  caf::actor stopper_;
+  std::shared_future<void> stop_done_;
 };
 
 } // namespace herald

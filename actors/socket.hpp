@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -21,6 +22,10 @@ class actor;
 namespace herald {
 
 class connection_core;
+template <class T>
+class server;
+template <class T>
+struct handler_set;
 
 /// A received message: text or binary, viewed in place. The view is valid
 /// only during the `message` handler; copy what you keep.
@@ -104,6 +109,11 @@ public:
                           bool compress = false) {
     return send(data, compress);
   }
+  /// Sends a received message on, text as text and binary as binary.
+  send_status send(const herald::message& msg, bool compress = false) {
+    return msg.is_binary() ? send(msg.bytes(), compress)
+                           : send(msg.text(), compress);
+  }
   /// Sends binary data held in characters.
   send_status send_binary(std::string_view data, bool compress = false) {
     return send(std::span<const std::byte>{
@@ -130,12 +140,19 @@ public:
   /// The topics this connection is subscribed to.
   std::vector<std::string> subscriptions() const;
   /// Publishes text to `topic`, to every subscriber but this one (unless
-  /// publish_to_self). Returns the payload size, 0 if not sent.
+  /// publish_to_self). Returns the frame's size in bytes (header and
+  /// payload), 0 when it was not sent (no other subscriber, or closed).
   send_status publish(std::string_view topic, std::string_view text,
                       bool compress = false);
   /// Publishes binary data to `topic`.
   send_status publish(std::string_view topic, std::span<const std::byte> data,
                       bool compress = false);
+  /// Publishes a received message on, text as text and binary as binary.
+  send_status publish(std::string_view topic, const herald::message& msg,
+                      bool compress = false) {
+    return msg.is_binary() ? publish(topic, msg.bytes(), compress)
+                           : publish(topic, msg.text(), compress);
+  }
   /// Publishes text.
   send_status publish_text(std::string_view topic, std::string_view text,
                            bool compress = false) {
@@ -153,8 +170,10 @@ public:
   /// and herald::send_binary (actors/topics.hpp). Include
   /// <caf/actor.hpp> (herald.hpp does) to use the result.
   caf::actor actor() const;
-  /// The peer's address ("ip:port").
+  /// The peer's IP address (Bun's `ws.remoteAddress`).
   std::string remote_address() const;
+  /// The peer's address and port, "ip:port".
+  std::string remote_endpoint() const;
   /// The connection's state.
   herald::ready_state ready_state() const;
   /// Bytes accepted for sending but not yet written to the socket.
@@ -181,9 +200,20 @@ public:
   T& data() noexcept { return data_; }
   /// The per-connection data.
   const T& data() const noexcept { return data_; }
+  /// The server this connection belongs to (Bun's `server` inside
+  /// handlers): `ws.server().publish(topic, text)`,
+  /// `ws.server().subscriber_count(topic)`. Defined in server.hpp.
+  herald::server<T> server() const;
+
+  /// Binds the handle to its server's handler set (done by typed_hooks,
+  /// which owns it).
+  void bind_set(const std::shared_ptr<const handler_set<T>>* set) noexcept {
+    set_ = set;
+  }
 
 private:
   T data_;
+  const std::shared_ptr<const handler_set<T>>* set_ = nullptr;
 };
 
 /// Handlers and options of WebSocket connections with data `T`.

@@ -37,7 +37,9 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <future>
 #include <memory>
+#include <stdexcept>
 #include <optional>
 #include <span>
 #include <string>
@@ -186,7 +188,8 @@ struct client_options {
   /// (browsers do). With false the server gives up after its close timeout
   /// (5 s on the test clock) and the close handler sees 1006.
   bool answer_close = true;
-  /// The address `ws.remote_address()` reports.
+  /// The peer's "ip:port" (`ws.remote_endpoint()`; `ws.remote_address()`
+  /// reports its address part).
   std::string remote_address = "127.0.0.1:50000";
   /// The subprotocol `ws.protocol()` reports (as if chosen at upgrade).
   std::string protocol;
@@ -248,6 +251,60 @@ public:
 private:
   std::unique_ptr<connection_hooks> inner_;
   std::shared_ptr<const bool> armed_;
+};
+
+/// The server that `fetch`'s `server<T>&` and `ws.server()` reach in the
+/// kit: the fixture's registry and counters. `stop()` and `rt()` are not
+/// simulated (they throw std::logic_error).
+class kit_server final : public server_base {
+public:
+  kit_server(std::shared_ptr<topic_counts> counts,
+             std::shared_ptr<server_stats> stats, caf::actor registry)
+    : counts_(std::move(counts)),
+      stats_(std::move(stats)),
+      registry_(std::move(registry)) {}
+
+  std::uint16_t port() const noexcept override { return 0; }
+  std::string hostname() const override { return "127.0.0.1"; }
+  const caf::actor& registry() const noexcept override { return registry_; }
+  const std::shared_ptr<server_stats>& stats() const noexcept override {
+    return stats_;
+  }
+  std::size_t subscriber_count(std::string_view topic) const override {
+    return counts_->get(topic);
+  }
+  bool may_have_subscribers(std::string_view topic) const override {
+    return counts_->may_have_subscribers(topic);
+  }
+  std::size_t topic_count() const override { return counts_->topics(); }
+  bool bridged() const noexcept override { return false; }
+  std::size_t connection_count() const override {
+    return static_cast<std::size_t>(
+      stats_->open_connections.load(std::memory_order_relaxed));
+  }
+  std::size_t pending_requests() const override { return pending; }
+  void publish(std::string_view topic, net::frame_ptr frame,
+               bool compress) override {
+    caf::anon_send(registry_, caf::publish_atom::value, std::string{topic},
+                   msg::publication{std::move(frame), caf::actor_addr{},
+                                    compress});
+  }
+  std::shared_future<void> stop(stop_mode,
+                                std::chrono::milliseconds) override {
+    throw std::logic_error("server.stop() is not simulated by the kit");
+  }
+  bool stopped() const override { return false; }
+  herald::runtime& rt() override {
+    throw std::logic_error("the testing kit has no runtime");
+  }
+
+  /// Deferred requests the fixture's fetch left waiting.
+  std::size_t pending = 0;
+
+private:
+  std::shared_ptr<topic_counts> counts_;
+  std::shared_ptr<server_stats> stats_;
+  caf::actor registry_;
 };
 
 } // namespace detail
@@ -562,6 +619,11 @@ struct fetch_outcome {
   header_list headers;
   /// The connected client after an upgrade, else null.
   fake_client<T>* client = nullptr;
+  /// True while a deferred request waits for its answer (status 0): run
+  /// the actors, then `fixture::settle(outcome)`.
+  bool deferred = false;
+  /// The deferred request's state (null unless fetch deferred).
+  std::shared_ptr<herald::deferral> deferral = nullptr;
 };
 
 /// A valid WebSocket upgrade request for `target` (GET, Upgrade, Connection,
@@ -613,8 +675,11 @@ public:
       stats_(std::make_shared<server_stats>()),
       registry_(spawn_topic_registry(this->sys, counts_)),
       idle_clock_(spawn_idle_clock(this->sys)),
+      server_(
+        std::make_shared<detail::kit_server>(counts_, stats_, registry_)),
       set_(make_handler_set(
-        std::make_shared<const handlers_type>(std::move(handlers)))) {
+        std::make_shared<const handlers_type>(std::move(handlers)),
+        std::weak_ptr<server_base>{server_})) {
     // Nop.
   }
 
@@ -638,7 +703,8 @@ public:
   /// the server with other handlers; open connections keep theirs).
   void set_handlers(handlers_type handlers) {
     set_ = make_handler_set(
-      std::make_shared<const handlers_type>(std::move(handlers)));
+      std::make_shared<const handlers_type>(std::move(handlers)),
+      std::weak_ptr<server_base>{server_});
   }
   /// The handlers new connections get.
   const handlers_type& handlers() const noexcept { return *set_->handlers; }
@@ -661,45 +727,87 @@ public:
 
   /// Runs an application's `fetch` on `req` as the server would and
   /// reports the answer; a successful `srv.upgrade(req, data)` connects a
-  /// fake client carrying that data (and runs until idle).
-  ///
-  /// Limitation: the `server<T>&` fetch receives supports `upgrade` only;
-  /// its other members (publish, subscriber_count, ...) must not be called.
+  /// fake client carrying that data (and runs until idle). The
+  /// `server<T>&` that fetch receives is the fixture's (publish,
+  /// subscriber_count, ... work; stop() is not simulated). When fetch
+  /// defers the request (`srv.defer(req)`, `srv.defer_to(req, actor)`),
+  /// the outcome is `deferred` (status 0) until `settle`.
   template <class Fetch>
   fetch_outcome<T> fetch(Fetch&& fn, request req, client_options opts = {}) {
-    server<T> srv{nullptr, set_->handlers};
+    server<T> srv{server_, set_};
     fetch_result result;
     try {
       result = fn(req, srv);
     } catch (...) {
+      if (auto& d = req.get_deferral())
+        d->finish(deferral::state::refused);
       return {500, "Internal Server Error\n", {}, nullptr};
     }
-    if (req.upgrade_hooks()) {
-      for (auto& [k, v] : req.upgrade_headers())
-        if (net::has_token(k, "sec-websocket-protocol"))
-          opts.protocol = v;
-      if (!req.remote_address().empty())
-        opts.remote_address = req.remote_address();
-      opts.extensions = req.header_values("sec-websocket-extensions");
-      auto& c = attach(std::move(req.upgrade_hooks()), std::move(opts),
-                       req.upgrade_deflate());
-      return {101, {}, req.upgrade_headers(), &c};
+    if (auto d = req.get_deferral()) {
+      if (result && result->status == deferred_status) {
+        ++server_->pending;
+        fetch_outcome<T> out;
+        out.deferred = true;
+        out.deferral = std::move(d);
+        run(); // as the server would go on
+        return settle(out, std::move(opts));
+      }
+      d->finish(deferral::state::refused);
+    } else if (result && result->status == deferred_status) {
+      return {500, "fetch returned deferred without defer\n", {}, nullptr};
     }
-    if (req.upgrade_failure() != 0) {
-      header_list extra;
-      if (req.upgrade_failure() == 426)
-        extra.emplace_back("Sec-WebSocket-Version", "13");
-      return {req.upgrade_failure(), req.upgrade_failure_reason() + "\n",
-              std::move(extra), nullptr};
-    }
-    if (!result)
-      return {404, "Not Found\n", {}, nullptr};
-    if (result->status == 101)
-      return {500, "fetch returned upgraded without an upgrade\n", {},
-              nullptr};
-    return {result->status, std::move(result->body),
-            std::move(result->headers), nullptr};
+    return answer(req, std::move(result), std::move(opts));
   }
+
+  /// Runs until idle, then reports a deferred request's answer if it came:
+  /// an HTTP response, or (after `upgrade`) a connected client. Unchanged
+  /// (`deferred`) while nobody answered.
+  fetch_outcome<T> settle(const fetch_outcome<T>& o,
+                          client_options opts = {}) {
+    if (!o.deferred || !o.deferral)
+      return o;
+    run();
+    switch (o.deferral->current()) {
+      case deferral::state::pending:
+        return o;
+      case deferral::state::completed: {
+        // The answer is taken once; settling again reports it again.
+        for (auto& [d, out] : settled_)
+          if (d == o.deferral)
+            return out;
+        --server_->pending;
+        auto& d = *o.deferral;
+        auto out = answer(d.completed_request(), std::move(d.result()),
+                          std::move(opts));
+        settled_.emplace_back(o.deferral, out);
+        return out;
+      }
+      default:
+        return {0, {}, {}, nullptr};
+    }
+  }
+
+  /// The client of a deferred request leaves before the answer: the
+  /// handle reports `gone()`, answers become no-ops.
+  void hang_up(const fetch_outcome<T>& o) {
+    if (o.deferral && o.deferral->finish(deferral::state::gone))
+      --server_->pending;
+  }
+
+  /// The deferred request's timeout passes unanswered: the server's 503.
+  fetch_outcome<T> time_out(const fetch_outcome<T>& o) {
+    if (!o.deferral || !o.deferral->finish(deferral::state::timed_out))
+      return settle(o);
+    --server_->pending;
+    return {503, "Service Unavailable: no answer in time\n", {}, nullptr};
+  }
+
+  /// Deferred requests waiting for their answer.
+  std::size_t pending_requests() const noexcept { return server_->pending; }
+
+  /// The server the handlers reach with `ws.server()` (and fetch with its
+  /// `server<T>&`).
+  server<T> server_handle() const { return {server_, set_}; }
 
   /// Every client connected so far, in connection order.
   std::vector<client*> clients() const {
@@ -808,6 +916,38 @@ public:
   const server_stats& stats() const noexcept { return *stats_; }
 
 private:
+  fetch_outcome<T> answer(request& req, fetch_result result,
+                          client_options opts) {
+    if (req.upgrade_hooks()) {
+      for (auto& [k, v] : req.upgrade_headers())
+        if (net::has_token(k, "sec-websocket-protocol"))
+          opts.protocol = v;
+      if (!req.remote_endpoint().empty())
+        opts.remote_address = req.remote_endpoint();
+      opts.extensions = req.header_values("sec-websocket-extensions");
+      auto& c = attach(std::move(req.upgrade_hooks()), std::move(opts),
+                       req.upgrade_deflate());
+      return {101, {}, req.upgrade_headers(), &c};
+    }
+    if (req.upgrade_failure() != 0) {
+      header_list extra;
+      if (req.upgrade_failure() == 426)
+        extra.emplace_back("Sec-WebSocket-Version", "13");
+      return {req.upgrade_failure(), req.upgrade_failure_reason() + "\n",
+              std::move(extra), nullptr};
+    }
+    if (!result)
+      return {404, "Not Found\n", {}, nullptr};
+    if (result->status == 101)
+      return {500, "fetch returned upgraded without an upgrade\n", {},
+              nullptr};
+    if (result->status == deferred_status)
+      return {500, "a deferred request answered with deferred\n", {},
+              nullptr};
+    return {result->status, std::move(result->body),
+            std::move(result->headers), nullptr};
+  }
+
   client& attach(std::unique_ptr<connection_hooks> hooks,
                  client_options opts,
                  std::optional<net::deflate_params> deflate) {
@@ -852,9 +992,7 @@ private:
       return send_dropped;
     auto f = net::make_frame(op, data);
     auto size = static_cast<send_status>(f->size());
-    caf::anon_send(registry_, caf::publish_atom::value, std::string{topic},
-                   msg::publication{std::move(f), caf::actor_addr{},
-                                    compress});
+    server_->publish(topic, std::move(f), compress);
     return size;
   }
 
@@ -862,7 +1000,11 @@ private:
   std::shared_ptr<server_stats> stats_;
   caf::actor registry_;
   caf::actor idle_clock_; // the idle ticks, as a server's
+  std::shared_ptr<detail::kit_server> server_;
   std::shared_ptr<const handler_set<T>> set_;
+  // Deferred requests whose answer settle() took, and what it was.
+  std::vector<std::pair<std::shared_ptr<deferral>, fetch_outcome<T>>>
+    settled_;
   std::shared_ptr<bool> armed_ = std::make_shared<bool>(true);
   std::vector<std::unique_ptr<client>> clients_;
 };

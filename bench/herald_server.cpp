@@ -25,6 +25,8 @@
 
 #include <unistd.h>
 
+#include <caf/all.hpp>
+
 #include <herald/actors/herald.hpp>
 
 namespace {
@@ -42,6 +44,8 @@ void usage(std::FILE* out) {
     "(default 32)\n"
     "  --threads N     actor scheduler threads, 0: one per core (default 0)\n"
     "  --redis URL     share the room with other instances through Redis\n"
+    "  --defer         fetch hands every upgrade to an actor, which completes\n"
+    "                  it at once (deferred fetch, for the handshake bench)\n"
     "  --send-buffer N SO_SNDBUF of WebSocket sockets, 0: the kernel's "
     "autotuning\n                  (default 0; http.websocket_send_buffer)\n"
     "  --release-check MS  runtime_options::release_check: hand free heap\n"
@@ -81,6 +85,7 @@ int main(int argc, char** argv) {
   long send_buffer = 0;
   long release_check_ms = 1000;
   herald::redis_options redis;
+  bool defer = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     auto value = [&]() -> const char* {
@@ -108,6 +113,8 @@ int main(int argc, char** argv) {
       release_check_ms = std::strtol(value(), nullptr, 10);
     } else if (arg == "--redis") {
       redis.url = value();
+    } else if (arg == "--defer") {
+      defer = true;
     } else {
       std::fprintf(stderr, "herald-bench-server: unknown option %s\n",
                    argv[i]);
@@ -127,13 +134,30 @@ int main(int argc, char** argv) {
     redis.url.empty() ? "room" : "ready:" + std::to_string(::getpid());
   herald::runtime rt{herald::runtime_options{
     .worker_threads = static_cast<std::size_t>(threads),
-    .release_check = std::chrono::milliseconds{release_check_ms}}};
+    .release_check = std::chrono::milliseconds{release_check_ms},
+    .stop_deadline = {}}}; // run.sh stops it with clients still open
+  // With --defer: upgrades wait for this actor, as for an auth service
+  // that answers at once.
+  caf::actor upgrader;
+  if (defer)
+    // (The default name is a spawn argument: CAF 0.17 dereferences a null
+    // argument tuple for actors spawned without any.)
+    upgrader = rt.system().spawn(
+      [](const std::string& anonymous) {
+        return caf::behavior{
+          [=](const herald::deferred_request<member>& d) {
+            d.upgrade(member{d.req().query("name").value_or(anonymous)});
+          }};
+      },
+      std::string{"anonymous"});
   try {
     auto server = herald::serve<member>(rt, {
       .hostname = host,
       .port = static_cast<std::uint16_t>(port),
-      .fetch = [](herald::request& req, herald::server<member>& srv)
+      .fetch = [upgrader](herald::request& req, herald::server<member>& srv)
         -> herald::fetch_result {
+        if (upgrader && req.is_upgrade())
+          return srv.defer_to(req, upgrader);
         auto name = req.query("name").value_or("anonymous");
         if (srv.upgrade(req, member{std::move(name)}))
           return herald::upgraded;
@@ -204,7 +228,11 @@ int main(int argc, char** argv) {
       room.cv.notify_all();
     }
     readier.join();
+    if (upgrader)
+      caf::anon_send_exit(upgrader, caf::exit_reason::user_shutdown);
   } catch (const std::exception& e) {
+    if (upgrader)
+      caf::anon_send_exit(upgrader, caf::exit_reason::user_shutdown);
     std::fprintf(stderr, "herald-bench-server: %s\n", e.what());
     return 1;
   }

@@ -9,7 +9,8 @@
 #                512 clients, 32 clients with 4 KiB messages
 #   latency      publish-to-delivery time, 1,000 subscribers on one topic
 #   idle         resident memory per idle connection, 10,000 connections
-#   handshake    WebSocket handshakes per second
+#   handshake    WebSocket handshakes per second; for Herald also with a
+#                deferred fetch (every upgrade completed by an actor)
 #
 # Options:
 #   --build-dir DIR   CMake build directory (default: build-bench/ made by
@@ -185,6 +186,8 @@ start_server() {
   local name="$1" expected="$2" log="$3"
   case "$name" in
     herald) prio server "$server_bin" --port 0 --clients "$expected" ${herald_args[@]+"${herald_args[@]}"} >"$log" 2>&1 & ;;
+    # Herald whose fetch hands every upgrade to an actor (deferred fetch).
+    herald-deferred) prio server "$server_bin" --port 0 --clients "$expected" --defer ${herald_args[@]+"${herald_args[@]}"} >"$log" 2>&1 & ;;
     bun) prio server "$bun_bin" "$here/bun/server.mjs" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
     node) prio server node "$here/node/server.mjs" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
   esac
@@ -392,6 +395,17 @@ echo "herald $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo '?'), b
 echo "runs $runs x ${duration}s (warmup ${warmup}s), servers ${server_list[*]}, nice $nice_level$([ "$rt" = 1 ] && echo ", real-time (client above servers)"), logs in $out_dir"
 [ ${#herald_args[@]} -eq 0 ] || echo "herald-bench-server arguments: ${herald_args[*]}"
 
+# Adds herald-deferred after herald to server_list.
+with_deferred() {
+  local -a list=()
+  local s
+  for s in "${server_list[@]}"; do
+    list+=("$s")
+    [ "$s" != herald ] || list+=(herald-deferred)
+  done
+  server_list=("${list[@]}")
+}
+
 common=(--duration "$duration" --warmup "$warmup")
 for suite in "${suites[@]}"; do
   case "$suite" in
@@ -416,7 +430,12 @@ for suite in "${suites[@]}"; do
     handshake)
       echo "-- handshakes: 32 parallel connect/upgrade/reset loops"
       # The room never fills: no "ready" for this one.
+      # With Herald also herald-deferred: its fetch hands every upgrade
+      # to an actor, which completes it (runs alternate with the others).
+      saved_servers=("${server_list[@]}")
+      with_deferred
       scenario "handshake" 1000000000 --mode handshake --clients 32 "${common[@]}"
+      server_list=("${saved_servers[@]}")
       ;;
   esac
 done
@@ -444,8 +463,19 @@ for suite in "${suites[@]}"; do
       table "idle-$idle_conns" bytes_per_conn "RSS bytes/connection" rss_after_kib "RSS KiB with all open"
       ;;
     handshake)
+      saved_servers=("${server_list[@]}")
+      with_deferred
       table "handshake" rate "handshakes/s" server_cpu_ns "server CPU ns/handshake" \
         client_util "client cores busy"
+      server_list=("${saved_servers[@]}")
+      if [[ " ${server_list[*]} " == *" herald "* ]]; then
+        read -r ms _ _ _ _ < <(stats "handshake" herald rate)
+        read -r md _ _ _ _ < <(stats "handshake" herald-deferred rate)
+        read -r cs _ _ _ _ < <(stats "handshake" herald server_cpu_ns)
+        read -r cd _ _ _ _ < <(stats "handshake" herald-deferred server_cpu_ns)
+        printf '  %-8s | handshakes/s %s, server CPU per handshake %s (deferred fetch / synchronous)\n' \
+          "D/S" "$(ratio "$md" "$ms")" "$(ratio "$cd" "$cs")"
+      fi
       ;;
   esac
 done

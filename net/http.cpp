@@ -62,6 +62,29 @@ request::request(std::string method, std::string target, header_list headers,
   path_ = percent_decode(t.substr(0, t.find('?')), false);
 }
 
+std::string endpoint_address(std::string_view endpoint) {
+  auto colon = endpoint.rfind(':');
+  if (colon == std::string_view::npos)
+    return std::string{endpoint};
+  auto ip = endpoint.substr(0, colon);
+  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']')
+    ip = ip.substr(1, ip.size() - 2);
+  return std::string{ip};
+}
+
+std::uint16_t endpoint_port(std::string_view endpoint) {
+  auto colon = endpoint.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 == endpoint.size())
+    return 0;
+  unsigned long v = 0;
+  for (auto c : endpoint.substr(colon + 1)) {
+    if (c < '0' || c > '9' || v > 65535)
+      return 0;
+    v = v * 10 + static_cast<unsigned long>(c - '0');
+  }
+  return v > 65535 ? 0 : static_cast<std::uint16_t>(v);
+}
+
 request::~request() = default;
 request::request(request&&) noexcept = default;
 request& request::operator=(request&&) noexcept = default;
@@ -151,6 +174,61 @@ void request::accept_upgrade(std::unique_ptr<connection_hooks> hooks,
 void request::reject_upgrade(int status, std::string reason) {
   up_fail_status_ = status;
   up_fail_reason_ = std::move(reason);
+}
+
+// -- deferral ----------------------------------------------------------------
+
+deferral::state deferral::current() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return state_;
+}
+
+void deferral::settle(std::unique_lock<std::mutex>& guard) {
+  state_ = state::completed;
+  auto wake = std::move(wake_);
+  wake_ = nullptr;
+  guard.unlock();
+  // Outside the lock: the wake-up posts to the I/O thread.
+  if (wake)
+    wake();
+}
+
+bool deferral::respond(response r) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (state_ != state::pending)
+    return false;
+  res_ = std::move(r);
+  settle(guard);
+  return true;
+}
+
+bool deferral::upgrade(const std::function<bool(request&)>& attach) {
+  std::unique_lock<std::mutex> guard{mtx_};
+  if (state_ != state::pending || !attach(req_))
+    return false;
+  settle(guard);
+  return true;
+}
+
+bool deferral::arm(std::function<void()> wake) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  if (state_ == state::completed)
+    return true;
+  if (state_ == state::pending)
+    wake_ = std::move(wake);
+  return false;
+}
+
+bool deferral::finish(state why) {
+  std::function<void()> wake;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (state_ != state::pending)
+      return false;
+    state_ = why;
+    wake.swap(wake_); // drops the session's reference outside the lock
+  }
+  return true;
 }
 
 } // namespace herald

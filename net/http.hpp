@@ -2,7 +2,10 @@
 // here: the parser lives in net/http_session.cpp.
 #pragma once
 
+#include <functional>
+#include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -14,9 +17,15 @@
 namespace herald {
 
 class connection_hooks;
+class deferral;
 
 /// A header list: (name, value) pairs in the order they arrived.
 using header_list = std::vector<std::pair<std::string, std::string>>;
+
+/// The address part of "ip:port" (without brackets for IPv6).
+std::string endpoint_address(std::string_view endpoint);
+/// The port part of "ip:port" (0 when missing or invalid).
+std::uint16_t endpoint_port(std::string_view endpoint);
 
 /// One HTTP request, as `fetch` receives it.
 class request {
@@ -49,8 +58,12 @@ public:
   const header_list& headers() const noexcept { return headers_; }
   /// The request body.
   const std::string& body() const noexcept { return body_; }
-  /// The peer's address as "ip:port".
-  const std::string& remote_address() const noexcept { return remote_; }
+  /// The peer's IP address, as Bun's `server.requestIP(req).address`.
+  std::string remote_address() const { return endpoint_address(remote_); }
+  /// The peer's port (0 when unknown).
+  std::uint16_t remote_port() const { return endpoint_port(remote_); }
+  /// The peer's address and port, "ip:port" ("[ip]:port" for IPv6).
+  const std::string& remote_endpoint() const noexcept { return remote_; }
   /// Subprotocols offered in Sec-WebSocket-Protocol, in order.
   std::vector<std::string> protocols() const;
   /// True when this request carries a WebSocket upgrade (Upgrade header
@@ -81,6 +94,14 @@ public:
   const std::string& upgrade_failure_reason() const noexcept {
     return up_fail_reason_;
   }
+  /// Marks the request as answered later through `d` (server::defer).
+  void set_deferral(std::shared_ptr<deferral> d) noexcept {
+    deferral_ = std::move(d);
+  }
+  /// The deferral `server::defer` made for this request, if any.
+  const std::shared_ptr<deferral>& get_deferral() const noexcept {
+    return deferral_;
+  }
 
 private:
   std::string method_;
@@ -95,6 +116,7 @@ private:
   std::optional<net::deflate_params> deflate_;
   int up_fail_status_ = 0;
   std::string up_fail_reason_;
+  std::shared_ptr<deferral> deferral_;
 };
 
 /// An HTTP response returned by `fetch`.
@@ -119,6 +141,71 @@ using fetch_result = std::optional<response>;
 
 /// Returned by `fetch` after a successful `upgrade`.
 inline const response upgraded{101};
+
+/// Status of `deferred` (never sent: no HTTP status is 0).
+constexpr int deferred_status = 0;
+
+/// Returned by `fetch` after `server.defer(req)`: the answer comes later,
+/// from whoever holds the handle.
+inline const response deferred{deferred_status};
+
+/// The shared state of a request answered later (see server<T>::defer and
+/// deferred_request<T>): a copy of the request, how it ended, and how to
+/// wake its HTTP session. Thread-safe: the application completes it from
+/// any thread, the I/O thread watches the peer and the timeout.
+class deferral {
+public:
+  /// Where the request stands.
+  enum class state {
+    pending,   // waiting for an answer
+    completed, // answered (a response or an upgrade), not yet sent
+    gone,      // the client disconnected first
+    timed_out, // no answer in time: the server sent 503
+    refused,   // the server answered itself (503 over the bound, ...)
+  };
+
+  /// Keeps `copy`, the request's data, for the handle's holders.
+  explicit deferral(request copy) : req_(std::move(copy)) {}
+  deferral(const deferral&) = delete;
+  deferral& operator=(const deferral&) = delete;
+
+  /// The request (a copy, valid as long as the deferral). Its upgrade
+  /// fields are the server's business.
+  const request& req() const noexcept { return req_; }
+  /// Where the request stands now.
+  state current() const;
+  /// True while an answer is awaited.
+  bool pending() const { return current() == state::pending; }
+
+  /// Completes with `r`; false unless pending.
+  bool respond(response r);
+  /// Completes with an upgrade: `attach(req)` accepts or rejects the
+  /// upgrade on the copy and returns true, or returns false when the
+  /// request is no upgrade attempt (then it stays pending). Returns what
+  /// `attach` returned, false unless pending.
+  bool upgrade(const std::function<bool(request&)>& attach);
+
+  // -- used by the server -----------------------------------------------------
+
+  /// Sets how to wake the session once completed (cleared after use);
+  /// true when already completed (no wake-up will come).
+  bool arm(std::function<void()> wake);
+  /// Ends a pending request as `why`; false when it was not pending.
+  bool finish(state why);
+  /// After completion: the response (none for an upgrade).
+  std::optional<response>& result() noexcept { return res_; }
+  /// After completion: the copy, carrying the upgrade if there was one.
+  request& completed_request() noexcept { return req_; }
+
+private:
+  void settle(std::unique_lock<std::mutex>& guard);
+
+  mutable std::mutex mtx_;
+  state state_ = state::pending;
+  request req_;
+  std::optional<response> res_;
+  std::function<void()> wake_;
+};
 
 /// Decodes %XX escapes (and '+' as space when `plus_as_space`).
 std::string percent_decode(std::string_view in, bool plus_as_space);

@@ -1,6 +1,7 @@
 // All of Beast lives in this translation unit: it is heavy to compile.
 #include "herald/net/http_server.hpp"
 
+#include <atomic>
 #include <optional>
 
 #include <boost/asio/ip/tcp.hpp>
@@ -27,6 +28,10 @@ using tcp = asio::ip::tcp;
 using stream_type = beast::basic_stream<tcp, asio::io_context::executor_type,
                                         beast::unlimited_rate_policy>;
 
+// Deferred requests of one server waiting now (sessions of one listener
+// share it; changed on the I/O thread, read anywhere).
+using deferred_counter = std::shared_ptr<std::atomic<std::size_t>>;
+
 std::string endpoint_string(const stream_socket& s) {
   boost::system::error_code ec;
   auto ep = s.remote_endpoint(ec);
@@ -39,11 +44,14 @@ std::string endpoint_string(const stream_socket& s) {
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
   http_session(stream_socket sock, http_limits limits,
-               std::shared_ptr<http_handler> handler)
+               std::shared_ptr<http_handler> handler,
+               deferred_counter waiting)
     : remote_(endpoint_string(sock)),
       stream_(std::move(sock)),
       limits_(limits),
-      handler_(std::move(handler)) {}
+      handler_(std::move(handler)),
+      waiting_(std::move(waiting)),
+      timer_(stream_.get_executor()) {}
 
   void run() { do_read(); }
 
@@ -109,29 +117,48 @@ private:
     } catch (const std::exception& e) {
       HERALD_LOG(warn, "fetch threw for " << req_->target() << ": "
                                           << e.what());
-      return respond_error(500, "Internal Server Error");
+      return fetch_failed();
     } catch (...) {
       HERALD_LOG(warn, "fetch threw for " << req_->target());
-      return respond_error(500, "Internal Server Error");
+      return fetch_failed();
     }
-    if (req_->upgrade_hooks()) {
+    if (auto d = req_->get_deferral()) {
+      if (result && result->status == deferred_status)
+        return park(std::move(d));
+      // fetch answered itself after all: the handle completes nothing.
+      d->finish(deferral::state::refused);
+    } else if (result && result->status == deferred_status) {
+      return respond_error(500, "fetch returned deferred without defer");
+    }
+    answer(*req_, std::move(result));
+  }
+
+  void fetch_failed() {
+    if (auto& d = req_->get_deferral())
+      d->finish(deferral::state::refused);
+    respond_error(500, "Internal Server Error");
+  }
+
+  // Sends what fetch (or a deferred request's holder) decided for `req`.
+  void answer(request& req, fetch_result result) {
+    if (req.upgrade_hooks()) {
       if (!handler_->accepting_upgrades()) {
         handler_->count_http(true);
         return respond_error(503, "Service Unavailable: connection limit");
       }
-      return write_upgrade();
+      return write_upgrade(req);
     }
-    if (req_->upgrade_failure() != 0) {
+    if (req.upgrade_failure() != 0) {
       handler_->count_http(true);
       HERALD_LOG(debug, "refused upgrade from " << remote_ << ": "
-                                                << req_->upgrade_failure()
+                                                << req.upgrade_failure()
                                                 << " "
-                                                << req_->upgrade_failure_reason());
+                                                << req.upgrade_failure_reason());
       header_list extra;
-      if (req_->upgrade_failure() == 426)
+      if (req.upgrade_failure() == 426)
         extra.emplace_back("Sec-WebSocket-Version", "13");
-      return respond(req_->upgrade_failure(),
-                     req_->upgrade_failure_reason() + "\n", std::move(extra),
+      return respond(req.upgrade_failure(),
+                     req.upgrade_failure_reason() + "\n", std::move(extra),
                      false);
     }
     handler_->count_http(false);
@@ -139,8 +166,129 @@ private:
       return respond(404, "Not Found\n", {}, keep_alive_);
     if (result->status == 101)
       return respond_error(500, "fetch returned upgraded without an upgrade");
+    if (result->status == deferred_status)
+      return respond_error(500, "a deferred request answered with deferred");
     respond(result->status, std::move(result->body),
             std::move(result->headers), keep_alive_);
+  }
+
+  // -- deferred requests ------------------------------------------------------
+
+  // Waits for the answer without a thread: reads only to notice the peer
+  // leaving, with a timer for the timeout.
+  void park(std::shared_ptr<deferral> d) {
+    if (limits_.max_deferred != 0
+        && waiting_->load(std::memory_order_relaxed) >= limits_.max_deferred) {
+      d->finish(deferral::state::refused);
+      HERALD_LOG(debug, "refused deferred request from "
+                          << remote_ << ": " << limits_.max_deferred
+                          << " pending");
+      handler_->count_http(false);
+      return respond_error(503, "Service Unavailable: too many pending "
+                                "requests");
+    }
+    waiting_->fetch_add(1, std::memory_order_relaxed);
+    deferral_ = std::move(d);
+    settled_ = false;
+    timed_out_ = false;
+    stream_.expires_never();
+    // The timer also keeps the session alive while it waits (a timeout of
+    // 0 waits for ever): the wake-up only holds a weak reference, so a
+    // handle kept past the runtime holds no socket.
+    if (limits_.deferred_timeout.count() > 0)
+      timer_.expires_after(limits_.deferred_timeout);
+    else
+      timer_.expires_at(asio::steady_timer::time_point::max());
+    timer_.async_wait(beast::bind_front_handler(
+      &http_session::on_deferred_timeout, shared_from_this()));
+    auto wake = [weak = weak_from_this(), ex = stream_.get_executor()] {
+      asio::post(ex, [weak] {
+        if (auto self = weak.lock())
+          self->on_deferred_done();
+      });
+    };
+    auto done = deferral_->arm(std::move(wake));
+    watch_peer();
+    if (done)
+      on_deferred_done();
+  }
+
+  void watch_peer() {
+    // A client that sends more than a request head's worth meanwhile is
+    // no longer watched; its bytes wait for the answer in buffer_.
+    if (buffer_.size() >= limits_.max_header_size)
+      return;
+    reading_ = true;
+    stream_.socket().async_read_some(
+      buffer_.prepare(4096),
+      beast::bind_front_handler(&http_session::on_peer_read,
+                                shared_from_this()));
+  }
+
+  void on_peer_read(beast::error_code ec, std::size_t n) {
+    reading_ = false;
+    buffer_.commit(n);
+    if (settled_)
+      return resolve();
+    if (!deferral_)
+      return;
+    if (ec) {
+      // Gone: the holder's completion becomes a no-op. If it completed
+      // just now, its wake-up is on its way and fails to write.
+      if (deferral_->finish(deferral::state::gone)) {
+        HERALD_LOG(debug, remote_ << " left while its request was pending");
+        deferral_.reset();
+        waiting_->fetch_sub(1, std::memory_order_relaxed);
+        timer_.cancel();
+      }
+      return;
+    }
+    watch_peer();
+  }
+
+  void on_deferred_done() {
+    if (!deferral_ || settled_)
+      return;
+    settled_ = true;
+    timer_.cancel();
+    stop_watching();
+  }
+
+  void on_deferred_timeout(beast::error_code ec) {
+    if (ec || !deferral_ || settled_)
+      return;
+    // Completed meanwhile: its wake-up is on its way.
+    if (!deferral_->finish(deferral::state::timed_out))
+      return;
+    HERALD_LOG(debug, "deferred request from " << remote_ << " timed out");
+    settled_ = true;
+    timed_out_ = true;
+    stop_watching();
+  }
+
+  // Ends the watching read; the answer goes out once it returned, so no
+  // byte it read is lost to the next request or the WebSocket.
+  void stop_watching() {
+    if (!reading_)
+      return resolve();
+    beast::error_code ec;
+    stream_.socket().cancel(ec);
+  }
+
+  void resolve() {
+    auto d = std::move(deferral_);
+    if (!d)
+      return;
+    waiting_->fetch_sub(1, std::memory_order_relaxed);
+    if (timed_out_) {
+      handler_->count_http(false);
+      return respond_error(503, "Service Unavailable: no answer in time");
+    }
+    // Completed: nobody else touches the deferral's request now. It is
+    // kept (in req_'s place) for the upgrade, which reads it.
+    fetch_result result = std::move(d->result());
+    deferred_req_ = std::move(d);
+    answer(deferred_req_->completed_request(), std::move(result));
   }
 
   void respond_error(int status, std::string text) {
@@ -179,6 +327,7 @@ private:
   }
 
   void on_write(bool keep_alive, beast::error_code ec, std::size_t) {
+    deferred_req_.reset();
     if (ec)
       return;
     if (!keep_alive)
@@ -186,7 +335,7 @@ private:
     do_read();
   }
 
-  void write_upgrade() {
+  void write_upgrade(request& req) {
     // The connection actor writes the 101 with what its open handler sends
     // (one write, and the handler's subscriptions precede the client's
     // view of the upgrade, as in Bun). Bytes the client sent after its
@@ -200,7 +349,7 @@ private:
     topts.send_buffer = limits_.websocket_send_buffer;
     auto t = make_tcp_transport(stream_.release_socket(), remote_,
                                 std::move(initial), topts);
-    handler_->upgraded(*req_, std::move(t), switching_protocols(*req_));
+    handler_->upgraded(req, std::move(t), switching_protocols(req));
   }
 
   void do_close() {
@@ -219,6 +368,15 @@ private:
   bool keep_alive_ = false;
   bool head_request_ = false;
   std::size_t served_ = 0;
+  // A deferred request: the one waiting, and the completed one whose
+  // answer is being written.
+  deferred_counter waiting_;
+  asio::steady_timer timer_;
+  std::shared_ptr<deferral> deferral_;
+  std::shared_ptr<deferral> deferred_req_;
+  bool reading_ = false;
+  bool settled_ = false;
+  bool timed_out_ = false;
 };
 
 /// Accepts TCP connections and starts an HTTP session for each.
@@ -254,6 +412,10 @@ public:
 
   std::string host() const override { return bound_.address().to_string(); }
 
+  std::size_t deferred() const noexcept override {
+    return waiting_->load(std::memory_order_relaxed);
+  }
+
   void stop() override {
     asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
       beast::error_code ec;
@@ -276,7 +438,9 @@ private:
       });
       return;
     }
-    std::make_shared<http_session>(std::move(sock), limits_, handler_)->run();
+    std::make_shared<http_session>(std::move(sock), limits_, handler_,
+                                   waiting_)
+      ->run();
     do_accept();
   }
 
@@ -286,6 +450,7 @@ private:
   tcp::endpoint bound_;
   http_limits limits_;
   std::shared_ptr<http_handler> handler_;
+  deferred_counter waiting_ = std::make_shared<std::atomic<std::size_t>>(0);
 };
 
 } // namespace

@@ -33,6 +33,12 @@ struct http_limits {
   /// 2 x bound per round trip (256 KiB: 5 MB/s at 100 ms), and bursts
   /// larger than the bound take more writes.
   std::size_t websocket_send_buffer = 0;
+  /// A deferred request (server::defer) not answered by then gets 503;
+  /// 0: never.
+  std::chrono::milliseconds deferred_timeout{10000};
+  /// Most deferred requests waiting at once (0: no limit); beyond it a
+  /// request that fetch defers gets 503.
+  std::size_t max_deferred = 10000;
 };
 
 /// What the HTTP layer asks of the server.
@@ -63,6 +69,8 @@ public:
   virtual std::string host() const = 0;
   /// Stops accepting and closes idle HTTP connections.
   virtual void stop() = 0;
+  /// Deferred requests waiting for their answer now.
+  virtual std::size_t deferred() const noexcept = 0;
 };
 
 /// Binds and starts listening; throws std::system_error when it cannot bind.

@@ -37,6 +37,9 @@ void usage(std::FILE* out) {
     "                       pub/sub (redis://host:port); presence and history\n"
     "                       stay per instance\n"
     "  --idle-timeout SECS  close connections silent this long (default 120)\n"
+    "  --stop-deadline-ms N on SIGTERM/SIGINT let connections go on for N ms,\n"
+    "                       then close the rest with 1001 (default 10000);\n"
+    "                       a second signal closes them at once\n"
     "  --public DIR         directory of the page (default: the source tree)\n"
     "  --help               this text\n",
     out);
@@ -69,6 +72,7 @@ int main(int argc, char** argv) {
   herald::deflate_options deflate;
   std::chrono::seconds idle{120};
   herald::redis_options redis;
+  herald::runtime_options rt_opts;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     if (arg == "--help" || arg == "-h") {
@@ -99,16 +103,21 @@ int main(int argc, char** argv) {
       idle = std::chrono::seconds{number(v, 86400, "--idle-timeout: seconds")};
     } else if (arg == "--redis") {
       redis.url = v;
+    } else if (arg == "--stop-deadline-ms") {
+      rt_opts.stop_deadline = std::chrono::milliseconds{
+        number(v, 86400000, "--stop-deadline-ms: milliseconds")};
     } else if (arg == "--public") {
       public_dir = v;
     } else {
       bad(("unknown option " + std::string{arg}).c_str());
     }
   }
-  herald::runtime rt;
+  herald::runtime rt{rt_opts};
   // The handlers need the presence actor and presence needs the server's
-  // topic registry: presence starts first and waits for it.
+  // topic registry: presence starts first and waits for it. So does the
+  // auth actor, which checks tokens.
   auto presence = chat::spawn_presence(rt.system(), presence_opts);
+  auto auth = chat::spawn_auth(rt.system(), token);
   try {
     const chat::site pages{public_dir};
     auto handlers = chat::handlers(presence, presence_opts.history);
@@ -117,20 +126,22 @@ int main(int argc, char** argv) {
     auto server = herald::serve<chat::member>(rt, {
       .hostname = host,
       .port = static_cast<std::uint16_t>(port),
-      .fetch = [&pages, &token](herald::request& req,
-                                herald::server<chat::member>& srv) {
-        return chat::route(req, srv, pages, token);
+      .fetch = [&pages, &token, auth](herald::request& req,
+                                      herald::server<chat::member>& srv) {
+        return chat::route(req, srv, pages, token, auth);
       },
       .websocket = std::move(handlers),
       .redis = redis,
     });
     chat::attach_registry(presence, server.registry());
+    chat::attach_registry(auth, server.registry());
     auto url = server.url(); // ws://host:port/
     std::printf("herald-chat listening on http://%s\n", url.substr(5).c_str());
     std::fflush(stdout);
     rt.run();
   } catch (const std::exception& e) {
     caf::anon_send_exit(presence, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(auth, caf::exit_reason::user_shutdown);
     std::fprintf(stderr, "herald-chat: %s\n", e.what());
     return 1;
   }

@@ -124,9 +124,12 @@ bool authorized(const herald::request& req, std::string_view token) {
   return false;
 }
 
-herald::fetch_result open_socket(herald::request& req,
-                                 herald::server<member>& srv,
-                                 std::string_view token) {
+namespace {
+
+// What /ws answers; `up(member)` upgrades.
+template <class Upgrade>
+herald::fetch_result decide(const herald::request& req,
+                            std::string_view token, Upgrade&& up) {
   if (!authorized(req, token))
     return herald::response{401, "token required\n",
                             {{"WWW-Authenticate", "Bearer"}}};
@@ -134,9 +137,43 @@ herald::fetch_result open_socket(herald::request& req,
   auto room = req.query("room").value_or("general");
   if (!valid_label(name) || !valid_label(room))
     return herald::response{400, "name and room: 1 to 32 characters\n"};
-  if (srv.upgrade(req, member{name, room}))
+  if (up(member{name, room}))
     return herald::upgraded;
   return herald::response{400, "WebSocket upgrade expected\n"};
+}
+
+} // namespace
+
+herald::fetch_result open_socket(herald::request& req,
+                                 herald::server<member>& srv,
+                                 const caf::actor& auth) {
+  if (auth)
+    return srv.defer_to(req, auth);
+  return decide(req, {},
+                [&](member m) { return srv.upgrade(req, std::move(m)); });
+}
+
+void admit(const herald::deferred_request<member>& d,
+           std::string_view token) {
+  auto r = decide(d.req(), token,
+                  [&](member m) { return d.upgrade(std::move(m)); });
+  // A malformed upgrade is answered by the server already (respond is a
+  // no-op then), as is a request whose client left.
+  if (r && r->status != 101)
+    d.respond(std::move(*r));
+}
+
+caf::actor spawn_auth(caf::actor_system& sys, std::string token) {
+  // The token as a spawn argument: CAF 0.17 dereferences a null argument
+  // tuple for actors spawned without any.
+  return sys.spawn(
+    [](caf::event_based_actor* self, const std::string& secret) {
+      return caf::behavior{
+        [=](const herald::deferred_request<member>& d) { admit(d, secret); },
+        [=](const caf::actor& registry) { self->link_to(registry); },
+      };
+    },
+    std::move(token));
 }
 
 site::site(const std::string& dir) {
@@ -162,10 +199,11 @@ const herald::response* site::file(std::string_view path) const {
 }
 
 herald::fetch_result route(herald::request& req, herald::server<member>& srv,
-                           const site& pages, std::string_view token) {
+                           const site& pages, std::string_view token,
+                           const caf::actor& auth) {
   auto path = std::string_view{req.path()};
   if (path == "/ws")
-    return open_socket(req, srv, token);
+    return open_socket(req, srv, token.empty() ? caf::actor{} : auth);
   if (path.starts_with(rooms_prefix) && path.ends_with(messages_suffix)
       && path.size() > rooms_prefix.size() + messages_suffix.size())
     return post_message(req, srv,

@@ -35,11 +35,22 @@ herald::websocket_handlers<member> handlers(caf::actor presence,
 /// `Authorization: Bearer`).
 bool authorized(const herald::request& req, std::string_view token);
 
-/// The /ws endpoint: 401 without the token, 400 for a bad name or room,
-/// else the upgrade.
+/// The /ws endpoint. With an auth actor (spawn_auth) the request is handed
+/// to it and answered there; without one it is admitted at once (no token
+/// to check).
 herald::fetch_result open_socket(herald::request& req,
                                  herald::server<member>& srv,
-                                 std::string_view token = {});
+                                 const caf::actor& auth = {});
+
+/// Decides a /ws request: 401 without the token, 400 for a bad name or
+/// room, else the upgrade.
+void admit(const herald::deferred_request<member>& d, std::string_view token);
+
+/// The auth actor: checks the token of every /ws request handed to it
+/// (open_socket) while the request waits without a thread, as a check
+/// against an outside service would. It ends with the registry that
+/// `attach_registry(auth, registry)` gives it.
+caf::actor spawn_auth(caf::actor_system& sys, std::string token);
 
 /// The page's files (index.html, app.js, style.css), read once at start.
 class site {
@@ -56,7 +67,9 @@ private:
 
 /// Everything herald-chat answers over HTTP: the page, /ws, /health,
 /// /metrics and POST /rooms/ROOM/messages.
+/// `auth` is the auth actor when a token is required (else null).
 herald::fetch_result route(herald::request& req, herald::server<member>& srv,
-                           const site& pages, std::string_view token);
+                           const site& pages, std::string_view token,
+                           const caf::actor& auth = {});
 
 } // namespace chat

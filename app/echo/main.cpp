@@ -6,6 +6,8 @@
 #include <string>
 #include <string_view>
 
+#include <caf/all.hpp>
+
 #include <herald/actors/herald.hpp>
 
 namespace {
@@ -25,11 +27,33 @@ void usage(std::FILE* out) {
     "                       (redis://host:port); herald-echo has no topics "
     "of its\n"
     "                       own, so this only checks the option\n"
+    "  --auth-delay-ms N    complete every upgrade N ms later from an actor\n"
+    "                       (a slow auth service; others are not held up)\n"
+    "  --stop-deadline-ms N on SIGTERM/SIGINT let connections go on for N ms,\n"
+    "                       then close the rest with 1001 (default 10000);\n"
+    "                       a second signal closes them at once\n"
     "  --help               this text\n",
     out);
 }
 
 struct no_data {};
+
+using approve_atom = caf::atom_constant<caf::atom("approve")>;
+
+// Completes every upgrade `delay` after it arrived, as a slow auth service
+// would: the request waits in a timer, no thread waits for it.
+caf::behavior slow_auth(caf::event_based_actor* self,
+                        std::chrono::milliseconds delay) {
+  return {
+    [=](herald::deferred_request<no_data>& d) {
+      self->delayed_send(self, delay, approve_atom::value, std::move(d));
+    },
+    [](approve_atom, herald::deferred_request<no_data>& d) {
+      // False when the client left meanwhile: nothing to do.
+      d.upgrade();
+    },
+  };
+}
 
 } // namespace
 
@@ -40,6 +64,8 @@ int main(int argc, char** argv) {
   long idle = 120;
   herald::deflate_options deflate;
   herald::redis_options redis;
+  long auth_delay = -1; // no auth step
+  herald::runtime_options rt_opts;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     auto value = [&]() -> const char* {
@@ -62,6 +88,19 @@ int main(int argc, char** argv) {
       idle = std::strtol(value(), nullptr, 10);
     } else if (arg == "--redis") {
       redis.url = value();
+    } else if (arg == "--auth-delay-ms") {
+      auth_delay = std::strtol(value(), nullptr, 10);
+      if (auth_delay < 0) {
+        std::fprintf(stderr, "herald-echo: --auth-delay-ms N >= 0\n");
+        return 2;
+      }
+    } else if (arg == "--stop-deadline-ms") {
+      auto ms = std::strtol(value(), nullptr, 10);
+      if (ms < 0) {
+        std::fprintf(stderr, "herald-echo: --stop-deadline-ms N >= 0\n");
+        return 2;
+      }
+      rt_opts.stop_deadline = std::chrono::milliseconds{ms};
     } else if (arg == "--deflate") {
       std::string_view mode{value()};
       if (mode == "shared" || mode == "dedicated") {
@@ -81,13 +120,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "herald-echo: invalid option value\n");
     return 2;
   }
-  herald::runtime rt;
+  herald::runtime rt{rt_opts};
+  caf::actor auth;
+  if (auth_delay >= 0)
+    auth = rt.system().spawn(slow_auth, std::chrono::milliseconds{auth_delay});
   try {
     auto server = herald::serve<no_data>(rt, {
       .hostname = host,
       .port = static_cast<std::uint16_t>(port),
-      .fetch = [](herald::request& req, herald::server<no_data>& srv)
+      .fetch = [auth](herald::request& req, herald::server<no_data>& srv)
         -> herald::fetch_result {
+        if (auth && req.is_upgrade())
+          return srv.defer_to(req, auth);
         if (srv.upgrade(req))
           return herald::upgraded;
         return herald::response{200, "herald-echo: connect with WebSocket\n"};
@@ -109,7 +153,11 @@ int main(int argc, char** argv) {
     std::printf("herald-echo listening on %s\n", server.url().c_str());
     std::fflush(stdout);
     rt.run();
+    if (auth)
+      caf::anon_send_exit(auth, caf::exit_reason::user_shutdown);
   } catch (const std::exception& e) {
+    if (auth)
+      caf::anon_send_exit(auth, caf::exit_reason::user_shutdown);
     std::fprintf(stderr, "herald-echo: %s\n", e.what());
     return 1;
   }

@@ -55,8 +55,10 @@ describe('server API (herald-test-server)', () => {
     assert.equal(open.target, `/api?name=${name}&x=%C3%A9`);
     assert.equal(open.user_agent, 'herald-itest/1.0');
     assert.equal(open.remote, `127.0.0.1:${localPort}`);
-    assert.equal(open.remote_address, open.remote,
-                 'ws.remote_address() matches the request');
+    assert.equal(open.remote_endpoint, open.remote,
+                 'ws.remote_endpoint() matches the request');
+    assert.equal(open.remote_address, '127.0.0.1',
+                 "ws.remote_address() is the address, as Bun's remoteAddress");
     assert.equal(open.protocol, '');
     assert.equal(open.ready_state, 1, 'open in the open handler');
     assert.equal(open.counter, 0);
@@ -110,11 +112,27 @@ describe('server API (herald-test-server)', () => {
          assert.equal(await c.ask('nonsense'), 'unknown command nonsense');
        });
 
+  test('handlers reach their server: ws.server().publish and ' +
+       'subscriber_count', T, async () => {
+    const topic = uniqueName('srv');
+    const a = await api();
+    const b = await api();
+    assert.equal(await a.ask(`sub ${topic}`), `subscribed ${topic}`);
+    assert.equal(await b.ask(`sub ${topic}`), `subscribed ${topic}`);
+    await a.send(`server-pub ${topic} hello`);
+    // The server's publish excludes nobody: a gets it too, besides the
+    // reply, in either order.
+    const got = [await a.nextText(), await a.nextText()].sort();
+    assert.match(got[0], /^hello$/);
+    assert.match(got[1], /^server-published \d+ 2$/);
+    assert.equal(await b.nextText(), 'hello');
+  });
+
   test('ready_state and remote_address', T, async () => {
     const c = await api();
     assert.equal(await c.ask('state'), 'state 1');
     assert.equal(await c.ask('remote'),
-                 `remote 127.0.0.1:${c.ws._socket.localPort}`);
+                 `remote 127.0.0.1:${c.ws._socket.localPort} 127.0.0.1`);
   });
 
   // -- send's return value, buffered_amount, cork ---------------------------

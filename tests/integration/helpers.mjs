@@ -78,9 +78,14 @@ export function sanitizerReports(text) {
 /**
  * Starts the server binary named by environment variable `envVar` with
  * `--port 0` and `args`; resolves once it printed its URL (ws:// or
- * http://).
+ * http://). Programs that stop gracefully on SIGTERM get
+ * `--stop-deadline-ms 0` unless `args` choose a deadline: most tests stop
+ * them with clients open and expect the 1001 at once.
  */
+const GRACEFUL = new Set(['HERALD_TEST_SERVER', 'HERALD_ECHO', 'HERALD_CHAT']);
 export async function startServer(envVar, args = []) {
+  if (GRACEFUL.has(envVar) && !args.includes('--stop-deadline-ms'))
+    args = [...args, '--stop-deadline-ms', '0'];
   const bin = process.env[envVar];
   if (!bin)
     throw new Error(`${envVar} is not set: it must name the server binary ` +

@@ -127,6 +127,8 @@ describe('HTTP against herald-test-server', () => {
          assert.equal(headers.host, `127.0.0.1:${server.port}`);
          assert.equal(info.is_upgrade, false);
          assert.equal(info.remote, `127.0.0.1:${localPort}`);
+         assert.equal(info.remote_address, '127.0.0.1');
+         assert.equal(info.remote_port, localPort);
        });
 
   test('POST /info shows the method and the body', T, async () => {

@@ -1,13 +1,14 @@
 // Connection lifecycles driven by time and by the process: idle timeouts
 // with and without pings, the close timeout after a server close that the
-// peer never answers, and SIGTERM/SIGINT shutdown. The slow cases run
+// peer never answers, and SIGTERM/SIGINT shutdown (graceful with a
+// deadline, then at once on a second signal). The slow cases run
 // concurrently so the file takes a few seconds.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  Client, OP, RawClient, WebSocket, sleep, startServer, stopServer,
-  uniqueName, waitCloseRecord, waitFor, withTimeout,
+  Client, OP, RawClient, WebSocket, httpRequest, sleep, startServer,
+  stopServer, uniqueName, waitCloseRecord, waitFor, withTimeout,
 } from './helpers.mjs';
 
 const T = { timeout: 20000 };
@@ -271,5 +272,105 @@ describe('shutdown by signal', { concurrency: true }, () => {
                           `stderr:\n${server.stderr()}`);
          idle.destroy();
          partial.destroy();
+       });
+});
+
+describe('graceful stop on the first signal', { concurrency: true }, () => {
+  /** Resolves once a new TCP connection to `server` is refused. */
+  const refused = (server) => waitFor(async () => {
+    const net = await import('node:net');
+    return new Promise((resolve) => {
+      const s = net.connect({ host: server.host, port: server.port });
+      s.on('connect', () => { s.destroy(); resolve(false); });
+      s.on('error', () => resolve(true));
+    });
+  }, 'new connections to be refused', 5000);
+
+  test('open clients go on until they close; then the process exits 0',
+       T, async () => {
+         // A deadline far beyond the test's time: the exit comes from the
+         // last client closing.
+         const server = await startServer('HERALD_TEST_SERVER',
+                                           ['--stop-deadline-ms', '600000']);
+         const a = await Client.connect(server.ws('/echo'));
+         const b = await Client.connect(server.ws('/echo'));
+         server.proc.kill('SIGTERM');
+         await refused(server);
+         assert.equal(await a.ask('still here'), 'still here');
+         assert.equal(await b.ask('me too'), 'me too');
+         assert.equal(server.proc.exitCode, null, 'exited with clients open');
+         assert.deepEqual(await a.close(), { code: 1000, reason: '' });
+         assert.equal(await b.ask('last one'), 'last one');
+         assert.deepEqual(await b.close(), { code: 1000, reason: '' });
+         const exit = await server.stop('SIGTERM', 8000);
+         assert.deepEqual(exit, { code: 0, signal: null },
+                          `stderr:\n${server.stderr()}`);
+       });
+
+  test('clients still open at the deadline get 1001', T, async () => {
+    const server = await startServer('HERALD_TEST_SERVER',
+                                     ['--stop-deadline-ms', '1500']);
+    const a = await Client.connect(server.ws('/echo'));
+    server.proc.kill('SIGTERM');
+    await refused(server);
+    assert.equal(await a.ask('before the deadline'), 'before the deadline');
+    const info = await a.waitClose(10000);
+    assert.deepEqual(info, { code: 1001, reason: 'server shutting down' });
+    const exit = await withTimeout(server.exited, 8000, 'the exit');
+    assert.deepEqual(exit, { code: 0, signal: null },
+                     `stderr:\n${server.stderr()}`);
+    server.checkSanitizers();
+  });
+
+  for (const bin of ['HERALD_TEST_SERVER', 'HERALD_ECHO']) {
+    test(`${bin}: a second signal closes the rest with 1001 at once`, T,
+         async () => {
+           const server = await startServer(bin,
+                                            ['--stop-deadline-ms', '600000']);
+           const path = bin === 'HERALD_ECHO' ? '/' : '/echo';
+           const a = await Client.connect(server.ws(path));
+           server.proc.kill('SIGTERM');
+           await refused(server);
+           assert.equal(await a.ask('graceful'), 'graceful');
+           server.proc.kill('SIGTERM');
+           const info = await a.waitClose(5000);
+           assert.deepEqual(info, { code: 1001,
+                                    reason: 'server shutting down' });
+           const exit = await withTimeout(server.exited, 8000, 'the exit');
+           assert.deepEqual(exit, { code: 0, signal: null },
+                            `stderr:\n${server.stderr()}`);
+           server.checkSanitizers();
+         });
+  }
+});
+
+describe('server.stop() from fetch', { concurrency: true }, () => {
+  test('graceful: the request is answered at once, the open client goes ' +
+       'on, the process exits when it closes', T, async () => {
+    const server = await startServer('HERALD_TEST_SERVER');
+    const a = await Client.connect(server.ws('/echo'));
+    const r = await httpRequest(`${server.httpUrl}/stop?mode=graceful`);
+    assert.deepEqual([r.status, r.body], [200, 'stopping\n']);
+    assert.equal(await a.ask('after stop'), 'after stop');
+    assert.equal(server.proc.exitCode, null, 'exited with a client open');
+    assert.deepEqual(await a.close(), { code: 1000, reason: '' });
+    const exit = await withTimeout(server.exited, 8000, 'the exit');
+    assert.deepEqual(exit, { code: 0, signal: null },
+                     `stderr:\n${server.stderr()}`);
+    server.checkSanitizers();
+  });
+
+  test('immediate: the open client gets 1001, the process exits', T,
+       async () => {
+         const server = await startServer('HERALD_TEST_SERVER');
+         const a = await Client.connect(server.ws('/echo'));
+         const r = await httpRequest(`${server.httpUrl}/stop?mode=immediate`);
+         assert.deepEqual([r.status, r.body], [200, 'stopping\n']);
+         assert.deepEqual(await a.waitClose(),
+                          { code: 1001, reason: 'server shutting down' });
+         const exit = await withTimeout(server.exited, 8000, 'the exit');
+         assert.deepEqual(exit, { code: 0, signal: null },
+                          `stderr:\n${server.stderr()}`);
+         server.checkSanitizers();
        });
 });

@@ -121,7 +121,9 @@ int main(int argc, char** argv) {
                 compress);
     }
   };
-  herald::runtime rt;
+  // SIGTERM closes every connection with 1001 at once, as the tests
+  // expect (no graceful period).
+  herald::runtime rt{herald::runtime_options{.stop_deadline = {}}};
   try {
     auto server = herald::serve<member>(rt, {
       .hostname = "127.0.0.1",

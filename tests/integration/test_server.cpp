@@ -12,6 +12,19 @@
 //                         open connections, server counters
 //   GET /headers?name=N&value=V   a response carrying header N: V
 //   GET /publish?topic=T&text=X   server.publish(T, X)
+//   GET /deferred?ms=N[&deny=1][&name=N]  fetch hands the request to an
+//                         actor that answers N ms later: a WebSocket
+//                         request is upgraded (route "echo"; 403 with
+//                         deny=1), a plain one gets "later NAME"
+//   GET /never?id=X       fetch defers and keeps the handle under X, never
+//                         answering (the timeout answers 503)
+//   GET /held?id=X        JSON: the state of handle X (pending, gone,
+//                         timed_out, completed, refused, none) and the
+//                         server's pending_requests()
+//   GET /complete?id=X    answers handle X now: "complete true|false"
+//   GET /stop?mode=graceful|immediate[&deadline_ms=N]  server.stop(...)
+//                         from fetch: answers "stopping" at once (stop
+//                         never blocks); the process exits once stopped
 //   /throw                fetch throws -> 500
 //   /fake-upgrade         fetch returns herald::upgraded without upgrading
 //   /                     200 text
@@ -29,12 +42,15 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <caf/all.hpp>
 
 #include <herald/actors/herald.hpp>
 
@@ -219,7 +235,9 @@ std::string info_json(const herald::request& req) {
   }
   os << "],\"is_upgrade\":" << (req.is_upgrade() ? "true" : "false")
      << ",\"body\":" << json_str(req.body())
-     << ",\"remote\":" << json_str(req.remote_address()) << "}";
+     << ",\"remote\":" << json_str(req.remote_endpoint())
+     << ",\"remote_address\":" << json_str(req.remote_address())
+     << ",\"remote_port\":" << req.remote_port() << "}";
   return os.str();
 }
 
@@ -236,6 +254,7 @@ std::string open_json(socket_t& ws) {
      << ",\"remote\":" << json_str(d.remote)
      << ",\"user_agent\":" << json_str(d.user_agent)
      << ",\"remote_address\":" << json_str(ws.remote_address())
+     << ",\"remote_endpoint\":" << json_str(ws.remote_endpoint())
      << ",\"protocol\":" << json_str(ws.protocol())
      << ",\"ready_state\":" << static_cast<int>(ws.ready_state())
      << ",\"counter\":" << d.counter << "}";
@@ -290,7 +309,8 @@ void on_command(socket_t& ws, std::string_view line) {
   } else if (cmd == "state") {
     ws.send_text("state " + std::to_string(static_cast<int>(ws.ready_state())));
   } else if (cmd == "remote") {
-    ws.send_text("remote " + ws.remote_address());
+    ws.send_text("remote " + ws.remote_endpoint() + " "
+                 + ws.remote_address());
   } else if (cmd == "protocol") {
     ws.send_text("protocol " + std::string{ws.protocol()});
   } else if (cmd == "send-status") {
@@ -374,6 +394,14 @@ void on_command(socket_t& ws, std::string_view line) {
     auto [topic, text] = split1(arg);
     auto status = ws.publish(topic, text);
     ws.send_text("published " + std::to_string(status));
+  } else if (cmd == "server-pub") {
+    // The server from inside a handler (Bun's server.publish in message):
+    // every subscriber, this connection included.
+    auto [topic, text] = split1(arg);
+    auto srv = ws.server();
+    auto status = srv.publish(topic, text);
+    ws.send_text("server-published " + std::to_string(status) + " "
+                 + std::to_string(srv.subscriber_count(topic)));
   } else {
     ws.send_text("unknown command " + std::string{cmd});
   }
@@ -435,6 +463,81 @@ bool has_protocol(const herald::request& req, std::string_view p) {
   return false;
 }
 
+// -- deferred requests ---------------------------------------------------------------
+
+using later_atom = caf::atom_constant<caf::atom("later")>;
+using deferred_t = herald::deferred_request<conn_data>;
+
+// Answers /deferred requests (see answer_later); spawned in main.
+caf::actor answerer;
+
+// Handles of /never requests, by id.
+std::mutex held_mtx;
+std::map<std::string, deferred_t> held;
+
+void answer_deferred(const deferred_t& d, const std::string& route) {
+  auto& req = d.req();
+  auto name = req.query("name").value_or("");
+  if (req.query("deny").value_or("") == "1") {
+    d.respond(herald::response{403, "denied " + name + "\n"});
+    return;
+  }
+  conn_data data;
+  data.route = route;
+  data.name = name;
+  data.method = std::string{req.method()};
+  data.path = req.path();
+  data.target = std::string{req.target()};
+  data.remote = req.remote_endpoint();
+  if (!d.upgrade(std::move(data)))
+    d.respond(herald::response{200, "later " + name + "\n"});
+}
+
+// Upgrades get `route` (an argument, not a capture: CAF 0.17 dereferences
+// a null argument tuple for actors spawned without any).
+caf::behavior answer_later(caf::event_based_actor* self, std::string route) {
+  return {
+    [=](deferred_t& d) {
+      auto ms = std::strtol(
+        d.req().query("ms").value_or("0").c_str(), nullptr, 10);
+      if (ms <= 0)
+        answer_deferred(d, route);
+      else
+        self->delayed_send(self, std::chrono::milliseconds{ms},
+                           later_atom::value, std::move(d));
+    },
+    [=](later_atom, const deferred_t& d) { answer_deferred(d, route); },
+  };
+}
+
+std::string held_json(const std::string& id, server_t& srv) {
+  std::string state = "none";
+  {
+    std::lock_guard<std::mutex> guard{held_mtx};
+    if (auto i = held.find(id); i != held.end() && i->second.state()) {
+      switch (i->second.state()->current()) {
+        case herald::deferral::state::pending:
+          state = "pending";
+          break;
+        case herald::deferral::state::completed:
+          state = "completed";
+          break;
+        case herald::deferral::state::gone:
+          state = "gone";
+          break;
+        case herald::deferral::state::timed_out:
+          state = "timed_out";
+          break;
+        case herald::deferral::state::refused:
+          state = "refused";
+          break;
+      }
+    }
+  }
+  return "{\"state\":" + json_str(state) + ",\"pending_requests\":"
+         + std::to_string(srv.pending_requests()) + "}";
+}
+
 herald::fetch_result fetch(herald::request& req, server_t& srv) {
   const auto& path = req.path();
   auto ws_route = [&](std::string route) -> herald::fetch_result {
@@ -445,7 +548,7 @@ herald::fetch_result fetch(herald::request& req, server_t& srv) {
     d.method = std::string{req.method()};
     d.path = path;
     d.target = std::string{req.target()};
-    d.remote = req.remote_address();
+    d.remote = req.remote_endpoint();
     d.user_agent = std::string{req.header("user-agent").value_or("")};
     herald::header_list extra;
     if (has_protocol(req, "chat"))
@@ -486,6 +589,38 @@ herald::fetch_result fetch(herald::request& req, server_t& srv) {
     return herald::response{200, "published " + std::to_string(status) + " "
                                    + std::to_string(count) + "\n"};
   }
+  if (path == "/deferred")
+    return srv.defer_to(req, answerer);
+  if (path == "/never") {
+    auto d = srv.defer(req);
+    std::lock_guard<std::mutex> guard{held_mtx};
+    held[req.query("id").value_or("")] = std::move(d);
+    return herald::deferred;
+  }
+  if (path == "/held")
+    return herald::response{200, held_json(req.query("id").value_or(""), srv),
+                            {{"Content-Type", "application/json"}}};
+  if (path == "/complete") {
+    deferred_t d;
+    {
+      std::lock_guard<std::mutex> guard{held_mtx};
+      if (auto i = held.find(req.query("id").value_or("")); i != held.end())
+        d = i->second;
+    }
+    auto ok = d.respond(herald::response{200, "late\n"});
+    return herald::response{200, std::string{"complete "}
+                                   + (ok ? "true" : "false") + "\n"};
+  }
+  if (path == "/stop") {
+    auto graceful = req.query("mode").value_or("") == "graceful";
+    auto ms = std::strtoll(req.query("deadline_ms").value_or("-1").c_str(),
+                           nullptr, 10);
+    srv.stop(graceful ? herald::stop_mode::graceful
+                      : herald::stop_mode::immediate,
+             ms < 0 ? std::chrono::milliseconds::max()
+                    : std::chrono::milliseconds{ms});
+    return herald::response{200, "stopping\n"};
+  }
   if (path == "/throw")
     throw std::runtime_error("fetch failed on purpose");
   if (path == "/fake-upgrade")
@@ -510,7 +645,13 @@ void usage(std::FILE* out) {
     "  --keep-alive-ms MS       HTTP keep-alive idle timeout (default 5000)\n"
     "  --max-connections N      most WebSockets at once, 0: no limit\n"
     "  --backpressure-limit BYTES        per-connection send buffer limit\n"
-    "  --close-on-backpressure-limit     close (1008) instead of dropping\n",
+    "  --close-on-backpressure-limit     close (1008) instead of dropping\n"
+    "  --deferred-timeout-ms MS  deferred requests' timeout (default 10000)\n"
+    "  --max-deferred N         most deferred requests waiting (default "
+    "10000)\n"
+    "  --stop-deadline-ms MS    graceful stop's deadline on the first "
+    "SIGTERM\n"
+    "                           (default 10000)\n",
     out);
 }
 
@@ -526,6 +667,7 @@ int main(int argc, char** argv) {
   long long max_conns = 0;
   long long bp_limit = 16 << 20;
   bool close_on_bp = false;
+  herald::runtime_options rt_opts;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     auto value = [&]() -> long long {
@@ -574,6 +716,12 @@ int main(int argc, char** argv) {
       bp_limit = value();
     } else if (arg == "--close-on-backpressure-limit") {
       close_on_bp = true;
+    } else if (arg == "--deferred-timeout-ms") {
+      limits.deferred_timeout = std::chrono::milliseconds{value()};
+    } else if (arg == "--max-deferred") {
+      limits.max_deferred = static_cast<std::size_t>(value());
+    } else if (arg == "--stop-deadline-ms") {
+      rt_opts.stop_deadline = std::chrono::milliseconds{value()};
     } else {
       std::fprintf(stderr, "herald-test-server: unknown option %s\n",
                    argv[i]);
@@ -585,7 +733,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "herald-test-server: invalid option value\n");
     return 2;
   }
-  herald::runtime rt;
+  herald::runtime rt{rt_opts};
+  answerer = rt.system().spawn(answer_later, std::string{"echo"});
   try {
     auto handlers = make_handlers();
     handlers.max_payload_length = static_cast<std::size_t>(max_payload);
@@ -606,7 +755,11 @@ int main(int argc, char** argv) {
                 static_cast<unsigned>(server.port()));
     std::fflush(stdout);
     rt.run();
+    caf::anon_send_exit(answerer, caf::exit_reason::user_shutdown);
+    std::lock_guard<std::mutex> guard{held_mtx};
+    held.clear();
   } catch (const std::exception& e) {
+    caf::anon_send_exit(answerer, caf::exit_reason::user_shutdown);
     std::fprintf(stderr, "herald-test-server: %s\n", e.what());
     return 1;
   }

@@ -412,9 +412,14 @@ CAF_TEST(the socket endpoint checks the token then name and room) {
   CAF_CHECK_EQUAL(plain.body, "WebSocket upgrade expected\n");
   CAF_CHECK(chat::valid_label(std::string(chat::max_name, 'x')));
   CAF_CHECK(!chat::valid_label(std::string(chat::max_name + 1, 'x')));
-  // With a token: 401 without it or with a wrong one, before anything else.
-  auto guarded = [](herald::request& req, herald::server<chat::member>& srv) {
-    return chat::open_socket(req, srv, "s3cret");
+  // With a token: 401 without it or with a wrong one, before anything
+  // else. The auth actor decides while the request waits (fetch settles
+  // it after running the actors).
+  auto auth = chat::spawn_auth(sys, "s3cret");
+  chat::attach_registry(auth, registry());
+  auto guarded = [auth](herald::request& req,
+                        herald::server<chat::member>& srv) {
+    return chat::open_socket(req, srv, auth);
   };
   for (auto target : {"/ws?name=ann", "/ws?name=ann&token=s3cre",
                       "/ws?name=ann&token=s3cret2", "/ws?token=nope"}) {

@@ -12,6 +12,7 @@
 #include <herald/actors/testing.hpp>
 
 #include <algorithm>
+#include <optional>
 #include <chrono>
 #include <stdexcept>
 #include <string>
@@ -289,12 +290,13 @@ CAF_TEST(a stalled client makes backpressure and drain runs once it reads) {
 CAF_TEST(client options reach the handlers and counters follow) {
   auto h = handlers();
   h.open = [](herald::socket<nobody>& ws) {
-    ws.send_text(ws.remote_address() + " " + std::string{ws.protocol()});
+    ws.send_text(ws.remote_endpoint() + " " + ws.remote_address() + " "
+                 + std::string{ws.protocol()});
   };
   set_handlers(h);
   auto& c = connect(nobody{}, {.remote_address = "10.1.2.3:4567",
                                .protocol = "chat.v2"});
-  CAF_CHECK_EQUAL(c.texts(), strings{"10.1.2.3:4567 chat.v2"});
+  CAF_CHECK_EQUAL(c.texts(), strings{"10.1.2.3:4567 10.1.2.3 chat.v2"});
   c.send_text("one");
   c.send_text("two");
   run();
@@ -638,6 +640,246 @@ CAF_TEST(fetch answers like the server when there is no upgrade) {
   CAF_CHECK_EQUAL(no_key.status, 400);
   CAF_CHECK_EQUAL(no_key.body, "missing or invalid Sec-WebSocket-Key\n");
   CAF_CHECK_EQUAL(topic_count(), 0u);
+}
+
+CAF_TEST(fetch publishes through its server) {
+  auto& ann = connect({"ann"});
+  ann.take();
+  auto say = [](herald::request& req, herald::server<member>& srv)
+    -> herald::fetch_result {
+    auto n = srv.subscriber_count("lobby");
+    srv.publish("lobby", req.body());
+    return herald::response{200, std::to_string(n)};
+  };
+  auto r = fetch(say, herald::testing::http_request("POST", "/say", {}, "hi"));
+  CAF_CHECK_EQUAL(r.status, 200);
+  CAF_CHECK_EQUAL(r.body, "1");
+  run();
+  CAF_CHECK_EQUAL(ann.take(), std::vector<frame_event>{text_frame("hi")});
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+// -- deferred fetch ------------------------------------------------------------
+
+namespace {
+
+using herald::testing::http_request;
+using herald::testing::upgrade_request;
+using deferred_member = herald::deferred_request<member>;
+using approve_atom = caf::atom_constant<caf::atom("approve")>;
+
+// An auth service as an actor: names on its list are upgraded, others get
+// 403. It answers when told to (approve_atom), as a slow service would.
+caf::behavior auth_actor(caf::stateful_actor<std::vector<deferred_member>>*
+                           self,
+                         strings allowed) {
+  return {
+    [=](deferred_member& d) { self->state.push_back(std::move(d)); },
+    [=](approve_atom) {
+      for (auto& d : self->state) {
+        auto name = d.req().query("name").value_or("");
+        if (std::find(allowed.begin(), allowed.end(), name) != allowed.end())
+          d.upgrade(member{name});
+        else
+          d.respond(herald::response{403, "not on the list\n"});
+      }
+      self->state.clear();
+    },
+  };
+}
+
+struct deferred_fixture : herald::testing::fixture<member> {
+  deferred_fixture() : fixture(room_app()) {
+    auth = sys.spawn(auth_actor, strings{"ann", "bob"});
+  }
+  ~deferred_fixture() override {
+    caf::anon_send_exit(auth, caf::exit_reason::kill);
+  }
+  herald::fetch_result via_auth(herald::request& req,
+                                herald::server<member>& srv) {
+    return srv.defer_to(req, auth);
+  }
+  template <class... Ts>
+  herald::testing::fetch_outcome<member> ask(Ts&&... xs) {
+    return fetch([this](herald::request& req, herald::server<member>& srv) {
+      return via_auth(req, srv);
+    }, std::forward<Ts>(xs)...);
+  }
+  caf::actor auth;
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(deferred_tests, deferred_fixture)
+
+CAF_TEST(a deferred upgrade waits for the actor then connects) {
+  auto r = ask(upgrade_request("/room?name=ann"));
+  CAF_CHECK(r.deferred);
+  CAF_CHECK_EQUAL(r.status, 0);
+  CAF_CHECK(r.client == nullptr);
+  CAF_CHECK_EQUAL(pending_requests(), 1u);
+  CAF_CHECK_EQUAL(settle(r).status, 0); // nobody answered yet
+  caf::anon_send(auth, approve_atom::value);
+  auto done = settle(r);
+  CAF_CHECK(!done.deferred);
+  CAF_CHECK_EQUAL(done.status, 101);
+  CAF_REQUIRE(done.client != nullptr);
+  CAF_CHECK_EQUAL(done.client->data().name, "ann");
+  CAF_CHECK_EQUAL(done.client->texts(), strings{"welcome ann"});
+  CAF_CHECK_EQUAL(subscriber_count("lobby"), 1u);
+  CAF_CHECK_EQUAL(pending_requests(), 0u);
+  // Settling again reports the same answer, connects no second client.
+  CAF_CHECK_EQUAL(settle(r).client, done.client);
+  CAF_CHECK_EQUAL(clients().size(), 1u);
+}
+
+CAF_TEST(a deferred request can be refused over HTTP) {
+  auto r = ask(upgrade_request("/room?name=eve"));
+  caf::anon_send(auth, approve_atom::value);
+  auto done = settle(r);
+  CAF_CHECK_EQUAL(done.status, 403);
+  CAF_CHECK_EQUAL(done.body, "not on the list\n");
+  CAF_CHECK(done.client == nullptr);
+  CAF_CHECK_EQUAL(open_connections(), 0u);
+}
+
+CAF_TEST(a client that leaves while pending makes answers no-ops) {
+  std::vector<deferred_member> kept;
+  auto keep = [&](herald::request& req, herald::server<member>& srv)
+    -> herald::fetch_result {
+    kept.push_back(srv.defer(req));
+    return herald::deferred;
+  };
+  auto r = fetch(keep, upgrade_request("/room?name=ann"));
+  CAF_REQUIRE_EQUAL(kept.size(), 1u);
+  CAF_CHECK(kept[0].pending());
+  CAF_CHECK_EQUAL(kept[0].req().query("name"), std::optional<std::string>{"ann"});
+  hang_up(r);
+  CAF_CHECK(!kept[0].pending());
+  CAF_CHECK(kept[0].gone());
+  CAF_CHECK(!kept[0].upgrade(member{"ann"}));
+  CAF_CHECK(!kept[0].respond(herald::response{200, "late"}));
+  CAF_CHECK_EQUAL(settle(r).status, 0);
+  CAF_CHECK_EQUAL(open_connections(), 0u);
+  CAF_CHECK_EQUAL(pending_requests(), 0u);
+}
+
+CAF_TEST(an unanswered request times out with 503 and a late answer is a no-op) {
+  auto r = ask(http_request("GET", "/room?name=ann"));
+  auto late = time_out(r);
+  CAF_CHECK_EQUAL(late.status, 503);
+  caf::anon_send(auth, approve_atom::value);
+  run(); // the actor answers: nothing happens
+  CAF_CHECK_EQUAL(open_connections(), 0u);
+  CAF_CHECK_EQUAL(pending_requests(), 0u);
+}
+
+CAF_TEST(a deferred plain request is not upgraded and answers twice only once) {
+  std::vector<deferred_member> kept;
+  auto keep = [&](herald::request& req, herald::server<member>& srv)
+    -> herald::fetch_result {
+    kept.push_back(srv.defer(req));
+    return herald::deferred;
+  };
+  auto r = fetch(keep, http_request("GET", "/room?name=ann"));
+  CAF_REQUIRE_EQUAL(kept.size(), 1u);
+  CAF_CHECK(!kept[0].upgrade(member{"ann"})); // no upgrade attempt
+  CAF_CHECK(kept[0].pending());               // so it still waits
+  CAF_CHECK(kept[0].respond(herald::response{200, "first"}));
+  CAF_CHECK(!kept[0].respond(herald::response{200, "second"}));
+  auto done = settle(r);
+  CAF_CHECK_EQUAL(done.status, 200);
+  CAF_CHECK_EQUAL(done.body, "first");
+}
+
+CAF_TEST(a malformed deferred upgrade gets the handshake answer) {
+  auto r = ask(http_request("GET", "/room?name=ann",
+                            {{"Host", "localhost"},
+                             {"Upgrade", "websocket"},
+                             {"Connection", "Upgrade"},
+                             {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
+                             {"Sec-WebSocket-Version", "8"}}));
+  caf::anon_send(auth, approve_atom::value);
+  auto done = settle(r);
+  CAF_CHECK_EQUAL(done.status, 426);
+  CAF_CHECK(done.client == nullptr);
+}
+
+CAF_TEST(deferred without defer and defer without deferred) {
+  auto bad = fetch([](herald::request&, herald::server<member>&)
+                     -> herald::fetch_result { return herald::deferred; },
+                   http_request("GET", "/"));
+  CAF_CHECK_EQUAL(bad.status, 500);
+  deferred_member kept;
+  auto changed_mind = fetch(
+    [&](herald::request& req, herald::server<member>& srv)
+      -> herald::fetch_result {
+      kept = srv.defer(req);
+      return herald::response{200, "at once"};
+    },
+    http_request("GET", "/"));
+  CAF_CHECK_EQUAL(changed_mind.status, 200);
+  CAF_CHECK(!kept.pending());
+  CAF_CHECK(!kept.respond(herald::response{200, "later"}));
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+// -- the server inside handlers -----------------------------------------------
+
+namespace {
+
+// Bun's chat example: the handlers publish through the server; "count"
+// asks the server how many are in the room.
+herald::websocket_handlers<member> server_room() {
+  herald::websocket_handlers<member> h;
+  h.open = [](herald::socket<member>& ws) {
+    ws.subscribe(ws.data().room);
+    ws.server().publish(ws.data().room, ws.data().name + " joined");
+  };
+  h.message = [](herald::socket<member>& ws, herald::message m) {
+    auto srv = ws.server();
+    if (m.text() == "count") {
+      ws.send("count " + std::to_string(srv.subscriber_count(ws.data().room)));
+      return;
+    }
+    // The server's publish reaches the sender too; forwarding keeps the
+    // message's kind.
+    srv.publish(ws.data().room, m);
+    ws.send(m);
+  };
+  return h;
+}
+
+struct server_fixture : herald::testing::fixture<member> {
+  server_fixture() : fixture(server_room()) {}
+};
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(server_in_handlers, server_fixture)
+
+CAF_TEST(handlers reach their server) {
+  auto& ann = connect({"ann"});
+  CAF_CHECK_EQUAL(ann.take(),
+                  std::vector<frame_event>{text_frame("ann joined")});
+  auto& bob = connect({"bob"});
+  CAF_CHECK_EQUAL(ann.take(),
+                  std::vector<frame_event>{text_frame("bob joined")});
+  CAF_CHECK_EQUAL(bob.take(),
+                  std::vector<frame_event>{text_frame("bob joined")});
+  bob.send_text("count");
+  run();
+  CAF_CHECK_EQUAL(bob.take(), std::vector<frame_event>{text_frame("count 2")});
+  bob.send_binary("\x01\x02");
+  bob.send_text("hi");
+  run();
+  CAF_CHECK_EQUAL(ann.take(), (std::vector<frame_event>{
+                                binary_frame("\x01\x02"), text_frame("hi")}));
+  // bob: its own publish (the server excludes nobody) and its echo.
+  CAF_CHECK_EQUAL(bob.take_messages().size(), 4u);
+  CAF_CHECK_EQUAL(server_handle().subscriber_count("lobby"), 2u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

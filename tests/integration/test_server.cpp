@@ -368,8 +368,9 @@ void on_command(socket_t& ws, std::string_view line) {
     // fails, so the connection closes with 1011.
     ws.close(std::stoi(std::string{arg}), "bad");
   } else if (cmd == "sub") {
-    ws.subscribe(arg);
-    ws.send_text("subscribed " + std::string{arg});
+    // "refused" past --max-subscriptions.
+    auto ok = ws.subscribe(arg);
+    ws.send_text((ok ? "subscribed " : "refused ") + std::string{arg});
   } else if (cmd == "pub") {
     auto [topic, text] = split1(arg);
     auto status = ws.publish(topic, text);
@@ -418,6 +419,9 @@ herald::websocket_handlers<conn_data> make_handlers() {
     events.add(events.notes, event_log::data_rec{ws.data().name, "drain"});
     if (ws.data().route == "api")
       ws.send_text("drain");
+  };
+  h.limited = [](socket_t& ws, herald::message m) {
+    ws.send_text("limited " + std::string{m.text()});
   };
   h.error = [](socket_t& ws, std::string_view what) {
     events.add(events.errors,
@@ -510,7 +514,12 @@ void usage(std::FILE* out) {
     "  --keep-alive-ms MS       HTTP keep-alive idle timeout (default 5000)\n"
     "  --max-connections N      most WebSockets at once, 0: no limit\n"
     "  --backpressure-limit BYTES        per-connection send buffer limit\n"
-    "  --close-on-backpressure-limit     close (1008) instead of dropping\n",
+    "  --close-on-backpressure-limit     close (1008) instead of dropping\n"
+    "  --message-rate N         messages per second per connection (0: off);\n"
+    "                           over it: \"limited MESSAGE\"\n"
+    "  --message-burst N        messages at once (default: one second's)\n"
+    "  --rate-limit-close       close (1008) instead of dropping\n"
+    "  --max-subscriptions N    topics per connection, 0: no limit\n",
     out);
 }
 
@@ -526,6 +535,8 @@ int main(int argc, char** argv) {
   long long max_conns = 0;
   long long bp_limit = 16 << 20;
   bool close_on_bp = false;
+  long long rate = 0, burst = 0, max_subs = 0;
+  bool rate_close = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     auto value = [&]() -> long long {
@@ -574,6 +585,14 @@ int main(int argc, char** argv) {
       bp_limit = value();
     } else if (arg == "--close-on-backpressure-limit") {
       close_on_bp = true;
+    } else if (arg == "--message-rate") {
+      rate = value();
+    } else if (arg == "--message-burst") {
+      burst = value();
+    } else if (arg == "--rate-limit-close") {
+      rate_close = true;
+    } else if (arg == "--max-subscriptions") {
+      max_subs = value();
     } else {
       std::fprintf(stderr, "herald-test-server: unknown option %s\n",
                    argv[i]);
@@ -593,6 +612,11 @@ int main(int argc, char** argv) {
     handlers.send_pings = pings;
     handlers.backpressure_limit = static_cast<std::size_t>(bp_limit);
     handlers.close_on_backpressure_limit = close_on_bp;
+    handlers.message_rate = {
+      static_cast<double>(rate), static_cast<std::size_t>(burst),
+      rate_close ? herald::rate_limit_policy::close_1008
+                 : herald::rate_limit_policy::drop_and_notify};
+    handlers.max_subscriptions = static_cast<std::size_t>(max_subs);
     auto server = herald::serve<conn_data>(rt, {
       .hostname = host,
       .port = static_cast<std::uint16_t>(port),

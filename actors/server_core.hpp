@@ -37,6 +37,8 @@ struct server_config {
   /// Share topics with other instances through Redis (off when the URL is
   /// empty).
   redis_options redis;
+  /// How topics fan out (linger for big topics).
+  topic_options topics;
 };
 
 /// Shared state of one server.

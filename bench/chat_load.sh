@@ -8,7 +8,8 @@
 #
 # Client options (passed on): --members N, --rate R, --duration S,
 # --senders N, --connect-parallel N, --timeout S. --rt runs the server at
-# SCHED_FIFO 20 and the client at 30, as bench/run.sh --rt does.
+# SCHED_FIFO 20 and the client at 30, as bench/run.sh --rt does; --rt-same
+# runs both at 20 (the client then never preempts the server).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,6 +20,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build="$2"; shift 2 ;;
     --rt) rt=1; shift ;;
+    --rt-same) rt=2; shift ;;
     -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) pass+=("$1"); shift ;;
   esac
@@ -42,6 +44,9 @@ prio_client=()
 if [ "$rt" = 1 ]; then
   prio_server=(chrt -f 20)
   prio_client=(chrt -f 30)
+elif [ "$rt" = 2 ]; then
+  prio_server=(chrt -f 20)
+  prio_client=(chrt -f 20)
 fi
 
 log="$(mktemp)"

@@ -37,6 +37,9 @@ void usage(std::FILE* out) {
     "                       pub/sub (redis://host:port); presence and history\n"
     "                       stay per instance\n"
     "  --idle-timeout SECS  close connections silent this long (default 120)\n"
+    "  --linger MS          rooms of 1,000 members or more gather messages\n"
+    "                       for up to MS ms into one write per member\n"
+    "                       (default 20, 0: off)\n"
     "  --public DIR         directory of the page (default: the source tree)\n"
     "  --help               this text\n",
     out);
@@ -69,6 +72,7 @@ int main(int argc, char** argv) {
   herald::deflate_options deflate;
   std::chrono::seconds idle{120};
   herald::redis_options redis;
+  herald::topic_options topics{.linger = std::chrono::milliseconds{20}};
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     if (arg == "--help" || arg == "-h") {
@@ -97,6 +101,9 @@ int main(int argc, char** argv) {
       deflate.dedicated_compressor = mode == "dedicated";
     } else if (arg == "--idle-timeout") {
       idle = std::chrono::seconds{number(v, 86400, "--idle-timeout: seconds")};
+    } else if (arg == "--linger") {
+      topics.linger = std::chrono::milliseconds{
+        number(v, 10000, "--linger: 0 to 10000 ms")};
     } else if (arg == "--redis") {
       redis.url = v;
     } else if (arg == "--public") {
@@ -123,6 +130,7 @@ int main(int argc, char** argv) {
       },
       .websocket = std::move(handlers),
       .redis = redis,
+      .topics = topics,
     });
     chat::attach_registry(presence, server.registry());
     auto url = server.url(); // ws://host:port/

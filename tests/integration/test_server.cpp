@@ -625,6 +625,7 @@ int main(int argc, char** argv) {
       .http = limits,
       .max_connections = static_cast<std::size_t>(max_conns),
       .redis = {}, // one node
+      .topics = {},
     });
     std::printf("listening on ws://%s:%u/\n", server.hostname().c_str(),
                 static_cast<unsigned>(server.port()));

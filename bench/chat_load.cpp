@@ -10,10 +10,11 @@
 //   2. --rate chat messages per second (100) for --duration seconds (30),
 //      from --senders members in turn (1,000: each sends one every 10 s,
 //      far under the chat's limit of 10 per second, 20 at once, also when
-//      a delayed client catches up on its schedule). Every member must receive every message
-//      once, in order per sender; each delivery's latency is the time from the send to
-//      the kernel's receive timestamp of the data (SO_TIMESTAMPNS) and to
-//      when the client parsed it (both CLOCK_REALTIME).
+//      a delayed client catches up on its schedule). Every member must
+//      receive every message once, in order per sender; each delivery's
+//      latency is the time from the send to the kernel's receive timestamp
+//      of the data (SO_TIMESTAMPNS) and to when the client parsed it (both
+//      CLOCK_REALTIME).
 //
 // With --server-pid: the server's CPU time (utime + stime) over each phase
 // and its resident memory (VmRSS) after each, and its peak (VmHWM). The
@@ -99,8 +100,8 @@ long status_kb(int pid, const char* key) {
 double own_cpu() {
   rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec)
-         + double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+  return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 // -- latency histogram: 0.1 ms buckets up to 60 s -----------------------------
@@ -133,12 +134,12 @@ struct histogram {
 
 struct member {
   int fd = -1;
-  bool requested = false;    // the upgrade request went out
+  bool requested = false; // the upgrade request went out
   bool upgraded = false;
-  bool full = false;          // has seen the room at N
-  std::uint64_t bytes = 0;    // payload bytes received
+  bool full = false;       // has seen the room at N
+  std::uint64_t bytes = 0; // payload bytes received
   std::uint64_t bytes_full = 0;
-  std::string in;             // unparsed bytes
+  std::string in; // unparsed bytes
 };
 
 struct client {
@@ -147,9 +148,9 @@ struct client {
   int senders = 1;
   std::vector<std::int64_t> last_seq; // per member and sender
   int ep = -1;
-  int joined = 0;        // members that have seen the room at N
-  int connecting = 0;    // handshakes in flight
-  int opened = 0;        // connections made
+  int joined = 0;     // members that have seen the room at N
+  int connecting = 0; // handshakes in flight
+  int opened = 0;     // connections made
   std::int64_t full_at = 0;
   bool measuring = false;
   std::uint64_t delivered = 0, bad = 0, errors = 0;
@@ -174,8 +175,8 @@ struct client {
     a.sin_family = AF_INET;
     a.sin_port = htons(std::uint16_t(opt.port));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0
-        && errno != EINPROGRESS)
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 &&
+        errno != EINPROGRESS)
       fail("connect");
     ms[std::size_t(i)].fd = fd;
     epoll_event ev{};
@@ -236,8 +237,8 @@ struct client {
       auto sent = std::strtoll(end, nullptr, 10);
       // In order per sender (messages of different senders to a topic are
       // ordered per sender only), and once.
-      auto i = std::size_t(&m - ms.data()) * std::size_t(senders)
-               + std::size_t(seq % senders);
+      auto i = std::size_t(&m - ms.data()) * std::size_t(senders) +
+               std::size_t(seq % senders);
       if (seq <= last_seq[i])
         ++bad;
       last_seq[i] = seq;
@@ -250,8 +251,8 @@ struct client {
       ++errors;
       return;
     }
-    if (!m.full && (p.starts_with(R"({"type":"join")")
-                    || p.starts_with(R"({"type":"members")"))) {
+    if (!m.full && (p.starts_with(R"({"type":"join")") ||
+                    p.starts_with(R"({"type":"members")"))) {
       if (number_after(p, R"("count":)") == opt.members) {
         m.full = true;
         m.bytes_full = m.bytes;
@@ -407,8 +408,8 @@ struct client {
       auto now = now_ns();
       if (now >= due) {
         auto& m = ms[std::size_t(sent % senders)];
-        auto text = R"({"type":"message","text":")" + std::to_string(sent)
-                    + " " + std::to_string(now_ns(CLOCK_REALTIME)) + "\"}";
+        auto text = R"({"type":"message","text":")" + std::to_string(sent) +
+                    " " + std::to_string(now_ns(CLOCK_REALTIME)) + "\"}";
         send_text(m, text);
         ++sent;
         continue;
@@ -425,9 +426,8 @@ struct client {
     auto secs = double(now_ns() - t0) / 1e9;
     auto rss = status_kb(opt.server_pid, "VmRSS:");
     auto hwm = status_kb(opt.server_pid, "VmHWM:");
-    std::printf("messages: %" PRId64 " sent in %.1f s, %" PRIu64
-                " of %" PRIu64 " deliveries, %" PRIu64 " out of order, %"
-                PRIu64 " errors\n",
+    std::printf("messages: %" PRId64 " sent in %.1f s, %" PRIu64 " of %" PRIu64
+                " deliveries, %" PRIu64 " out of order, %" PRIu64 " errors\n",
                 total, double(send_end - t0) / 1e9, delivered, want, bad,
                 errors);
     std::printf("latency send -> kernel rx: p50 %.2f ms, p99 %.2f ms, "
@@ -437,8 +437,7 @@ struct client {
                 parsed.quantile_ms(0.99));
     std::printf("server: CPU %.2f s over %.1f s (%.2f cores), RSS %ld KiB, "
                 "peak %ld KiB; client: %.2f cores\n",
-                cpu2 - cpu1, secs, (cpu2 - cpu1) / secs, rss, hwm,
-                own / secs);
+                cpu2 - cpu1, secs, (cpu2 - cpu1) / secs, rss, hwm, own / secs);
     std::printf("RESULT members=%d join_s=%.3f bytes_per_member=%.0f "
                 "bytes_most=%" PRIu64 " join_cpu_s=%.2f rss_joined_kib=%ld "
                 "sent=%" PRId64 " delivered=%" PRIu64 " want=%" PRIu64
@@ -446,11 +445,11 @@ struct client {
                 "p99_ms=%.2f parsed_p50_ms=%.2f parsed_p99_ms=%.2f "
                 "msg_cpu_cores=%.2f rss_kib=%ld hwm_kib=%ld "
                 "client_cores=%.2f\n",
-                opt.members, join_s, avg, most, cpu1 - cpu0, rss_joined,
-                total, delivered, want, bad, errors,
-                kernel.quantile_ms(0.5), kernel.quantile_ms(0.99),
-                parsed.quantile_ms(0.5), parsed.quantile_ms(0.99),
-                (cpu2 - cpu1) / secs, rss, hwm, own / secs);
+                opt.members, join_s, avg, most, cpu1 - cpu0, rss_joined, total,
+                delivered, want, bad, errors, kernel.quantile_ms(0.5),
+                kernel.quantile_ms(0.99), parsed.quantile_ms(0.5),
+                parsed.quantile_ms(0.99), (cpu2 - cpu1) / secs, rss, hwm,
+                own / secs);
     return delivered == want && bad == 0 && errors == 0 ? 0 : 1;
   }
 };

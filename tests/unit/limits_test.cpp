@@ -25,11 +25,10 @@ struct peer {
 };
 
 // Echoes messages; answers a dropped one with "limited: <text>".
-herald::websocket_handlers<peer> echo(double rate, std::size_t burst,
-                                      herald::rate_limit_policy policy
-                                      = herald::rate_limit_policy::
-                                        drop_and_notify,
-                                      bool answer = true) {
+herald::websocket_handlers<peer> echo(
+  double rate, std::size_t burst,
+  herald::rate_limit_policy policy = herald::rate_limit_policy::drop_and_notify,
+  bool answer = true) {
   herald::websocket_handlers<peer> h;
   h.message = [](herald::socket<peer>& ws, herald::message m) {
     ws.send_text(m.text());
@@ -72,8 +71,8 @@ CAF_TEST_FIXTURE_SCOPE(limits_tests, fixture)
 CAF_TEST(the bucket takes a burst and drops the rest) {
   auto& c = connect();
   burst(c, 5);
-  CAF_CHECK_EQUAL(c.texts(), (strings{"m0", "m1", "m2", "limited: m3",
-                                      "limited: m4"}));
+  CAF_CHECK_EQUAL(c.texts(),
+                  (strings{"m0", "m1", "m2", "limited: m3", "limited: m4"}));
   CAF_CHECK_EQUAL(c.data().limited, (strings{"m3", "m4"}));
   CAF_CHECK_EQUAL(stats().rate_limited.load(), 2u);
   CAF_CHECK(!c.closed());
@@ -91,8 +90,7 @@ CAF_TEST(the bucket refills at the rate and no further than the burst) {
   CAF_CHECK_EQUAL(fresh(c), (strings{"m20", "limited: m21"}));
   advance(10s); // a long quiet spell fills the bucket to 3, not to 100
   burst(c, 4, 30);
-  CAF_CHECK_EQUAL(fresh(c),
-                  (strings{"m30", "m31", "m32", "limited: m33"}));
+  CAF_CHECK_EQUAL(fresh(c), (strings{"m30", "m31", "m32", "limited: m33"}));
 }
 
 CAF_TEST(a steady sender at the rate is never limited) {
@@ -126,8 +124,7 @@ CAF_TEST(each connection has a bucket of its own) {
 }
 
 CAF_TEST(without a limited handler a message over the limit is dropped) {
-  set_handlers(echo(10, 2, herald::rate_limit_policy::drop_and_notify,
-                    false));
+  set_handlers(echo(10, 2, herald::rate_limit_policy::drop_and_notify, false));
   auto& c = connect();
   burst(c, 4);
   CAF_CHECK_EQUAL(c.texts(), (strings{"m0", "m1"}));

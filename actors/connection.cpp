@@ -1,6 +1,8 @@
 #include "herald/actors/connection.hpp"
 
 #include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <stdexcept>
 #include <utility>
 
@@ -288,9 +290,47 @@ void connection_core::on_message(net::opcode op, std::span<std::byte> payload,
     data = x.inflated;
   }
   herald::message m{data, op == net::opcode::binary};
-  guarded([&] { hooks_->on_message(m); });
+  // Counted after inflating: a client's compression context must see every
+  // message, also the dropped ones.
+  if (opts_.message_rate.messages_per_second > 0 && !take_token()) {
+    if (stats_)
+      stats_->rate_limited.fetch_add(1, std::memory_order_relaxed);
+    if (opts_.message_rate.policy == rate_limit_policy::close_1008) {
+      HERALD_LOG(info, "closing " << remote_address()
+                                  << " with 1008: rate limit exceeded");
+      fail(net::close_code::policy_violation, "rate limit exceeded");
+      return;
+    }
+    if (!std::exchange(limit_logged_, true))
+      HERALD_LOG(info, "dropping messages from " << remote_address()
+                                                 << ": rate limit exceeded");
+    guarded([&] { hooks_->on_limited(m); });
+  } else {
+    guarded([&] { hooks_->on_message(m); });
+  }
   if (compressed && extras_ && extras_->inflated.capacity() > (64u << 10))
     std::vector<std::byte>{}.swap(extras_->inflated);
+}
+
+bool connection_core::take_token() {
+  // A token bucket of `burst` tokens refilled at `messages_per_second`,
+  // kept as the time it will be full again: `window` before that time it
+  // still holds one token. The actor clock is the test clock in the kit.
+  auto& rl = opts_.message_rate;
+  auto interval = std::chrono::duration_cast<caf::timespan>(
+    std::chrono::duration<double>{1.0 / rl.messages_per_second});
+  if (interval.count() <= 0)
+    return true;
+  auto burst = rl.burst > 0 ? rl.burst
+                            : std::max<std::size_t>(
+                              1, static_cast<std::size_t>(
+                                   std::ceil(rl.messages_per_second)));
+  auto now = self_->clock().now();
+  auto full_at = std::max(bucket_full_at_, now);
+  if (full_at - now > interval * static_cast<std::int64_t>(burst - 1))
+    return false;
+  bucket_full_at_ = full_at + interval;
+  return true;
 }
 
 void connection_core::on_ping(std::span<const std::byte> payload) {
@@ -660,12 +700,23 @@ void connection_core::on_tick() {
 
 // topics_ is a sorted vector: most connections are in one or a few
 // topics, and a vector of one name is half the size of a std::set node.
-void connection_core::subscribe(std::string_view topic) {
+bool connection_core::subscribe(std::string_view topic) {
   if (state_ == herald::ready_state::closed)
-    return;
+    return false;
   auto i = std::lower_bound(topics_.begin(), topics_.end(), topic);
   if (i != topics_.end() && *i == topic)
-    return;
+    return true;
+  if (opts_.max_subscriptions > 0
+      && topics_.size() >= opts_.max_subscriptions) {
+    if (stats_)
+      stats_->subscriptions_refused.fetch_add(1, std::memory_order_relaxed);
+    if (!std::exchange(cap_logged_, true))
+      HERALD_LOG(info, "refusing a subscription of " << remote_address()
+                                                     << ": at most "
+                                                     << opts_.max_subscriptions
+                                                     << " topics");
+    return false;
+  }
   i = topics_.emplace(i, topic);
   if (counts_) {
     // Counted from now on: a server publish to this topic is not skipped
@@ -677,6 +728,7 @@ void connection_core::subscribe(std::string_view topic) {
     self_->send(registry_, caf::subscribe_atom::value, *i,
                 caf::actor_cast<caf::actor>(self_));
   }
+  return true;
 }
 
 void connection_core::unsubscribe(std::string_view topic) {
@@ -859,8 +911,8 @@ void basic_socket::cork(const std::function<void()>& fn) {
   core_->cork(fn);
 }
 
-void basic_socket::subscribe(std::string_view topic) {
-  core_->subscribe(topic);
+bool basic_socket::subscribe(std::string_view topic) {
+  return core_->subscribe(topic);
 }
 
 void basic_socket::unsubscribe(std::string_view topic) {

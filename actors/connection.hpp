@@ -137,7 +137,7 @@ public:
   void close(int code, std::string_view reason);
   void terminate();
   void cork(const std::function<void()>& fn);
-  void subscribe(std::string_view topic);
+  bool subscribe(std::string_view topic);
   void unsubscribe(std::string_view topic);
   bool is_subscribed(std::string_view topic) const;
   std::vector<std::string> subscriptions() const;
@@ -192,6 +192,8 @@ private:
   void unlist() noexcept;
   // Stops reading a peer whose backlog is too large (see connection.cpp).
   void pause_if_backlogged(std::size_t remaining);
+  // Takes a token from the rate limit's bucket; false when it is empty.
+  bool take_token();
 
   connection_actor* self_;
   net::transport_ptr transport_;
@@ -231,12 +233,18 @@ private:
   bool read_paused_ = false;
   bool dropping_ = false; // a send was dropped since the backlog emptied
   bool drop_logged_ = false;
+  bool limit_logged_ = false; // the rate limit dropped a message
+  bool cap_logged_ = false; // a subscription was refused
   int cork_depth_ = 0;
 
   bool activity_ = false;
   int quiet_ticks_ = 0;
 
   std::vector<std::string> topics_; // sorted
+
+  // The rate limit's token bucket as one time: when it will be full again
+  // (the past: full). Each message moves it one interval later.
+  caf::actor_clock::time_point bucket_full_at_{};
 
   // permessage-deflate negotiated.
   bool deflate_ = false;

@@ -35,6 +35,10 @@ public:
   virtual void on_pong(std::span<const std::byte> data) = 0;
   /// Calls `error`; false when there is no error handler.
   virtual bool on_error(std::string_view what) = 0;
+  /// Calls `limited` (a message over the rate limit was dropped).
+  virtual void on_limited(herald::message) {
+    // Nop: hooks without the handler drop silently.
+  }
 };
 
 /// Handlers and the options they run with, shared by the connections of a
@@ -109,6 +113,10 @@ public:
       return false;
     handlers().error(socket_, what);
     return true;
+  }
+  void on_limited(herald::message m) override {
+    if (handlers().limited)
+      handlers().limited(socket_, m);
   }
 
 private:

@@ -85,6 +85,12 @@ std::string prometheus_text(const server_stats& stats, std::size_t topics,
   w.counter("dropped_messages_total",
             "Messages dropped (backpressure limit or closing connection).",
             stats.dropped);
+  w.counter("rate_limited_messages_total",
+            "Messages over a connection's rate limit (dropped or closed).",
+            stats.rate_limited);
+  w.counter("refused_subscriptions_total",
+            "Subscriptions refused at a connection's max_subscriptions.",
+            stats.subscriptions_refused);
   w.header("closes_total", "counter", "Closed WebSocket connections by close code.");
   for (std::size_t i = 0; i < 16; ++i) {
     auto n = stats.closes[i].load(std::memory_order_relaxed);

@@ -131,6 +131,9 @@ struct serve_options {
   /// Share topics with other instances through Redis pub/sub:
   /// `.redis = {.url = "redis://127.0.0.1:6379"}`; off when `url` is empty.
   redis_options redis;
+  /// How topics fan out: `.topics = {.linger = 20ms}` lets topics of 1,000
+  /// subscribers or more gather publishes for that long (topic_options).
+  topic_options topics;
 };
 
 /// A running server. Copies share the same server.
@@ -274,6 +277,7 @@ server<T> serve(runtime& rt, serve_options<T> opts) {
   cfg.http = opts.http;
   cfg.max_connections = opts.max_connections;
   cfg.redis = std::move(opts.redis);
+  cfg.topics = opts.topics;
   auto core = std::make_shared<server_core>(rt, std::move(cfg));
   // One handler set for all connections, not one per request.
   auto set = make_handler_set(std::make_shared<const websocket_handlers<T>>(

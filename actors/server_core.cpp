@@ -92,7 +92,7 @@ server_core::server_core(herald::runtime& rt, server_config cfg)
     counts_(std::make_shared<topic_counts>()),
     stats_(std::make_shared<server_stats>()),
     conns_(std::make_shared<connection_list>()) {
-  registry_ = spawn_topic_registry(rt_.system(), counts_);
+  registry_ = spawn_topic_registry(rt_.system(), counts_, cfg_.topics);
   idle_clock_ = spawn_idle_clock(rt_.system());
 }
 

@@ -40,6 +40,8 @@ struct server_config {
   /// Share topics with other instances through Redis (off when the URL is
   /// empty).
   redis_options redis;
+  /// How topics fan out (linger for big topics).
+  topic_options topics;
 };
 
 /// What `server<T>` asks of a server, whatever runs it: the real one

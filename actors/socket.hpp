@@ -69,6 +69,29 @@ constexpr send_status send_backpressure = -1;
 /// Dropped (connection closed or over its backpressure limit).
 constexpr send_status send_dropped = 0;
 
+/// What a connection's message rate limit does with a message over it.
+enum class rate_limit_policy {
+  /// Drop the message and pass it to the `limited` handler, which may
+  /// answer; without one it is dropped silently. Counted either way.
+  drop_and_notify,
+  /// Close the connection with 1008 (policy violation), "rate limit
+  /// exceeded".
+  close_1008,
+};
+
+/// A token bucket per connection over whole messages received (text and
+/// binary; pings, pongs and close frames do not count). Refilled lazily
+/// from the actor clock when a message arrives: no timers. Off by default.
+struct rate_limit {
+  /// Tokens added per second; 0 turns the limit off.
+  double messages_per_second = 0;
+  /// Bucket size, the most messages accepted at once after a quiet spell;
+  /// 0: one second's worth (at least 1).
+  std::size_t burst = 0;
+  /// What happens to a message that finds the bucket empty.
+  rate_limit_policy policy = rate_limit_policy::drop_and_notify;
+};
+
 /// Options of WebSocket connections, with Bun's defaults.
 struct websocket_options {
   /// Largest message accepted; larger ones close the connection with 1009.
@@ -85,6 +108,10 @@ struct websocket_options {
   bool publish_to_self = false;
   /// permessage-deflate (off by default, as in Bun).
   deflate_options per_message_deflate;
+  /// Messages a connection may send per second (off by default).
+  rate_limit message_rate;
+  /// Most topics one connection may be subscribed to; 0: no limit.
+  std::size_t max_subscriptions = 0;
 };
 
 /// The connection handle, without the user's data type. All members run
@@ -131,8 +158,9 @@ public:
   /// Runs `fn`; what it sends leaves in one write.
   void cork(const std::function<void()>& fn);
 
-  /// Joins `topic`.
-  void subscribe(std::string_view topic);
+  /// Joins `topic`; true when subscribed (also when it already was), false
+  /// when refused: closed, or at `max_subscriptions`.
+  bool subscribe(std::string_view topic);
   /// Leaves `topic`.
   void unsubscribe(std::string_view topic);
   /// True when subscribed to `topic`.
@@ -233,6 +261,9 @@ struct websocket_handlers {
   std::function<void(socket<T>&, std::span<const std::byte>)> pong;
   /// A handler threw; the connection then closes with 1011.
   std::function<void(socket<T>&, std::string_view)> error;
+  /// A message was dropped by the rate limit (`message_rate`, policy
+  /// drop_and_notify); the application may answer it.
+  std::function<void(socket<T>&, herald::message)> limited;
 
   /// See websocket_options.
   std::size_t max_payload_length = 16u << 20;
@@ -248,12 +279,16 @@ struct websocket_handlers {
   bool publish_to_self = false;
   /// See websocket_options and deflate_options.
   deflate_options per_message_deflate;
+  /// See websocket_options and rate_limit.
+  rate_limit message_rate;
+  /// See websocket_options.
+  std::size_t max_subscriptions = 0;
 
   /// The options without the handlers.
   websocket_options options() const {
     return {max_payload_length,          idle_timeout, backpressure_limit,
             close_on_backpressure_limit, send_pings,   publish_to_self,
-            per_message_deflate};
+            per_message_deflate,         message_rate, max_subscriptions};
   }
 };
 

@@ -25,6 +25,11 @@ struct server_stats {
   /// Messages dropped because a connection was over its backpressure limit
   /// or already closing.
   std::atomic<std::uint64_t> dropped{0};
+  /// Messages over a connection's rate limit (dropped, or the cause of a
+  /// 1008 close).
+  std::atomic<std::uint64_t> rate_limited{0};
+  /// Subscriptions refused at a connection's `max_subscriptions`.
+  std::atomic<std::uint64_t> subscriptions_refused{0};
   /// Closes by code: index code - 1000 for 1000..1015, [16] for the rest.
   std::array<std::atomic<std::uint64_t>, 17> closes{};
   /// HTTP requests answered without an upgrade.

@@ -247,6 +247,10 @@ public:
   bool on_error(std::string_view what) override {
     return *armed_ && inner_->on_error(what);
   }
+  void on_limited(herald::message m) override {
+    if (*armed_)
+      inner_->on_limited(m);
+  }
 
 private:
   std::unique_ptr<connection_hooks> inner_;

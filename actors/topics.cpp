@@ -98,6 +98,7 @@ void join_runs(msg::delivery& d) {
 
 struct topic_state {
   std::shared_ptr<const std::string> topic;
+  topic_options opts;
   std::vector<caf::actor> subscribers;
   // Messages published since the last fan-out (see the flush handler).
   std::vector<msg::topic_message> batch;
@@ -105,8 +106,10 @@ struct topic_state {
 };
 
 caf::behavior topic_actor(caf::stateful_actor<topic_state>* self,
-                          std::shared_ptr<const std::string> name) {
+                          std::shared_ptr<const std::string> name,
+                          topic_options opts) {
   self->state.topic = std::move(name);
+  self->state.opts = opts;
   return {
     [=](caf::subscribe_atom, caf::actor& who) {
       self->state.subscribers.push_back(std::move(who));
@@ -126,9 +129,16 @@ caf::behavior topic_actor(caf::stateful_actor<topic_state>* self,
       // Collect what arrives while we are busy; the flush we send ourselves
       // comes after everything already queued, so each subscriber gets one
       // message per burst instead of one per publish.
-      auto& batch = self->state.batch;
-      if (batch.empty())
-        self->send(self, msg::flush_atom::value);
+      auto& st = self->state;
+      auto& batch = st.batch;
+      if (batch.empty()) {
+        // A big topic waits a little for more (topic_options).
+        if (st.opts.linger.count() > 0
+            && st.subscribers.size() >= st.opts.linger_min_subscribers)
+          self->delayed_send(self, st.opts.linger, msg::flush_atom::value);
+        else
+          self->send(self, msg::flush_atom::value);
+      }
       batch.push_back(msg::topic_message{std::move(pub.frame),
                                          std::move(pub.exclude),
                                          pub.compress});
@@ -218,6 +228,7 @@ private:
 
 struct registry_state {
   std::shared_ptr<topic_counts> counts;
+  topic_options opts;
   std::unordered_map<std::string, topic_entry> topics;
   std::unordered_map<caf::actor_addr, membership> members;
   // The Redis bridge, if any: hears of first/last subscribers and of every
@@ -243,7 +254,8 @@ void join(registry_actor* self, std::string& topic, caf::actor& who) {
     auto name = std::make_shared<const std::string>(topic);
     // Linked: when the registry stops (server shutdown), so do its
     // topics; a topic that ends normally does not take it along.
-    e.actor = self->spawn<caf::linked>(topic_actor, std::move(name));
+    e.actor = self->spawn<caf::linked>(topic_actor, std::move(name),
+                                       self->state.opts);
     if (self->state.bridge)
       self->send(self->state.bridge, caf::join_atom::value, topic);
   }
@@ -363,9 +375,11 @@ namespace {
 // A free function with arguments: CAF 0.17 mishandles (UBSan) a spawned
 // lambda that takes none besides `self`.
 caf::behavior registry_behavior(registry_actor* self,
-                                std::shared_ptr<topic_counts> counts) {
+                                std::shared_ptr<topic_counts> counts,
+                                topic_options opts) {
   {
     self->state.counts = std::move(counts);
+    self->state.opts = opts;
     self->set_down_handler([=](caf::down_msg& dm) {
       // A subscriber went away: it leaves every topic it was in.
       auto i = self->state.members.find(dm.source);
@@ -430,9 +444,10 @@ caf::behavior registry_behavior(registry_actor* self,
 } // namespace
 
 caf::actor spawn_topic_registry(caf::actor_system& sys,
-                                std::shared_ptr<topic_counts> counts) {
+                                std::shared_ptr<topic_counts> counts,
+                                topic_options opts) {
   std::weak_ptr<topic_counts> weak = counts;
-  auto registry = sys.spawn(registry_behavior, std::move(counts));
+  auto registry = sys.spawn(registry_behavior, std::move(counts), opts);
   const auto* key = caf::actor_cast<caf::actor_control_block*>(registry);
   {
     auto& t = registries();

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -90,6 +91,20 @@ void send_text(const caf::actor& connection, std::string_view text,
 void send_binary(const caf::actor& connection,
                  std::span<const std::byte> data, bool compress = false);
 
+/// How topics fan out. A publish normally goes out as soon as the topic
+/// actor gets to it (publishes that arrive while it is busy go together).
+/// With `linger`, a topic of at least `linger_min_subscribers` holds a
+/// publish up to `linger` so the publishes that follow within it reach each
+/// subscriber as one delivery and one write: for big rooms, where the cost
+/// is one write per subscriber per delivery, it trades that much latency
+/// for fewer writes. Off by default.
+struct topic_options {
+  /// How long a publish may wait for others; 0: never.
+  std::chrono::milliseconds linger{0};
+  /// Topics with fewer subscribers never linger.
+  std::size_t linger_min_subscribers = 1000;
+};
+
 /// Spawns a topic registry. Messages it takes (messages/messages.hpp):
 /// `(subscribe_atom, std::string, caf::actor)`,
 /// `(subscribe_atom, std::string, caf::actor, msg::counted_atom)` (the
@@ -103,6 +118,7 @@ void send_binary(const caf::actor& connection,
 /// `publish_atom` message) and
 /// `(msg::count_atom, std::string) -> std::size_t`.
 caf::actor spawn_topic_registry(caf::actor_system& sys,
-                                std::shared_ptr<topic_counts> counts);
+                                std::shared_ptr<topic_counts> counts,
+                                topic_options opts = {});
 
 } // namespace herald

@@ -40,6 +40,9 @@ void usage(std::FILE* out) {
     "  --stop-deadline-ms N on SIGTERM/SIGINT let connections go on for N ms,\n"
     "                       then close the rest with 1001 (default 10000);\n"
     "                       a second signal closes them at once\n"
+    "  --linger MS          rooms of 1,000 members or more gather messages\n"
+    "                       for up to MS ms into one write per member\n"
+    "                       (default 20, 0: off)\n"
     "  --public DIR         directory of the page (default: the source tree)\n"
     "  --help               this text\n",
     out);
@@ -73,6 +76,7 @@ int main(int argc, char** argv) {
   std::chrono::seconds idle{120};
   herald::redis_options redis;
   herald::runtime_options rt_opts;
+  herald::topic_options topics{.linger = std::chrono::milliseconds{20}};
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     if (arg == "--help" || arg == "-h") {
@@ -101,6 +105,9 @@ int main(int argc, char** argv) {
       deflate.dedicated_compressor = mode == "dedicated";
     } else if (arg == "--idle-timeout") {
       idle = std::chrono::seconds{number(v, 86400, "--idle-timeout: seconds")};
+    } else if (arg == "--linger") {
+      topics.linger = std::chrono::milliseconds{
+        number(v, 10000, "--linger: 0 to 10000 ms")};
     } else if (arg == "--redis") {
       redis.url = v;
     } else if (arg == "--stop-deadline-ms") {
@@ -132,6 +139,7 @@ int main(int argc, char** argv) {
       },
       .websocket = std::move(handlers),
       .redis = redis,
+      .topics = topics,
     });
     chat::attach_registry(presence, server.registry());
     chat::attach_registry(auth, server.registry());

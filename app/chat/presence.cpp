@@ -84,6 +84,9 @@ struct room_state {
   caf::actor history;
   // Bumped whenever the room empties, so an old expiry timer does nothing.
   std::uint64_t generation = 0;
+  // Numbers the room's join and leave events; a members page carries the
+  // number of the last event before it.
+  std::uint64_t seq = 0;
   // Join events on their way through the topic, oldest first, and whom
   // each one admits.
   std::deque<std::pair<herald::net::frame_ptr, caf::actor>> pending;
@@ -94,6 +97,19 @@ struct room_state {
     for (auto& [n, _] : names)
       out.push_back(n);
     return out;
+  }
+
+  // A `members` message: up to `limit` names after `after` (from the
+  // first without it).
+  std::string page(const std::string& room, const std::string* after,
+                   std::size_t limit) const {
+    auto i = after ? names.upper_bound(*after) : names.begin();
+    std::vector<std::string_view> out;
+    out.reserve(std::min(limit, names.size()));
+    for (; i != names.end() && out.size() < limit; ++i)
+      out.push_back(i->first);
+    return members_event(room, out, names.size(), i != names.end(), seq,
+                         after);
   }
 };
 
@@ -141,13 +157,17 @@ void remove(presence_actor* self, const caf::actor_addr& who) {
   if (ri == st.rooms.end())
     return;
   auto& r = ri->second;
-  if (auto n = r.names.find(name); n != r.names.end() && --n->second == 0)
-    r.names.erase(n);
+  std::size_t left = 0; // connections of that name still in the room
+  if (auto n = r.names.find(name); n != r.names.end()) {
+    left = --n->second;
+    if (left == 0)
+      r.names.erase(n);
+  }
   --r.connections;
   publish(self, room,
           herald::net::make_frame(herald::net::opcode::text,
-                                  presence_event("leave", room, name,
-                                                 r.members())));
+                                  presence_event("leave", room, name, left,
+                                                 r.names.size(), ++r.seq)));
   if (r.connections > 0)
     return;
   // Empty: stop listening; keep the history for a while.
@@ -208,11 +228,16 @@ caf::behavior presence_behavior(presence_actor* self, caf::actor registry,
                                 st.opts.history);
         self->monitor(r.history);
       }
+      // The joiner's first page of the member list, as before its join:
+      // sent straight to it, it arrives ahead of every event published
+      // from now on (its own join first), and the events it may still get
+      // from before carry numbers up to the page's.
+      herald::send_text(who, r.page(room, nullptr, max_members_page), true);
       ++r.connections;
-      ++r.names[name];
+      auto tabs = ++r.names[name];
       auto f = herald::net::make_frame(
         herald::net::opcode::text,
-        presence_event("join", room, name, r.members()));
+        presence_event("join", room, name, tabs, r.names.size(), ++r.seq));
       r.pending.emplace_back(f, who);
       publish(self, room, std::move(f));
     },
@@ -238,11 +263,15 @@ caf::behavior presence_behavior(presence_actor* self, caf::actor registry,
         send_history(self, r, who, ri->first);
       }
     },
-    [=](members_atom, const std::string& room, const caf::actor& who) {
+    [=](members_atom, const std::string& room, const caf::actor& who,
+        const std::string& after, std::size_t limit) {
+      // An empty `after` is the first page (names are never empty).
+      auto* from = after.empty() ? nullptr : &after;
       auto ri = self->state.rooms.find(room);
-      auto list = ri == self->state.rooms.end() ? std::vector<std::string>{}
-                                                : ri->second.members();
-      herald::send_text(who, members_event(room, list), true);
+      auto text = ri == self->state.rooms.end()
+                    ? room_state{}.page(room, from, limit)
+                    : ri->second.page(room, from, limit);
+      herald::send_text(who, text, true);
     },
     [=](members_atom, const std::string& room) {
       auto ri = self->state.rooms.find(room);

@@ -3,8 +3,11 @@
 // - presence (one per server): who is in which room. Connections send it
 //   `join` when they open and `leave` when they close; it monitors them, so
 //   a connection that ends any other way leaves too. It publishes `join`
-//   and `leave` events, with the room's member list, into the room's topic,
-//   so every member sees membership change in one order.
+//   and `leave` events (the name and the new count, numbered per room)
+//   into the room's topic, so every member sees membership change in one
+//   order, and sends the member list only in pages: the first to a joiner,
+//   others when asked. Events cost every member O(1) bytes; a room that
+//   fills costs each member O(n), not O(n^2).
 // - history (one per room, spawned by presence): an ordinary subscriber of
 //   the room's topic that keeps the last N `message` events and sends them
 //   to a connection that joined.
@@ -32,8 +35,10 @@ namespace chat {
 using join_atom = caf::atom_constant<caf::atom("c_join")>;
 /// (leave_atom, connection): a connection closed.
 using leave_atom = caf::atom_constant<caf::atom("c_leave")>;
-/// (members_atom, room, connection): send the member list to the
-/// connection; (members_atom, room) -> std::vector<std::string>: the list.
+/// (members_atom, room, connection, after, limit): send the connection a
+/// page of the member list, up to `limit` names after `after` ("" for the
+/// first page); (members_atom, room) -> std::vector<std::string>: the whole
+/// list.
 using members_atom = caf::atom_constant<caf::atom("c_members")>;
 /// (history_atom, connection) to a history actor: send the history;
 /// (history_atom) -> std::vector<std::string>: the kept events.

@@ -13,18 +13,6 @@ namespace json = boost::json;
 
 namespace chat {
 
-namespace {
-
-json::array to_array(const std::vector<std::string>& xs) {
-  json::array a;
-  a.reserve(xs.size());
-  for (auto& x : xs)
-    a.emplace_back(x);
-  return a;
-}
-
-} // namespace
-
 bool valid_label(std::string_view s) {
   if (s.empty() || s.size() > max_name || !herald::net::valid_utf8(s))
     return false;
@@ -77,23 +65,36 @@ std::string message_event(std::string_view room, std::string_view name,
 }
 
 std::string presence_event(std::string_view type, std::string_view room,
-                           std::string_view name,
-                           const std::vector<std::string>& members) {
+                           std::string_view name, std::size_t connections,
+                           std::size_t count, std::uint64_t seq) {
   json::object o;
   o["type"] = type;
   o["room"] = room;
   o["name"] = name;
-  o["members"] = to_array(members);
+  o["connections"] = connections;
+  o["count"] = count;
+  o["seq"] = seq;
   o["time"] = now_ms();
   return json::serialize(o);
 }
 
 std::string members_event(std::string_view room,
-                          const std::vector<std::string>& members) {
+                          std::span<const std::string_view> members,
+                          std::size_t count, bool more, std::uint64_t seq,
+                          const std::string* after) {
   json::object o;
   o["type"] = "members";
   o["room"] = room;
-  o["members"] = to_array(members);
+  json::array a;
+  a.reserve(members.size());
+  for (auto m : members)
+    a.emplace_back(m);
+  o["members"] = std::move(a);
+  o["count"] = count;
+  o["more"] = more;
+  o["seq"] = seq;
+  if (after)
+    o["after"] = *after;
   return json::serialize(o);
 }
 
@@ -134,6 +135,21 @@ client_request parse_request(std::string_view text) {
   }
   auto t = std::string_view{type->get_string()};
   if (t == "members") {
+    if (auto* after = o->if_contains("after")) {
+      if (!after->is_string() || after->get_string().size() > max_name) {
+        r.error = R"("after" must be a name)";
+        return r;
+      }
+      r.after = std::string{after->get_string()};
+    }
+    if (auto* limit = o->if_contains("limit")) {
+      auto n = limit->is_int64() ? limit->get_int64() : 0;
+      if (n < 1 || n > static_cast<std::int64_t>(max_members_page)) {
+        r.error = R"("limit" must be 1 to 500)";
+        return r;
+      }
+      r.limit = static_cast<std::size_t>(n);
+    }
     r.kind = client_request::members;
     return r;
   }

@@ -98,7 +98,8 @@ herald::websocket_handlers<member> handlers(caf::actor presence,
         break;
       case client_request::members:
         caf::anon_send(presence, members_atom::value, ws.data().room,
-                       ws.actor());
+                       ws.actor(), req.after.value_or(std::string{}),
+                       req.limit);
         break;
       case client_request::invalid:
         ws.send_text(error_event(req.error));
@@ -108,8 +109,15 @@ herald::websocket_handlers<member> handlers(caf::actor presence,
   h.close = [presence](herald::socket<member>& ws, int, std::string_view) {
     caf::anon_send(presence, leave_atom::value, ws.actor());
   };
+  h.limited = [](herald::socket<member>& ws, herald::message) {
+    ws.send_text(error_event(rate_limit_error));
+  };
   h.max_payload_length = max_message_bytes;
   h.publish_to_self = true;
+  h.message_rate = {message_rate, message_burst,
+                    herald::rate_limit_policy::drop_and_notify};
+  // One room per connection; nothing else subscribes.
+  h.max_subscriptions = 1;
   return h;
 }
 

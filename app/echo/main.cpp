@@ -149,6 +149,7 @@ int main(int argc, char** argv) {
         .per_message_deflate = deflate,
       },
       .redis = redis,
+      .topics = {},
     });
     std::printf("herald-echo listening on %s\n", server.url().c_str());
     std::fflush(stdout);

@@ -12,6 +12,10 @@
 //      themselves and chat again
 //   4. --token: a page without the token is refused (401) and says so; with
 //      ?token= it joins
+//   5. a room bigger than the member list's page (520 members made with the
+//      npm `ws` client, then one page): the page lists the first 500 names
+//      and the count, follows joins and leaves, shows the rest on request,
+//      skips join notices in a big room, and still chats
 //
 // Screenshots land in tests/e2e/artifacts/ (PNG). Everything waits on
 // conditions in the page (data attributes the page keeps up to date), never
@@ -25,7 +29,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { startServer, stopServer } from '../integration/helpers.mjs';
+import { startServer, stopServer, WebSocket } from '../integration/helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 if (!fs.existsSync(path.join(here, 'node_modules/playwright-core/package.json')))
@@ -474,6 +478,108 @@ test('with --token the page needs ?token= to join', { timeout: 180000 }, async (
   } finally {
     for (const c of contexts)
       await c.close().catch(() => {});
+    await stopChat(server);
+  }
+});
+
+// -- 5. a room bigger than the member list's page --------------------------------
+
+/** A member made with the npm `ws` client; resolves once it is in the room. */
+function wsMember(server, name, room) {
+  return new Promise((resolve, reject) => {
+    const u = new URL(server.url);
+    const ws = new WebSocket(`ws://${u.host}/ws?name=${name}&room=${room}`,
+                             { perMessageDeflate: false });
+    const got = [];
+    ws.on('message', (d) => {
+      const e = JSON.parse(d.toString());
+      got.push(e);
+      if (e.type === 'history')
+        resolve({ ws, got, name });
+    });
+    ws.once('error', reject);
+  });
+}
+
+test('a room bigger than the member page lists the first names and the count',
+     { timeout: 240000 }, async () => {
+  const server = await startChat();
+  const room = 'stadium';
+  const crowd = [];
+  const contexts = [];
+  const name = (i) => `m${String(i).padStart(3, '0')}`;
+  try {
+    for (let i = 0; i < 520; i += 40) {
+      const batch = [];
+      for (let j = i; j < i + 40; ++j)
+        batch.push(wsMember(server, name(j), room));
+      crowd.push(...await Promise.all(batch));
+    }
+    const ada = await openChat(server, 'ada', room);
+    contexts.push(ada.context());
+    const count = () => ada.evaluate(() => document.querySelector('#member-count').textContent);
+    // The first page: ada and the first 499 of the crowd, sorted; the count.
+    await ada.waitForFunction(() => document.querySelectorAll('#members li').length === 500 &&
+                                    document.querySelector('#member-count').textContent === '521',
+                              null, { polling: 100, timeout: WAIT });
+    const first = await members(ada);
+    assert.deepEqual(first, ['ada', ...Array.from({ length: 499 }, (_, i) => name(i))]);
+    assert.equal(await ada.textContent('#member-more-text'), 'and 21 more');
+    assert.equal(await ada.isVisible('#member-more-button'), true);
+    assert.match(await ada.textContent('#status-text'), /521 people here/);
+    await shot(ada, '5-big-room');
+
+    // Someone who sorts into the list joins: listed, the last one drops
+    // out of it; someone past the list's end: counted only. No notices in
+    // a room this big.
+    crowd.push(await wsMember(server, 'bea', room));
+    crowd.push(await wsMember(server, 'zed', room));
+    await ada.waitForFunction(() => document.querySelector('#member-count').textContent === '523',
+                              null, { polling: 100, timeout: WAIT });
+    const listed = await members(ada);
+    assert.equal(listed.length, 500);
+    assert.deepEqual(listed.slice(0, 3), ['ada', 'bea', 'm000']);
+    assert.equal(listed.at(-1), name(497));
+    assert.ok(!listed.includes('zed'));
+    assert.equal(await ada.$$eval('#messages .notice[data-event="join"]', (e) => e.length), 1,
+                 'only ada\'s own join notice');
+
+    // A listed member leaves: gone from the list and the count.
+    crowd[0].ws.close();
+    await ada.waitForFunction(() => document.querySelector('#member-count').textContent === '522' &&
+                                    !document.querySelector('#members li[data-name="m000"]'),
+                              null, { polling: 100, timeout: WAIT });
+
+    // "Show more" loads the rest of the list.
+    await ada.click('#member-more-button');
+    await ada.waitForFunction(() => document.querySelectorAll('#members li').length === 522,
+                              null, { polling: 100, timeout: WAIT });
+    const all = await members(ada);
+    assert.deepEqual(all, [...all].sort());
+    assert.equal(all.at(-1), 'zed');
+    assert.equal(await ada.isVisible('#member-more'), false);
+    assert.equal(await count(), '522');
+
+    // The room still chats both ways.
+    await say(ada, 'hello stadium');
+    await waitMessage(ada, 'hello stadium');
+    const listener = crowd[1];
+    await new Promise((resolve) => {
+      const check = () => (listener.got.some((e) => e.type === 'message' &&
+                                                    e.text === 'hello stadium')
+        ? resolve() : setTimeout(check, 50));
+      check();
+    });
+    crowd[2].ws.send(JSON.stringify({ type: 'message', text: 'hi ada' }));
+    await waitMessage(ada, 'hi ada');
+    await ada.evaluate(() => { document.querySelector('#members').scrollTop = 1e6; });
+    await shot(ada, '5-big-room-all');
+    noPageErrors();
+  } finally {
+    for (const c of contexts)
+      await c.close().catch(() => {});
+    for (const m of crowd)
+      m.ws.terminate();
     await stopChat(server);
   }
 });

@@ -1,6 +1,7 @@
 // herald-chat end to end with the npm `ws` client and Node's HTTP client:
-// the protocol of docs/chat-protocol.md (join/leave with members, history,
-// messages, members, errors and closes), the HTTP endpoints (page, POST
+// the protocol of docs/chat-protocol.md (welcome, the first members page,
+// join/leave with counts, history, messages, paged members, the rate limit,
+// errors and closes), the HTTP endpoints (page, POST
 // /rooms/ROOM/messages, /health, /metrics), --token and --deflate.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -35,10 +36,13 @@ class Member {
         return seen;
     }
   }
-  /** Reads welcome, the own join and the history; returns the history. */
+  /** Reads welcome, the first members page, the own join and the
+   * history; returns the history. */
   async settle() {
     const seen = await this.until('history');
     assert.equal(seen[0].type, 'welcome');
+    this.page = seen.find((e) => e.type === 'members');
+    assert.ok(this.page, 'a members page on joining');
     assert.ok(seen.some((e) => e.type === 'join' && e.name === this.name),
               'own join before history');
     return seen.at(-1);
@@ -87,10 +91,17 @@ test('members see joins, messages and leaves; a later member gets the history', 
   assert.deepEqual((await ann.settle()).messages, []);
   const bob = await Member.join(server, 'bob', room);
   await bob.settle();
+  // bob's first page: the room as it was before bob.
+  assert.deepEqual(bob.page.members, ['ann']);
+  assert.equal(bob.page.count, 1);
+  assert.equal(bob.page.more, false);
   const join = await ann.event();
   assert.equal(join.type, 'join');
   assert.equal(join.name, 'bob');
-  assert.deepEqual(join.members, ['ann', 'bob']);
+  assert.equal(join.connections, 1);
+  assert.equal(join.count, 2);
+  assert.equal(join.seq, bob.page.seq + 1);
+  assert.equal(join.members, undefined);
   assert.equal(typeof join.time, 'number');
 
   for (let i = 1; i <= 7; ++i)
@@ -113,16 +124,59 @@ test('members see joins, messages and leaves; a later member gets the history', 
 
   // members on request.
   await cid.client.send(JSON.stringify({ type: 'members' }));
-  assert.deepEqual(await cid.event(), { type: 'members', room, members: ['ann', 'bob', 'cid'] });
+  const list = await cid.event();
+  assert.deepEqual(list, { type: 'members', room, members: ['ann', 'bob', 'cid'],
+                           count: 3, more: false, seq: list.seq });
+  // Paging: two names at a time.
+  await cid.client.send(JSON.stringify({ type: 'members', limit: 2 }));
+  const first = await cid.event();
+  assert.deepEqual([first.members, first.more], [['ann', 'bob'], true]);
+  await cid.client.send(JSON.stringify({ type: 'members', after: 'bob', limit: 2 }));
+  const second = await cid.event();
+  assert.deepEqual([second.members, second.more, second.after], [['cid'], false, 'bob']);
 
   await bob.close();
   for (const m of [ann, cid]) {
     const seen = await m.until('leave');
-    assert.deepEqual(seen.at(-1).members, ['ann', 'cid']);
     assert.equal(seen.at(-1).name, 'bob');
+    assert.equal(seen.at(-1).connections, 0);
+    assert.equal(seen.at(-1).count, 2);
   }
   await ann.close();
   await cid.close();
+});
+
+test('a flooding sender gets error answers and the room only what the limit lets through', async () => {
+  const room = uniqueName('flood');
+  const ann = await Member.join(server, 'ann', room);
+  await ann.settle();
+  const bob = await Member.join(server, 'bob', room);
+  await bob.settle();
+  await ann.until('join');
+  const n = 60;
+  for (let i = 0; i < n; ++i)
+    ann.say(`f${i}`);
+  // Every message is either published (ann gets it back) or answered
+  // with an error; the burst of 20 always passes.
+  let published = 0;
+  let refused = 0;
+  while (published + refused < n) {
+    const e = await ann.event();
+    if (e.type === 'message') ++published;
+    else if (e.type === 'error') {
+      assert.match(e.error, /^rate limit: at most 10 messages per second/);
+      ++refused;
+    }
+  }
+  assert.ok(published >= 20, `published ${published}`);
+  assert.ok(refused >= 1, `refused ${refused}`);
+  for (let i = 0; i < published; ++i)
+    assert.equal((await bob.event()).type, 'message');
+  // The connection stays; the refusals are counted in /metrics.
+  const metrics = await httpRequest(`${server.httpUrl}/metrics`);
+  const counted = Number(metrics.body.match(/^herald_rate_limited_messages_total (\d+)$/m)[1]);
+  assert.ok(counted >= refused, metrics.body);
+  await Promise.all([ann.close(), bob.close()]);
 });
 
 test('POST /rooms/ROOM/messages publishes a server message into the room', async () => {

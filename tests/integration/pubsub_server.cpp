@@ -172,6 +172,7 @@ int main(int argc, char** argv) {
       .http = http,
       .max_connections = max_connections,
       .redis = redis,
+      .topics = {},
     });
     std::printf("listening on %s\n", server.url().c_str());
     std::fflush(stdout);

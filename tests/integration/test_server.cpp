@@ -388,8 +388,9 @@ void on_command(socket_t& ws, std::string_view line) {
     // fails, so the connection closes with 1011.
     ws.close(std::stoi(std::string{arg}), "bad");
   } else if (cmd == "sub") {
-    ws.subscribe(arg);
-    ws.send_text("subscribed " + std::string{arg});
+    // "refused" past --max-subscriptions.
+    auto ok = ws.subscribe(arg);
+    ws.send_text((ok ? "subscribed " : "refused ") + std::string{arg});
   } else if (cmd == "pub") {
     auto [topic, text] = split1(arg);
     auto status = ws.publish(topic, text);
@@ -446,6 +447,9 @@ herald::websocket_handlers<conn_data> make_handlers() {
     events.add(events.notes, event_log::data_rec{ws.data().name, "drain"});
     if (ws.data().route == "api")
       ws.send_text("drain");
+  };
+  h.limited = [](socket_t& ws, herald::message m) {
+    ws.send_text("limited " + std::string{m.text()});
   };
   h.error = [](socket_t& ws, std::string_view what) {
     events.add(events.errors,
@@ -651,7 +655,12 @@ void usage(std::FILE* out) {
     "10000)\n"
     "  --stop-deadline-ms MS    graceful stop's deadline on the first "
     "SIGTERM\n"
-    "                           (default 10000)\n",
+    "                           (default 10000)\n"
+    "  --message-rate N         messages per second per connection (0: off);\n"
+    "                           over it: \"limited MESSAGE\"\n"
+    "  --message-burst N        messages at once (default: one second's)\n"
+    "  --rate-limit-close       close (1008) instead of dropping\n"
+    "  --max-subscriptions N    topics per connection, 0: no limit\n",
     out);
 }
 
@@ -668,6 +677,8 @@ int main(int argc, char** argv) {
   long long bp_limit = 16 << 20;
   bool close_on_bp = false;
   herald::runtime_options rt_opts;
+  long long rate = 0, burst = 0, max_subs = 0;
+  bool rate_close = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     auto value = [&]() -> long long {
@@ -722,6 +733,14 @@ int main(int argc, char** argv) {
       limits.max_deferred = static_cast<std::size_t>(value());
     } else if (arg == "--stop-deadline-ms") {
       rt_opts.stop_deadline = std::chrono::milliseconds{value()};
+    } else if (arg == "--message-rate") {
+      rate = value();
+    } else if (arg == "--message-burst") {
+      burst = value();
+    } else if (arg == "--rate-limit-close") {
+      rate_close = true;
+    } else if (arg == "--max-subscriptions") {
+      max_subs = value();
     } else {
       std::fprintf(stderr, "herald-test-server: unknown option %s\n",
                    argv[i]);
@@ -742,6 +761,11 @@ int main(int argc, char** argv) {
     handlers.send_pings = pings;
     handlers.backpressure_limit = static_cast<std::size_t>(bp_limit);
     handlers.close_on_backpressure_limit = close_on_bp;
+    handlers.message_rate = {
+      static_cast<double>(rate), static_cast<std::size_t>(burst),
+      rate_close ? herald::rate_limit_policy::close_1008
+                 : herald::rate_limit_policy::drop_and_notify};
+    handlers.max_subscriptions = static_cast<std::size_t>(max_subs);
     auto server = herald::serve<conn_data>(rt, {
       .hostname = host,
       .port = static_cast<std::uint16_t>(port),
@@ -750,6 +774,7 @@ int main(int argc, char** argv) {
       .http = limits,
       .max_connections = static_cast<std::size_t>(max_conns),
       .redis = {}, // one node
+      .topics = {},
     });
     std::printf("listening on ws://%s:%u/\n", server.hostname().c_str(),
                 static_cast<unsigned>(server.port()));

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -30,8 +31,11 @@ namespace {
 
 using strings = std::vector<std::string>;
 
-// A chat event without its timestamp: "join general ann [ann bob]",
-// "message general ann hello", "history general [ann:m1 ann:m2]",
+// A chat event without its timestamp: "join general ann 1 2 #3" (ann's
+// connections, the names in the room, the event's number), "members
+// general [ann bob] 2 #3" (the page, the count, the number of the last
+// event before it; " more" when names follow, " after X" for a later
+// page), "message general ann hello", "history general [ann:m1 ann:m2]",
 // "error <what>"; anything that is not a chat event (binary, control frames,
 // bad JSON) shows as its to_string().
 std::string summary(const frame_event& e) {
@@ -64,8 +68,20 @@ std::string summary(const frame_event& e) {
     return "error " + str(*o, "error");
   if (type == "history")
     return "history " + str(*o, "room") + " " + list("messages");
-  if (type == "members")
-    return "members " + str(*o, "room") + " " + list("members");
+  auto num = [&](const char* key) {
+    auto* y = o->if_contains(key);
+    return y && y->is_int64() ? std::to_string(y->get_int64())
+                              : std::string{"?"};
+  };
+  if (type == "members") {
+    auto out = "members " + str(*o, "room") + " " + list("members") + " "
+               + num("count") + " #" + num("seq");
+    if (auto* m = o->if_contains("more"); m && m->is_bool() && m->get_bool())
+      out += " more";
+    if (o->contains("after"))
+      out += " after " + str(*o, "after");
+    return out;
+  }
   auto out = type + " " + str(*o, "room") + " " + str(*o, "name");
   if (type == "message") {
     out += " " + str(*o, "text");
@@ -73,7 +89,7 @@ std::string summary(const frame_event& e) {
       out += " (no id)";
   }
   if (type == "join" || type == "leave")
-    out += " " + list("members");
+    out += " " + num("connections") + " " + num("count") + " #" + num("seq");
   // Every event but welcome carries a time in milliseconds.
   if (type != "welcome" && !(o->contains("time") && o->at("time").is_int64()))
     out += " (no time)";
@@ -148,21 +164,23 @@ CAF_TEST(a new member is welcomed then sees its join and the history) {
   auto& ann = connect({"ann", "general"});
   run();
   CAF_CHECK_EQUAL(summaries(ann.take()),
-                  (strings{"welcome general ann", "join general ann [ann]",
-                           "history general []"}));
+                  (strings{"welcome general ann", "members general [] 0 #0",
+                           "join general ann 1 1 #1", "history general []"}));
   // The member, its presence actor and the room's history actor.
   CAF_CHECK_EQUAL(subscriber_count("general"), 3u);
 }
 
-CAF_TEST(the room sees who joins with the member list and other rooms do not) {
+CAF_TEST(the room sees who joins with the count and other rooms do not) {
   auto& ann = join("ann");
   auto& dan = join("dan", "attic");
   auto& bob = connect({"bob", "general"});
   run();
-  CAF_CHECK_EQUAL(summaries(ann.take()), strings{"join general bob [ann bob]"});
+  CAF_CHECK_EQUAL(summaries(ann.take()), strings{"join general bob 1 2 #2"});
+  // The joiner's first page shows the room before it; its own join is the
+  // next event.
   CAF_CHECK_EQUAL(summaries(bob.take()),
-                  (strings{"welcome general bob", "join general bob [ann bob]",
-                           "history general []"}));
+                  (strings{"welcome general bob", "members general [ann] 1 #1",
+                           "join general bob 1 2 #2", "history general []"}));
   CAF_CHECK(dan.take().empty());
 }
 
@@ -193,7 +211,8 @@ CAF_TEST(a later member receives the last messages as history) {
   run();
   auto got = bob.take();
   CAF_CHECK_EQUAL(summaries(got),
-                  (strings{"welcome general bob", "join general bob [ann bob]",
+                  (strings{"welcome general bob", "members general [ann] 1 #1",
+                           "join general bob 1 2 #2",
                            "history general [ann:m3 ann:m4 ann:m5]"}));
   // The history holds the very events the room saw (same ids).
   CAF_CHECK_EQUAL(ids(got), (strings{sent[2], sent[3], sent[4]}));
@@ -229,17 +248,18 @@ CAF_TEST(two tabs with one name count as one member) {
   auto& ann1 = join("ann");
   auto& ann2 = connect({"ann", "general"});
   run();
-  CAF_CHECK_EQUAL(summaries(ann1.take()), strings{"join general ann [ann]"});
+  // A second tab: ann has two connections, the room still one name.
+  CAF_CHECK_EQUAL(summaries(ann1.take()), strings{"join general ann 2 1 #2"});
   ann2.take();
   auto& bob = join("bob");
   ann1.take();
   ann2.close();
   run();
-  // One tab left: the member list still has ann.
-  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"leave general ann [ann bob]"});
+  // One tab left: ann is still there.
+  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"leave general ann 1 2 #4"});
   ann1.close();
   run();
-  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"leave general ann [bob]"});
+  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"leave general ann 0 1 #5"});
 }
 
 CAF_TEST(members answers with the room list) {
@@ -249,7 +269,94 @@ CAF_TEST(members answers with the room list) {
   ann.take();
   ann.send_text(R"({"type":"members"})");
   run();
-  CAF_CHECK_EQUAL(summaries(ann.take()), strings{"members general [ann bob]"});
+  CAF_CHECK_EQUAL(summaries(ann.take()),
+                  strings{"members general [ann bob] 2 #2"});
+}
+
+CAF_TEST(members pages through the list with after and limit) {
+  auto& ann = join("ann");
+  for (auto n : {"bob", "cid", "dan", "eve"})
+    join(n);
+  join("fay", "attic");
+  ann.take();
+  ann.send_text(R"({"type":"members","limit":2})");
+  ann.send_text(R"({"type":"members","after":"bob","limit":2})");
+  ann.send_text(R"({"type":"members","after":"dan","limit":2})");
+  ann.send_text(R"({"type":"members","after":"zed"})");
+  ann.send_text(R"({"type":"members","after":7})");
+  ann.send_text(R"({"type":"members","limit":0})");
+  ann.send_text(R"({"type":"members","limit":501})");
+  run();
+  // Errors come from the connection itself, pages from presence.
+  CAF_CHECK_EQUAL(summaries(ann.take()),
+                  (strings{"error \"after\" must be a name",
+                           "error \"limit\" must be 1 to 500",
+                           "error \"limit\" must be 1 to 500",
+                           "members general [ann bob] 5 #5 more",
+                           "members general [cid dan] 5 #5 more after bob",
+                           "members general [eve] 5 #5 after dan",
+                           "members general [] 5 #5 after zed"}));
+}
+
+CAF_TEST(a big room sends the list once in pages and events stay small) {
+  constexpr std::size_t n = chat::max_members_page + 1;
+  std::vector<client*> members;
+  for (std::size_t i = 0; i < n; ++i) {
+    char name[8];
+    std::snprintf(name, sizeof name, "m%04zu", i);
+    members.push_back(&connect({name, "big"}));
+  }
+  run();
+  // The last joiner's first page: 500 names of the 501 before it.
+  auto got = members.back()->take();
+  CAF_REQUIRE_GREATER_OR_EQUAL(got.size(), 3u);
+  auto page = json::parse(got[1].data).as_object();
+  CAF_CHECK_EQUAL(page.at("type").as_string(), "members");
+  CAF_CHECK_EQUAL(page.at("members").as_array().size(),
+                  chat::max_members_page);
+  CAF_CHECK_EQUAL(page.at("count").as_int64(), 500);
+  CAF_CHECK_EQUAL(page.at("more").as_bool(), false);
+  CAF_CHECK_EQUAL(summary(got[2]), "join big m0500 1 501 #501");
+  // The first member heard 500 joins of a few dozen bytes each.
+  auto first = members.front()->take();
+  std::size_t joins = 0, bytes = 0;
+  for (auto& e : first)
+    if (summary(e).starts_with("join big ")) {
+      ++joins;
+      bytes += e.data.size();
+      CAF_CHECK_LESS(e.data.size(), 200u);
+    }
+  CAF_CHECK_EQUAL(joins, n);
+  CAF_CHECK_LESS(bytes, n * 200);
+  members.front()->send_text(R"({"type":"members"})");
+  members.front()->send_text(R"({"type":"members","after":"m0499"})");
+  run();
+  auto pages = summaries(members.front()->take());
+  CAF_REQUIRE_EQUAL(pages.size(), 2u);
+  CAF_CHECK(pages[0].starts_with("members big [m0000 m0001 "));
+  CAF_CHECK(pages[0].ends_with(" m0499] 501 #501 more"));
+  CAF_CHECK_EQUAL(pages[1], "members big [m0500] 501 #501 after m0499");
+}
+
+CAF_TEST(a flooding sender gets errors and the room gets the burst) {
+  auto& ann = join("ann");
+  auto& bob = join("bob");
+  ann.take();
+  for (std::size_t i = 0; i < chat::message_burst + 5; ++i)
+    ann.send_text(say("m" + std::to_string(i)));
+  run();
+  auto errors = 0;
+  for (auto& s : summaries(ann.take()))
+    if (s == "error " + std::string{chat::rate_limit_error})
+      ++errors;
+  CAF_CHECK_EQUAL(errors, 5);
+  CAF_CHECK_EQUAL(bob.take().size(), chat::message_burst);
+  CAF_CHECK_EQUAL(stats().rate_limited.load(), 5u);
+  // A tenth of a second later one more message is allowed.
+  advance(100ms);
+  ann.send_text(say("later"));
+  run();
+  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"message general ann later"});
 }
 
 CAF_TEST(bad input gets an error for the sender only) {
@@ -286,7 +393,7 @@ CAF_TEST(binary messages close the connection with 1003) {
   CAF_CHECK_EQUAL(ann.take(), std::vector<frame_event>{
                                 close_frame(1003, "text messages only")});
   CAF_CHECK(ann.closed());
-  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"leave general ann [bob]"});
+  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"leave general ann 0 1 #3"});
 }
 
 CAF_TEST(oversized messages close the connection with 1009) {
@@ -296,7 +403,7 @@ CAF_TEST(oversized messages close the connection with 1009) {
   ann.send_text(std::string(chat::max_message_bytes + 1, 'x'));
   run();
   CAF_CHECK_EQUAL(ann.close_code(), 1009);
-  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"leave general ann [bob]"});
+  CAF_CHECK_EQUAL(summaries(bob.take()), strings{"leave general ann 0 1 #3"});
 }
 
 CAF_TEST(leaving by close or by vanishing tells the room) {
@@ -310,8 +417,8 @@ CAF_TEST(leaving by close or by vanishing tells the room) {
   bob.vanish();
   run();
   CAF_CHECK_EQUAL(summaries(cid.take()),
-                  (strings{"leave general ann [bob cid]",
-                           "leave general bob [cid]"}));
+                  (strings{"leave general ann 0 2 #4",
+                           "leave general bob 0 1 #5"}));
   CAF_CHECK(dan.take().empty());
   cid.close();
   run();
@@ -326,7 +433,7 @@ CAF_TEST(a member whose connection actor dies is removed) {
   // No close handler runs: presence learns it from its monitor.
   caf::anon_send_exit(bob.actor(), caf::exit_reason::kill);
   run();
-  CAF_CHECK_EQUAL(summaries(ann.take()), strings{"leave general bob [ann]"});
+  CAF_CHECK_EQUAL(summaries(ann.take()), strings{"leave general bob 0 1 #3"});
 }
 
 CAF_TEST(history outlives an empty room for its time to live only) {
@@ -366,6 +473,7 @@ CAF_TEST(messages arrive in the order they were sent) {
   for (int i = 0; i < 100; ++i) {
     ann.send_text(say(std::to_string(i)));
     expected.push_back("message general ann " + std::to_string(i));
+    advance(100ms); // at the rate limit, never over it
   }
   run();
   CAF_CHECK_EQUAL(summaries(bob.take()), expected);
@@ -383,7 +491,7 @@ CAF_TEST(a silent member is dropped after the idle timeout) {
   CAF_CHECK_EQUAL(bob.close_code(), 1001);
   CAF_CHECK(!ann.closed()); // ann's browser answers pings
   CAF_CHECK_EQUAL(summaries(ann.take_messages()),
-                  strings{"leave general bob [ann]"});
+                  strings{"leave general bob 0 1 #3"});
 }
 
 CAF_TEST(the socket endpoint checks the token then name and room) {

@@ -2,6 +2,8 @@
 // subscribers.
 #define CAF_SUITE topics
 
+#include <chrono>
+
 #include <caf/test/dsl.hpp>
 
 #include <herald/actors/connection.hpp>
@@ -144,6 +146,53 @@ CAF_TEST(a burst of publishes reaches each subscriber as one delivery) {
                  {}});
   sched.run();
   CAF_CHECK_EQUAL(*deliveries, 1);
+}
+
+CAF_TEST(a big topic lingers and sends what came meanwhile as one delivery) {
+  auto lingering = herald::spawn_topic_registry(
+    sys, std::make_shared<herald::topic_counts>(),
+    {.linger = std::chrono::milliseconds{20}, .linger_min_subscribers = 2});
+  auto deliveries = std::make_shared<std::vector<std::string>>();
+  auto sub = [&](const std::string& topic) {
+    // An argument, as above: CAF 0.17 spawns argument-less functions
+    // through a null tuple (UBSan reports it).
+    auto a = sys.spawn([deliveries](caf::event_based_actor*,
+                                    int) -> caf::behavior {
+      return {[deliveries](const herald::msg::delivery& d) {
+        std::string s = *d.topic + ":";
+        for (auto& m : d.messages)
+          s += std::string{m.text()};
+        deliveries->push_back(s);
+      }};
+    }, 0);
+    self->send(lingering, caf::subscribe_atom::value, topic, a);
+    sched.run();
+    return a;
+  };
+  auto b1 = sub("big");
+  auto b2 = sub("big");
+  auto s1 = sub("small");
+  auto publish = [&](const std::string& topic, std::string text) {
+    self->send(lingering, caf::publish_atom::value, topic,
+               herald::msg::publication{
+                 herald::net::make_frame(opcode::text, text), {}});
+    sched.run();
+  };
+  publish("big", "a");
+  publish("small", "x"); // one subscriber: no wait
+  CAF_CHECK_EQUAL(*deliveries, std::vector<std::string>{"small:x"});
+  sched.clock().advance_time(std::chrono::milliseconds{19});
+  sched.run();
+  publish("big", "b");
+  CAF_CHECK_EQUAL(deliveries->size(), 1u);
+  sched.clock().advance_time(std::chrono::milliseconds{1});
+  sched.run();
+  CAF_CHECK_EQUAL(*deliveries,
+                  (std::vector<std::string>{"small:x", "big:ab", "big:ab"}));
+  anon_send_exit(lingering, caf::exit_reason::user_shutdown);
+  for (auto& a : {b1, b2, s1})
+    anon_send_exit(a, caf::exit_reason::user_shutdown);
+  sched.run();
 }
 
 CAF_TEST(messages from one publisher arrive in order) {

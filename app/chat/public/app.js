@@ -11,7 +11,9 @@
 //   data-room, data-extensions (the negotiated Sec-WebSocket-Extensions),
 //   data-error="unauthorized" when the server refused the token.
 // Messages are .msg[data-id][data-name], presence notices
-// .notice[data-event="join|leave"][data-name], members #members li[data-name].
+// .notice[data-event="join|leave"][data-name], members #members li[data-name]
+// (a sorted prefix of the room's names; #member-more tells how many are not
+// listed and loads the next page).
 "use strict";
 
 (() => {
@@ -25,6 +27,8 @@
   const STABLE_MS = 5000;          // a connection that lived this long resets the backoff
   const GROUP_MS = 5 * 60 * 1000;  // consecutive messages of one sender are grouped
   const MAX_ITEMS = 1000;          // oldest entries are dropped beyond this
+  const MEMBER_PAGE = 500;         // names per page of the member list (the server's)
+  const NOTICE_MAX_ROOM = 100;     // join/leave notices only in rooms up to this size
   const STORE_NAME = "herald-chat.name";
   const STORE_ROOM = "herald-chat.room";
 
@@ -35,7 +39,12 @@
     name: null,
     room: null,
     status: "idle",        // idle | connecting | online | offline
-    members: [],           // sorted distinct names, as the server sent them
+    members: [],           // sorted distinct names: the first ones of the room
+    memberCount: 0,        // names in the room (the server's count)
+    membersComplete: true, // members holds every name of the room
+    memberLimit: MEMBER_PAGE, // most names kept (grows with "show more")
+    presenceSeq: null,     // number of the last presence event applied; null: no list yet
+    membersAsked: false,   // a members request is on its way
     seen: new Set(),       // message ids already shown
     attempts: 0,           // connection attempts since the last stable one
     leaving: false,        // the user left: no reconnect
@@ -150,7 +159,7 @@
     let text;
     switch (state.status) {
       case "online": {
-        const n = state.members.length;
+        const n = state.memberCount;
         $("status-text").textContent = "Connected";
         if (n) $("status-text").append(el("span", "detail", ` · ${n} ${n === 1 ? "person" : "people"} here`));
         return;
@@ -214,6 +223,8 @@
       openedAt = Date.now();
       state.historyPending = true;
       state.liveAnchor = null;
+      state.presenceSeq = null;
+      state.membersAsked = false;
       body.dataset.extensions = ws.extensions || "";
       hideBanner();
       if (state.outage) addNotice("conn", null, "Reconnected").classList.add("ok");
@@ -317,7 +328,7 @@
         presence(m);
         break;
       case "members":
-        if (Array.isArray(m.members)) setMembers(m.members);
+        onMembers(m);
         break;
       case "history":
         onHistory(Array.isArray(m.messages) ? m.messages : []);
@@ -333,26 +344,108 @@
     }
   }
 
-  // "X joined" when X was not in the previous list, "X left" when X is not
-  // in the new one (a name with another tab open stays).
-  function presence(m) {
-    const name = typeof m.name === "string" ? m.name : "";
-    const before = new Set(state.members);
-    let after;
-    if (Array.isArray(m.members)) {
-      after = m.members.filter((x) => typeof x === "string");
-    } else {  // a server without member lists: keep one ourselves
-      after = new Set(state.members);
-      if (m.type === "join") after.add(name); else after.delete(name);
-      after = [...after];
+  // The member list is a sorted prefix of the room's names (the first page
+  // the server sends on joining, more pages on request), kept up to date
+  // from join and leave events; events numbered at or below the page's
+  // "seq" are already in it. The count comes from the server.
+  function onMembers(m) {
+    if (!Array.isArray(m.members)) return;
+    const page = m.members.filter((x) => typeof x === "string");
+    if (typeof m.after === "string") {
+      // A later page: only when it continues the list we hold.
+      if (state.presenceSeq === null) return;
+      state.membersAsked = false;
+      const at = state.members.length ? state.members[state.members.length - 1] : "";
+      if (m.after !== at) return;
+      state.members = [...state.members, ...page.filter((x) => x > at)];
+      state.memberLimit = Math.max(state.memberLimit, state.members.length);
+    } else {
+      state.membersAsked = false;
+      state.members = [...new Set(page)].sort();
+      state.memberLimit = Math.max(MEMBER_PAGE, state.members.length);
+      if (typeof m.seq === "number" && (state.presenceSeq === null || m.seq > state.presenceSeq))
+        state.presenceSeq = m.seq;
+      else if (state.presenceSeq === null) state.presenceSeq = 0;
     }
-    setMembers(after);
-    if (m.type === "join" && name && !before.has(name)) addNotice("join", name, null, m.time);
-    if (m.type === "leave" && name && !after.includes(name)) addNotice("leave", name, null, m.time);
+    state.membersComplete = m.more !== true;
+    if (typeof m.count === "number") state.memberCount = m.count;
+    renderMembers();
+  }
+
+  const before = (a, b) => (a < b ? -1 : a > b ? 1 : 0);
+
+  function insertMember(name) {
+    const list = state.members;
+    let lo = 0;
+    let hi = list.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (before(list[mid], name) < 0) lo = mid + 1; else hi = mid;
+    }
+    if (list[lo] === name) return;
+    // Past the end of an incomplete list: not ours to show.
+    if (lo === list.length && !state.membersComplete) return;
+    list.splice(lo, 0, name);
+    if (list.length > state.memberLimit) {
+      list.pop();
+      state.membersComplete = false;
+    }
+  }
+
+  function removeMember(name) {
+    const i = state.members.indexOf(name);
+    if (i >= 0) state.members.splice(i, 1);
+    // A list emptied by leaves asks for the first page again.
+    if (!state.membersComplete && state.members.length < MEMBER_PAGE / 2) askMembers();
+  }
+
+  function askMembers(after) {
+    if (state.membersAsked || !socket || socket.readyState !== WebSocket.OPEN) return;
+    state.membersAsked = true;
+    socket.send(JSON.stringify(after ? { type: "members", after } : { type: "members" }));
+  }
+
+  // join/leave: the name, that name's open connections and the room's
+  // count after the event. "X joined" for X's first connection, "X left"
+  // for its last; notices only in rooms small enough to read them.
+  function presence(m) {
+    if (state.presenceSeq === null) return;  // before our first page
+    if (typeof m.seq === "number") {
+      if (m.seq <= state.presenceSeq) return;  // already in the page
+      state.presenceSeq = m.seq;
+    }
+    const name = typeof m.name === "string" ? m.name : "";
+    const tabs = typeof m.connections === "number" ? m.connections : (m.type === "join" ? 1 : 0);
+    if (typeof m.count === "number") state.memberCount = m.count;
+    const arrived = m.type === "join" && tabs === 1;
+    const gone = m.type === "leave" && tabs === 0;
+    if (arrived && name) insertMember(name);
+    if (gone && name) removeMember(name);
+    renderMembers();
+    const small = state.memberCount <= NOTICE_MAX_ROOM;
+    if (arrived && name && (small || name === state.name)) addNotice("join", name, null, m.time);
+    if (gone && name && small) addNotice("leave", name, null, m.time);
   }
 
   function setMembers(list) {
     state.members = [...new Set(list)].sort();
+    state.memberCount = state.members.length;
+    state.membersComplete = true;
+    state.memberLimit = MEMBER_PAGE;
+    renderMembers();
+  }
+
+  // Redrawn at most once a frame: a big room sends many events at once.
+  let membersFrame = 0;
+  function renderMembers() {
+    if (membersFrame) return;
+    membersFrame = requestAnimationFrame(() => {
+      membersFrame = 0;
+      drawMembers();
+    });
+  }
+
+  function drawMembers() {
     const ul = $("members");
     ul.replaceChildren(...state.members.map((name) => {
       const li = el("li");
@@ -362,11 +455,17 @@
       if (name === state.name) li.append(el("span", "you", "you"));
       return li;
     }));
-    $("member-count").textContent = String(state.members.length);
-    $("member-count-badge").textContent = String(state.members.length);
+    const rest = Math.max(0, state.memberCount - state.members.length);
+    const more = $("member-more");
+    more.hidden = rest === 0;
+    more.dataset.rest = String(rest);
+    $("member-more-text").textContent = `and ${rest.toLocaleString()} more`;
+    $("member-more-button").hidden = state.membersComplete;
+    const count = state.memberCount.toLocaleString();
+    $("member-count").textContent = count;
+    $("member-count-badge").textContent = count;
     renderStatus();
   }
-
   function onHistory(messages) {
     const anchor = state.liveAnchor && state.liveAnchor.isConnected ? state.liveAnchor : null;
     const list = $("messages");
@@ -619,7 +718,7 @@
       try { s.close(1000, "left the room"); } catch { /* already closed */ }
     }
     state.outage = false;
-    state.members = [];
+    setMembers([]);
     delete body.dataset.room;
     delete body.dataset.error;
     delete body.dataset.extensions;
@@ -670,6 +769,10 @@
       if (state.status === "offline") connect();
     });
     $("jump").addEventListener("click", scrollToBottom);
+    $("member-more-button").addEventListener("click", () => {
+      const last = state.members[state.members.length - 1];
+      if (last) askMembers(last);
+    });
     $("messages").addEventListener("scroll", () => { if (nearBottom()) $("jump").hidden = true; });
 
     const toggleSidebar = (open) => {

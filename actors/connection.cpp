@@ -140,6 +140,8 @@ connection_core::connection_core(connection_actor* self,
     if (!p.server_no_context_takeover)
       more().deflater = std::make_unique<net::deflater>(
         p.server_window_bits, opts_.per_message_deflate.mem_level, false);
+    else
+      deflate_window_ = static_cast<std::uint8_t>(p.server_window_bits);
     if (!p.client_no_context_takeover)
       more().inflater = std::make_unique<net::inflater>(false);
   }
@@ -603,11 +605,23 @@ net::frame_ptr connection_core::delivery_frame(const msg::topic_message& d) {
   if (!d.compress || !deflate_
       || d.frame->payload().size() < opts_.per_message_deflate.threshold)
     return d.frame;
-  // Shared mode: the publish is compressed once, for every subscriber.
-  if (!extras_ || !extras_->deflater)
+  if (extras_ && extras_->deflater)
+    return net::make_frame(d.frame->opcode(),
+                           extras_->deflater->compress(d.frame->payload()),
+                           true);
+  // Compressed once for every subscriber that takes the full window.
+  if (deflate_window_ == 15)
     return d.frame->deflated();
-  return net::make_frame(d.frame->opcode(),
-                         extras_->deflater->compress(d.frame->payload()), true);
+  return no_context_frame(d.frame->opcode(), d.frame->payload());
+}
+
+net::frame_ptr
+connection_core::no_context_frame(net::opcode op,
+                                    std::span<const std::byte> payload) {
+  auto packed = net::deflate_shared(payload, deflate_window_);
+  if (packed.size() >= payload.size())
+    return net::make_frame(op, payload);
+  return net::make_frame(op, packed, true);
 }
 
 net::frame_ptr connection_core::data_frame(net::opcode op,
@@ -618,10 +632,7 @@ net::frame_ptr connection_core::data_frame(net::opcode op,
     return net::make_frame(op, payload);
   if (extras_ && extras_->deflater)
     return net::make_frame(op, extras_->deflater->compress(payload), true);
-  auto packed = net::deflate_shared(payload);
-  if (packed.size() >= payload.size())
-    return net::make_frame(op, payload);
-  return net::make_frame(op, packed, true);
+  return no_context_frame(op, payload);
 }
 
 send_status connection_core::send(net::opcode op,

@@ -171,6 +171,10 @@ private:
                             bool compress);
   // The frame a topic delivery becomes on this connection.
   net::frame_ptr delivery_frame(const msg::topic_message& d);
+  // `payload` compressed without context in this connection's window, or
+  // plain when that is no smaller.
+  net::frame_ptr no_context_frame(net::opcode op,
+                                  std::span<const std::byte> payload);
   void schedule_flush();
   // Queues a frame (or `frames` joined ones, 0 for bytes that are not a
   // message), keeping a reference to it.
@@ -248,6 +252,9 @@ private:
 
   // permessage-deflate negotiated.
   bool deflate_ = false;
+  // The window a client without our context takeover agreed to (it gets
+  // the frames compressed once for all when that is the full one).
+  std::uint8_t deflate_window_ = 15;
   // What only some connections need, made for those: the subprotocol chosen
   // at upgrade, and permessage-deflate's own compressor (dedicated mode with
   // context takeover), decompressor (when the client keeps its context) and

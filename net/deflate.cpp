@@ -117,12 +117,10 @@ negotiate_deflate(std::string_view offers, const deflate_options& opts) {
     deflate_params p;
     p.server_no_context_takeover = !opts.dedicated_compressor
                                    || o->server_no_context_takeover;
-    p.server_window_bits = std::clamp(opts.window_bits, 9, 15);
+    p.server_window_bits = std::clamp(opts.window_bits, 8, 15);
     if (o->server_max_window_bits != 0) {
-      // zlib cannot compress with a 256-byte window; and the shared
-      // compressor always uses the full window.
-      if (o->server_max_window_bits < 9
-          || (!opts.dedicated_compressor && o->server_max_window_bits < 15))
+      // The shared compressor's frames are made once, with the full window.
+      if (!opts.dedicated_compressor && o->server_max_window_bits < 15)
         continue;
       p.server_window_bits = std::min(p.server_window_bits,
                                       o->server_max_window_bits);
@@ -151,11 +149,22 @@ struct deflater::impl {
   bool reset_each;
 };
 
+namespace {
+
+// zlib has no raw deflate with a 256-byte window (it refuses 8 bits). Its
+// 512-byte one serves a peer that inflates with 256 bytes: zlib's matches
+// reach at most 2^bits - 262 bytes back (MAX_DIST in its deflate.h), 250.
+int zlib_window(int window_bits) {
+  return std::clamp(window_bits, 9, 15);
+}
+
+} // namespace
+
 deflater::deflater(int window_bits, int mem_level, bool reset_each)
   : impl_(std::make_unique<impl>()) {
   impl_->reset_each = reset_each;
   if (deflateInit2(&impl_->strm, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
-                   -std::clamp(window_bits, 9, 15),
+                   -zlib_window(window_bits),
                    std::clamp(mem_level, 1, 9), Z_DEFAULT_STRATEGY)
       != Z_OK)
     throw std::runtime_error("deflateInit2 failed");
@@ -183,9 +192,16 @@ std::vector<std::byte> deflater::compress(std::span<const std::byte> in) {
     out.resize(out.size() * 2);
   }
   // A sync flush ends with 00 00 FF FF, which the receiver appends itself
-  // (RFC 7692 7.2.1).
-  if (produced >= 4)
+  // (RFC 7692 7.2.1). A flush with no input since the last one writes
+  // nothing at all (Z_BUF_ERROR), but the message still needs the empty
+  // stored block's first byte: without it the receiver's 00 00 FF FF reads
+  // as the start of a 65,280-byte block.
+  if (produced >= 4) {
     produced -= 4;
+  } else {
+    out[0] = std::byte{0};
+    produced = 1;
+  }
   out.resize(produced);
   if (impl_->reset_each)
     deflateReset(&s);
@@ -193,9 +209,14 @@ std::vector<std::byte> deflater::compress(std::span<const std::byte> in) {
   return out;
 }
 
-std::vector<std::byte> deflate_shared(std::span<const std::byte> in) {
-  thread_local deflater shared{15, 8, true};
-  return shared.compress(in);
+std::vector<std::byte> deflate_shared(std::span<const std::byte> in,
+                                      int window_bits) {
+  // One per window size, made when first asked for.
+  thread_local std::unique_ptr<deflater> shared[16];
+  auto& d = shared[zlib_window(window_bits)];
+  if (!d)
+    d = std::make_unique<deflater>(zlib_window(window_bits), 8, true);
+  return d->compress(in);
 }
 
 std::size_t deflate_count() noexcept {
@@ -224,44 +245,57 @@ inflater::result inflater::inflate(std::span<const std::byte> in,
                                    std::vector<std::byte>& out) {
   auto& s = impl_->strm;
   out.clear();
-  std::span<const std::byte> pieces[2] = {in, deflate_tail};
+  // No deflate data at all: an empty message, the context untouched (what
+  // a sender whose zlib wrote nothing for it means; see compress()).
+  if (in.empty())
+    return result::ok;
   auto res = result::ok;
-  for (auto piece : pieces) {
+  bool boundary = false; // the last step stopped between two blocks
+  bool ended = false;    // the input ended with the stream (BFINAL)
+  auto run = [&](std::span<const std::byte> piece) {
     s.next_in = reinterpret_cast<Bytef*>(const_cast<std::byte*>(piece.data()));
     s.avail_in = static_cast<uInt>(piece.size());
     bool more = s.avail_in > 0;
     while (more) {
       // Room for one byte past the limit tells "too big" from "exactly".
       auto room = std::min<std::size_t>(64u << 10, limit + 1 - out.size());
-      if (room == 0) {
-        res = result::too_big;
-        break;
-      }
+      if (room == 0)
+        return result::too_big;
       auto old = out.size();
       out.resize(old + room);
       s.next_out = reinterpret_cast<Bytef*>(out.data() + old);
       s.avail_out = static_cast<uInt>(room);
       auto rc = ::inflate(&s, Z_SYNC_FLUSH);
       out.resize(old + room - s.avail_out);
-      if (out.size() > limit) {
-        res = result::too_big;
-        break;
-      }
+      if (out.size() > limit)
+        return result::too_big;
       if (rc == Z_STREAM_END) {
         // The client ended the stream (BFINAL): a fresh one follows.
         inflateReset(&s);
+        ended = s.avail_in == 0;
+        boundary = false;
       } else if (rc == Z_BUF_ERROR && s.avail_out != 0) {
         break; // no progress possible: input exhausted
       } else if (rc != Z_OK && rc != Z_BUF_ERROR) {
-        res = result::invalid;
-        break;
+        return result::invalid;
+      } else {
+        // zlib's data_type has 128 while it waits for the next block (a
+        // call that made no progress says nothing).
+        ended = false;
+        boundary = (s.data_type & 128) != 0;
       }
       // Go on while input is left or the output filled up (more may come).
       more = s.avail_in > 0 || s.avail_out == 0;
     }
-    if (res != result::ok)
-      break;
-  }
+    return result::ok;
+  };
+  res = run(in);
+  // After a final block the tail would lie past the stream's end.
+  if (res == result::ok && !ended)
+    res = run(deflate_tail);
+  // A message that stops inside a block would make the next one its rest.
+  if (res == result::ok && !ended && !boundary)
+    res = result::invalid;
   if (res != result::ok || impl_->reset_each)
     inflateReset(&s);
   return res;

@@ -24,7 +24,8 @@ struct deflate_options {
   /// better ratios; otherwise "shared": no context takeover, so a publish
   /// is compressed once and every subscriber gets the same frame.
   bool dedicated_compressor = false;
-  /// Window of a dedicated compressor (9..15).
+  /// Window of a dedicated compressor (8..15; 8 compresses with zlib's
+  /// 9-bit window, whose matches stay within 256 bytes).
   int window_bits = 15;
   /// zlib memory level of a dedicated compressor (1..9).
   int mem_level = 8;
@@ -44,7 +45,7 @@ struct deflate_params {
   bool server_no_context_takeover = true;
   /// The client resets its compressor after every message.
   bool client_no_context_takeover = false;
-  /// The server's LZ77 window (9..15).
+  /// The server's LZ77 window (8..15).
   int server_window_bits = 15;
 };
 
@@ -75,8 +76,10 @@ private:
 };
 
 /// Compresses one message with no context, on a per-thread compressor: the
-/// result is valid for every client that agreed to permessage-deflate.
-std::vector<std::byte> deflate_shared(std::span<const std::byte> in);
+/// result is valid for every client that agreed to permessage-deflate with
+/// a server window of at least `window_bits`.
+std::vector<std::byte> deflate_shared(std::span<const std::byte> in,
+                                      int window_bits = 15);
 
 /// Decompresses messages from one client.
 class inflater {

@@ -1,6 +1,7 @@
 // All of Beast lives in this translation unit: it is heavy to compile.
 #include "herald/net/http_server.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <optional>
 
@@ -31,6 +32,39 @@ using stream_type = beast::basic_stream<tcp, asio::io_context::executor_type,
 // Deferred requests of one server waiting now (sessions of one listener
 // share it; changed on the I/O thread, read anywhere).
 using deferred_counter = std::shared_ptr<std::atomic<std::size_t>>;
+using request_parser = http::request_parser<http::string_body>;
+
+// A parser with the server's limits.
+void limit(request_parser& p, const http_limits& limits) {
+  p.header_limit(static_cast<std::uint32_t>(limits.max_header_size));
+  p.body_limit(limits.max_body_size);
+}
+
+// What the server answers to a request Beast could not read: a status, or
+// 0 for nothing (the connection is gone or timed out).
+int read_error_status(const beast::error_code& ec) {
+  if (ec == http::error::header_limit)
+    return 431;
+  if (ec == http::error::body_limit)
+    return 413;
+  // A parse error (as opposed to a socket error) earns a 400.
+  if (ec.category() == make_error_code(http::error::bad_target).category())
+    return 400;
+  return 0;
+}
+
+// The request as fetch sees it.
+request make_request(request_parser& p, const std::string& remote) {
+  auto& msg = p.get();
+  header_list headers;
+  headers.reserve(16);
+  for (auto& field : msg)
+    headers.emplace_back(std::string{field.name_string()},
+                         std::string{field.value()});
+  return request{std::string{msg.method_string()}, std::string{msg.target()},
+                 std::move(headers), std::move(msg.body()), remote,
+                 static_cast<int>(msg.version())};
+}
 
 std::string endpoint_string(const stream_socket& s) {
   boost::system::error_code ec;
@@ -59,13 +93,26 @@ private:
   void do_read() {
     head_request_ = false;
     parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(limits_.max_header_size));
-    parser_->body_limit(limits_.max_body_size);
+    limit(*parser_, limits_);
     // One deadline for the whole request: slow or silent clients are
     // dropped; an idle keep-alive connection gets the keep-alive timeout.
     stream_.expires_after(served_ == 0 ? limits_.request_timeout
                                        : std::min(limits_.request_timeout,
                                                   limits_.keep_alive_timeout));
+    http::async_read_header(stream_, buffer_, *parser_,
+                            beast::bind_front_handler(&http_session::on_head,
+                                                      shared_from_this()));
+  }
+
+  void on_head(beast::error_code ec, std::size_t head) {
+    if (ec)
+      return on_read(ec, 0);
+    // Beast limits the request line and the fields each on its own, and
+    // only while the head is incomplete: count the head as sent.
+    if (head > limits_.max_header_size)
+      return respond_error(431, "Request Header Fields Too Large");
+    if (parser_->is_done())
+      return handle_request();
     http::async_read(stream_, buffer_, *parser_,
                      beast::bind_front_handler(&http_session::on_read,
                                                shared_from_this()));
@@ -78,38 +125,26 @@ private:
       HERALD_LOG(debug, "dropping " << remote_ << ": request timeout");
       return;
     }
-    if (ec == http::error::header_limit)
-      return respond_error(431, "Request Header Fields Too Large");
-    if (ec == http::error::body_limit)
-      return respond_error(413, "Payload Too Large");
     if (ec) {
-      // A parse error (as opposed to a socket error) earns a 400.
-      if (ec.category() == make_error_code(http::error::bad_target).category())
-        return respond_error(400, "Bad Request");
-      return; // connection reset and the like: nothing to answer
+      switch (read_error_status(ec)) {
+        case 431:
+          return respond_error(431, "Request Header Fields Too Large");
+        case 413:
+          return respond_error(413, "Payload Too Large");
+        case 400:
+          return respond_error(400, "Bad Request");
+        default:
+          return; // connection reset and the like: nothing to answer
+      }
     }
     handle_request();
   }
 
   void handle_request() {
     ++served_;
+    req_ = make_request(*parser_, remote_);
     auto& msg = parser_->get();
-    header_list headers;
-    headers.reserve(16);
-    // Beast limits the header fields but not the request line with them:
-    // count the whole head as the client sent it.
-    std::size_t head = msg.method_string().size() + msg.target().size() + 12;
-    for (auto& field : msg) {
-      head += field.name_string().size() + field.value().size() + 4;
-      headers.emplace_back(std::string{field.name_string()},
-                           std::string{field.value()});
-    }
-    if (head > limits_.max_header_size)
-      return respond_error(431, "Request Header Fields Too Large");
     head_request_ = msg.method() == http::verb::head;
-    req_.emplace(std::string{msg.method_string()}, std::string{msg.target()},
-                 std::move(headers), std::move(msg.body()), remote_,
-                 static_cast<int>(msg.version()));
     keep_alive_ = msg.keep_alive();
     fetch_result result;
     try {
@@ -454,6 +489,61 @@ private:
 };
 
 } // namespace
+
+read_outcome read_request(std::span<const char> data,
+                          std::span<const std::size_t> cuts,
+                          const http_limits& limits) {
+  request_parser p;
+  limit(p, limits);
+  // As async_read_header, then async_read with a flat_buffer: the parser
+  // sees everything received and not yet taken, again after each read.
+  p.eager(false);
+  std::string buffered;
+  std::size_t pos = 0;
+  std::size_t taken = 0;
+  std::size_t head = 0;
+  beast::error_code ec;
+  auto fail = [&](const beast::error_code& e) {
+    return read_outcome{read_error_status(e), std::nullopt, taken};
+  };
+  for (std::size_t i = 0; i <= cuts.size() && !p.is_done(); ++i) {
+    auto end = i < cuts.size() ? std::clamp(cuts[i], pos, data.size())
+                               : data.size();
+    buffered.append(data.data() + pos, end - pos);
+    pos = end;
+    // Like a read, the parser never gets an empty buffer.
+    while (!p.is_done() && !buffered.empty()) {
+      auto n = p.put(asio::buffer(buffered), ec);
+      buffered.erase(0, n);
+      taken += n;
+      if (ec == http::error::need_more) {
+        ec = {};
+        break;
+      }
+      if (ec)
+        return fail(ec);
+      if (p.is_header_done() && head == 0) {
+        head = taken;
+        if (head > limits.max_header_size)
+          return {431, std::nullopt, taken};
+        p.eager(true);
+      } else if (n == 0) {
+        break;
+      }
+    }
+  }
+  if (!p.is_done()) {
+    // The client closed: what async_read reports then.
+    if (!p.got_some())
+      return {};
+    p.put_eof(ec);
+    if (ec)
+      return fail(ec);
+    if (!p.is_done())
+      return fail(http::error::partial_message);
+  }
+  return {0, make_request(p, "127.0.0.1:50000"), taken};
+}
 
 std::shared_ptr<http_server>
 start_http_server(io_service& io, const std::string& host, std::uint16_t port,

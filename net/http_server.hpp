@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 
 #include "herald/net/http.hpp"
@@ -72,6 +74,25 @@ public:
   /// Deferred requests waiting for their answer now.
   virtual std::size_t deferred() const noexcept = 0;
 };
+
+/// One request read as a session reads it (for tests and fuzzing).
+struct read_outcome {
+  /// 0, or the status the server answers with before it closes (400 for
+  /// a malformed request, 413, 431).
+  int status = 0;
+  /// The request as fetch would see it (none: an error, or the client
+  /// closed before sending anything).
+  std::optional<request> req;
+  /// Bytes the parser took.
+  std::size_t consumed = 0;
+};
+
+/// Reads one request from `data` with Beast's parser under `limits`, as a
+/// session does, the bytes arriving in pieces that end at the offsets
+/// `cuts`; the client closes after the last byte.
+read_outcome read_request(std::span<const char> data,
+                          std::span<const std::size_t> cuts,
+                          const http_limits& limits);
 
 /// Binds and starts listening; throws std::system_error when it cannot bind.
 std::shared_ptr<http_server> start_http_server(io_service& io,

@@ -5,6 +5,7 @@
 #   scripts/setup.sh node          install the npm test clients
 #   scripts/setup.sh browser       install Debian's Chromium and playwright-core
 #                                  (the chat page's end-to-end test, tests/e2e)
+#   scripts/setup.sh fuzz          install clang and libFuzzer (tests/fuzz)
 # Used by scripts/chat.sh and scripts/test.sh; runs as root or with sudo.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,6 +49,12 @@ browser_deps() {
   (cd "$here/tests/e2e" && npm ci --no-audit --no-fund --loglevel=error)
 }
 
+# Debian's clang with libFuzzer and the sanitizer runtimes (the harnesses
+# in tests/fuzz; scripts/fuzz.sh builds and runs them).
+fuzz_deps() {
+  install_missing clang libclang-rt-14-dev
+}
+
 build() {
   local dir="${1:-$here/build}"
   shift || true
@@ -59,6 +66,7 @@ case "${1:-}" in
   deps) deps ;;
   node) node_deps ;;
   browser) browser_deps ;;
+  fuzz) fuzz_deps ;;
   build) shift; build "$@" ;;
-  *) echo "usage: $0 deps|node|browser|build [DIR] [cmake args...]" >&2; exit 2 ;;
+  *) echo "usage: $0 deps|node|browser|fuzz|build [DIR] [cmake args...]" >&2; exit 2 ;;
 esac

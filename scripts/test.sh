@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: once in a normal
-# build and once with AddressSanitizer + UndefinedBehaviorSanitizer.
+# build and once with AddressSanitizer + UndefinedBehaviorSanitizer; then
+# every fuzzer of tests/fuzz for 30 s.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$here/scripts/setup.sh" deps
@@ -22,5 +23,19 @@ echo "== tests (ASan + UBSan)"
 (cd "$here/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --output-on-failure -j2 -LE no-sanitize) || status=1
+
+# -- fuzzing: every libFuzzer target of tests/fuzz for a bounded time -------
+# (clang with ASan + UBSan in build-fuzz/; a fresh corpus on top of the
+# committed seeds; any crash, leak or failed check fails the run.
+# scripts/fuzz.sh runs them for hours with a persistent corpus.)
+echo "== fuzz (libFuzzer, 30 s per target)"
+fuzz_dir="$(mktemp -d /tmp/herald-fuzz.XXXXXX)"
+if "$here/scripts/fuzz.sh" build && "$here/scripts/fuzz.sh" run 30 "$fuzz_dir"
+then
+  rm -rf "$fuzz_dir"
+else
+  echo "fuzz: logs and inputs kept in $fuzz_dir"
+  status=1
+fi
 
 exit $status

@@ -99,12 +99,19 @@ CAF_TEST(negotiation keeps context in dedicated mode and honours limits) {
                         dedicated());
   CAF_REQUIRE(r.has_value());
   CAF_CHECK(r->first.server_no_context_takeover);
+  // zlib's 9-bit window serves a client that inflates with 8 bits
+  // (deflate_rules checks the bytes).
+  r = negotiate_deflate("permessage-deflate; server_max_window_bits=8",
+                        dedicated());
+  CAF_REQUIRE(r.has_value());
+  CAF_CHECK_EQUAL(r->first.server_window_bits, 8);
+  CAF_CHECK_EQUAL(r->second, "permessage-deflate; server_max_window_bits=8");
 }
 
 CAF_TEST(negotiation declines offers it cannot honour and takes the next) {
   CAF_CHECK(!negotiate_deflate("permessage-deflate", deflate_options{}));
   CAF_CHECK(!negotiate_deflate("permessage-deflate; server_max_window_bits=8",
-                               dedicated()));
+                               shared()));
   CAF_CHECK(!negotiate_deflate("permessage-deflate; server_max_window_bits=10",
                                shared()));
   CAF_CHECK(!negotiate_deflate("permessage-deflate; foo=1", shared()));

@@ -45,14 +45,17 @@ run_case() {
   local fault="$1" port="" i
   local args=(--port 0 --clients 8)
   [ -n "$fault" ] && args+=(--fault "$fault")
-  node "$here/node/server.mjs" "${args[@]}" >"$work/server.log" 2>&1 &
+  # A log of its own per case: the background child truncates its file only
+  # once it runs, so a shared one could still show the last case's port.
+  local log="$work/server-${fault:-none}.log"
+  node "$here/node/server.mjs" "${args[@]}" >"$log" 2>&1 &
   server_pid=$!
   for i in $(seq 1 200); do
-    port="$(sed -n 's|.*ws://[^/]*:\([0-9][0-9]*\)/.*|\1|p' "$work/server.log")"
+    port="$(sed -n 's|.*ws://[^/]*:\([0-9][0-9]*\)/.*|\1|p' "$log" 2>/dev/null)"
     [ -n "$port" ] && [ "$port" != 0 ] && break
     sleep 0.05
   done
-  [ -n "$port" ] || { echo "client_check.sh: the Node server did not start" >&2; cat "$work/server.log" >&2; exit 1; }
+  [ -n "$port" ] || { echo "client_check.sh: the Node server did not start" >&2; cat "$log" >&2; exit 1; }
   status=0
   "$client_bin" --port "$port" --clients 8 --payload 4096 --warmup 0.5 \
     --duration 2 --timeout 3 --server-pid "$server_pid" >"$work/client.out" 2>&1 || status=$?

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: once in a normal
-# build, once with AddressSanitizer + UndefinedBehaviorSanitizer, and the
-# unit and integration tests once more with ThreadSanitizer.
+# build, once with AddressSanitizer + UndefinedBehaviorSanitizer and once
+# with ThreadSanitizer (both without the install check).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$here/scripts/setup.sh" deps

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test: once in a normal
-# build and once with AddressSanitizer + UndefinedBehaviorSanitizer; then
-# every fuzzer of tests/fuzz for 30 s.
+# build, once with AddressSanitizer + UndefinedBehaviorSanitizer and once
+# with ThreadSanitizer (both without the install check); then every fuzzer
+# of tests/fuzz for 30 s.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$here/scripts/setup.sh" deps
@@ -23,6 +24,23 @@ echo "== tests (ASan + UBSan)"
 (cd "$here/build-asan" && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --output-on-failure -j2 -LE no-sanitize) || status=1
+
+# ThreadSanitizer against a libcaf_core built with it (cached under
+# /var/cache/herald; the first run on a machine builds it), so that CAF's
+# synchronisation is seen and any report is a finding: it stops the
+# process (halt_on_error) and fails the test that caused it.
+echo "== build (TSan)"
+if caf_tsan="$("$here/scripts/setup.sh" caf-tsan)"; then
+  "$here/scripts/setup.sh" build "$here/build-tsan" -DHERALD_TSAN=ON \
+    -DHERALD_CAF_TSAN_ROOT="$caf_tsan"
+  echo "== tests (TSan)"
+  (cd "$here/build-tsan" && \
+    TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    ctest --output-on-failure -j2 -LE no-sanitize) || status=1
+else
+  echo "== TSan: could not build CAF with ThreadSanitizer"
+  status=1
+fi
 
 # -- fuzzing: every libFuzzer target of tests/fuzz for a bounded time -------
 # (clang with ASan + UBSan in build-fuzz/; a fresh corpus on top of the

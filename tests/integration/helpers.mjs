@@ -62,7 +62,7 @@ process.on('exit', () => {
 });
 
 const sanitizerPattern =
-  /ERROR: (AddressSanitizer|LeakSanitizer|ThreadSanitizer)|runtime error:|SUMMARY: UndefinedBehaviorSanitizer/;
+  /ERROR: (AddressSanitizer|LeakSanitizer)|(ERROR|WARNING): ThreadSanitizer|runtime error:|SUMMARY: UndefinedBehaviorSanitizer/;
 // HERALD_SANITIZER_IGNORE: a regular expression; stderr lines matching it are
 // not treated as sanitizer reports (for known reports in third-party code).
 const sanitizerIgnore = process.env.HERALD_SANITIZER_IGNORE

@@ -331,7 +331,7 @@ void connection_core::fail(std::uint16_t code, std::string_view reason) {
 
 send_status connection_core::enqueue(net::frame_ptr f, bool control) {
   if (state_ != herald::ready_state::open) {
-    count_drop();
+    count_drop(false);
     return send_dropped;
   }
   // Control frames (pongs, close) are never dropped: they are small and the
@@ -343,7 +343,7 @@ send_status connection_core::enqueue(net::frame_ptr f, bool control) {
                                                 << ": backpressure limit of "
                                                 << opts_.backpressure_limit
                                                 << " bytes reached");
-    count_drop();
+    count_drop(true);
     // The peer is not keeping up: its reading may pause (see flush).
     dropping_ = true;
     schedule_flush();
@@ -469,10 +469,13 @@ bool connection_core::hold_delivery(const msg::delivery& d) {
   return true;
 }
 
-void connection_core::count_drop() {
+void connection_core::count_drop(bool over_limit) {
   // Drops are rare and may come with no flush after them: count at once.
-  if (stats_)
-    stats_->dropped.fetch_add(1, std::memory_order_relaxed);
+  if (!stats_)
+    return;
+  stats_->dropped.fetch_add(1, std::memory_order_relaxed);
+  if (over_limit)
+    stats_->dropped_over_limit.fetch_add(1, std::memory_order_relaxed);
 }
 
 void connection_core::add_stats() {

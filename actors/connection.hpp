@@ -187,7 +187,7 @@ private:
   template <class F>
   void guarded(F&& f);
   void add_stats();
-  void count_drop();
+  void count_drop(bool over_limit);
   // Leaves list_ (once).
   void unlist() noexcept;
   // Stops reading a peer whose backlog is too large (see connection.cpp).

@@ -64,6 +64,8 @@ test('a stalled subscriber is dropped alone; the others get everything; memory s
     const grew = rssBytes(server) - rssBefore;
     const s = await stats(server);
     assert.ok(s.dropped > 0, `drops are counted (stats: ${JSON.stringify(s)})`);
+    // Nobody closed: every drop was one over the stalled reader's limit.
+    assert.equal(s.dropped_over_limit, s.dropped);
     // Without the limit the stalled reader alone would hold ~47 MiB.
     assert.ok(sanitized || grew < 24 * MiB,
               `server memory grew by ${(grew / MiB).toFixed(1)} MiB`);

@@ -401,6 +401,7 @@ void connection_core::flush() {
   }
   n_out_ += out_->messages;
   bytes_out_ += out_->bytes() - out_->raw_bytes;
+  handed_ += out_->bytes();
   auto remaining = transport_->write(out_->pieces);
   release_out(true);
   if (remaining > 0)
@@ -641,8 +642,14 @@ void connection_core::on_tick() {
   if (state_ != herald::ready_state::open)
     return;
   // Ticks come every half idle timeout: a ping after one quiet tick, a
-  // close after two, so a peer that answers pings stays open.
-  if (activity_) {
+  // close after two, so a peer that answers pings stays open. A peer we
+  // stopped reading (its backlog is over the limit) is alive while it
+  // takes that backlog: its pings wait unread behind the pause. One that
+  // takes nothing is idle as before.
+  auto written = handed_ - transport_->buffered_amount();
+  bool draining = read_paused_ && written != written_at_tick_;
+  written_at_tick_ = written;
+  if (activity_ || draining) {
     activity_ = false;
     quiet_ticks_ = 0;
   } else if (++quiet_ticks_ >= 2) {

@@ -62,7 +62,8 @@ const opt = {
   settle: 120,           // s to wait for the return to baseline
   selfTestSkip: 0,       // > 0: clients ignore every Nth delivery (the
                          // checks must then fail: a test of the test)
-  out: '',
+  out: '',               // JSON file for the samples and the summary
+  serverLog: '',         // file for the server's log (stderr)
 };
 for (let i = 2; i < process.argv.length; ++i) {
   const a = process.argv[i];
@@ -99,7 +100,7 @@ const serverArgs = ['--port', '0',
   '--send-buffer', String(opt.sendBuffer)];
 const proc = spawn(opt.server, serverArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
 let serverErr = '';
-proc.stderr.on('data', (d) => { serverErr += d; if (serverErr.length > 1e6) serverErr = serverErr.slice(-5e5); });
+proc.stderr.on('data', (d) => { if (opt.serverLog) fs.appendFileSync(opt.serverLog, d); serverErr += d; if (serverErr.length > 1e6) serverErr = serverErr.slice(-5e5); });
 let serverExited = false;
 proc.on('exit', (code, sig) => {
   serverExited = true;
@@ -185,18 +186,25 @@ class PacedSocket extends EventEmitter {
       `Connection: Upgrade\r\nSec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\n` +
       'Sec-WebSocket-Version: 13\r\n\r\n'));
     this.sock.on('close', () => this.finish(1006));
-    this.sock.pause();
-    let tokens = 0;
-    const tickMs = 10;
-    this.timer = setInterval(() => {
-      tokens = this.throttle ? Math.min(tokens + (rate * tickMs) / 1000, 65536) : Infinity;
-      while (tokens > 0) {
-        const d = this.sock.read();
-        if (!d) break;
-        tokens -= d.length;
-        this.onData(d);
+    // Flowing, but paused whenever it took more than its budget: reads
+    // are at most one socket read (64 KiB) ahead of `rate`.
+    this.tokens = 0;
+    let last = now();
+    this.sock.on('data', (d) => {
+      this.onData(d);
+      if (this.throttle) {
+        this.tokens -= d.length;
+        if (this.tokens < 0)
+          this.sock.pause();
       }
-    }, tickMs);
+    });
+    this.timer = setInterval(() => {
+      const t = now();
+      this.tokens = Math.min(this.tokens + (rate * (t - last)) / 1000, 16384);
+      last = t;
+      if ((this.tokens >= 0 || !this.throttle) && this.sock.isPaused())
+        this.sock.resume();
+    }, 10);
   }
 
   onData(d) {
@@ -641,6 +649,12 @@ async function startLoad() {
   for (const t of topics.slice(1))
     await l.slow.subscribe(t);
   l.slow.ws.throttle = true;
+  // Persistent clients close only when the load stops.
+  const watch = (c) => c.closedP.then((code) => {
+    if (l.running)
+      fail(`${c.name} closed with ${code} during the load`);
+  });
+  watch(l.slow);
   // Pings of its own, so it is not idle while it is not reading.
   l.slowPing = setInterval(() => { if (!l.slow.closed) l.slow.ws.ping(); }, 1000);
   for (const t of topics) {
@@ -649,11 +663,13 @@ async function startLoad() {
     for (const o of otherTopics(t, 2))
       await s.subscribe(o);
     l.persistent.push(s);
+    watch(s);
   }
   for (const t of topics) {
     const p = new Verified('pub', t);
     await p.opened;
     l.persistent.push(p);
+    watch(p);
     l.pubs.push((async () => {
       // A steady rate: the next publish is due every 1/rate s.
       const every = 1000 / opt.rate;

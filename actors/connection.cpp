@@ -374,7 +374,7 @@ void connection_core::fail(std::uint16_t code, std::string_view reason) {
 
 send_status connection_core::enqueue(net::frame_ptr f, bool control) {
   if (state_ != herald::ready_state::open) {
-    count_drop();
+    count_drop(false);
     return send_dropped;
   }
   // Control frames (pongs, close) are never dropped: they are small and the
@@ -386,7 +386,7 @@ send_status connection_core::enqueue(net::frame_ptr f, bool control) {
                                                 << ": backpressure limit of "
                                                 << opts_.backpressure_limit
                                                 << " bytes reached");
-    count_drop();
+    count_drop(true);
     // The peer is not keeping up: its reading may pause (see flush).
     dropping_ = true;
     schedule_flush();
@@ -444,6 +444,7 @@ void connection_core::flush() {
   }
   n_out_ += out_->messages;
   bytes_out_ += out_->bytes() - out_->raw_bytes;
+  handed_ += out_->bytes();
   auto remaining = transport_->write(out_->pieces);
   release_out(true);
   if (remaining > 0)
@@ -512,10 +513,13 @@ bool connection_core::hold_delivery(const msg::delivery& d) {
   return true;
 }
 
-void connection_core::count_drop() {
+void connection_core::count_drop(bool over_limit) {
   // Drops are rare and may come with no flush after them: count at once.
-  if (stats_)
-    stats_->dropped.fetch_add(1, std::memory_order_relaxed);
+  if (!stats_)
+    return;
+  stats_->dropped.fetch_add(1, std::memory_order_relaxed);
+  if (over_limit)
+    stats_->dropped_over_limit.fetch_add(1, std::memory_order_relaxed);
 }
 
 void connection_core::add_stats() {
@@ -690,8 +694,14 @@ void connection_core::on_tick() {
   if (state_ != herald::ready_state::open)
     return;
   // Ticks come every half idle timeout: a ping after one quiet tick, a
-  // close after two, so a peer that answers pings stays open.
-  if (activity_) {
+  // close after two, so a peer that answers pings stays open. A peer we
+  // stopped reading (its backlog is over the limit) is alive while it
+  // takes that backlog: its pings wait unread behind the pause. One that
+  // takes nothing is idle as before.
+  auto written = handed_ - transport_->buffered_amount();
+  bool draining = read_paused_ && written != written_at_tick_;
+  written_at_tick_ = written;
+  if (activity_ || draining) {
     activity_ = false;
     quiet_ticks_ = 0;
   } else if (++quiet_ticks_ >= 2) {

@@ -191,7 +191,7 @@ private:
   template <class F>
   void guarded(F&& f);
   void add_stats();
-  void count_drop();
+  void count_drop(bool over_limit);
   // Leaves list_ (once).
   void unlist() noexcept;
   // Stops reading a peer whose backlog is too large (see connection.cpp).
@@ -243,6 +243,11 @@ private:
 
   bool activity_ = false;
   int quiet_ticks_ = 0;
+  // Bytes handed to the transport, and how many of them it had written by
+  // the last tick: while reading is paused the peer cannot be heard, so
+  // its taking our backlog is what shows it is alive.
+  std::uint64_t handed_ = 0;
+  std::uint64_t written_at_tick_ = 0;
 
   std::vector<std::string> topics_; // sorted
 

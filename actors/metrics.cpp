@@ -91,6 +91,10 @@ std::string prometheus_text(const server_stats& stats, std::size_t topics,
   w.counter("refused_subscriptions_total",
             "Subscriptions refused at a connection's max_subscriptions.",
             stats.subscriptions_refused);
+  w.counter("dropped_over_limit_messages_total",
+            "Of dropped_messages_total, those dropped for a connection over "
+            "its backpressure limit.",
+            stats.dropped_over_limit);
   w.header("closes_total", "counter", "Closed WebSocket connections by close code.");
   for (std::size_t i = 0; i < 16; ++i) {
     auto n = stats.closes[i].load(std::memory_order_relaxed);

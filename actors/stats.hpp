@@ -30,6 +30,9 @@ struct server_stats {
   std::atomic<std::uint64_t> rate_limited{0};
   /// Subscriptions refused at a connection's `max_subscriptions`.
   std::atomic<std::uint64_t> subscriptions_refused{0};
+  /// Of `dropped`, those dropped because the connection was over its
+  /// backpressure limit (the rest went to connections already closing).
+  std::atomic<std::uint64_t> dropped_over_limit{0};
   /// Closes by code: index code - 1000 for 1000..1015, [16] for the rest.
   std::array<std::atomic<std::uint64_t>, 17> closes{};
   /// HTTP requests answered without an upgrade.

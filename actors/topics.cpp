@@ -110,11 +110,31 @@ caf::behavior topic_actor(caf::stateful_actor<topic_state>* self,
                           topic_options opts) {
   self->state.topic = std::move(name);
   self->state.opts = opts;
+  // Sends the batch to the subscribers of now.
+  auto fan_out = [self] {
+    auto& st = self->state;
+    if (st.batch.empty())
+      return;
+    // One message shared by every subscriber: frames are never copied
+    // per subscriber.
+    msg::delivery d{st.topic, std::move(st.batch), {}, {}, {}};
+    st.batch.clear();
+    if (st.subscribers.size() > 1)
+      join_runs(d);
+    auto m = caf::make_message(std::move(d));
+    for (auto& sub : st.subscribers)
+      self->send(sub, m);
+  };
+  // A subscriber gets exactly what reaches the topic between its subscribe
+  // and its unsubscribe: a batch waiting for its flush goes out to the
+  // members it reached first.
   return {
     [=](caf::subscribe_atom, caf::actor& who) {
+      fan_out();
       self->state.subscribers.push_back(std::move(who));
     },
     [=](caf::unsubscribe_atom, const caf::actor_addr& who) {
+      fan_out();
       auto& subs = self->state.subscribers;
       for (auto i = subs.begin(); i != subs.end(); ++i) {
         if (i->address() == who) {
@@ -143,20 +163,7 @@ caf::behavior topic_actor(caf::stateful_actor<topic_state>* self,
                                          std::move(pub.exclude),
                                          pub.compress});
     },
-    [=](msg::flush_atom) {
-      auto& st = self->state;
-      if (st.batch.empty())
-        return;
-      // One message shared by every subscriber: frames are never copied
-      // per subscriber.
-      msg::delivery d{st.topic, std::move(st.batch), {}, {}, {}};
-      st.batch.clear();
-      if (st.subscribers.size() > 1)
-        join_runs(d);
-      auto m = caf::make_message(std::move(d));
-      for (auto& sub : st.subscribers)
-        self->send(sub, m);
-    },
+    [=](msg::flush_atom) { fan_out(); },
     [=](msg::count_atom) { return self->state.subscribers.size(); },
   };
 }

@@ -64,12 +64,79 @@ test('a stalled subscriber is dropped alone; the others get everything; memory s
     const grew = rssBytes(server) - rssBefore;
     const s = await stats(server);
     assert.ok(s.dropped > 0, `drops are counted (stats: ${JSON.stringify(s)})`);
+    // Nobody closed: every drop was one over the stalled reader's limit.
+    assert.equal(s.dropped_over_limit, s.dropped);
     // Without the limit the stalled reader alone would hold ~47 MiB.
     assert.ok(sanitized || grew < 24 * MiB,
               `server memory grew by ${(grew / MiB).toFixed(1)} MiB`);
     stalled.destroy();
     await Promise.all([...fast, pub].map((c) => c.close()));
   } finally {
+    await stopServer(server);
+  }
+});
+
+test('a slow reader over its limit is not closed as idle while it reads; a stalled one is', async () => {
+  // Over the limit and dropping, the server stops reading a peer until its
+  // backlog is written, so it cannot hear the peer's pings: the slow reader
+  // must count as alive while it takes its backlog.
+  const server = await startServer('HERALD_PUBSUB_SERVER',
+                                   ['--idle-timeout', '2',
+                                    '--backpressure-limit', String(MiB),
+                                    '--send-buffer', '16384']);
+  let pacer, pinger, publishing = true;
+  try {
+    const room = 'paced';
+    const stalled = await RawClient.connect(server, {
+      path: `/?name=stalled&room=${room}`,
+    });
+    stalled.sock.pause(); // takes nothing
+    const slow = await RawClient.connect(server, {
+      path: `/?name=slow&room=${room}`,
+    });
+    // Takes 256 KiB per second, in small reads, and pings twice a second.
+    slow.sock.pause();
+    let tokens = 0;
+    pacer = setInterval(() => {
+      tokens = Math.min(tokens + 2560, 65536);
+      while (tokens > 0) {
+        const d = slow.sock.read(); // emits 'data' for the frame parser
+        if (!d)
+          break;
+        tokens -= d.length;
+      }
+      slow.frames.length = 0;
+    }, 10);
+    pinger = setInterval(() => slow.sendFrame(OP.ping, ''), 500);
+    const pub = await Client.connect(server.ws(`/?name=p&room=${room}`));
+    const body = 'q'.repeat(4096);
+    // About 1.2 MiB/s, far more than the slow reader takes.
+    const publisher = (async () => {
+      while (publishing) {
+        for (let j = 0; j < 30; ++j)
+          pub.send(body);
+        await sleep(100);
+      }
+    })();
+    // The stalled reader is closed as idle (1001) ...
+    await waitFor(async () => ((await stats(server)).closes['1001'] ?? 0) >= 1,
+                  'the stalled reader to be closed as idle', 30000, 100);
+    // ... while the slow one, over its limit the whole time, stays open
+    // through three more idle timeouts.
+    await sleep(6000);
+    const s = await stats(server);
+    assert.ok(s.dropped_over_limit > 0, `over the limit (${JSON.stringify(s)})`);
+    assert.deepEqual(s.closes, { 1001: 1 }, JSON.stringify(s));
+    assert.equal(slow.ended, false, 'the slow reader was closed');
+    publishing = false;
+    await publisher;
+    stalled.destroy();
+    slow.destroy();
+    await pub.close();
+  } finally {
+    publishing = false;
+    clearInterval(pacer);
+    clearInterval(pinger);
     await stopServer(server);
   }
 });

@@ -12,7 +12,7 @@
 //   any other text m                publishes "N: m" to the room (binary
 //                                   messages are published as they are)
 //   POST /publish?room=R            publishes the body (server.publish)
-//   GET /stats                      JSON counters
+//   GET /stats                      JSON counters (server_stats)
 //   GET /count?room=R               subscribers of R on this node
 //
 //   --redis redis://HOST:PORT       shares topics with other instances
@@ -40,6 +40,20 @@ long long arg_value(int& i, int argc, char** argv) {
   return std::strtoll(argv[++i], nullptr, 10);
 }
 
+// "1000":N,... for the close codes seen ("other" for the rest).
+std::string closes(const herald::server_stats& st) {
+  std::string out;
+  for (std::size_t i = 0; i < st.closes.size(); ++i) {
+    auto n = st.closes[i].load();
+    if (n == 0)
+      continue;
+    out += (out.empty() ? "\"" : ",\"")
+           + (i < 16 ? std::to_string(1000 + i) : std::string{"other"})
+           + "\":" + std::to_string(n);
+  }
+  return out;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -65,6 +79,9 @@ int main(int argc, char** argv) {
       ws.idle_timeout = std::chrono::seconds{arg_value(i, argc, argv)};
     else if (a == "--max-connections")
       max_connections = static_cast<std::size_t>(arg_value(i, argc, argv));
+    else if (a == "--send-buffer")
+      http.websocket_send_buffer =
+        static_cast<std::size_t>(arg_value(i, argc, argv));
     else if (a == "--request-timeout-ms")
       http.request_timeout = std::chrono::milliseconds{arg_value(i, argc, argv)};
     else if (a == "--redis" && i + 1 < argc)
@@ -143,7 +160,18 @@ int main(int argc, char** argv) {
         if (req.path() == "/stats") {
           auto& st = srv.stats();
           std::string body = "{\"open\":" + std::to_string(st.open_connections)
+                             + ",\"connections_total\":"
+                             + std::to_string(st.connections_total)
                              + ",\"dropped\":" + std::to_string(st.dropped)
+                             + ",\"dropped_over_limit\":"
+                             + std::to_string(st.dropped_over_limit)
+                             + ",\"messages_in\":"
+                             + std::to_string(st.messages_in)
+                             + ",\"messages_out\":"
+                             + std::to_string(st.messages_out)
+                             + ",\"http_requests\":"
+                             + std::to_string(st.http_requests)
+                             + ",\"closes\":{" + closes(st) + "}"
                              + ",\"topics\":"
                              + std::to_string(srv.topic_count())
                              + ",\"deflated\":"

@@ -209,6 +209,21 @@ CAF_TEST(messages from one publisher arrive in order) {
     CAF_CHECK_EQUAL((*abox)[i], "room:" + std::to_string(i));
 }
 
+CAF_TEST(a subscriber gets what reaches the topic between its subscribe and unsubscribe) {
+  auto [a, abox] = make_recorder();
+  auto [b, bbox] = make_recorder();
+  subscribe("room", a);
+  // One burst for the topic, with b joining and a leaving inside it.
+  queue_publish("room", "1");
+  self->send(registry, caf::subscribe_atom::value, std::string{"room"}, b);
+  queue_publish("room", "2");
+  self->send(registry, caf::unsubscribe_atom::value, std::string{"room"}, a);
+  queue_publish("room", "3");
+  sched.run();
+  CAF_CHECK_EQUAL(*abox, (std::vector<std::string>{"room:1", "room:2"}));
+  CAF_CHECK_EQUAL(*bbox, (std::vector<std::string>{"room:2", "room:3"}));
+}
+
 CAF_TEST(unsubscribe stops deliveries and the last leave stops the topic) {
   auto running = sys.registry().running();
   auto [a, abox] = make_recorder();

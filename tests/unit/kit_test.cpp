@@ -909,10 +909,12 @@ CAF_TEST(open counts its own subscription as subscriberCount does in Bun) {
                   std::vector<frame_event>{text_frame("1 online")});
   auto& bob = f.connect({"bob"});
   auto& cid = f.connect({"cid"});
-  CAF_CHECK_EQUAL(ann.take(), (std::vector<frame_event>{
-                                text_frame("2 online"), text_frame("3 online")}));
-  CAF_CHECK_EQUAL(bob.take(), (std::vector<frame_event>{
-                                text_frame("2 online"), text_frame("3 online")}));
+  CAF_CHECK_EQUAL(ann.take(),
+                  (std::vector<frame_event>{text_frame("2 online"),
+                                             text_frame("3 online")}));
+  CAF_CHECK_EQUAL(bob.take(),
+                  (std::vector<frame_event>{text_frame("2 online"),
+                                             text_frame("3 online")}));
   CAF_CHECK_EQUAL(cid.take(),
                   std::vector<frame_event>{text_frame("3 online")});
   bob.send_text("leave");

@@ -740,9 +740,10 @@ bool connection_core::subscribe(std::string_view topic) {
   }
   i = topics_.emplace(i, topic);
   if (counts_) {
-    // Counted from now on: a server publish to this topic is not skipped
-    // while the subscription travels to the registry.
-    counts_->subscribing();
+    // Counted from now on: subscriber_count includes this connection, and
+    // a server publish to this topic is not skipped while the subscription
+    // travels to the registry.
+    counts_->subscribing(*i);
     self_->send(registry_, caf::subscribe_atom::value, *i,
                 caf::actor_cast<caf::actor>(self_), msg::counted_atom::value);
   } else {
@@ -756,8 +757,15 @@ void connection_core::unsubscribe(std::string_view topic) {
   auto i = std::lower_bound(topics_.begin(), topics_.end(), topic);
   if (i == topics_.end() || *i != topic)
     return;
-  self_->send(registry_, caf::unsubscribe_atom::value, *i,
-              caf::actor_cast<caf::actor>(self_));
+  if (counts_) {
+    // A member (subscribed through us): no longer counted from now on.
+    counts_->unsubscribing(*i);
+    self_->send(registry_, caf::unsubscribe_atom::value, *i,
+                caf::actor_cast<caf::actor>(self_), msg::counted_atom::value);
+  } else {
+    self_->send(registry_, caf::unsubscribe_atom::value, *i,
+                caf::actor_cast<caf::actor>(self_));
+  }
   topics_.erase(i);
 }
 

@@ -196,7 +196,8 @@ public:
     return msg.is_binary() ? publish(topic, msg.bytes(), compress)
                            : publish(topic, msg.text(), compress);
   }
-  /// Subscribers of `topic` right now.
+  /// Subscribers of `topic` on this node right now, counting at once what
+  /// connections subscribed and unsubscribed themselves (as in Bun).
   std::size_t subscriber_count(std::string_view topic) const {
     return core_ ? core_->subscriber_count(topic) : 0;
   }

@@ -903,7 +903,7 @@ public:
                       bool compress = false) {
     return publish_frame(topic, net::opcode::binary, data, compress);
   }
-  /// Subscribers of `topic` as the registry counts them.
+  /// Subscribers of `topic` as `server.subscriber_count` counts them.
   std::size_t subscriber_count(std::string_view topic) const {
     return counts_->get(topic);
   }

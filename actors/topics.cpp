@@ -15,7 +15,7 @@ namespace herald {
 std::size_t topic_counts::get(std::string_view topic) const {
   std::lock_guard<std::mutex> guard{mtx_};
   auto i = counts_.find(topic);
-  return i == counts_.end() ? 0 : i->second;
+  return i == counts_.end() ? 0 : i->second.visible();
 }
 
 bool topic_counts::may_have_subscribers(std::string_view topic) const {
@@ -23,20 +23,57 @@ bool topic_counts::may_have_subscribers(std::string_view topic) const {
   // subscription, so seeing none in flight means the count is visible.
   if (in_flight_.load(std::memory_order_seq_cst) > 0)
     return true;
-  return get(topic) > 0;
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = counts_.find(topic);
+  // Applied members too: a pending unsubscribe that outran a removal must
+  // not hide a subscriber from publish.
+  return i != counts_.end()
+         && (i->second.applied > 0 || i->second.visible() > 0);
 }
 
 std::size_t topic_counts::topics() const {
   std::lock_guard<std::mutex> guard{mtx_};
-  return counts_.size();
+  return topics_;
 }
 
-void topic_counts::set(const std::string& topic, std::size_t n) {
+template <class F>
+void topic_counts::change(std::string_view topic, F f) {
   std::lock_guard<std::mutex> guard{mtx_};
-  if (n == 0)
-    counts_.erase(topic);
-  else
-    counts_[topic] = n;
+  auto i = counts_.find(topic);
+  entry e = i == counts_.end() ? entry{} : i->second;
+  bool was = e.visible() > 0;
+  f(e);
+  bool is = e.visible() > 0;
+  if (was != is) {
+    if (is)
+      ++topics_;
+    else
+      --topics_;
+  }
+  if (e.applied == 0 && e.pending == 0) {
+    if (i != counts_.end())
+      counts_.erase(i);
+  } else if (i != counts_.end()) {
+    i->second = e;
+  } else {
+    counts_.emplace(std::string{topic}, e);
+  }
+}
+
+void topic_counts::set(std::string_view topic, std::size_t n, int settled) {
+  change(topic, [&](entry& e) {
+    e.applied = n;
+    e.pending -= settled;
+  });
+}
+
+void topic_counts::subscribing(std::string_view topic) {
+  in_flight_.fetch_add(1, std::memory_order_seq_cst);
+  change(topic, [](entry& e) { ++e.pending; });
+}
+
+void topic_counts::unsubscribing(std::string_view topic) {
+  change(topic, [](entry& e) { --e.pending; });
 }
 
 namespace {
@@ -248,15 +285,21 @@ struct registry_state {
 using registry_actor = caf::stateful_actor<registry_state>;
 
 // Subscribes `who` to `topic`, making the topic actor on first use.
-void join(registry_actor* self, std::string& topic, caf::actor& who) {
+// `settled` is what the message's sender counted on its way (+1 or 0): it
+// leaves the pending changes in the same step that applies the change.
+void join(registry_actor* self, std::string& topic, caf::actor& who,
+          int settled) {
   auto [m, fresh] = self->state.members.try_emplace(who.address());
   if (fresh)
     self->monitor(who);
   auto t = self->state.topics.try_emplace(topic).first;
-  if (m->second.contains(&t->first))
-    return; // already subscribed
-  m->second.add(&t->first);
   auto& e = t->second;
+  if (m->second.contains(&t->first)) {
+    // Already subscribed: nothing changes but what was counted.
+    self->state.counts->set(topic, e.count, settled);
+    return;
+  }
+  m->second.add(&t->first);
   if (!e.actor) {
     auto name = std::make_shared<const std::string>(topic);
     // Linked: when the registry stops (server shutdown), so do its
@@ -267,27 +310,50 @@ void join(registry_actor* self, std::string& topic, caf::actor& who) {
       self->send(self->state.bridge, caf::join_atom::value, topic);
   }
   ++e.count;
-  self->state.counts->set(topic, e.count);
+  self->state.counts->set(topic, e.count, settled);
   self->send(e.actor, caf::subscribe_atom::value, std::move(who));
 }
 
+// Removes `who`, a member of `topic`, from it; `settled` as in join (-1 or
+// 0).
 void leave(registry_actor* self, const std::string& topic,
-           const caf::actor_addr& who) {
+           const caf::actor_addr& who, int settled) {
   auto i = self->state.topics.find(topic);
-  if (i == self->state.topics.end())
+  if (i == self->state.topics.end()) {
+    self->state.counts->set(topic, 0, settled);
     return;
+  }
   auto& e = i->second;
   if (--e.count == 0) {
     // The topic actor handles everything sent before this exit message.
     self->send_exit(e.actor, caf::exit_reason::normal);
     self->state.topics.erase(i);
-    self->state.counts->set(topic, 0);
+    self->state.counts->set(topic, 0, settled);
     if (self->state.bridge)
       self->send(self->state.bridge, caf::leave_atom::value, topic);
   } else {
     self->send(e.actor, caf::unsubscribe_atom::value, who);
-    self->state.counts->set(topic, e.count);
+    self->state.counts->set(topic, e.count, settled);
   }
+}
+
+// Unsubscribes `who` from `topic` if it is a member; `settled` as in join.
+void quit_topic(registry_actor* self, const std::string& topic,
+                const caf::actor& who, int settled) {
+  auto m = self->state.members.find(who.address());
+  auto t = self->state.topics.find(topic);
+  if (m == self->state.members.end() || t == self->state.topics.end()
+      || !m->second.remove(&t->first)) {
+    // Not a member: nothing changes but what was counted.
+    auto n = t == self->state.topics.end() ? 0 : t->second.count;
+    self->state.counts->set(topic, n, settled);
+    return;
+  }
+  if (m->second.empty()) {
+    self->demonitor(who);
+    self->state.members.erase(m);
+  }
+  leave(self, topic, who.address(), settled);
 }
 
 // The counts of every live registry, by its control block: subscribe()
@@ -323,7 +389,7 @@ void subscribe(const caf::actor& registry, std::string topic,
   // made after this call (by whoever learns of the subscription) is not
   // skipped for want of subscribers before the registry has it.
   if (auto counts = counts_of(registry)) {
-    counts->subscribing();
+    counts->subscribing(topic);
     caf::anon_send(registry, caf::subscribe_atom::value, std::move(topic), who,
                    msg::counted_atom::value);
     return;
@@ -395,28 +461,23 @@ caf::behavior registry_behavior(registry_actor* self,
       auto topics = i->second.names();
       self->state.members.erase(i);
       for (auto& t : topics)
-        leave(self, t, dm.source);
+        leave(self, t, dm.source, 0);
     });
     return {
       [=](caf::subscribe_atom, std::string& topic, caf::actor& who) {
-        join(self, topic, who);
+        join(self, topic, who, 0);
       },
       [=](caf::subscribe_atom, std::string& topic, caf::actor& who,
           msg::counted_atom) {
-        join(self, topic, who);
+        join(self, topic, who, 1);
         self->state.counts->subscribed();
       },
       [=](caf::unsubscribe_atom, std::string& topic, caf::actor& who) {
-        auto m = self->state.members.find(who.address());
-        auto t = self->state.topics.find(topic);
-        if (m == self->state.members.end() || t == self->state.topics.end()
-            || !m->second.remove(&t->first))
-          return;
-        if (m->second.empty()) {
-          self->demonitor(who);
-          self->state.members.erase(m);
-        }
-        leave(self, topic, who.address());
+        quit_topic(self, topic, who, 0);
+      },
+      [=](caf::unsubscribe_atom, std::string& topic, caf::actor& who,
+          msg::counted_atom) {
+        quit_topic(self, topic, who, -1);
       },
       [=](caf::publish_atom, const std::string& topic,
           msg::publication& pub) {

@@ -25,25 +25,36 @@ namespace herald {
 
 /// Subscriber counts per topic, readable from any thread without a message
 /// round trip (for `server::subscriber_count` and metrics).
+///
+/// A count is what the registry has applied plus the changes on their way
+/// to it that their senders counted (see msg::counted_atom): a connection
+/// that subscribes or unsubscribes counts its change at once, and the
+/// registry takes the change back in the same step in which it applies
+/// it, so a connection sees its own subscribe and unsubscribe in the count.
 class topic_counts {
 public:
-  /// Subscribers of `topic` right now (as far as the registry has seen).
+  /// Subscribers of `topic` right now: applied by the registry, plus
+  /// counted subscribes on their way, minus counted unsubscribes.
   std::size_t get(std::string_view topic) const;
-  /// Number of topics with at least one subscriber.
+  /// Number of topics with at least one subscriber (as get() counts them).
   std::size_t topics() const;
-  /// Sets the count of `topic`; zero removes it.
-  void set(const std::string& topic, std::size_t n);
+  /// The registry applied a change: `topic` has `n` subscribers now, and
+  /// the message it handled carried `settled` (+1, -1, or 0 when not
+  /// counted), which leaves the changes on their way.
+  void set(std::string_view topic, std::size_t n, int settled = 0);
 
-  /// A subscription is on its way to the registry (counted subscribe
-  /// message, see msg::counted_atom); until the registry has it, every
-  /// topic may have subscribers.
-  void subscribing() noexcept {
-    in_flight_.fetch_add(1, std::memory_order_seq_cst);
-  }
+  /// A subscription to `topic` is on its way to the registry (counted
+  /// subscribe message): counted in get() from now on, and until the
+  /// registry has it, every topic may have subscribers.
+  void subscribing(std::string_view topic);
   /// The registry has a counted subscription (after set()).
   void subscribed() noexcept {
     in_flight_.fetch_sub(1, std::memory_order_seq_cst);
   }
+  /// An unsubscribe from `topic` by a sender that is sure to be a member
+  /// is on its way (counted unsubscribe message): no longer counted in
+  /// get() from now on.
+  void unsubscribing(std::string_view topic);
   /// False only when `topic` has no subscriber and none is on its way: a
   /// publish may then be skipped without losing a message to a subscriber
   /// that subscribed before the publisher could know of it (a connection
@@ -57,19 +68,38 @@ private:
       return std::hash<std::string_view>{}(s);
     }
   };
+  struct entry {
+    std::size_t applied = 0;  // as the registry has it
+    std::ptrdiff_t pending = 0; // counted changes on their way
+    std::size_t visible() const noexcept {
+      // Below zero only when a member's unsubscribe outran a removal made
+      // by someone else (herald::unsubscribe of a connection's actor).
+      auto n = static_cast<std::ptrdiff_t>(applied) + pending;
+      return n < 0 ? 0 : static_cast<std::size_t>(n);
+    }
+  };
+  // Applies `f` to the entry of `topic` under the lock, keeping topics_
+  // and dropping entries that count nothing.
+  template <class F>
+  void change(std::string_view topic, F f);
   std::atomic<std::size_t> in_flight_{0};
   mutable std::mutex mtx_;
-  std::unordered_map<std::string, std::size_t, hash, std::equal_to<>> counts_;
+  std::unordered_map<std::string, entry, hash, std::equal_to<>> counts_;
+  std::size_t topics_ = 0; // entries with visible() > 0
 };
 
 /// Subscribes `who` (any actor) to `topic`; it then receives
 /// `msg::delivery` messages. Safe from any thread. Like a connection's
-/// subscribe, it is counted from the moment of the call: a server publish
-/// to `topic` made after it returns is not skipped for want of subscribers
-/// while the subscription is still on its way to the registry.
+/// subscribe, it is counted from the moment of the call: subscriber_count
+/// includes it, and a server publish to `topic` made after it returns is
+/// not skipped for want of subscribers while the subscription is still on
+/// its way to the registry. (Subscribing an actor that already is a member
+/// counts it twice until the registry has the message.)
 void subscribe(const caf::actor& registry, std::string topic,
                const caf::actor& who);
-/// Unsubscribes `who` from `topic`. Safe from any thread.
+/// Unsubscribes `who` from `topic`. Safe from any thread. Not counted on
+/// its way (this side cannot know whether `who` is a member): `who` counts
+/// until the registry has the message.
 void unsubscribe(const caf::actor& registry, std::string topic,
                  const caf::actor& who);
 /// Publishes text to `topic` from anywhere (an actor, a timer, another
@@ -110,6 +140,8 @@ struct topic_options {
 /// `(subscribe_atom, std::string, caf::actor, msg::counted_atom)` (the
 /// sender called topic_counts::subscribing() first),
 /// `(unsubscribe_atom, std::string, caf::actor)`,
+/// `(unsubscribe_atom, std::string, caf::actor, msg::counted_atom)` (the
+/// sender, a member, called topic_counts::unsubscribing() first),
 /// `(publish_atom, std::string, msg::publication)`,
 /// `(msg::remote_atom, std::string, msg::publication)` (local delivery
 /// only), `(msg::bridge_atom, caf::actor)` (attach a Redis bridge: it gets

@@ -59,8 +59,10 @@ using remote_atom = caf::atom_constant<caf::atom("h_remote")>;
 using bridge_atom = caf::atom_constant<caf::atom("h_bridge")>;
 
 /// Ends a subscribe message whose sender counted it with
-/// topic_counts::subscribing(): the registry calls subscribed() once it
-/// has it.
+/// topic_counts::subscribing(), or an unsubscribe message whose sender (a
+/// member) counted it with topic_counts::unsubscribing(): the registry
+/// takes the counted change back as it applies the message (and calls
+/// subscribed() for a subscribe).
 using counted_atom = caf::atom_constant<caf::atom("h_counted")>;
 
 /// To the idle clock (see idle_clock.hpp): tick this actor every period,

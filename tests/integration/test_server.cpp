@@ -37,6 +37,8 @@
 //              commands (see on_command), binary messages are echoed
 //              ?name=N names the connection (reported in /stats)
 //              ?throw=open makes the open handler throw
+//              ?sub=T subscribes to T in open; the open message then has
+//              "subscribers": the server's subscriber_count(T) right after
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -102,6 +104,7 @@ struct conn_data {
   std::string name;   // ?name=
   int counter = 0;    // incremented by the "count" command
   bool throw_on_open = false;
+  std::string sub_on_open; // ?sub=
   // Copied from the upgrade request.
   std::string method;
   std::string path;
@@ -257,7 +260,10 @@ std::string open_json(socket_t& ws) {
      << ",\"remote_endpoint\":" << json_str(ws.remote_endpoint())
      << ",\"protocol\":" << json_str(ws.protocol())
      << ",\"ready_state\":" << static_cast<int>(ws.ready_state())
-     << ",\"counter\":" << d.counter << "}";
+     << ",\"counter\":" << d.counter;
+  if (!d.sub_on_open.empty())
+    os << ",\"subscribers\":" << ws.server().subscriber_count(d.sub_on_open);
+  os << "}";
   return os.str();
 }
 
@@ -391,6 +397,11 @@ void on_command(socket_t& ws, std::string_view line) {
     // "refused" past --max-subscriptions.
     auto ok = ws.subscribe(arg);
     ws.send_text((ok ? "subscribed " : "refused ") + std::string{arg});
+  } else if (cmd == "unsub") {
+    // Bun's usage: leave, then tell how many are left.
+    ws.unsubscribe(arg);
+    ws.send_text("unsubscribed " + std::string{arg} + " "
+                 + std::to_string(ws.server().subscriber_count(arg)));
   } else if (cmd == "pub") {
     auto [topic, text] = split1(arg);
     auto status = ws.publish(topic, text);
@@ -414,6 +425,8 @@ herald::websocket_handlers<conn_data> make_handlers() {
     events.opens.fetch_add(1);
     if (ws.data().throw_on_open)
       throw std::runtime_error("open failed for " + ws.data().name);
+    if (!ws.data().sub_on_open.empty())
+      ws.subscribe(ws.data().sub_on_open);
     if (ws.data().route == "api")
       ws.send_text(open_json(ws));
   };
@@ -549,6 +562,7 @@ herald::fetch_result fetch(herald::request& req, server_t& srv) {
     d.route = std::move(route);
     d.name = req.query("name").value_or("");
     d.throw_on_open = req.query("throw").value_or("") == "open";
+    d.sub_on_open = req.query("sub").value_or("");
     d.method = std::string{req.method()};
     d.path = path;
     d.target = std::string{req.target()};

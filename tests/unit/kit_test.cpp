@@ -497,7 +497,8 @@ CAF_TEST(a plain actor subscribed with herald::subscribe gets a publish made bef
     },
     got);
   herald::subscribe(registry(), "alerts", listener);
-  CAF_CHECK_EQUAL(subscriber_count("alerts"), 0u); // still on its way
+  // Still on its way, but counted from the call.
+  CAF_CHECK_EQUAL(subscriber_count("alerts"), 1u);
   CAF_CHECK_EQUAL(publish("alerts", "fire"), 6);
   run();
   CAF_CHECK_EQUAL(subscriber_count("alerts"), 1u);
@@ -880,6 +881,57 @@ CAF_TEST(handlers reach their server) {
   // bob: its own publish (the server excludes nobody) and its echo.
   CAF_CHECK_EQUAL(bob.take_messages().size(), 4u);
   CAF_CHECK_EQUAL(server_handle().subscriber_count("lobby"), 2u);
+}
+
+CAF_TEST(open counts its own subscription as subscriberCount does in Bun) {
+  // Bun's documented use: subscribe in open, then tell the room how many
+  // are online; unsubscribe, then tell the rest. The counts are taken in
+  // the handlers, before the registry has the change.
+  herald::websocket_handlers<member> h;
+  auto online = [](herald::socket<member>& ws) {
+    auto srv = ws.server();
+    auto& room = ws.data().room;
+    srv.publish(room,
+                std::to_string(srv.subscriber_count(room)) + " online");
+  };
+  h.open = [=](herald::socket<member>& ws) {
+    ws.subscribe(ws.data().room);
+    ws.subscribe(ws.data().room); // twice is once
+    online(ws);
+  };
+  h.message = [=](herald::socket<member>& ws, herald::message) {
+    ws.unsubscribe(ws.data().room);
+    online(ws);
+  };
+  herald::testing::fixture<member> f{std::move(h)};
+  auto& ann = f.connect({"ann"});
+  CAF_CHECK_EQUAL(ann.take(),
+                  std::vector<frame_event>{text_frame("1 online")});
+  auto& bob = f.connect({"bob"});
+  auto& cid = f.connect({"cid"});
+  CAF_CHECK_EQUAL(ann.take(),
+                  (std::vector<frame_event>{text_frame("2 online"),
+                                             text_frame("3 online")}));
+  CAF_CHECK_EQUAL(bob.take(),
+                  (std::vector<frame_event>{text_frame("2 online"),
+                                             text_frame("3 online")}));
+  CAF_CHECK_EQUAL(cid.take(),
+                  std::vector<frame_event>{text_frame("3 online")});
+  bob.send_text("leave");
+  f.run();
+  CAF_CHECK_EQUAL(ann.take(),
+                  std::vector<frame_event>{text_frame("2 online")});
+  CAF_CHECK(bob.take().empty());
+  CAF_CHECK_EQUAL(f.subscriber_count("lobby"), 2u);
+  // A vanished member is taken off once, by the registry.
+  cid.vanish();
+  f.run();
+  CAF_CHECK_EQUAL(f.subscriber_count("lobby"), 1u);
+  CAF_CHECK_EQUAL(f.topic_count(), 1u);
+  ann.send_text("leave");
+  f.run();
+  CAF_CHECK_EQUAL(f.subscriber_count("lobby"), 0u);
+  CAF_CHECK_EQUAL(f.topic_count(), 0u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -67,6 +67,14 @@ struct fixture : test_coordinator_fixture<> {
   // The connection actor connect() made last.
   caf::actor last;
 
+  // Runs the connection connect(h, false) made last, and nothing else,
+  // until it has started (run open): the registry has seen nothing of it.
+  void start_last(fake_transport& t) {
+    while (!t.started() && sched.prioritize(last))
+      sched.run_once();
+    CAF_REQUIRE(t.started());
+  }
+
   // Sends publications to the registry without running the scheduler:
   // the topic gets them as one burst.
   void queue_publish(const std::string& topic, std::string_view text,
@@ -422,11 +430,11 @@ CAF_TEST(a subscription on its way keeps a topic from looking empty) {
   auto t = connect(h, false);
   CAF_CHECK(!counts->may_have_subscribers("room"));
   // The connection starts and runs open; the registry has not seen the
-  // subscription yet: the count says none, the topic may have one.
+  // subscription yet: counted anyway, and the topic may have one.
   while (!t->started() && sched.try_run_once())
     ;
   CAF_REQUIRE(t->started());
-  CAF_CHECK_EQUAL(counts->get("room"), 0u);
+  CAF_CHECK_EQUAL(counts->get("room"), 1u);
   CAF_CHECK(counts->may_have_subscribers("room"));
   sched.run();
   CAF_CHECK_EQUAL(counts->get("room"), 1u);
@@ -439,14 +447,127 @@ CAF_TEST(herald::subscribe counts a plain actor while its subscription travels) 
   auto [a, box] = make_recorder();
   CAF_CHECK(!counts->may_have_subscribers("room"));
   herald::subscribe(registry, "room", a);
-  // Not at the registry yet: no count, but the topic may have one.
-  CAF_CHECK_EQUAL(counts->get("room"), 0u);
+  // Not at the registry yet: counted, and the topic may have one.
+  CAF_CHECK_EQUAL(counts->get("room"), 1u);
   CAF_CHECK(counts->may_have_subscribers("room"));
   sched.run();
   CAF_CHECK_EQUAL(counts->get("room"), 1u);
   CAF_CHECK(!counts->may_have_subscribers("elsewhere"));
   publish("room", "hi");
   CAF_CHECK_EQUAL(*box, std::vector<std::string>{"room:hi"});
+}
+
+CAF_TEST(a connection sees its own subscribe and unsubscribe in the count) {
+  // What open saw, in order: the count after each step, all before the
+  // registry could run.
+  auto seen = std::make_shared<std::vector<std::size_t>>();
+  herald::websocket_handlers<int> h;
+  h.open = [c = counts, seen](herald::socket<int>& ws) {
+    ws.subscribe("room");
+    seen->push_back(c->get("room"));
+    ws.subscribe("room"); // a duplicate changes nothing
+    seen->push_back(c->get("room"));
+    ws.subscribe("other");
+    ws.unsubscribe("other");
+    seen->push_back(c->get("other"));
+    ws.unsubscribe("other"); // nor does leaving twice
+    seen->push_back(c->get("other"));
+  };
+  auto t = connect(h, false);
+  start_last(*t);
+  CAF_CHECK_EQUAL(*seen, (std::vector<std::size_t>{1, 1, 0, 0}));
+  CAF_CHECK_EQUAL(counts->topics(), 1u);
+  sched.run();
+  CAF_CHECK_EQUAL(counts->get("room"), 1u);
+  CAF_CHECK_EQUAL(counts->get("other"), 0u);
+  CAF_CHECK_EQUAL(counts->topics(), 1u);
+  CAF_CHECK(!counts->may_have_subscribers("other"));
+}
+
+CAF_TEST(connections opened one after another count 1 to N in open) {
+  auto seen = std::make_shared<std::vector<std::size_t>>();
+  herald::websocket_handlers<int> h;
+  h.open = [c = counts, seen](herald::socket<int>& ws) {
+    ws.subscribe("room");
+    seen->push_back(c->get("room"));
+  };
+  h.message = [c = counts, seen](herald::socket<int>& ws, herald::message) {
+    ws.unsubscribe("room");
+    seen->push_back(c->get("room"));
+  };
+  // Only the connection runs, never the registry: every count is what
+  // the connections recorded on the way.
+  std::vector<std::shared_ptr<fake_transport>> ts;
+  for (int i = 0; i < 4; ++i) {
+    ts.push_back(connect(h, false));
+    start_last(*ts.back());
+  }
+  CAF_CHECK_EQUAL(*seen, (std::vector<std::size_t>{1, 2, 3, 4}));
+  sched.run();
+  CAF_CHECK_EQUAL(counts->get("room"), 4u);
+  ts[0]->feed(client_frame(opcode::text, "bye"));
+  ts[1]->feed(client_frame(opcode::text, "bye"));
+  sched.run();
+  CAF_CHECK_EQUAL(*seen, (std::vector<std::size_t>{1, 2, 3, 4, 3, 2}));
+  CAF_CHECK_EQUAL(counts->get("room"), 2u);
+}
+
+CAF_TEST(a connection that closes right after subscribing leaves no count) {
+  herald::websocket_handlers<int> h;
+  h.open = [](herald::socket<int>& ws) {
+    ws.subscribe("room");
+    ws.terminate(); // gone at once, before the registry has the subscribe
+  };
+  auto t = connect(h, false);
+  start_last(*t);
+  sched.run();
+  // The registry got the subscribe of an actor already gone, then its
+  // down message: the count ends at zero, the topic is gone.
+  CAF_CHECK_EQUAL(counts->get("room"), 0u);
+  CAF_CHECK_EQUAL(counts->topics(), 0u);
+  CAF_CHECK(!counts->may_have_subscribers("room"));
+}
+
+CAF_TEST(a subscriber that goes down is taken off the count once) {
+  herald::websocket_handlers<int> h;
+  h.open = [](herald::socket<int>& ws) {
+    ws.subscribe("room");
+    ws.subscribe("hall");
+  };
+  auto t1 = connect(h);
+  auto c1 = last;
+  auto t2 = connect(h);
+  CAF_CHECK_EQUAL(counts->get("room"), 2u);
+  // Gone without a close: the registry's monitor removes it.
+  caf::anon_send_exit(c1, caf::exit_reason::kill);
+  sched.run();
+  CAF_CHECK_EQUAL(counts->get("room"), 1u);
+  CAF_CHECK_EQUAL(counts->get("hall"), 1u);
+  CAF_CHECK_EQUAL(counts->topics(), 2u);
+  t2->feed(herald::net::client_close(1000));
+  sched.run();
+  CAF_CHECK_EQUAL(counts->get("room"), 0u);
+  CAF_CHECK_EQUAL(counts->topics(), 0u);
+}
+
+CAF_TEST(herald::subscribe twice and unsubscribe settle to the registry) {
+  auto [a, box] = make_recorder();
+  herald::subscribe(registry, "room", a);
+  herald::subscribe(registry, "room", a);
+  // Counted from the calls: twice until the registry has the duplicate.
+  CAF_CHECK_EQUAL(counts->get("room"), 2u);
+  sched.run();
+  CAF_CHECK_EQUAL(counts->get("room"), 1u);
+  herald::unsubscribe(registry, "room", a);
+  // Not counted on its way: the registry has not seen it yet.
+  CAF_CHECK_EQUAL(counts->get("room"), 1u);
+  sched.run();
+  CAF_CHECK_EQUAL(counts->get("room"), 0u);
+  // An unsubscribe of a non-member changes nothing.
+  herald::unsubscribe(registry, "room", a);
+  sched.run();
+  CAF_CHECK_EQUAL(counts->get("room"), 0u);
+  CAF_CHECK_EQUAL(counts->topics(), 0u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -149,6 +149,9 @@ enable_deb_src() {
 build() {
   local dir="${1:-$here/build}"
   shift || true
+  # Paths relative to the clone in ccache's keys, so another clone (CI's)
+  # reuses this one's objects.
+  export CCACHE_BASEDIR="${CCACHE_BASEDIR:-$here}" CCACHE_NOHASHDIR=1
   cmake -S "$here" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
   cmake --build "$dir" -j"$(nproc)"
 }

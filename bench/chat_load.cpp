@@ -29,8 +29,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -40,11 +38,17 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "proc.hpp"
+
 namespace {
+
+using herald::bench::process_cpu;
+using herald::bench::process_rss_kib;
+using herald::bench::process_status_kib;
+using herald::bench::self_cpu;
 
 struct options {
   int port = 3000;
@@ -62,46 +66,6 @@ std::int64_t now_ns(clockid_t c = CLOCK_MONOTONIC) {
   timespec ts;
   clock_gettime(c, &ts);
   return std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
-}
-
-// -- the server's CPU and memory ---------------------------------------------
-
-double cpu_seconds(int pid) {
-  if (pid <= 0)
-    return 0;
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
-  std::string s{std::istreambuf_iterator<char>{in}, {}};
-  auto p = s.rfind(')');
-  if (p == std::string::npos)
-    return 0;
-  std::istringstream rest{s.substr(p + 2)};
-  std::string f;
-  unsigned long long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && rest >> f; ++i) {
-    if (i == 14)
-      utime = std::stoull(f);
-    if (i == 15)
-      stime = std::stoull(f);
-  }
-  return double(utime + stime) / double(sysconf(_SC_CLK_TCK));
-}
-
-long status_kb(int pid, const char* key) {
-  if (pid <= 0)
-    return 0;
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(key, 0) == 0)
-      return std::atol(line.c_str() + std::strlen(key));
-  return 0;
-}
-
-double own_cpu() {
-  rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return double(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         double(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
 // -- latency histogram: 0.1 ms buckets up to 60 s -----------------------------
@@ -369,7 +333,7 @@ struct client {
     last_seq.assign(std::size_t(opt.members) * std::size_t(senders), -1);
     ep = epoll_create1(0);
     auto start = now_ns();
-    auto cpu0 = cpu_seconds(opt.server_pid);
+    auto cpu0 = process_cpu(opt.server_pid).total();
     auto deadline = start + std::int64_t(opt.timeout * 1e9);
     while (joined < opt.members) {
       while (opened < opt.members && connecting < opt.connect_parallel)
@@ -382,8 +346,8 @@ struct client {
       }
     }
     auto join_s = double(full_at - start) / 1e9;
-    auto cpu1 = cpu_seconds(opt.server_pid);
-    auto rss_joined = status_kb(opt.server_pid, "VmRSS:");
+    auto cpu1 = process_cpu(opt.server_pid).total();
+    auto rss_joined = process_rss_kib(opt.server_pid);
     std::uint64_t sum = 0, most = 0;
     for (auto& m : ms) {
       sum += m.bytes_full;
@@ -401,7 +365,7 @@ struct client {
     auto interval = std::int64_t(1e9 / opt.rate);
     auto total = std::int64_t(opt.rate * opt.duration);
     auto t0 = now_ns();
-    auto own0 = own_cpu();
+    auto own0 = self_cpu();
     std::int64_t sent = 0;
     while (sent < total) {
       auto due = t0 + sent * interval;
@@ -421,11 +385,11 @@ struct client {
     auto drain_deadline = now_ns() + 30000000000LL;
     while (delivered < want && now_ns() < drain_deadline)
       poll(10);
-    auto cpu2 = cpu_seconds(opt.server_pid);
-    auto own = own_cpu() - own0;
+    auto cpu2 = process_cpu(opt.server_pid).total();
+    auto own = self_cpu() - own0;
     auto secs = double(now_ns() - t0) / 1e9;
-    auto rss = status_kb(opt.server_pid, "VmRSS:");
-    auto hwm = status_kb(opt.server_pid, "VmHWM:");
+    auto rss = process_rss_kib(opt.server_pid);
+    auto hwm = process_status_kib(opt.server_pid, "VmHWM:");
     std::printf("messages: %" PRId64 " sent in %.1f s, %" PRIu64 " of %" PRIu64
                 " deliveries, %" PRIu64 " out of order, %" PRIu64 " errors\n",
                 total, double(send_end - t0) / 1e9, delivered, want, bad,

@@ -46,12 +46,18 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "proc.hpp"
+
 namespace {
+
+using herald::bench::cpu_times;
+using herald::bench::process_cpu;
+using herald::bench::process_rss_kib;
+using herald::bench::self_cpu;
 
 // -- options ------------------------------------------------------------------
 
@@ -125,51 +131,6 @@ std::int64_t realtime_ns() {
   return std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
 }
 
-// CPU time of a process in seconds (utime and stime from /proc/PID/stat):
-// user is the process's own code, system the kernel's work on its behalf
-// (for a server: mostly copying into sockets and TCP, on loopback also the
-// receiving side's TCP). Both -1 if unknown.
-struct cpu_times {
-  double user = -1;
-  double system = -1;
-  bool known() const { return user >= 0; }
-  double total() const { return known() ? user + system : -1; }
-};
-
-cpu_times process_cpu(int pid) {
-  if (pid <= 0)
-    return {};
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/stat"};
-  std::string s{std::istreambuf_iterator<char>{in}, {}};
-  auto close = s.rfind(')');
-  if (close == std::string::npos)
-    return {};
-  std::istringstream rest{s.substr(close + 2)};
-  std::string field;
-  unsigned long long utime = 0, stime = 0;
-  // Fields after the command: state(3) ... utime(14) stime(15).
-  for (int i = 3; i <= 15 && rest >> field; ++i) {
-    if (i == 14)
-      utime = std::stoull(field);
-    else if (i == 15)
-      stime = std::stoull(field);
-  }
-  auto tick = static_cast<double>(sysconf(_SC_CLK_TCK));
-  return {static_cast<double>(utime) / tick, static_cast<double>(stime) / tick};
-}
-
-// Resident memory of a process in KiB (VmRSS), -1 if unknown.
-long process_rss_kib(int pid) {
-  if (pid <= 0)
-    return -1;
-  std::ifstream in{"/proc/" + std::to_string(pid) + "/status"};
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0)
-      return std::strtol(line.c_str() + 6, nullptr, 10);
-  return -1;
-}
-
 // CPU seconds all cores spent busy since boot (/proc/stat: user, nice,
 // system, irq, softirq, steal), to see how much of a window went to
 // processes other than the server and the client.
@@ -183,14 +144,6 @@ double system_busy_cpu() {
   // user nice system idle iowait irq softirq steal
   auto busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
   return static_cast<double>(busy) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-double self_cpu() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec)
-         + static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec)
-             / 1e6;
 }
 
 // -- WebSocket bits -----------------------------------------------------------

@@ -424,9 +424,10 @@ struct client {
 
 int main(int argc, char** argv) {
   options o;
-  herald::cli::options opts{
-    "herald-chat-load", "A big room of herald-chat under load (bench/README.md, "
-                        "\"Chat rooms\"; bench/chat_load.sh runs it)."};
+  herald::cli::options opts{"herald-chat-load",
+                            "A big room of herald-chat under load "
+                            "(bench/README.md, \"Chat rooms\"; "
+                            "bench/chat_load.sh runs it)."};
   opts.add("port", "N", o.port, "herald-chat's port on 127.0.0.1")
     .range(1, 65535);
   opts.add("members", "N", o.members, "members joining the room").min(2);

@@ -41,6 +41,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <herald/app/cli/options.hpp>
+
 #include "proc.hpp"
 
 namespace {
@@ -422,36 +424,26 @@ struct client {
 
 int main(int argc, char** argv) {
   options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string_view k{argv[i]};
-    const char* v = argv[i + 1];
-    if (k == "--port")
-      o.port = std::atoi(v);
-    else if (k == "--members")
-      o.members = std::atoi(v);
-    else if (k == "--room")
-      o.room = v;
-    else if (k == "--rate")
-      o.rate = std::atof(v);
-    else if (k == "--duration")
-      o.duration = std::atof(v);
-    else if (k == "--senders")
-      o.senders = std::atoi(v);
-    else if (k == "--server-pid")
-      o.server_pid = std::atoi(v);
-    else if (k == "--connect-parallel")
-      o.connect_parallel = std::atoi(v);
-    else if (k == "--timeout")
-      o.timeout = std::atof(v);
-    else {
-      std::fprintf(stderr, "chat_load: unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
-  if (o.members < 2 || o.rate <= 0 || o.senders < 1) {
-    std::fprintf(stderr, "chat_load: bad options\n");
-    return 2;
-  }
+  herald::cli::options opts{"herald-chat-load",
+                            "A big room of herald-chat under load "
+                            "(bench/README.md, \"Chat rooms\"; "
+                            "bench/chat_load.sh runs it)."};
+  opts.add("port", "N", o.port, "herald-chat's port on 127.0.0.1")
+    .range(1, 65535);
+  opts.add("members", "N", o.members, "members joining the room").min(2);
+  opts.add("room", "NAME", o.room, "the room");
+  opts.add("rate", "N", o.rate, "chat messages per second").positive();
+  opts.add("duration", "SECS", o.duration, "how long the messages go on")
+    .min(0);
+  opts.add("senders", "N", o.senders, "members who send, in turn").min(1);
+  opts.add("server-pid", "PID", o.server_pid,
+           "sample the server's CPU time and memory, 0: don't")
+    .min(0);
+  opts.add("connect-parallel", "N", o.connect_parallel,
+           "handshakes in flight while joining")
+    .min(1);
+  opts.add("timeout", "SECS", o.timeout, "give up on joining").positive();
+  opts.parse_or_exit(argc, argv);
   client c;
   c.opt = o;
   return c.run();

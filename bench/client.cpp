@@ -50,6 +50,8 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <herald/app/cli/options.hpp>
+
 #include "proc.hpp"
 
 namespace {
@@ -81,34 +83,6 @@ struct options {
   bool quiet = false;
   bool verbose = false;
 };
-
-void usage(std::FILE* out) {
-  std::fputs(
-    "usage: herald-bench-client [options]\n"
-    "  --host ADDR          server address (default 127.0.0.1)\n"
-    "  --port N             server port (default 4001)\n"
-    "  --port2 N            a second server (another node of the same "
-    "topics):\n"
-    "                       clients with odd indexes connect there\n"
-    "  --mode M             throughput | latency | idle | handshake\n"
-    "                       (default throughput)\n"
-    "  --clients N          connections (default 32; handshake: parallel "
-    "loops)\n"
-    "  --messages M         messages per client per round (default 50)\n"
-    "  --payload BYTES      message size; 0: short chat strings (default 0)\n"
-    "  --duration SECS      measured time (default 10)\n"
-    "  --warmup SECS        unmeasured time before it (default 1)\n"
-    "  --server-pid PID     sample the server's CPU time and memory\n"
-    "  --interval-ms MS     latency: time between publishes (default 10)\n"
-    "  --connect-parallel N handshakes in flight while connecting "
-    "(default 128)\n"
-    "  --settle SECS        idle: wait at least this long before reading memory,\n"
-    "                       then until it is stable for 3 s (default 2)\n"
-    "  --timeout SECS       give up on connecting or a round (default 60)\n"
-    "  --quiet              no per-second lines\n"
-    "  --verbose            print every round's time\n",
-    out);
-}
 
 [[noreturn]] void die(const char* fmt, const char* arg = "") {
   std::fprintf(stderr, "herald-bench-client: ");
@@ -1186,67 +1160,51 @@ private:
 
 int main(int argc, char** argv) {
   options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg{argv[i]};
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc)
-        die("%s needs a value", argv[i]);
-      return argv[++i];
-    };
-    if (arg == "--help" || arg == "-h") {
-      usage(stdout);
-      return 0;
-    } else if (arg == "--host") {
-      o.host = value();
-    } else if (arg == "--port") {
-      o.port = std::atoi(value());
-    } else if (arg == "--port2") {
-      o.port2 = std::atoi(value());
-    } else if (arg == "--mode") {
-      std::string_view v = value();
-      if (v == "throughput")
-        o.m = mode::throughput;
-      else if (v == "latency")
-        o.m = mode::latency;
-      else if (v == "idle")
-        o.m = mode::idle;
-      else if (v == "handshake")
-        o.m = mode::handshake;
-      else
-        die("unknown mode %s", argv[i]);
-    } else if (arg == "--clients") {
-      o.clients = std::atoi(value());
-    } else if (arg == "--messages") {
-      o.messages = std::atoi(value());
-    } else if (arg == "--payload") {
-      o.payload = static_cast<std::size_t>(std::atol(value()));
-    } else if (arg == "--duration") {
-      o.duration = std::atof(value());
-    } else if (arg == "--warmup") {
-      o.warmup = std::atof(value());
-    } else if (arg == "--server-pid") {
-      o.server_pid = std::atoi(value());
-    } else if (arg == "--interval-ms") {
-      o.interval_ms = std::atoi(value());
-    } else if (arg == "--connect-parallel") {
-      o.connect_parallel = std::atoi(value());
-    } else if (arg == "--settle") {
-      o.settle = std::atof(value());
-    } else if (arg == "--timeout") {
-      o.timeout = std::atof(value());
-    } else if (arg == "--quiet") {
-      o.quiet = true;
-    } else if (arg == "--verbose") {
-      o.verbose = true;
-    } else {
-      usage(stderr);
-      die("unknown option %s", argv[i]);
-    }
-  }
-  if (o.port <= 0 || o.port > 65535 || o.clients < 1 || o.messages < 1
-      || o.messages > 65535 || o.duration <= 0 || o.warmup < 0
-      || o.interval_ms < 1 || o.connect_parallel < 1)
-    die("invalid option value");
+  std::string mode_name = "throughput";
+  herald::cli::options opts{"herald-bench-client",
+                            "The load client of the chat-room benchmark "
+                            "(bench/README.md)."};
+  opts.add("host", "ADDR", o.host, "server address (IPv4)");
+  opts.add("port", "N", o.port, "server port").range(1, 65535);
+  opts.add("port2", "N", o.port2,
+           "a second server (another node of the same topics): clients with "
+           "odd indexes connect there, 0: none")
+    .range(0, 65535);
+  opts.add("mode", "M", mode_name, "throughput, latency, idle or handshake")
+    .one_of({"throughput", "latency", "idle", "handshake"});
+  opts.add("clients", "N", o.clients, "connections (handshake: parallel loops)")
+    .min(1);
+  opts.add("messages", "M", o.messages, "messages per client per round")
+    .range(1, 65535);
+  opts.add("payload", "BYTES", o.payload,
+           "message size, 0: short chat strings");
+  opts.add("duration", "SECS", o.duration, "measured time").positive();
+  opts.add("warmup", "SECS", o.warmup, "unmeasured time before it").min(0);
+  opts.add("server-pid", "PID", o.server_pid,
+           "sample the server's CPU time and memory, 0: don't")
+    .min(0);
+  opts.add("interval-ms", "MS", o.interval_ms,
+           "latency: time between publishes")
+    .min(1);
+  opts.add("connect-parallel", "N", o.connect_parallel,
+           "handshakes in flight while connecting")
+    .min(1);
+  opts.add("settle", "SECS", o.settle,
+           "idle: wait at least this long before reading memory, then until "
+           "it is stable for 3 s")
+    .min(0);
+  opts.add("timeout", "SECS", o.timeout,
+           "give up on connecting or a round")
+    .positive();
+  opts.flag("quiet", o.quiet, "no per-second lines");
+  opts.flag("verbose", o.verbose, "print every round's time");
+  opts.parse_or_exit(argc, argv);
+  if (mode_name == "latency")
+    o.m = mode::latency;
+  else if (mode_name == "idle")
+    o.m = mode::idle;
+  else if (mode_name == "handshake")
+    o.m = mode::handshake;
   // Enough descriptors for many connections.
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

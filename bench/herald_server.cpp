@@ -17,7 +17,6 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
-#include <cstdlib>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -28,32 +27,13 @@
 #include <caf/all.hpp>
 
 #include <herald/actors/herald.hpp>
+#include <herald/app/cli/options.hpp>
 
 namespace {
 
 struct member {
   std::string name;
 };
-
-void usage(std::FILE* out) {
-  std::fputs(
-    "usage: herald-bench-server [options]\n"
-    "  --host ADDR     address to listen on (default 127.0.0.1)\n"
-    "  --port N        port (default 4001)\n"
-    "  --clients N     publish \"ready\" once N clients are in the room "
-    "(default 32)\n"
-    "  --threads N     actor scheduler threads, 0: one per core (default 0)\n"
-    "  --redis URL     share the room with other instances through Redis\n"
-    "  --defer         fetch hands every upgrade to an actor, which completes\n"
-    "                  it at once (deferred fetch, for the handshake bench)\n"
-    "  --send-buffer N SO_SNDBUF of WebSocket sockets, 0: the kernel's "
-    "autotuning\n                  (default 0; http.websocket_send_buffer)\n"
-    "  --release-check MS  runtime_options::release_check: hand free heap\n"
-    "                  back once quiet, checked every MS ms, 0: never\n"
-    "                  (default 1000)\n"
-    "  --help          this text\n",
-    out);
-}
 
 // Shared between the handlers (which run on actor threads) and the thread
 // that publishes "ready". The handlers count with an atomic and wake that
@@ -81,60 +61,41 @@ int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
   long port = 4001;
   long clients = 32;
-  long threads = 0;
-  long send_buffer = 0;
-  long release_check_ms = 1000;
+  std::size_t threads = 0;
+  std::size_t send_buffer = 0;
+  std::chrono::milliseconds release_check{1000};
   herald::redis_options redis;
   bool defer = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg{argv[i]};
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "herald-bench-server: %s needs a value\n",
-                     argv[i]);
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (arg == "--help" || arg == "-h") {
-      usage(stdout);
-      return 0;
-    } else if (arg == "--host") {
-      host = value();
-    } else if (arg == "--port") {
-      port = std::strtol(value(), nullptr, 10);
-    } else if (arg == "--clients") {
-      clients = std::strtol(value(), nullptr, 10);
-    } else if (arg == "--threads") {
-      threads = std::strtol(value(), nullptr, 10);
-    } else if (arg == "--send-buffer") {
-      send_buffer = std::strtol(value(), nullptr, 10);
-    } else if (arg == "--release-check") {
-      release_check_ms = std::strtol(value(), nullptr, 10);
-    } else if (arg == "--redis") {
-      redis.url = value();
-    } else if (arg == "--defer") {
-      defer = true;
-    } else {
-      std::fprintf(stderr, "herald-bench-server: unknown option %s\n",
-                   argv[i]);
-      usage(stderr);
-      return 2;
-    }
-  }
-  if (port < 0 || port > 65535 || clients < 1 || threads < 0
-      || send_buffer < 0 || release_check_ms < 0) {
-    std::fprintf(stderr, "herald-bench-server: invalid option value\n");
-    return 2;
-  }
+  herald::cli::options opts{
+    "herald-bench-server", "The chat room of Bun's WebSocket benchmark "
+                           "(bench/README.md)."};
+  opts.add("host", "ADDR", host, "address to listen on");
+  opts.add("port", "N", port, "port, 0 picks a free one").range(0, 65535);
+  opts.add("clients", "N", clients,
+           "publish \"ready\" once N clients are in the room")
+    .min(1);
+  opts.add("threads", "N", threads,
+           "actor scheduler threads, 0: one per core");
+  opts.add("redis", "URL", redis.url,
+           "share the room with other instances through Redis");
+  opts.flag("defer", defer,
+            "fetch hands every upgrade to an actor, which completes it at "
+            "once (deferred fetch, for the handshake bench)");
+  opts.add("send-buffer", "N", send_buffer,
+           "SO_SNDBUF of WebSocket sockets, 0: the kernel's autotuning "
+           "(http.websocket_send_buffer)");
+  opts.add("release-check", "MS", release_check,
+           "runtime_options::release_check: hand free heap back once quiet, "
+           "checked every MS ms, 0: never");
+  opts.parse_or_exit(argc, argv);
 
   room.clients = clients;
   // Without Redis "ready" goes to the room, as before.
   const std::string ready_topic =
     redis.url.empty() ? "room" : "ready:" + std::to_string(::getpid());
   herald::runtime rt{herald::runtime_options{
-    .worker_threads = static_cast<std::size_t>(threads),
-    .release_check = std::chrono::milliseconds{release_check_ms},
+    .worker_threads = threads,
+    .release_check = release_check,
     .stop_deadline = {}}}; // run.sh stops it with clients still open
   // With --defer: upgrades wait for this actor, as for an auth service
   // that answers at once.
@@ -185,7 +146,7 @@ int main(int argc, char** argv) {
         },
         .publish_to_self = true,
       },
-      .http = {.websocket_send_buffer = static_cast<std::size_t>(send_buffer)},
+      .http = {.websocket_send_buffer = send_buffer},
       .redis = redis,
     });
 

@@ -32,6 +32,8 @@
 #include <string>
 #include <vector>
 
+#include <herald/app/cli/options.hpp>
+
 namespace {
 
 struct options {
@@ -47,39 +49,20 @@ struct options {
   std::exit(1);
 }
 
-[[noreturn]] void usage(int code) {
-  std::fputs("usage: herald-bench-sendpath [--mode copy|sendfile] "
-             "[--conns N] [--frame BYTES]\n"
-             "                             [--seconds S] [--batch FRAMES]\n",
-             code == 0 ? stdout : stderr);
-  std::exit(code);
-}
-
 options parse(int argc, char** argv) {
   options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--help")
-      usage(0);
-    if (i + 1 >= argc)
-      usage(2);
-    std::string v = argv[++i];
-    if (a == "--mode")
-      o.mode = v;
-    else if (a == "--conns")
-      o.conns = std::atoi(v.c_str());
-    else if (a == "--frame")
-      o.frame = std::strtoul(v.c_str(), nullptr, 10);
-    else if (a == "--seconds")
-      o.seconds = std::atof(v.c_str());
-    else if (a == "--batch")
-      o.batch = std::strtoul(v.c_str(), nullptr, 10);
-    else
-      usage(2);
-  }
-  if ((o.mode != "copy" && o.mode != "sendfile") || o.conns < 1
-      || o.frame < 1 || o.seconds <= 0 || o.batch < 1 || o.batch > IOV_MAX)
-    usage(2);
+  herald::cli::options opts{
+    "herald-bench-sendpath", "The kernel's cost of a delivery copied or "
+                             "spliced (bench/README.md, \"Ninth round\")."};
+  opts.add("mode", "MODE", o.mode,
+           "copy (sendmsg from user memory) or sendfile (page references)")
+    .one_of({"copy", "sendfile"});
+  opts.add("conns", "N", o.conns, "sockets written to").min(1);
+  opts.add("frame", "BYTES", o.frame, "size of one frame").min(1);
+  opts.add("seconds", "S", o.seconds, "how long to send").positive();
+  opts.add("batch", "FRAMES", o.batch, "frames per call at most")
+    .range(1, IOV_MAX);
+  opts.parse_or_exit(argc, argv);
   return o;
 }
 

@@ -10,7 +10,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -18,6 +17,7 @@
 #include <caf/all.hpp>
 
 #include <herald/actors/herald.hpp>
+#include <herald/app/cli/options.hpp>
 
 namespace {
 
@@ -80,32 +80,16 @@ caf::behavior ticker(caf::event_based_actor* self, caf::actor registry,
 int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
   long port = 3001;
-  long tick_ms = 1000;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg{argv[i]};
-    if (arg == "--help" || arg == "-h") {
-      std::puts("usage: herald-bot [--host ADDR] [--port N] [--tick-ms MS]");
-      return 0;
-    }
-    if (i + 1 >= argc) {
-      std::fprintf(stderr, "herald-bot: %s needs a value\n", argv[i]);
-      return 2;
-    }
-    if (arg == "--host")
-      host = argv[++i];
-    else if (arg == "--port")
-      port = std::strtol(argv[++i], nullptr, 10);
-    else if (arg == "--tick-ms")
-      tick_ms = std::strtol(argv[++i], nullptr, 10);
-    else {
-      std::fprintf(stderr, "herald-bot: unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
-  if (port < 0 || port > 65535 || tick_ms <= 0) {
-    std::fprintf(stderr, "herald-bot: invalid option value\n");
-    return 2;
-  }
+  std::chrono::milliseconds tick{1000};
+  herald::cli::options opts{
+    "herald-bot", "Composing actors with topics: a bot, a ticker and a clock "
+                  "publish into rooms (ws://HOST:PORT/?name=NAME&room=ROOM)."};
+  opts.add("host", "ADDR", host, "address to listen on");
+  opts.add("port", "N", port, "port, 0 picks a free one").range(0, 65535);
+  opts.add("tick-ms", "MS", tick,
+           "the ticker publishes \"tick N\" to the topic \"ticks\" this often")
+    .positive();
+  opts.parse_or_exit(argc, argv);
   herald::runtime rt;
   try {
     auto server = herald::serve<member>(rt, {
@@ -139,7 +123,7 @@ int main(int argc, char** argv) {
     });
     auto& sys = rt.system();
     sys.spawn(bot, server.registry());
-    sys.spawn(ticker, server.registry(), std::chrono::milliseconds{tick_ms});
+    sys.spawn(ticker, server.registry(), tick);
     std::atomic<bool> done{false};
     std::thread clock{[&] {
       while (!done) {

@@ -2,15 +2,14 @@
 // tab at /ws?name=NAME&room=ROOM, rooms as topics, a presence actor and a
 // history actor per room; POST /rooms/ROOM/messages, /health, /metrics.
 // Protocol and endpoints: docs/chat-protocol.md.
-#include <cerrno>
+#include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
-#include <string_view>
 
 #include <caf/all.hpp>
 
 #include <herald/actors/herald.hpp>
+#include <herald/app/cli/options.hpp>
 
 #include "room.hpp"
 
@@ -18,107 +17,53 @@
 #  define HERALD_CHAT_PUBLIC_DIR "app/chat/public"
 #endif
 
-namespace {
-
-void usage(std::FILE* out) {
-  std::fputs(
-    "usage: herald-chat [options]\n"
-    "  --host ADDR          address to listen on (default 127.0.0.1)\n"
-    "  --port N             port, 0 picks a free one (default 3000)\n"
-    "  --history N          messages kept per room for joiners (default 50,\n"
-    "                       0: none)\n"
-    "  --history-ttl SECS   how long a room's history outlives its last\n"
-    "                       member (default 3600)\n"
-    "  --token SECRET       require ?token=SECRET or 'Authorization: Bearer\n"
-    "                       SECRET' for /ws and POST /rooms/... (401 without)\n"
-    "  --deflate MODE       permessage-deflate: off (default), shared or\n"
-    "                       dedicated\n"
-    "  --redis URL          share rooms with other instances through Redis\n"
-    "                       pub/sub (redis://host:port); presence and history\n"
-    "                       stay per instance\n"
-    "  --idle-timeout SECS  close connections silent this long (default 120)\n"
-    "  --stop-deadline-ms N on SIGTERM/SIGINT let connections go on for N ms,\n"
-    "                       then close the rest with 1001 (default 10000);\n"
-    "                       a second signal closes them at once\n"
-    "  --linger MS          rooms of 1,000 members or more gather messages\n"
-    "                       for up to MS ms into one write per member\n"
-    "                       (default 20, 0: off)\n"
-    "  --public DIR         directory of the page (default: the source tree)\n"
-    "  --help               this text\n",
-    out);
-}
-
-[[noreturn]] void bad(const char* what) {
-  std::fprintf(stderr, "herald-chat: %s\n", what);
-  usage(stderr);
-  std::exit(2);
-}
-
-// A whole non-negative decimal number no larger than `max`.
-unsigned long number(const char* s, unsigned long max, const char* what) {
-  char* end = nullptr;
-  errno = 0;
-  auto v = std::strtoul(s, &end, 10);
-  if (*s == '\0' || *s == '-' || *end != '\0' || errno != 0 || v > max)
-    bad(what);
-  return v;
-}
-
-} // namespace
-
 int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
-  unsigned long port = 3000;
+  long port = 3000;
   std::string public_dir = HERALD_CHAT_PUBLIC_DIR;
   std::string token;
   chat::presence_options presence_opts;
-  herald::deflate_options deflate;
+  std::string deflate_mode = "off";
   std::chrono::seconds idle{120};
   herald::redis_options redis;
   herald::runtime_options rt_opts;
   herald::topic_options topics{.linger = std::chrono::milliseconds{20}};
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg{argv[i]};
-    if (arg == "--help" || arg == "-h") {
-      usage(stdout);
-      return 0;
-    }
-    if (i + 1 >= argc)
-      bad(("unknown option or missing value: " + std::string{arg}).c_str());
-    const char* v = argv[++i];
-    if (arg == "--host") {
-      host = v;
-    } else if (arg == "--port") {
-      port = number(v, 65535, "--port: 0 to 65535");
-    } else if (arg == "--history") {
-      presence_opts.history = number(v, 1000000, "--history: 0 to 1000000");
-    } else if (arg == "--history-ttl") {
-      presence_opts.history_ttl = std::chrono::seconds{
-        number(v, 10u * 365 * 24 * 3600, "--history-ttl: seconds")};
-    } else if (arg == "--token") {
-      token = v;
-    } else if (arg == "--deflate") {
-      std::string_view mode{v};
-      if (mode != "off" && mode != "shared" && mode != "dedicated")
-        bad("--deflate: off, shared or dedicated");
-      deflate.enabled = mode != "off";
-      deflate.dedicated_compressor = mode == "dedicated";
-    } else if (arg == "--idle-timeout") {
-      idle = std::chrono::seconds{number(v, 86400, "--idle-timeout: seconds")};
-    } else if (arg == "--linger") {
-      topics.linger = std::chrono::milliseconds{
-        number(v, 10000, "--linger: 0 to 10000 ms")};
-    } else if (arg == "--redis") {
-      redis.url = v;
-    } else if (arg == "--stop-deadline-ms") {
-      rt_opts.stop_deadline = std::chrono::milliseconds{
-        number(v, 86400000, "--stop-deadline-ms: milliseconds")};
-    } else if (arg == "--public") {
-      public_dir = v;
-    } else {
-      bad(("unknown option " + std::string{arg}).c_str());
-    }
-  }
+  herald::cli::options opts{
+    "herald-chat", "The chat application: its page at /, a WebSocket per tab "
+                   "at /ws (docs/chat-protocol.md)."};
+  opts.add("host", "ADDR", host, "address to listen on");
+  opts.add("port", "N", port, "port, 0 picks a free one").range(0, 65535);
+  opts.add("history", "N", presence_opts.history,
+           "messages kept per room for joiners, 0: none")
+    .range(0, 1000000);
+  opts.add("history-ttl", "SECS", presence_opts.history_ttl,
+           "how long a room's history outlives its last member")
+    .range(0, 10ll * 365 * 24 * 3600);
+  opts.add("token", "SECRET", token,
+           "require ?token=SECRET or 'Authorization: Bearer SECRET' for /ws "
+           "and POST /rooms/... (401 without)");
+  opts.add("deflate", "MODE", deflate_mode,
+           "permessage-deflate: off, shared or dedicated")
+    .one_of({"off", "shared", "dedicated"});
+  opts.add("redis", "URL", redis.url,
+           "share rooms with other instances through Redis pub/sub "
+           "(redis://host:port); presence and history stay per instance");
+  opts.add("idle-timeout", "SECS", idle,
+           "close connections silent this long")
+    .range(0, 86400);
+  opts.add("stop-deadline-ms", "N", rt_opts.stop_deadline,
+           "on SIGTERM/SIGINT let connections go on for N ms, then close the "
+           "rest with 1001; a second signal closes them at once")
+    .range(0, 86400000);
+  opts.add("linger", "MS", topics.linger,
+           "rooms of 1,000 members or more gather messages for up to MS ms "
+           "into one write per member, 0: off")
+    .range(0, 10000);
+  opts.add("public", "DIR", public_dir, "directory of the page");
+  opts.parse_or_exit(argc, argv);
+  herald::deflate_options deflate;
+  deflate.enabled = deflate_mode != "off";
+  deflate.dedicated_compressor = deflate_mode == "dedicated";
   herald::runtime rt{rt_opts};
   // The handlers need the presence actor and presence needs the server's
   // topic registry: presence starts first and waits for it. So does the

@@ -1,40 +1,16 @@
 // herald-echo: echoes every WebSocket message back, text as text and binary
 // as binary. Used for protocol conformance checks.
+#include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <iostream>
+#include <optional>
 #include <string>
-#include <string_view>
 
 #include <caf/all.hpp>
 
 #include <herald/actors/herald.hpp>
+#include <herald/app/cli/options.hpp>
 
 namespace {
-
-void usage(std::FILE* out) {
-  std::fputs(
-    "usage: herald-echo [options]\n"
-    "  --host ADDR          address to listen on (default 127.0.0.1)\n"
-    "  --port N             port, 0 picks a free one (default 9001)\n"
-    "  --max-payload BYTES  largest message accepted (default 16777216)\n"
-    "  --idle-timeout SECS  close connections idle this long, 0: never "
-    "(default 120)\n"
-    "  --deflate MODE       permessage-deflate: off, shared or dedicated "
-    "(default off)\n"
-    "  --redis URL          share topics with other instances through "
-    "Redis\n"
-    "                       (redis://host:port); herald-echo has no topics "
-    "of its\n"
-    "                       own, so this only checks the option\n"
-    "  --auth-delay-ms N    complete every upgrade N ms later from an actor\n"
-    "                       (a slow auth service; others are not held up)\n"
-    "  --stop-deadline-ms N on SIGTERM/SIGINT let connections go on for N ms,\n"
-    "                       then close the rest with 1001 (default 10000);\n"
-    "                       a second signal closes them at once\n"
-    "  --help               this text\n",
-    out);
-}
 
 struct no_data {};
 
@@ -61,69 +37,40 @@ int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
   long port = 9001;
   long long max_payload = 16 << 20;
-  long idle = 120;
-  herald::deflate_options deflate;
+  std::chrono::seconds idle{120};
+  std::string deflate_mode = "off";
   herald::redis_options redis;
-  long auth_delay = -1; // no auth step
+  std::optional<std::chrono::milliseconds> auth_delay; // no auth step
   herald::runtime_options rt_opts;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg{argv[i]};
-    auto value = [&]() -> const char* {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "herald-echo: %s needs a value\n", argv[i]);
-        std::exit(2);
-      }
-      return argv[++i];
-    };
-    if (arg == "--help" || arg == "-h") {
-      usage(stdout);
-      return 0;
-    } else if (arg == "--host") {
-      host = value();
-    } else if (arg == "--port") {
-      port = std::strtol(value(), nullptr, 10);
-    } else if (arg == "--max-payload") {
-      max_payload = std::strtoll(value(), nullptr, 10);
-    } else if (arg == "--idle-timeout") {
-      idle = std::strtol(value(), nullptr, 10);
-    } else if (arg == "--redis") {
-      redis.url = value();
-    } else if (arg == "--auth-delay-ms") {
-      auth_delay = std::strtol(value(), nullptr, 10);
-      if (auth_delay < 0) {
-        std::fprintf(stderr, "herald-echo: --auth-delay-ms N >= 0\n");
-        return 2;
-      }
-    } else if (arg == "--stop-deadline-ms") {
-      auto ms = std::strtol(value(), nullptr, 10);
-      if (ms < 0) {
-        std::fprintf(stderr, "herald-echo: --stop-deadline-ms N >= 0\n");
-        return 2;
-      }
-      rt_opts.stop_deadline = std::chrono::milliseconds{ms};
-    } else if (arg == "--deflate") {
-      std::string_view mode{value()};
-      if (mode == "shared" || mode == "dedicated") {
-        deflate.enabled = true;
-        deflate.dedicated_compressor = mode == "dedicated";
-      } else if (mode != "off") {
-        std::fprintf(stderr, "herald-echo: --deflate off|shared|dedicated\n");
-        return 2;
-      }
-    } else {
-      std::fprintf(stderr, "herald-echo: unknown option %s\n", argv[i]);
-      usage(stderr);
-      return 2;
-    }
-  }
-  if (port < 0 || port > 65535 || max_payload <= 0 || idle < 0) {
-    std::fprintf(stderr, "herald-echo: invalid option value\n");
-    return 2;
-  }
+  herald::cli::options opts{
+    "herald-echo", "Echoes every WebSocket message back (conformance checks)."};
+  opts.add("host", "ADDR", host, "address to listen on");
+  opts.add("port", "N", port, "port, 0 picks a free one").range(0, 65535);
+  opts.add("max-payload", "BYTES", max_payload, "largest message accepted")
+    .positive();
+  opts.add("idle-timeout", "SECS", idle,
+           "close connections idle this long, 0: never");
+  opts.add("deflate", "MODE", deflate_mode,
+           "permessage-deflate: off, shared or dedicated")
+    .one_of({"off", "shared", "dedicated"});
+  opts.add("redis", "URL", redis.url,
+           "share topics with other instances through Redis "
+           "(redis://host:port); herald-echo has no topics of its own, so "
+           "this only checks the option");
+  opts.add("auth-delay-ms", "N", auth_delay,
+           "complete every upgrade N ms later from an actor (a slow auth "
+           "service; others are not held up)");
+  opts.add("stop-deadline-ms", "N", rt_opts.stop_deadline,
+           "on SIGTERM/SIGINT let connections go on for N ms, then close the "
+           "rest with 1001; a second signal closes them at once");
+  opts.parse_or_exit(argc, argv);
+  herald::deflate_options deflate;
+  deflate.enabled = deflate_mode != "off";
+  deflate.dedicated_compressor = deflate_mode == "dedicated";
   herald::runtime rt{rt_opts};
   caf::actor auth;
-  if (auth_delay >= 0)
-    auth = rt.system().spawn(slow_auth, std::chrono::milliseconds{auth_delay});
+  if (auth_delay)
+    auth = rt.system().spawn(slow_auth, *auth_delay);
   try {
     auto server = herald::serve<no_data>(rt, {
       .hostname = host,
@@ -145,7 +92,7 @@ int main(int argc, char** argv) {
             ws.send_binary(m.bytes(), true);
         },
         .max_payload_length = static_cast<std::size_t>(max_payload),
-        .idle_timeout = std::chrono::seconds{idle},
+        .idle_timeout = idle,
         .per_message_deflate = deflate,
       },
       .redis = redis,

@@ -15,14 +15,13 @@
 //   GET /stats                      JSON counters (server_stats)
 //   GET /count?room=R               subscribers of R on this node
 //
-//   --redis redis://HOST:PORT       shares topics with other instances
-//   --redis-prefix P                Redis channel prefix (default herald:)
+//   --help lists the options.
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <string_view>
 
 #include <herald/actors/herald.hpp>
+#include <herald/app/cli/options.hpp>
 
 namespace {
 
@@ -31,14 +30,6 @@ struct member {
   std::string room;
   std::string last_flood;
 };
-
-long long arg_value(int& i, int argc, char** argv) {
-  if (i + 1 >= argc) {
-    std::fprintf(stderr, "%s needs a value\n", argv[i]);
-    std::exit(2);
-  }
-  return std::strtoll(argv[++i], nullptr, 10);
-}
 
 // "1000":N,... for the close codes seen ("other" for the rest).
 std::string closes(const herald::server_stats& st) {
@@ -57,47 +48,49 @@ std::string closes(const herald::server_stats& st) {
 } // namespace
 
 int main(int argc, char** argv) {
-  long long port = 0;
+  std::string host = "127.0.0.1";
+  long port = 0;
   herald::websocket_handlers<member> ws;
   herald::net::http_limits http;
   std::size_t max_connections = 0;
-  bool compress = false;
+  std::string deflate_mode = "off";
   herald::redis_options redis;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a{argv[i]};
-    if (a == "--port")
-      port = arg_value(i, argc, argv);
-    else if (a == "--backpressure-limit")
-      ws.backpressure_limit = static_cast<std::size_t>(arg_value(i, argc, argv));
-    else if (a == "--close-on-backpressure")
-      ws.close_on_backpressure_limit = true;
-    else if (a == "--publish-to-self")
-      ws.publish_to_self = true;
-    else if (a == "--max-payload")
-      ws.max_payload_length = static_cast<std::size_t>(arg_value(i, argc, argv));
-    else if (a == "--idle-timeout")
-      ws.idle_timeout = std::chrono::seconds{arg_value(i, argc, argv)};
-    else if (a == "--max-connections")
-      max_connections = static_cast<std::size_t>(arg_value(i, argc, argv));
-    else if (a == "--send-buffer")
-      http.websocket_send_buffer =
-        static_cast<std::size_t>(arg_value(i, argc, argv));
-    else if (a == "--request-timeout-ms")
-      http.request_timeout = std::chrono::milliseconds{arg_value(i, argc, argv)};
-    else if (a == "--redis" && i + 1 < argc)
-      redis.url = argv[++i];
-    else if (a == "--redis-prefix" && i + 1 < argc)
-      redis.channel_prefix = argv[++i];
-    else if (a == "--deflate") {
-      std::string_view mode = i + 1 < argc ? argv[++i] : "";
-      ws.per_message_deflate.enabled = true;
-      ws.per_message_deflate.dedicated_compressor = mode == "dedicated";
-      compress = true;
-    } else {
-      std::fprintf(stderr, "unknown option %s\n", argv[i]);
-      return 2;
-    }
-  }
+  herald::cli::options opts{
+    "herald-pubsub-test-server",
+    "Rooms over topics for the integration tests of topics, flow control, "
+    "limits, permessage-deflate and Redis (commands in "
+    "tests/integration/pubsub_server.cpp)."};
+  opts.add("host", "ADDR", host, "address");
+  opts.add("port", "N", port, "port, 0 picks a free one").range(0, 65535);
+  opts.add("backpressure-limit", "BYTES", ws.backpressure_limit,
+           "per-connection send buffer limit");
+  opts.flag("close-on-backpressure-limit", ws.close_on_backpressure_limit,
+            "close (1008) instead of dropping");
+  opts.flag("close-on-backpressure", ws.close_on_backpressure_limit,
+            "the same as --close-on-backpressure-limit");
+  opts.flag("publish-to-self", ws.publish_to_self,
+            "a connection's publishes reach itself too");
+  opts.add("max-payload", "BYTES", ws.max_payload_length, "largest message")
+    .min(1);
+  opts.add("idle-timeout", "SECS", ws.idle_timeout,
+           "WebSocket idle timeout, 0: never");
+  opts.add("max-connections", "N", max_connections,
+           "most WebSockets at once, 0: no limit");
+  opts.add("send-buffer", "BYTES", http.websocket_send_buffer,
+           "SO_SNDBUF of WebSocket sockets, 0: the kernel's autotuning");
+  opts.add("request-timeout-ms", "MS", http.request_timeout,
+           "HTTP request deadline");
+  opts.add("redis", "URL", redis.url,
+           "share topics with other instances (redis://HOST:PORT)");
+  opts.add("redis-prefix", "P", redis.channel_prefix, "Redis channel prefix");
+  opts.add("deflate", "MODE", deflate_mode,
+           "permessage-deflate: off, shared or dedicated; on, publishes are "
+           "compressed")
+    .one_of({"off", "shared", "dedicated"});
+  opts.parse_or_exit(argc, argv);
+  bool compress = deflate_mode != "off";
+  ws.per_message_deflate.enabled = compress;
+  ws.per_message_deflate.dedicated_compressor = deflate_mode == "dedicated";
   ws.open = [](herald::socket<member>& s) { s.subscribe(s.data().room); };
   ws.message = [compress](herald::socket<member>& s, herald::message m) {
     if (m.is_binary()) {
@@ -143,7 +136,7 @@ int main(int argc, char** argv) {
   herald::runtime rt{herald::runtime_options{.stop_deadline = {}}};
   try {
     auto server = herald::serve<member>(rt, {
-      .hostname = "127.0.0.1",
+      .hostname = host,
       .port = static_cast<std::uint16_t>(port),
       .fetch = [compress](herald::request& req, herald::server<member>& srv)
         -> herald::fetch_result {

@@ -55,6 +55,7 @@
 #include <caf/all.hpp>
 
 #include <herald/actors/herald.hpp>
+#include <herald/app/cli/options.hpp>
 
 namespace {
 
@@ -648,145 +649,81 @@ herald::fetch_result fetch(herald::request& req, server_t& srv) {
   return std::nullopt;
 }
 
-void usage(std::FILE* out) {
-  std::fputs(
-    "usage: herald-test-server [options]\n"
-    "  --host ADDR              address (default 127.0.0.1)\n"
-    "  --port N                 port, 0 picks a free one (default 0)\n"
-    "  --idle-timeout SECS      WebSocket idle timeout, 0: never (default "
-    "120)\n"
-    "  --no-pings               do not ping quiet connections\n"
-    "  --max-payload BYTES      largest message (default 16 MiB)\n"
-    "  --max-header BYTES       largest HTTP request head (default 16 KiB)\n"
-    "  --max-body BYTES         largest HTTP request body (default 1 MiB)\n"
-    "  --request-timeout-ms MS  HTTP request deadline (default 10000)\n"
-    "  --keep-alive-ms MS       HTTP keep-alive idle timeout (default 5000)\n"
-    "  --max-connections N      most WebSockets at once, 0: no limit\n"
-    "  --backpressure-limit BYTES        per-connection send buffer limit\n"
-    "  --close-on-backpressure-limit     close (1008) instead of dropping\n"
-    "  --deferred-timeout-ms MS  deferred requests' timeout (default 10000)\n"
-    "  --max-deferred N         most deferred requests waiting (default "
-    "10000)\n"
-    "  --stop-deadline-ms MS    graceful stop's deadline on the first "
-    "SIGTERM\n"
-    "                           (default 10000)\n"
-    "  --message-rate N         messages per second per connection (0: off);\n"
-    "                           over it: \"limited MESSAGE\"\n"
-    "  --message-burst N        messages at once (default: one second's)\n"
-    "  --rate-limit-close       close (1008) instead of dropping\n"
-    "  --max-subscriptions N    topics per connection, 0: no limit\n",
-    out);
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
   std::string host = "127.0.0.1";
   long port = 0;
-  long idle = 120;
-  bool pings = true;
-  long long max_payload = 16 << 20;
+  std::chrono::seconds idle{120};
+  bool no_pings = false;
+  std::size_t max_payload = 16 << 20;
   herald::net::http_limits limits;
-  long long max_conns = 0;
-  long long bp_limit = 16 << 20;
+  std::size_t max_conns = 0;
+  std::size_t bp_limit = 16 << 20;
   bool close_on_bp = false;
   herald::runtime_options rt_opts;
-  long long rate = 0, burst = 0, max_subs = 0;
+  double rate = 0;
+  std::size_t burst = 0, max_subs = 0;
   bool rate_close = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg{argv[i]};
-    auto value = [&]() -> long long {
-      if (i + 1 >= argc) {
-        std::fprintf(stderr, "herald-test-server: %s needs a value\n",
-                     argv[i]);
-        std::exit(2);
-      }
-      char* end = nullptr;
-      auto v = std::strtoll(argv[++i], &end, 10);
-      if (*end != '\0' || v < 0) {
-        std::fprintf(stderr, "herald-test-server: bad value for %s\n",
-                     argv[i - 1]);
-        std::exit(2);
-      }
-      return v;
-    };
-    if (arg == "--help") {
-      usage(stdout);
-      return 0;
-    } else if (arg == "--host") {
-      if (i + 1 >= argc) {
-        usage(stderr);
-        return 2;
-      }
-      host = argv[++i];
-    } else if (arg == "--port") {
-      port = static_cast<long>(value());
-    } else if (arg == "--idle-timeout") {
-      idle = static_cast<long>(value());
-    } else if (arg == "--no-pings") {
-      pings = false;
-    } else if (arg == "--max-payload") {
-      max_payload = value();
-    } else if (arg == "--max-header") {
-      limits.max_header_size = static_cast<std::size_t>(value());
-    } else if (arg == "--max-body") {
-      limits.max_body_size = static_cast<std::size_t>(value());
-    } else if (arg == "--request-timeout-ms") {
-      limits.request_timeout = std::chrono::milliseconds{value()};
-    } else if (arg == "--keep-alive-ms") {
-      limits.keep_alive_timeout = std::chrono::milliseconds{value()};
-    } else if (arg == "--max-connections") {
-      max_conns = value();
-    } else if (arg == "--backpressure-limit") {
-      bp_limit = value();
-    } else if (arg == "--close-on-backpressure-limit") {
-      close_on_bp = true;
-    } else if (arg == "--deferred-timeout-ms") {
-      limits.deferred_timeout = std::chrono::milliseconds{value()};
-    } else if (arg == "--max-deferred") {
-      limits.max_deferred = static_cast<std::size_t>(value());
-    } else if (arg == "--stop-deadline-ms") {
-      rt_opts.stop_deadline = std::chrono::milliseconds{value()};
-    } else if (arg == "--message-rate") {
-      rate = value();
-    } else if (arg == "--message-burst") {
-      burst = value();
-    } else if (arg == "--rate-limit-close") {
-      rate_close = true;
-    } else if (arg == "--max-subscriptions") {
-      max_subs = value();
-    } else {
-      std::fprintf(stderr, "herald-test-server: unknown option %s\n",
-                   argv[i]);
-      usage(stderr);
-      return 2;
-    }
-  }
-  if (port > 65535 || max_payload <= 0) {
-    std::fprintf(stderr, "herald-test-server: invalid option value\n");
-    return 2;
-  }
+  herald::cli::options opts{
+    "herald-test-server", "The integration tests' server (routes in "
+                          "tests/integration/test_server.cpp)."};
+  opts.add("host", "ADDR", host, "address");
+  opts.add("port", "N", port, "port, 0 picks a free one").range(0, 65535);
+  opts.add("idle-timeout", "SECS", idle, "WebSocket idle timeout, 0: never");
+  opts.flag("no-pings", no_pings, "do not ping quiet connections");
+  opts.add("max-payload", "BYTES", max_payload, "largest message").min(1);
+  opts.add("max-header", "BYTES", limits.max_header_size,
+           "largest HTTP request head");
+  opts.add("max-body", "BYTES", limits.max_body_size,
+           "largest HTTP request body");
+  opts.add("request-timeout-ms", "MS", limits.request_timeout,
+           "HTTP request deadline");
+  opts.add("keep-alive-ms", "MS", limits.keep_alive_timeout,
+           "HTTP keep-alive idle timeout");
+  opts.add("max-connections", "N", max_conns,
+           "most WebSockets at once, 0: no limit");
+  opts.add("backpressure-limit", "BYTES", bp_limit,
+           "per-connection send buffer limit");
+  opts.flag("close-on-backpressure-limit", close_on_bp,
+            "close (1008) instead of dropping");
+  opts.add("deferred-timeout-ms", "MS", limits.deferred_timeout,
+           "deferred requests' timeout");
+  opts.add("max-deferred", "N", limits.max_deferred,
+           "most deferred requests waiting");
+  opts.add("stop-deadline-ms", "MS", rt_opts.stop_deadline,
+           "graceful stop's deadline on the first SIGTERM");
+  opts.add("message-rate", "N", rate,
+           "messages per second per connection, 0: off; over it: "
+           "\"limited MESSAGE\"")
+    .min(0);
+  opts.add("message-burst", "N", burst,
+           "messages at once, 0: one second's");
+  opts.flag("rate-limit-close", rate_close, "close (1008) instead of dropping");
+  opts.add("max-subscriptions", "N", max_subs,
+           "topics per connection, 0: no limit");
+  opts.parse_or_exit(argc, argv);
   herald::runtime rt{rt_opts};
   answerer = rt.system().spawn(answer_later, std::string{"echo"});
   try {
     auto handlers = make_handlers();
-    handlers.max_payload_length = static_cast<std::size_t>(max_payload);
-    handlers.idle_timeout = std::chrono::seconds{idle};
-    handlers.send_pings = pings;
-    handlers.backpressure_limit = static_cast<std::size_t>(bp_limit);
+    handlers.max_payload_length = max_payload;
+    handlers.idle_timeout = idle;
+    handlers.send_pings = !no_pings;
+    handlers.backpressure_limit = bp_limit;
     handlers.close_on_backpressure_limit = close_on_bp;
     handlers.message_rate = {
-      static_cast<double>(rate), static_cast<std::size_t>(burst),
+      rate, burst,
       rate_close ? herald::rate_limit_policy::close_1008
                  : herald::rate_limit_policy::drop_and_notify};
-    handlers.max_subscriptions = static_cast<std::size_t>(max_subs);
+    handlers.max_subscriptions = max_subs;
     auto server = herald::serve<conn_data>(rt, {
       .hostname = host,
       .port = static_cast<std::uint16_t>(port),
       .fetch = fetch,
       .websocket = std::move(handlers),
       .http = limits,
-      .max_connections = static_cast<std::size_t>(max_conns),
+      .max_connections = max_conns,
       .redis = {}, // one node
       .topics = {},
     });

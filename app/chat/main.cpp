@@ -34,8 +34,9 @@ void usage(std::FILE* out) {
     "  --deflate MODE       permessage-deflate: off (default), shared or\n"
     "                       dedicated\n"
     "  --redis URL          share rooms with other instances through Redis\n"
-    "                       pub/sub (redis://host:port); presence and history\n"
-    "                       stay per instance\n"
+    "                       pub/sub, redis://[user:password@]host[:port][/db]\n"
+    "                       (default: $HERALD_REDIS_URL); presence and\n"
+    "                       history stay per instance\n"
     "  --idle-timeout SECS  close connections silent this long (default 120)\n"
     "  --stop-deadline-ms N on SIGTERM/SIGINT let connections go on for N ms,\n"
     "                       then close the rest with 1001 (default 10000);\n"
@@ -75,6 +76,9 @@ int main(int argc, char** argv) {
   herald::deflate_options deflate;
   std::chrono::seconds idle{120};
   herald::redis_options redis;
+  // Unlike arguments, the environment is not shown to other users by ps.
+  if (const char* url = std::getenv("HERALD_REDIS_URL"))
+    redis.url = url;
   herald::runtime_options rt_opts;
   herald::topic_options topics{.linger = std::chrono::milliseconds{20}};
   for (int i = 1; i < argc; ++i) {

@@ -24,7 +24,9 @@ void usage(std::FILE* out) {
     "(default off)\n"
     "  --redis URL          share topics with other instances through "
     "Redis\n"
-    "                       (redis://host:port); herald-echo has no topics "
+    "                       (redis://[user:password@]host[:port][/db], "
+    "default\n"
+    "                       $HERALD_REDIS_URL); herald-echo has no topics "
     "of its\n"
     "                       own, so this only checks the option\n"
     "  --auth-delay-ms N    complete every upgrade N ms later from an actor\n"
@@ -64,6 +66,9 @@ int main(int argc, char** argv) {
   long idle = 120;
   herald::deflate_options deflate;
   herald::redis_options redis;
+  // Unlike arguments, the environment is not shown to other users by ps.
+  if (const char* url = std::getenv("HERALD_REDIS_URL"))
+    redis.url = url;
   long auth_delay = -1; // no auth step
   herald::runtime_options rt_opts;
   for (int i = 1; i < argc; ++i) {

@@ -23,6 +23,7 @@
 #include "herald/net/redis.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <future>
@@ -201,9 +202,9 @@ private:
     bool ready = false; // logged in, database selected, PING answered
   };
 
-  // What went wrong, for the log: a failure of a new kind is reported at
-  // once, a repeat only after `report_every`.
-  enum class failure { unreachable, credentials, refused };
+  // What went wrong, for the log: each kind is reported once per outage,
+  // and again after `report_every` while it lasts.
+  enum class failure { unreachable, credentials, refused, count };
 
   static constexpr auto report_every = std::chrono::minutes{10};
 
@@ -484,13 +485,14 @@ private:
     if (first) {
       in_outage_ = true;
       stats_->redis_outages.fetch_add(1, std::memory_order_relaxed);
+      reported_ = {};
     }
+    auto k = static_cast<std::size_t>(kind);
     auto now = std::chrono::steady_clock::now();
-    if (first || kind != reported_kind_
-        || now - reported_at_ >= report_every) {
-      report(why, kind, first);
-      reported_kind_ = kind;
-      reported_at_ = now;
+    if (!reported_[k] || now - reported_at_[k] >= report_every) {
+      report(why, kind, reported_[k]);
+      reported_[k] = true;
+      reported_at_[k] = now;
       failed_attempts_ = 0;
     } else {
       ++failed_attempts_;
@@ -517,7 +519,7 @@ private:
 
   // One line per kind of failure (and a reminder while it lasts); the
   // password is never part of it.
-  void report(const std::string& why, failure kind, bool first) {
+  void report(const std::string& why, failure kind, bool reminder) {
     std::string again;
     if (failed_attempts_ > 0)
       again = " (" + std::to_string(failed_attempts_)
@@ -525,7 +527,7 @@ private:
     auto& ep = opts_.endpoint;
     switch (kind) {
       case failure::unreachable:
-        if (first)
+        if (!reminder)
           HERALD_LOG(warn, "redis: " << where() << " unreachable (" << why
                              << "); delivering locally only, reconnecting "
                                 "in the background");
@@ -564,6 +566,8 @@ private:
                             << "); delivering locally only, retrying in "
                                "the background"
                             << again);
+        break;
+      case failure::count:
         break;
     }
   }
@@ -678,8 +682,11 @@ private:
   std::set<std::string> channels_;
   std::string last_error_;
   std::size_t outage_drops_ = 0;
-  failure reported_kind_ = failure::unreachable;
-  std::chrono::steady_clock::time_point reported_at_;
+  static constexpr auto failure_kinds = static_cast<std::size_t>(
+    failure::count);
+  std::array<bool, failure_kinds> reported_{}; // in this outage
+  std::array<std::chrono::steady_clock::time_point, failure_kinds>
+    reported_at_;
   std::size_t failed_attempts_ = 0; // since the last report
   bool publish_refusal_logged_ = false;
   bool up_ = false;

@@ -117,10 +117,12 @@ redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
                                 const redis_options& opts,
                                 const caf::actor& registry,
                                 std::shared_ptr<server_stats> stats) {
-  auto ep = net::parse_redis_url(opts.url);
+  std::string why;
+  auto ep = net::parse_redis_url(opts.url, &why);
   if (!ep)
-    throw std::invalid_argument{"redis: not a redis://host:port URL: "
-                                + opts.url};
+    throw std::invalid_argument{"redis: bad URL "
+                                + net::redact_redis_url(opts.url) + " ("
+                                + why + ")"};
   redis_bridge b;
   b.node_id = random_node_id();
   net::redis_link_options lo;
@@ -163,8 +165,9 @@ redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
                       registry);
   caf::anon_send(registry, msg::bridge_atom::value, b.actor);
   HERALD_LOG(info, "redis: node " << std::hex << b.node_id << std::dec
-                     << " shares topics through " << opts.url
-                     << " (channels " << opts.channel_prefix << "<topic>)");
+                     << " shares topics through " << ep->redacted()
+                     << " (channels " << ep->channel_scope()
+                     << opts.channel_prefix << "<topic>)");
   return b;
 }
 

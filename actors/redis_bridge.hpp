@@ -38,8 +38,11 @@ class redis_link;
 
 /// Joining instances through Redis pub/sub (`serve_options<T>::redis`).
 struct redis_options {
-  /// "redis://host:port" (port 6379 when left out); empty: no Redis, the
-  /// server is one node on its own.
+  /// "redis://[user:password@]host[:port][/db]": credentials
+  /// percent-encoded, ":password@" for Redis's default user, an IPv6 host
+  /// in brackets, port 6379 and database 0 when left out. Nodes on
+  /// different databases share no topics. Empty: no Redis, the server is
+  /// one node on its own.
   std::string url;
   /// Redis channel of topic T: channel_prefix + T. Nodes that should share
   /// topics use the same prefix (and Redis).
@@ -91,8 +94,9 @@ struct redis_bridge {
 };
 
 /// Starts connecting to `opts.url` (in the background; an unreachable
-/// Redis is retried) and attaches a bridge to `registry`. Throws
-/// std::invalid_argument when the URL is not "redis://host[:port]".
+/// Redis, or one that refuses the credentials, is retried) and attaches a
+/// bridge to `registry`. Throws std::invalid_argument when the URL is
+/// malformed (its message shows the URL without the password).
 redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
                                 const redis_options& opts,
                                 const caf::actor& registry,

@@ -13,11 +13,18 @@
 // dropped and, after a backoff, both reconnected and every channel
 // resubscribed. Failures are handled in a posted step, never inside a
 // hiredis callback (hiredis frees a context after its callbacks return).
+//
+// Each connection, once TCP is up, sends AUTH (when the URL has
+// credentials), SELECT (database other than 0) and PING, pipelined; the link
+// is up when both connections' PINGs are answered and nothing before them
+// failed. A refused login is retried like an unreachable Redis (the
+// password may be fixed on the server meanwhile), and reported once per
+// kind of failure, with a reminder every `report_every` while it lasts.
 #include "herald/net/redis.hpp"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
-#include <charconv>
 #include <cstring>
 #include <future>
 #include <set>
@@ -35,31 +42,6 @@
 #include "herald/actors/stats.hpp"
 
 namespace herald::net {
-
-std::optional<redis_endpoint> parse_redis_url(std::string_view url) {
-  constexpr std::string_view scheme = "redis://";
-  if (url.substr(0, scheme.size()) != scheme)
-    return std::nullopt;
-  url.remove_prefix(scheme.size());
-  // A database number after '/' does not matter to pub/sub.
-  url = url.substr(0, url.find('/'));
-  redis_endpoint ep;
-  auto colon = url.rfind(':');
-  if (colon != std::string_view::npos) {
-    auto p = url.substr(colon + 1);
-    unsigned port = 0;
-    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), port);
-    if (ec != std::errc{} || end != p.data() + p.size() || port == 0
-        || port > 65535)
-      return std::nullopt;
-    ep.port = static_cast<std::uint16_t>(port);
-    url = url.substr(0, colon);
-  }
-  if (url.empty() || url.find('@') != std::string_view::npos)
-    return std::nullopt; // no credentials support
-  ep.host = std::string{url};
-  return ep;
-}
 
 namespace {
 
@@ -165,6 +147,7 @@ public:
       opts_(std::move(opts)),
       stats_(std::move(stats)),
       on_message_(std::move(on_message)),
+      scope_(opts_.endpoint.channel_scope()),
       backoff_(opts_.reconnect_min) {
     timer_.emplace(ctx_);
     ping_timer_.emplace(ctx_);
@@ -216,7 +199,14 @@ private:
     redisAsyncContext* ac = nullptr;
     std::shared_ptr<watch> w;
     bool connected = false;
+    bool ready = false; // logged in, database selected, PING answered
   };
+
+  // What went wrong, for the log: each kind is reported once per outage,
+  // and again after `report_every` while it lasts.
+  enum class failure { unreachable, credentials, refused, count };
+
+  static constexpr auto report_every = std::chrono::minutes{10};
 
   // Runs `fn` on the I/O thread, in call order.
   template <class F>
@@ -228,7 +218,7 @@ private:
   }
 
   std::string where() const {
-    return opts_.endpoint.host + ":" + std::to_string(opts_.endpoint.port);
+    return opts_.endpoint.address();
   }
 
   conn* find(const redisAsyncContext* ac) {
@@ -295,29 +285,90 @@ private:
       return;
     }
     c->connected = true;
-    if (self->cmd_.connected && self->sub_.connected) {
-      // TCP is up; Redis is up once it answers (a stopped Redis accepts
-      // connections too). The connect timeout still runs until then.
-      const char* argv[] = {"PING"};
-      const std::size_t lens[] = {4};
-      if (redisAsyncCommandArgv(self->cmd_.ac, &asio_redis_link::on_hello,
-                                self, 1, argv, lens)
-          != REDIS_OK)
-        self->fail("PING refused");
+    self->handshake(*c);
+  }
+
+  // TCP is up; Redis is up once it answers (a stopped Redis accepts
+  // connections too). The connect timeout still runs until then. On a
+  // reconnection this logs in and selects the database again.
+  void handshake(conn& c) {
+    auto& ep = opts_.endpoint;
+    bool sent = true;
+    if (ep.auth && ep.user.empty())
+      sent = command(c, &asio_redis_link::on_login, {"AUTH", ep.password});
+    else if (ep.auth)
+      sent = command(c, &asio_redis_link::on_login,
+                     {"AUTH", ep.user, ep.password});
+    if (sent && ep.db != 0)
+      sent = command(c, &asio_redis_link::on_select,
+                     {"SELECT", std::to_string(ep.db)});
+    if (!sent || !command(c, &asio_redis_link::on_hello, {"PING"}))
+      fail("hiredis refused a command");
+  }
+
+  // Sends a command of at most three arguments.
+  bool command(conn& c, redisCallbackFn* fn,
+               std::initializer_list<std::string_view> args) {
+    const char* argv[3];
+    std::size_t lens[3];
+    int n = 0;
+    for (auto a : args) {
+      argv[n] = a.data();
+      lens[n++] = a.size();
+    }
+    return redisAsyncCommandArgv(c.ac, fn, this, n, argv, lens) == REDIS_OK;
+  }
+
+  // A handshake reply: nullptr when the connection is no longer ours (or
+  // the link failed meanwhile), else the reply.
+  static redisReply* handshake_reply(redisAsyncContext* ac, void* r) {
+    auto* self = self_of(ac);
+    if (!r || self->closed_ || self->up_ || self->teardown_posted_
+        || !self->find(ac))
+      return nullptr;
+    return static_cast<redisReply*>(r);
+  }
+
+  static std::string error_of(const redisReply* reply) {
+    return std::string{reply->str, reply->len};
+  }
+
+  static void on_login(redisAsyncContext* ac, void* r, void*) {
+    auto* reply = handshake_reply(ac, r);
+    if (reply && reply->type == REDIS_REPLY_ERROR)
+      self_of(ac)->fail(error_of(reply), failure::credentials);
+  }
+
+  static void on_select(redisAsyncContext* ac, void* r, void*) {
+    auto* reply = handshake_reply(ac, r);
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+      auto* self = self_of(ac);
+      self->fail("SELECT " + std::to_string(self->opts_.endpoint.db) + ": "
+                   + error_of(reply),
+                 failure::refused);
     }
   }
 
-  static void on_hello(redisAsyncContext*, void* r, void* priv) {
-    auto* self = static_cast<asio_redis_link*>(priv);
-    auto* reply = static_cast<redisReply*>(r);
-    if (!reply || self->up_ || self->closed_ || !self->cmd_.connected
-        || !self->sub_.connected)
+  static void on_hello(redisAsyncContext* ac, void* r, void*) {
+    auto* reply = handshake_reply(ac, r);
+    if (!reply)
       return;
+    auto* self = self_of(ac);
     if (reply->type == REDIS_REPLY_ERROR) {
-      self->fail(std::string{"PING: "} + reply->str);
+      // NOAUTH: Redis wants credentials that the URL does not give; NOPERM:
+      // the ACL user may not PING; anything else (LOADING, ...) passes.
+      auto e = error_of(reply);
+      if (e.rfind("NOAUTH", 0) == 0)
+        self->fail(e, failure::credentials);
+      else
+        self->fail("PING: " + e, e.rfind("NOPERM", 0) == 0
+                                   ? failure::refused
+                                   : failure::unreachable);
       return;
     }
-    self->became_up();
+    self->find(ac)->ready = true;
+    if (self->cmd_.ready && self->sub_.ready)
+      self->became_up();
   }
 
   static void on_disconnect(const redisAsyncContext* ac, int) {
@@ -349,6 +400,8 @@ private:
       HERALD_LOG(info, "redis: connected to " << where());
     }
     outage_drops_ = 0;
+    failed_attempts_ = 0;
+    publish_refusal_logged_ = false;
     for (auto& ch : channels_)
       send_subscribe("SUBSCRIBE", ch);
     ping_outstanding_ = false;
@@ -394,8 +447,9 @@ private:
   }
 
   // Called where hiredis may still be on the stack: only marks the link down
-  // and posts the teardown.
-  void fail(const std::string& why) {
+  // and posts the teardown. The first failure of an attempt is the one
+  // reported.
+  void fail(const std::string& why, failure kind = failure::unreachable) {
     if (closed_)
       return;
     if (up_) {
@@ -405,9 +459,9 @@ private:
     if (teardown_posted_)
       return;
     teardown_posted_ = true;
-    asio::post(ctx_, [self = shared_from_this(), why] {
+    asio::post(ctx_, [self = shared_from_this(), why, kind] {
       self->teardown_posted_ = false;
-      self->teardown_and_retry(why);
+      self->teardown_and_retry(why, kind);
     });
   }
 
@@ -420,20 +474,28 @@ private:
       redisAsyncFree(ac);
   }
 
-  void teardown_and_retry(const std::string& why) {
+  void teardown_and_retry(const std::string& why, failure kind) {
     if (closed_)
       return;
     up_ = false;
     stats_->redis_connected.store(0, std::memory_order_relaxed);
     drop(cmd_);
     drop(sub_);
-    if (!in_outage_) {
+    bool first = !in_outage_;
+    if (first) {
       in_outage_ = true;
       stats_->redis_outages.fetch_add(1, std::memory_order_relaxed);
-      HERALD_LOG(warn, "redis: " << where() << " unreachable (" << why
-                         << "); delivering locally only, reconnecting in "
-                            "the background");
+      reported_ = {};
+    }
+    auto k = static_cast<std::size_t>(kind);
+    auto now = std::chrono::steady_clock::now();
+    if (!reported_[k] || now - reported_at_[k] >= report_every) {
+      report(why, kind, reported_[k]);
+      reported_[k] = true;
+      reported_at_[k] = now;
+      failed_attempts_ = 0;
     } else {
+      ++failed_attempts_;
       HERALD_LOG(debug, "redis: reconnect to " << where() << " failed ("
                           << why << ")");
     }
@@ -445,6 +507,69 @@ private:
       if (!ec && gen == self->generation_)
         self->connect();
     });
+  }
+
+  // A decoded user name may hold any byte; a log line stays one line.
+  static std::string printable(std::string s) {
+    for (auto& c : s)
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F)
+        c = '?';
+    return s;
+  }
+
+  // One line per kind of failure (and a reminder while it lasts); the
+  // password is never part of it.
+  void report(const std::string& why, failure kind, bool reminder) {
+    std::string again;
+    if (failed_attempts_ > 0)
+      again = " (" + std::to_string(failed_attempts_)
+              + " more failed attempts since the last report)";
+    auto& ep = opts_.endpoint;
+    switch (kind) {
+      case failure::unreachable:
+        if (!reminder)
+          HERALD_LOG(warn, "redis: " << where() << " unreachable (" << why
+                             << "); delivering locally only, reconnecting "
+                                "in the background");
+        else
+          HERALD_LOG(warn, "redis: " << where() << " still unreachable ("
+                             << why << ")" << again
+                             << "; delivering locally only");
+        break;
+      case failure::credentials:
+        if (!ep.auth)
+          HERALD_LOG(error, "redis: " << where()
+                              << " wants credentials (" << why
+                              << "); give them in the URL "
+                                 "(redis://user:password@host); "
+                                 "delivering locally only, retrying in "
+                                 "the background"
+                              << again);
+        else if (ep.user.empty())
+          HERALD_LOG(error, "redis: " << where() << " refused the password ("
+                              << why
+                              << "); delivering locally only, retrying in "
+                                 "the background"
+                              << again);
+        else
+          HERALD_LOG(error, "redis: " << where()
+                              << " refused the password of user '"
+                              << printable(ep.user) << "' (" << why
+                              << "); delivering locally only, retrying in "
+                                 "the background"
+                              << again);
+        break;
+      case failure::refused:
+        HERALD_LOG(error, "redis: " << where() << " refused the connection "
+                                                  "setup ("
+                            << why
+                            << "); delivering locally only, retrying in "
+                               "the background"
+                            << again);
+        break;
+      case failure::count:
+        break;
+    }
   }
 
   void do_close() {
@@ -464,7 +589,8 @@ private:
 
   // -- commands --------------------------------------------------------------
 
-  void send_subscribe(const char* verb, const std::string& channel) {
+  void send_subscribe(const char* verb, const std::string& name) {
+    auto channel = scope_ + name;
     const char* argv[] = {verb, channel.data()};
     const std::size_t lens[] = {std::strlen(verb), channel.size()};
     // UNSUBSCRIBE has no callback of its own: its reply goes to the
@@ -479,7 +605,8 @@ private:
       count_dropped(batch.size());
       return;
     }
-    for (auto& [channel, payload] : batch) {
+    for (auto& [name, payload] : batch) {
+      auto channel = scope_ + name;
       const char* argv[] = {"PUBLISH", channel.data(), payload.data()};
       const std::size_t lens[] = {7, channel.size(), payload.size()};
       if (redisAsyncCommandArgv(cmd_.ac, &asio_redis_link::on_published, this,
@@ -497,6 +624,15 @@ private:
   static void on_published(redisAsyncContext*, void* r, void* priv) {
     auto* self = static_cast<asio_redis_link*>(priv);
     auto* reply = static_cast<redisReply*>(r);
+    // An ACL user without the PUBLISH command or the channel: once per
+    // connection, not per message.
+    if (reply && reply->type == REDIS_REPLY_ERROR
+        && !self->publish_refusal_logged_) {
+      self->publish_refusal_logged_ = true;
+      HERALD_LOG(error, "redis: " << self->where() << " refused a PUBLISH ("
+                          << error_of(reply)
+                          << "); such messages do not cross nodes");
+    }
     // No reply: the connection went away with the command in flight.
     if (!reply || reply->type == REDIS_REPLY_ERROR)
       self->count_dropped(1);
@@ -517,9 +653,12 @@ private:
         || channel->type != REDIS_REPLY_STRING
         || payload->type != REDIS_REPLY_STRING)
       return; // (un)subscribe confirmations
-    if (self->closed_ || !self->on_message_)
+    std::string_view name{channel->str, channel->len};
+    if (self->closed_ || !self->on_message_
+        || name.substr(0, self->scope_.size()) != self->scope_)
       return;
-    self->on_message_(std::string_view{channel->str, channel->len},
+    name.remove_prefix(self->scope_.size());
+    self->on_message_(name,
                       {reinterpret_cast<const std::byte*>(payload->str),
                        payload->len});
   }
@@ -529,6 +668,7 @@ private:
   redis_link_options opts_;
   std::shared_ptr<server_stats> stats_;
   redis_message_fn on_message_;
+  const std::string scope_; // before every channel name on Redis
   std::atomic<std::thread::id> io_thread_{};
   // Everything below is touched on the I/O thread only.
   std::optional<asio::steady_timer> timer_;
@@ -542,6 +682,13 @@ private:
   std::set<std::string> channels_;
   std::string last_error_;
   std::size_t outage_drops_ = 0;
+  static constexpr auto failure_kinds = static_cast<std::size_t>(
+    failure::count);
+  std::array<bool, failure_kinds> reported_{}; // in this outage
+  std::array<std::chrono::steady_clock::time_point, failure_kinds>
+    reported_at_;
+  std::size_t failed_attempts_ = 0; // since the last report
+  bool publish_refusal_logged_ = false;
   bool up_ = false;
   bool in_outage_ = false;
   bool teardown_posted_ = false;

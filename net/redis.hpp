@@ -1,7 +1,9 @@
 // A Redis pub/sub link for the I/O thread: two hiredis async connections
 // (one for PUBLISH, one in subscriber mode, as Redis requires) driven by the
-// runtime's Asio loop, with reconnection and resubscription. Only
-// net/redis.cpp sees hiredis and Asio.
+// runtime's Asio loop, with reconnection and resubscription. Every
+// connection logs in (AUTH) and selects its database (SELECT) before
+// anything else, also after each reconnection. Only net/redis.cpp sees
+// hiredis and Asio.
 //
 // Delivery is at most once: while the link is down, publishes are dropped
 // (and counted), not queued, and a node misses what other nodes publish
@@ -21,6 +23,7 @@
 #include <vector>
 
 #include "herald/net/io.hpp"
+#include "herald/net/redis_url.hpp"
 
 namespace herald {
 struct server_stats;
@@ -28,20 +31,9 @@ struct server_stats;
 
 namespace herald::net {
 
-/// Where Redis is, from "redis://host:port" (port 6379 when left out).
-struct redis_endpoint {
-  /// Host name or address.
-  std::string host;
-  /// TCP port.
-  std::uint16_t port = 6379;
-};
-
-/// Parses "redis://host[:port][/db]"; nullopt when it is not such a URL.
-std::optional<redis_endpoint> parse_redis_url(std::string_view url);
-
 /// Settings of a link.
 struct redis_link_options {
-  /// The server.
+  /// The server, the credentials and the database.
   redis_endpoint endpoint;
   /// First delay before reconnecting; doubles per failed attempt.
   std::chrono::milliseconds reconnect_min{100};
@@ -61,7 +53,9 @@ using redis_message_fn =
 using redis_publication = std::pair<std::string, std::string>;
 
 /// A link to one Redis server. Every member may be called from any thread;
-/// the work happens on the I/O thread, in call order.
+/// the work happens on the I/O thread, in call order. Channel names are
+/// scoped by the endpoint's database: on Redis a channel C is
+/// `endpoint.channel_scope() + C`, and `on_message` sees C.
 class redis_link {
 public:
   virtual ~redis_link() = default;

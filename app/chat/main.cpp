@@ -3,6 +3,7 @@
 // history actor per room; POST /rooms/ROOM/messages, /health, /metrics.
 // Protocol and endpoints: docs/chat-protocol.md.
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <string>
 
@@ -47,7 +48,8 @@ int main(int argc, char** argv) {
     .one_of({"off", "shared", "dedicated"});
   opts.add("redis", "URL", redis.url,
            "share rooms with other instances through Redis pub/sub "
-           "(redis://host:port); presence and history stay per instance");
+           "(redis://[user:password@]host[:port][/db], default "
+           "$HERALD_REDIS_URL); presence and history stay per instance");
   opts.add("idle-timeout", "SECS", idle,
            "close connections silent this long")
     .range(0, 86400);
@@ -61,6 +63,11 @@ int main(int argc, char** argv) {
     .range(0, 10000);
   opts.add("public", "DIR", public_dir, "directory of the page");
   opts.parse_or_exit(argc, argv);
+  // Unlike arguments, the environment is not shown to other users by ps
+  // (read after parsing, so --help does not print it either).
+  const char* env_url = std::getenv("HERALD_REDIS_URL");
+  if (env_url != nullptr && redis.url.empty())
+    redis.url = env_url;
   herald::deflate_options deflate;
   deflate.enabled = deflate_mode != "off";
   deflate.dedicated_compressor = deflate_mode == "dedicated";

@@ -1,6 +1,7 @@
 // herald-echo: echoes every WebSocket message back, text as text and binary
 // as binary. Used for protocol conformance checks.
 #include <chrono>
+#include <cstdlib>
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -55,7 +56,8 @@ int main(int argc, char** argv) {
     .one_of({"off", "shared", "dedicated"});
   opts.add("redis", "URL", redis.url,
            "share topics with other instances through Redis "
-           "(redis://host:port); herald-echo has no topics of its own, so "
+           "(redis://[user:password@]host[:port][/db], default "
+           "$HERALD_REDIS_URL); herald-echo has no topics of its own, so "
            "this only checks the option");
   opts.add("auth-delay-ms", "N", auth_delay,
            "complete every upgrade N ms later from an actor (a slow auth "
@@ -64,6 +66,11 @@ int main(int argc, char** argv) {
            "on SIGTERM/SIGINT let connections go on for N ms, then close the "
            "rest with 1001; a second signal closes them at once");
   opts.parse_or_exit(argc, argv);
+  // Unlike arguments, the environment is not shown to other users by ps
+  // (read after parsing, so --help does not print it either).
+  const char* env_url = std::getenv("HERALD_REDIS_URL");
+  if (env_url != nullptr && redis.url.empty())
+    redis.url = env_url;
   herald::deflate_options deflate;
   deflate.enabled = deflate_mode != "off";
   deflate.dedicated_compressor = deflate_mode == "dedicated";

@@ -853,11 +853,15 @@ process.on('exit', () => {
     r.proc.kill('SIGKILL');
 });
 
-/** Starts redis-server on `port`; resolves once it accepts connections. */
-export async function startRedis(port) {
+/**
+ * Starts redis-server on `port` of `bind` (a loopback address) with the
+ * extra command-line `args` (e.g. ['--requirepass', pw]); resolves once it
+ * accepts connections.
+ */
+export async function startRedis(port, { bind = '127.0.0.1', args = [] } = {}) {
   const proc = spawn('redis-server', [
-    '--port', String(port), '--bind', '127.0.0.1', '--save', '',
-    '--appendonly', 'no', '--dir', os.tmpdir(), '--daemonize', 'no',
+    '--port', String(port), '--bind', bind, '--save', '',
+    '--appendonly', 'no', '--dir', os.tmpdir(), '--daemonize', 'no', ...args,
   ], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   const exited = new Promise((resolve) => proc.on('exit', resolve));
@@ -874,7 +878,8 @@ export async function startRedis(port) {
   const r = {
     proc,
     port,
-    url: `redis://127.0.0.1:${port}`,
+    host: bind,
+    url: `redis://${bind.includes(':') ? `[${bind}]` : bind}:${port}`,
     /** Sends `sig` (SIGSTOP: Redis stops answering, sockets stay open). */
     signal(sig) {
       proc.kill(sig);

@@ -1,5 +1,6 @@
 // The registry's side of the Redis bridge (first/last subscriber, local
-// publishes, publications from other nodes), the envelope and the URL.
+// publishes, publications from other nodes), the envelope and the URL
+// (credentials, database, IPv6, errors, redaction).
 // The Redis side runs against a real redis-server in
 // tests/integration/redis.test.mjs.
 #define CAF_SUITE redis_bridge
@@ -184,15 +185,168 @@ CAF_TEST(redis urls name a host and a port) {
   CAF_REQUIRE(a.has_value());
   CAF_CHECK_EQUAL(a->host, "127.0.0.1");
   CAF_CHECK_EQUAL(a->port, 6380);
+  CAF_CHECK(!a->auth);
+  CAF_CHECK_EQUAL(a->db, 0u);
   auto b = herald::net::parse_redis_url("redis://cache/0");
   CAF_REQUIRE(b.has_value());
   CAF_CHECK_EQUAL(b->host, "cache");
   CAF_CHECK_EQUAL(b->port, 6379);
-  CAF_CHECK(!herald::net::parse_redis_url("http://x:1").has_value());
-  CAF_CHECK(!herald::net::parse_redis_url("redis://x:0").has_value());
-  CAF_CHECK(!herald::net::parse_redis_url("redis://x:99999").has_value());
-  CAF_CHECK(!herald::net::parse_redis_url("redis://").has_value());
-  CAF_CHECK(!herald::net::parse_redis_url("redis://u:p@x:1").has_value());
+  CAF_CHECK_EQUAL(b->db, 0u);
+  auto c = herald::net::parse_redis_url("REDIS://my-cache_1.local/");
+  CAF_REQUIRE(c.has_value());
+  CAF_CHECK_EQUAL(c->host, "my-cache_1.local");
+}
+
+CAF_TEST(redis urls carry credentials and a database) {
+  using herald::net::parse_redis_url;
+  auto acl = parse_redis_url("redis://herald:s3cret@10.0.0.5:6380/2");
+  CAF_REQUIRE(acl.has_value());
+  CAF_CHECK(acl->auth);
+  CAF_CHECK_EQUAL(acl->user, "herald");
+  CAF_CHECK_EQUAL(acl->password, "s3cret");
+  CAF_CHECK_EQUAL(acl->host, "10.0.0.5");
+  CAF_CHECK_EQUAL(acl->port, 6380);
+  CAF_CHECK_EQUAL(acl->db, 2u);
+  // ":password@" logs in as the default user (AUTH password).
+  auto pw = parse_redis_url("redis://:s3cret@cache");
+  CAF_REQUIRE(pw.has_value());
+  CAF_CHECK(pw->auth);
+  CAF_CHECK_EQUAL(pw->user, "");
+  CAF_CHECK_EQUAL(pw->password, "s3cret");
+  // An ACL user without a password ("nopass" users accept any).
+  auto nopass = parse_redis_url("redis://bot:@cache");
+  CAF_REQUIRE(nopass.has_value());
+  CAF_CHECK(nopass->auth);
+  CAF_CHECK_EQUAL(nopass->user, "bot");
+  CAF_CHECK_EQUAL(nopass->password, "");
+  // Percent-decoding; an unencoded '@', ':' or '/' in the password works
+  // too, as credentials run to the last '@'.
+  auto enc = parse_redis_url("redis://us%65r%3a1:p%40ss%3Aw%2Frd%25@h:1/3");
+  CAF_REQUIRE(enc.has_value());
+  CAF_CHECK_EQUAL(enc->user, "user:1");
+  CAF_CHECK_EQUAL(enc->password, "p@ss:w/rd%");
+  CAF_CHECK_EQUAL(enc->host, "h");
+  CAF_CHECK_EQUAL(enc->db, 3u);
+  auto raw = parse_redis_url("redis://u:p@s:s/w@h");
+  CAF_REQUIRE(raw.has_value());
+  CAF_CHECK_EQUAL(raw->password, "p@s:s/w");
+  CAF_CHECK_EQUAL(raw->host, "h");
+  auto bin = parse_redis_url("redis://:a%00b@h");
+  CAF_REQUIRE(bin.has_value());
+  CAF_CHECK_EQUAL(bin->password, std::string("a\0b", 3));
+}
+
+CAF_TEST(redis urls take an IPv6 host in brackets) {
+  using herald::net::parse_redis_url;
+  auto a = parse_redis_url("redis://[::1]:6390/1");
+  CAF_REQUIRE(a.has_value());
+  CAF_CHECK_EQUAL(a->host, "::1");
+  CAF_CHECK_EQUAL(a->port, 6390);
+  CAF_CHECK_EQUAL(a->db, 1u);
+  CAF_CHECK_EQUAL(a->address(), "[::1]:6390");
+  auto b = parse_redis_url("redis://u:p@[2001:db8::7]");
+  CAF_REQUIRE(b.has_value());
+  CAF_CHECK_EQUAL(b->host, "2001:db8::7");
+  CAF_CHECK_EQUAL(b->port, 6379);
+  CAF_CHECK_EQUAL(b->user, "u");
+}
+
+CAF_TEST(malformed redis urls say what is wrong without quoting the url) {
+  using herald::net::parse_redis_url;
+  auto error_of = [](std::string_view url) {
+    std::string why;
+    auto ep = parse_redis_url(url, &why);
+    CAF_CHECK(!ep.has_value());
+    return why;
+  };
+  CAF_CHECK_EQUAL(error_of("http://x:1"), "not a redis:// URL");
+  CAF_CHECK_EQUAL(error_of("redis:/x"), "not a redis:// URL");
+  CAF_CHECK_EQUAL(error_of("rediss://x"),
+                  "rediss:// (TLS to Redis) is not supported, only redis://");
+  CAF_CHECK_EQUAL(error_of("redis://"), "no host");
+  CAF_CHECK_EQUAL(error_of("redis://:6379"), "no host");
+  CAF_CHECK_EQUAL(error_of("redis://u:p@"), "no host");
+  CAF_CHECK_EQUAL(error_of("redis://x:0"),
+                  "the port is a number from 1 to 65535");
+  CAF_CHECK_EQUAL(error_of("redis://x:99999"),
+                  "the port is a number from 1 to 65535");
+  CAF_CHECK_EQUAL(error_of("redis://x:"),
+                  "the port is a number from 1 to 65535");
+  CAF_CHECK_EQUAL(error_of("redis://x:63a"),
+                  "the port is a number from 1 to 65535");
+  CAF_CHECK_EQUAL(error_of("redis://x:-1"),
+                  "the port is a number from 1 to 65535");
+  CAF_CHECK_EQUAL(error_of("redis://secretonly@x"),
+                  "credentials are user:password@ or :password@");
+  CAF_CHECK_EQUAL(error_of("redis://:@x"), "empty credentials");
+  CAF_CHECK_EQUAL(error_of("redis://:p%4@x"),
+                  "bad percent-encoding in the credentials");
+  CAF_CHECK_EQUAL(error_of("redis://:p%zz@x"),
+                  "bad percent-encoding in the credentials");
+  CAF_CHECK_EQUAL(error_of("redis://u%@x"),
+                  "credentials are user:password@ or :password@");
+  CAF_CHECK_EQUAL(error_of("redis://::1"),
+                  "an IPv6 host goes in brackets, as in redis://[::1]:6379");
+  CAF_CHECK_EQUAL(error_of("redis://[::1"), "'[' without ']' around the host");
+  CAF_CHECK_EQUAL(error_of("redis://[]:1"), "no IPv6 address in the brackets");
+  CAF_CHECK_EQUAL(error_of("redis://[cache]:1"),
+                  "no IPv6 address in the brackets");
+  CAF_CHECK_EQUAL(error_of("redis://[::1]x"),
+                  "unexpected text after the host's ']'");
+  CAF_CHECK_EQUAL(error_of("redis://[::1]:"),
+                  "the port is a number from 1 to 65535");
+  CAF_CHECK_EQUAL(error_of("redis://ca che"),
+                  "a host name has letters, digits, '-', '.' and '_' only");
+  CAF_CHECK_EQUAL(error_of("redis://x/db1"),
+                  "the database after '/' is a number (0 to 2147483647)");
+  CAF_CHECK_EQUAL(error_of("redis://x/1/2"),
+                  "the database after '/' is a number (0 to 2147483647)");
+  CAF_CHECK_EQUAL(error_of("redis://x/-1"),
+                  "the database after '/' is a number (0 to 2147483647)");
+  CAF_CHECK_EQUAL(error_of("redis://x/2147483648"),
+                  "the database after '/' is a number (0 to 2147483647)");
+  CAF_CHECK_EQUAL(error_of("redis://x?db=1"),
+                  "query parameters are not supported");
+  CAF_CHECK_EQUAL(error_of("redis://x/1?timeout=3"),
+                  "the database after '/' is a number (0 to 2147483647)");
+  CAF_CHECK_EQUAL(error_of("redis://x#f"), "a fragment is not supported");
+  // No error text quotes the URL, so no credentials either.
+  for (auto url : {"redis://u:hunter2@x:0", "redis://:hunter2@[::1",
+                   "redis://u:hunter2%zz@x", "redis://u:hunter2@x/y"})
+    CAF_CHECK_EQUAL(error_of(url).find("hunter2"), std::string::npos);
+}
+
+CAF_TEST(redis urls are redacted for logs and errors) {
+  using herald::net::parse_redis_url;
+  using herald::net::redact_redis_url;
+  CAF_CHECK_EQUAL(redact_redis_url("redis://herald:hunter2@127.0.0.1:6380/2"),
+                  "redis://herald:***@127.0.0.1:6380/2");
+  CAF_CHECK_EQUAL(redact_redis_url("redis://:hunter2@cache"),
+                  "redis://:***@cache:6379");
+  CAF_CHECK_EQUAL(redact_redis_url("redis://a%20b:hunter2@[::1]:7/0"),
+                  "redis://a%20b:***@[::1]:7");
+  CAF_CHECK_EQUAL(redact_redis_url("redis://cache"), "redis://cache:6379");
+  CAF_CHECK_EQUAL(parse_redis_url("redis://u:p%40w@h/4")->redacted(),
+                  "redis://u:***@h:6379/4");
+  // URLs that do not parse lose everything up to their last '@'.
+  CAF_CHECK_EQUAL(redact_redis_url("redis://u:hunter2@x:0"),
+                  "redis://***@x:0");
+  CAF_CHECK_EQUAL(redact_redis_url("rediss://u:hunter2@x"), "rediss://***@x");
+  CAF_CHECK_EQUAL(redact_redis_url("u:hunter2@x"), "***@x");
+  CAF_CHECK_EQUAL(redact_redis_url("redis://u:hunter2@x/a@b"),
+                  "redis://u:***@b:6379");
+  CAF_CHECK_EQUAL(redact_redis_url("redis://u:hunter2@x/a@b:0"),
+                  "redis://***@b:0");
+  CAF_CHECK_EQUAL(redact_redis_url("redis://x:0"), "redis://x:0");
+  // A log line stays one line.
+  CAF_CHECK_EQUAL(redact_redis_url("redis://x\n:0"), "redis://x?:0");
+}
+
+CAF_TEST(a database scopes the channel names) {
+  using herald::net::parse_redis_url;
+  CAF_CHECK_EQUAL(parse_redis_url("redis://h")->channel_scope(), "");
+  CAF_CHECK_EQUAL(parse_redis_url("redis://h/0")->channel_scope(), "");
+  CAF_CHECK_EQUAL(parse_redis_url("redis://h/12")->channel_scope(), "db12:");
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

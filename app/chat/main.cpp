@@ -37,6 +37,10 @@ void usage(std::FILE* out) {
     "                       pub/sub (redis://host:port); presence and history\n"
     "                       stay per instance\n"
     "  --idle-timeout SECS  close connections silent this long (default 120)\n"
+    "  --tls-cert FILE      serve https:// and wss:// with this PEM "
+    "certificate\n"
+    "                       chain (needs --tls-key; SIGHUP reloads both)\n"
+    "  --tls-key FILE       the PEM private key of --tls-cert\n"
     "  --stop-deadline-ms N on SIGTERM/SIGINT let connections go on for N ms,\n"
     "                       then close the rest with 1001 (default 10000);\n"
     "                       a second signal closes them at once\n"
@@ -77,6 +81,7 @@ int main(int argc, char** argv) {
   herald::redis_options redis;
   herald::runtime_options rt_opts;
   herald::topic_options topics{.linger = std::chrono::milliseconds{20}};
+  herald::net::tls_options tls;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     if (arg == "--help" || arg == "-h") {
@@ -108,6 +113,10 @@ int main(int argc, char** argv) {
     } else if (arg == "--linger") {
       topics.linger = std::chrono::milliseconds{
         number(v, 10000, "--linger: 0 to 10000 ms")};
+    } else if (arg == "--tls-cert") {
+      tls.cert_file = v;
+    } else if (arg == "--tls-key") {
+      tls.key_file = v;
     } else if (arg == "--redis") {
       redis.url = v;
     } else if (arg == "--stop-deadline-ms") {
@@ -119,6 +128,8 @@ int main(int argc, char** argv) {
       bad(("unknown option " + std::string{arg}).c_str());
     }
   }
+  if (tls.cert_file.empty() != tls.key_file.empty())
+    bad("--tls-cert and --tls-key go together");
   herald::runtime rt{rt_opts};
   // The handlers need the presence actor and presence needs the server's
   // topic registry: presence starts first and waits for it. So does the
@@ -140,11 +151,14 @@ int main(int argc, char** argv) {
       .websocket = std::move(handlers),
       .redis = redis,
       .topics = topics,
+      .tls = tls,
     });
     chat::attach_registry(presence, server.registry());
     chat::attach_registry(auth, server.registry());
-    auto url = server.url(); // ws://host:port/
-    std::printf("herald-chat listening on http://%s\n", url.substr(5).c_str());
+    auto url = server.url(); // ws://host:port/ or wss://host:port/
+    std::printf("herald-chat listening on %s://%s\n",
+                server.secure() ? "https" : "http",
+                url.substr(url.find("://") + 3).c_str());
     std::fflush(stdout);
     rt.run();
   } catch (const std::exception& e) {

@@ -29,6 +29,10 @@ void usage(std::FILE* out) {
     "                       own, so this only checks the option\n"
     "  --auth-delay-ms N    complete every upgrade N ms later from an actor\n"
     "                       (a slow auth service; others are not held up)\n"
+    "  --tls-cert FILE      serve wss:// and https:// with this PEM "
+    "certificate\n"
+    "                       chain (needs --tls-key; SIGHUP reloads both)\n"
+    "  --tls-key FILE       the PEM private key of --tls-cert\n"
     "  --stop-deadline-ms N on SIGTERM/SIGINT let connections go on for N ms,\n"
     "                       then close the rest with 1001 (default 10000);\n"
     "                       a second signal closes them at once\n"
@@ -66,6 +70,7 @@ int main(int argc, char** argv) {
   herald::redis_options redis;
   long auth_delay = -1; // no auth step
   herald::runtime_options rt_opts;
+  herald::net::tls_options tls;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     auto value = [&]() -> const char* {
@@ -86,6 +91,10 @@ int main(int argc, char** argv) {
       max_payload = std::strtoll(value(), nullptr, 10);
     } else if (arg == "--idle-timeout") {
       idle = std::strtol(value(), nullptr, 10);
+    } else if (arg == "--tls-cert") {
+      tls.cert_file = value();
+    } else if (arg == "--tls-key") {
+      tls.key_file = value();
     } else if (arg == "--redis") {
       redis.url = value();
     } else if (arg == "--auth-delay-ms") {
@@ -115,6 +124,10 @@ int main(int argc, char** argv) {
       usage(stderr);
       return 2;
     }
+  }
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    std::fprintf(stderr, "herald-echo: --tls-cert and --tls-key go together\n");
+    return 2;
   }
   if (port < 0 || port > 65535 || max_payload <= 0 || idle < 0) {
     std::fprintf(stderr, "herald-echo: invalid option value\n");
@@ -150,6 +163,7 @@ int main(int argc, char** argv) {
       },
       .redis = redis,
       .topics = {},
+      .tls = tls,
     });
     std::printf("herald-echo listening on %s\n", server.url().c_str());
     std::fflush(stdout);

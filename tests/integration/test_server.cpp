@@ -590,6 +590,10 @@ herald::fetch_result fetch(herald::request& req, server_t& srv) {
   if (path == "/info" || path.starts_with("/info/"))
     return herald::response{200, info_json(req),
                             {{"Content-Type", "application/json"}}};
+  if (path == "/metrics")
+    return herald::response{200, herald::prometheus_text(srv),
+                            {{"Content-Type",
+                              std::string{herald::prometheus_type}}}};
   if (path == "/stats")
     return herald::response{200, stats_json(srv),
                             {{"Content-Type", "application/json"}}};
@@ -674,7 +678,12 @@ void usage(std::FILE* out) {
     "                           over it: \"limited MESSAGE\"\n"
     "  --message-burst N        messages at once (default: one second's)\n"
     "  --rate-limit-close       close (1008) instead of dropping\n"
-    "  --max-subscriptions N    topics per connection, 0: no limit\n",
+    "  --max-subscriptions N    topics per connection, 0: no limit\n"
+    "  --tls-cert FILE          TLS with this PEM chain (and --tls-key FILE)\n"
+    "  --tls-passphrase PASS    passphrase of the keys\n"
+    "  --tls-ca FILE            require client certificates from these CAs\n"
+    "  --tls-sni NAME,CERT,KEY  a further certificate for server name NAME\n"
+    "  (GET /metrics: Prometheus text; SIGHUP reloads the certificates)\n",
     out);
 }
 
@@ -693,6 +702,7 @@ int main(int argc, char** argv) {
   herald::runtime_options rt_opts;
   long long rate = 0, burst = 0, max_subs = 0;
   bool rate_close = false;
+  herald::net::tls_options tls;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     auto value = [&]() -> long long {
@@ -755,6 +765,28 @@ int main(int argc, char** argv) {
       rate_close = true;
     } else if (arg == "--max-subscriptions") {
       max_subs = value();
+    } else if (arg.starts_with("--tls-") && i + 1 >= argc) {
+      usage(stderr);
+      return 2;
+    } else if (arg == "--tls-cert") {
+      tls.cert_file = argv[++i];
+    } else if (arg == "--tls-key") {
+      tls.key_file = argv[++i];
+    } else if (arg == "--tls-passphrase") {
+      tls.passphrase = argv[++i];
+    } else if (arg == "--tls-ca") {
+      tls.ca_file = argv[++i];
+    } else if (arg == "--tls-sni") {
+      // NAME,CERT,KEY
+      std::string v = argv[++i];
+      auto a = v.find(',');
+      auto b = a == std::string::npos ? a : v.find(',', a + 1);
+      if (b == std::string::npos) {
+        usage(stderr);
+        return 2;
+      }
+      tls.sni.push_back(
+        {v.substr(0, a), v.substr(a + 1, b - a - 1), v.substr(b + 1)});
     } else {
       std::fprintf(stderr, "herald-test-server: unknown option %s\n",
                    argv[i]);
@@ -789,8 +821,10 @@ int main(int argc, char** argv) {
       .max_connections = static_cast<std::size_t>(max_conns),
       .redis = {}, // one node
       .topics = {},
+      .tls = tls,
     });
-    std::printf("listening on ws://%s:%u/\n", server.hostname().c_str(),
+    std::printf("listening on %s://%s:%u/\n",
+                server.secure() ? "wss" : "ws", server.hostname().c_str(),
                 static_cast<unsigned>(server.port()));
     std::fflush(stdout);
     rt.run();

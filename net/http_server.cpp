@@ -200,6 +200,8 @@ private:
           err = asio::error::connection_aborted;
           break;
       }
+      if (s.engine_->renegotiation_attempted())
+        HERALD_LOG(info, "refused TLS renegotiation from " << s.remote_);
       // Handshake messages, tickets and alerts go out first.
       if (!s.engine_->out().empty()) {
         state = wrote;

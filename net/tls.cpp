@@ -161,11 +161,13 @@ int on_alpn(SSL*, const unsigned char** out, unsigned char* outlen,
   return SSL_TLSEXT_ERR_OK;
 }
 
-void on_info(const SSL* ssl, int where, int) {
-  if ((where & SSL_CB_HANDSHAKE_START) == 0)
+void on_info(const SSL* ssl, int where, int ret) {
+  // OpenSSL answers a renegotiation request with this warning alert.
+  if ((where & SSL_CB_WRITE_ALERT) != SSL_CB_WRITE_ALERT
+      || (ret & 0xff) != SSL_AD_NO_RENEGOTIATION)
     return;
   if (auto* e = static_cast<tls_engine*>(SSL_get_app_data(ssl)))
-    e->note_handshake_start();
+    e->note_renegotiation();
 }
 
 void check_readable(const std::string& what, const std::string& file) {
@@ -200,8 +202,12 @@ SSL_CTX* make_ctx(const tls_options& opts, const std::string& cert,
   SSL_CTX_set_default_passwd_cb_userdata(ctx, &set.passphrase);
   if (SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1)
     fail("certificate " + cert + ": " + ssl_reason());
-  if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1)
-    fail("key " + key + ": " + ssl_reason());
+  if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    auto why = ssl_reason();
+    if (why == "key values mismatch")
+      fail("key " + key + " does not match certificate " + cert);
+    fail("key " + key + ": " + why);
+  }
   if (SSL_CTX_check_private_key(ctx) != 1)
     fail("key " + key + " does not match certificate " + cert);
   X509* leaf = SSL_CTX_get0_certificate(ctx);
@@ -380,11 +386,8 @@ void tls_engine::shutdown() {
   ERR_clear_error();
 }
 
-void tls_engine::note_handshake_start() noexcept {
-  // TLS 1.3 has no renegotiation; before it, a second handshake on an
-  // established connection is one (OpenSSL refuses it with an alert).
-  if (counted_ && SSL_version(ssl_) != TLS1_3_VERSION)
-    renegotiating_ = true;
+void tls_engine::note_renegotiation() noexcept {
+  renegotiating_ = true;
 }
 
 bool tls_engine::renegotiation_attempted() noexcept {

@@ -62,7 +62,7 @@ public:
   /// For the OpenSSL callbacks.
   std::span<const std::byte>& in_span() noexcept { return in_; }
   /// For the OpenSSL callbacks.
-  void note_handshake_start() noexcept;
+  void note_renegotiation() noexcept;
 
 private:
   void record_failure();

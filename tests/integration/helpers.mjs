@@ -63,9 +63,9 @@ export function certDirectory() {
 }
 
 /**
- * Makes a certificate for `name` with the openssl CLI: self-signed, or
- * signed by `ca` ({ cert, key }) when given. `days` < 0 makes one that
- * expired. Returns { cert, key } file names.
+ * Makes a certificate for `name` (and 127.0.0.1) with the openssl CLI: an
+ * EC P-256 key, self-signed, or signed by `ca` ({ cert, key }) when given;
+ * `isCa` makes a CA. Returns { cert, key } file names.
  */
 export function makeCertificate(name, { ca, days = 2, file = name,
                                         isCa = false } = {}) {
@@ -73,25 +73,44 @@ export function makeCertificate(name, { ca, days = 2, file = name,
   const cert = path.join(dir, `${file}.crt`);
   const key = path.join(dir, `${file}.key`);
   const ext = path.join(dir, `${file}.ext`);
+  const csr = path.join(dir, `${file}.csr`);
   fs.writeFileSync(ext, isCa
     ? 'basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n'
     : `subjectAltName=DNS:${name},IP:127.0.0.1\n`);
-  execFileSync('openssl', ['ecparam', '-name', 'prime256v1', '-genkey',
-                           '-noout', '-out', key], { stdio: 'pipe' });
-  const csr = path.join(dir, `${file}.csr`);
-  execFileSync('openssl', ['req', '-new', '-key', key, '-subj', `/CN=${name}`,
-                           '-out', csr], { stdio: 'pipe' });
-  // openssl x509 takes no negative -days: an expired certificate is one
-  // that was valid for a day, two days ago (-not_before needs OpenSSL 3.4).
-  const args = ['x509', '-req', '-in', csr, '-out', cert, '-extfile', ext,
-                '-days', String(Math.max(days, 1))];
-  if (ca)
-    args.push('-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial');
-  else
-    args.push('-key', key);
-  if (days < 0)
-    args.push('-preserve_dates', '-set_serial', '1');
-  execFileSync('openssl', args, { stdio: 'pipe' });
+  const openssl = (args) => execFileSync('openssl', args, { stdio: 'pipe' });
+  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out',
+           key]);
+  openssl(['req', '-new', '-key', key, '-subj', `/CN=${name}`, '-out', csr]);
+  openssl(['x509', '-req', '-in', csr, '-out', cert, '-extfile', ext,
+           '-days', String(days),
+           ...(ca ? ['-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial']
+                  : ['-key', key])]);
+  return { cert, key };
+}
+
+/**
+ * A certificate for `name` that expired in 2020 (openssl x509 cannot
+ * backdate; openssl ca can). Returns { cert, key }.
+ */
+export function makeExpiredCertificate(name) {
+  const dir = fs.mkdtempSync(path.join(certDirectory(), 'ca-'));
+  const key = path.join(dir, 'expired.key');
+  const csr = path.join(dir, 'expired.csr');
+  const cert = path.join(dir, 'expired.crt');
+  const cnf = path.join(dir, 'ca.cnf');
+  fs.writeFileSync(path.join(dir, 'index.txt'), '');
+  fs.writeFileSync(path.join(dir, 'serial'), '01\n');
+  fs.writeFileSync(cnf, `[ca]\ndefault_ca=d\n[d]\ndatabase=${dir}/index.txt\n` +
+                        `new_certs_dir=${dir}\nserial=${dir}/serial\n` +
+                        'default_md=sha256\npolicy=p\n[p]\n' +
+                        'commonName=supplied\n');
+  const openssl = (args) => execFileSync('openssl', args, { stdio: 'pipe' });
+  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out',
+           key]);
+  openssl(['req', '-new', '-key', key, '-subj', `/CN=${name}`, '-out', csr]);
+  openssl(['ca', '-batch', '-config', cnf, '-selfsign', '-keyfile', key,
+           '-in', csr, '-out', cert, '-notext', '-startdate',
+           '20200101000000Z', '-enddate', '20200102000000Z']);
   return { cert, key };
 }
 

@@ -46,6 +46,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -80,6 +83,7 @@ struct options {
   double timeout = 60;
   bool quiet = false;
   bool verbose = false;
+  bool tls = false; // wss://: TLS without certificate checks
 };
 
 void usage(std::FILE* out) {
@@ -105,6 +109,8 @@ void usage(std::FILE* out) {
     "  --settle SECS        idle: wait at least this long before reading memory,\n"
     "                       then until it is stable for 3 s (default 2)\n"
     "  --timeout SECS       give up on connecting or a round (default 60)\n"
+    "  --tls                connect with TLS (wss://; the certificate is not\n"
+    "                       checked; not with --mode latency)\n"
     "  --quiet              no per-second lines\n"
     "  --verbose            print every round's time\n",
     out);
@@ -286,6 +292,8 @@ enum class conn_state { connecting, handshaking, open, closed };
 
 struct conn {
   int fd = -1;
+  SSL* ssl = nullptr;     // with --tls
+  bool tls_done = false;  // the TLS handshake completed
   int index = 0;
   conn_state state = conn_state::connecting;
   std::string in;       // handshake bytes or the start of a partial frame
@@ -317,6 +325,13 @@ public:
     addr_.sin_port = htons(static_cast<std::uint16_t>(o_.port));
     if (inet_pton(AF_INET, o_.host.c_str(), &addr_.sin_addr) != 1)
       die("bad --host %s (IPv4 address expected)", o_.host.c_str());
+    if (o_.tls) {
+      tls_ = SSL_CTX_new(TLS_client_method());
+      SSL_CTX_set_verify(tls_, SSL_VERIFY_NONE, nullptr);
+      // Every connection a full handshake, as a new browser's would be.
+      SSL_CTX_set_session_cache_mode(tls_, SSL_SESS_CACHE_OFF);
+      SSL_CTX_set_options(tls_, SSL_OP_NO_TICKET);
+    }
     addr2_ = addr_;
     if (o_.port2 > 0)
       addr2_.sin_port = htons(static_cast<std::uint16_t>(o_.port2));
@@ -379,6 +394,14 @@ private:
     c.in.clear();
     c.out = make_request(o_, names_[static_cast<std::size_t>(c.index)]);
     c.out_off = 0;
+    if (tls_) {
+      c.ssl = SSL_new(tls_);
+      SSL_set_fd(c.ssl, c.fd);
+      SSL_set_mode(c.ssl, SSL_MODE_ENABLE_PARTIAL_WRITE
+                            | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+      SSL_set_connect_state(c.ssl);
+      c.tls_done = false;
+    }
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
     ev.data.u64 = static_cast<std::uint64_t>(c.index);
@@ -387,6 +410,10 @@ private:
   }
 
   void close_conn(conn& c) {
+    if (c.ssl) {
+      SSL_free(c.ssl);
+      c.ssl = nullptr;
+    }
     if (c.fd >= 0) {
       epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
       ::close(c.fd);
@@ -395,11 +422,66 @@ private:
     c.state = conn_state::closed;
   }
 
+  // send() or SSL_write(): -1 with errno EAGAIN when it would block.
+  ssize_t io_send(conn& c, const char* p, std::size_t n) {
+    if (!c.ssl)
+      return ::send(c.fd, p, n, MSG_NOSIGNAL);
+    if (!tls_handshake(c))
+      return -1;
+    auto r = SSL_write(c.ssl, p, static_cast<int>(std::min<std::size_t>(
+                                   n, 1u << 30)));
+    return r > 0 ? r : tls_errno(c, r);
+  }
+
+  // recv() or SSL_read(): 0 at the end, -1 with errno.
+  ssize_t io_recv(conn& c, char* p, std::size_t n) {
+    if (!c.ssl)
+      return ::recv(c.fd, p, n, 0);
+    if (!tls_handshake(c))
+      return -1;
+    auto r = SSL_read(c.ssl, p, static_cast<int>(std::min<std::size_t>(
+                                  n, 1u << 30)));
+    if (r > 0)
+      return r;
+    if (SSL_get_error(c.ssl, r) == SSL_ERROR_ZERO_RETURN)
+      return 0;
+    return tls_errno(c, r);
+  }
+
+  ssize_t tls_errno(conn& c, int r) {
+    switch (SSL_get_error(c.ssl, r)) {
+      case SSL_ERROR_WANT_READ:
+      case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        break;
+      case SSL_ERROR_SYSCALL:
+        if (errno == 0)
+          errno = ECONNRESET;
+        break;
+      default:
+        ERR_clear_error();
+        errno = EPROTO;
+    }
+    return -1;
+  }
+
+  // Drives the TLS handshake; false (errno set) until it is done.
+  bool tls_handshake(conn& c) {
+    if (c.tls_done)
+      return true;
+    auto r = SSL_do_handshake(c.ssl);
+    if (r == 1) {
+      c.tls_done = true;
+      return true;
+    }
+    tls_errno(c, r);
+    return false;
+  }
+
   // Writes what is queued; returns false when the connection failed.
   bool flush(conn& c) {
     while (c.out_off < c.out.size()) {
-      auto n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off,
-                      MSG_NOSIGNAL);
+      auto n = io_send(c, c.out.data() + c.out_off, c.out.size() - c.out_off);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
           return true; // EPOLLOUT (edge-triggered) brings us back
@@ -424,7 +506,7 @@ private:
     c.out_off = 0;
     std::size_t off = 0;
     while (off < data.size()) {
-      auto n = ::send(c.fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      auto n = io_send(c, data.data() + off, data.size() - off);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
           break;
@@ -481,6 +563,15 @@ private:
         return;
       c.state = conn_state::handshaking;
     }
+    if (c.ssl && !c.tls_done) {
+      // The TLS handshake runs on any event; then the request goes out.
+      if (!tls_handshake(c)) {
+        if (errno != EAGAIN)
+          return conn_failed(c, "TLS handshake failed");
+        return;
+      }
+      ev |= EPOLLOUT | EPOLLIN;
+    }
     if (ev & EPOLLOUT) {
       if (!flush(c))
         return conn_failed(c, std::strerror(errno));
@@ -529,7 +620,7 @@ private:
               kernel_ns = std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
             }
       } else {
-        n = ::recv(c.fd, rbuf_.data() + keep, room, 0);
+        n = io_recv(c, rbuf_.data() + keep, room);
       }
       if (n < 0) {
         if (errno == EINTR)
@@ -576,8 +667,10 @@ private:
           return;
         c.in.assign(data.substr(consumed));
       }
-      if (static_cast<std::size_t>(n) < room)
-        return; // a short read: the socket is drained (stream socket)
+      // A short read: the socket is drained (stream socket). Not so over
+      // TLS, where a read returns one record.
+      if (!c.ssl && static_cast<std::size_t>(n) < room)
+        return;
     }
   }
 
@@ -1046,7 +1139,7 @@ private:
       if (c.fd >= 0 && c.state == conn_state::open) {
         std::string bye;
         append_frame(bye, 0x8, std::string_view{"\x03\xe8", 2});
-        (void)::send(c.fd, bye.data(), bye.size(), MSG_NOSIGNAL);
+        (void)io_send(c, bye.data(), bye.size());
       }
       close_conn(c);
     }
@@ -1180,6 +1273,8 @@ private:
 
   // handshake
   std::uint64_t handshakes_ = 0;
+
+  SSL_CTX* tls_ = nullptr; // with --tls
 };
 
 } // namespace
@@ -1234,6 +1329,8 @@ int main(int argc, char** argv) {
       o.settle = std::atof(value());
     } else if (arg == "--timeout") {
       o.timeout = std::atof(value());
+    } else if (arg == "--tls") {
+      o.tls = true;
     } else if (arg == "--quiet") {
       o.quiet = true;
     } else if (arg == "--verbose") {
@@ -1247,6 +1344,8 @@ int main(int argc, char** argv) {
       || o.messages > 65535 || o.duration <= 0 || o.warmup < 0
       || o.interval_ms < 1 || o.connect_parallel < 1)
     die("invalid option value");
+  if (o.tls && o.m == mode::latency)
+    die("--tls: not with --mode latency (it reads kernel timestamps)");
   // Enough descriptors for many connections.
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

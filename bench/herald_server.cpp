@@ -51,6 +51,7 @@ void usage(std::FILE* out) {
     "  --release-check MS  runtime_options::release_check: hand free heap\n"
     "                  back once quiet, checked every MS ms, 0: never\n"
     "                  (default 1000)\n"
+    "  --tls-cert FILE TLS (wss://) with this PEM chain and --tls-key FILE\n"
     "  --help          this text\n",
     out);
 }
@@ -86,6 +87,7 @@ int main(int argc, char** argv) {
   long release_check_ms = 1000;
   herald::redis_options redis;
   bool defer = false;
+  herald::net::tls_options tls;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg{argv[i]};
     auto value = [&]() -> const char* {
@@ -113,6 +115,10 @@ int main(int argc, char** argv) {
       release_check_ms = std::strtol(value(), nullptr, 10);
     } else if (arg == "--redis") {
       redis.url = value();
+    } else if (arg == "--tls-cert") {
+      tls.cert_file = value();
+    } else if (arg == "--tls-key") {
+      tls.key_file = value();
     } else if (arg == "--defer") {
       defer = true;
     } else {
@@ -187,6 +193,7 @@ int main(int argc, char** argv) {
       },
       .http = {.websocket_send_buffer = static_cast<std::size_t>(send_buffer)},
       .redis = redis,
+      .tls = tls,
     });
 
     // "ready" goes out once `clients` members are connected and the registry

@@ -331,6 +331,10 @@ public:
       // Every connection a full handshake, as a new browser's would be.
       SSL_CTX_set_session_cache_mode(tls_, SSL_SESS_CACHE_OFF);
       SSL_CTX_set_options(tls_, SSL_OP_NO_TICKET);
+      // Chromium's order on AES-NI hardware; Bun follows the client's.
+      SSL_CTX_set_ciphersuites(tls_, "TLS_AES_128_GCM_SHA256:"
+                                     "TLS_AES_256_GCM_SHA384:"
+                                     "TLS_CHACHA20_POLY1305_SHA256");
     }
     addr2_ = addr_;
     if (o_.port2 > 0)

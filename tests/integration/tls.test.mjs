@@ -1,6 +1,7 @@
 // TLS on the server port: the npm ws client over wss:// (text, binary,
 // fragments, permessage-deflate, close codes, large messages), HTTPS on the
-// same port, ALPN, SNI, certificate reload while clients stay connected,
+// same port, ALPN, SNI, client certificates, certificate reload while
+// clients stay connected,
 // bad input (plain HTTP and plain WebSocket upgrades, a stalled handshake, a
 // garbage ClientHello, renegotiation, a reset in the middle of a record)
 // with a bystander served throughout, /metrics, and the one-line errors at
@@ -353,5 +354,38 @@ describe('certificates that cannot be used stop the start', () => {
                                       '--tls-key', key]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /cannot read key .*locked\.key: Permission denied/);
+  });
+});
+
+describe('client certificates (--tls-ca)', () => {
+  let server;
+  let client;
+  before(async () => {
+    const ca = makeCertificate('Herald Test CA', { file: 'ca', isCa: true });
+    const leaf = makeCertificate('localhost', { file: 'ca-server', ca });
+    client = makeCertificate('client', { file: 'client', ca });
+    server = await startServer('HERALD_TEST_SERVER', [
+      '--tls-cert', leaf.cert, '--tls-key', leaf.key, '--tls-ca', ca.cert]);
+  });
+  after(() => stopServer(server));
+
+  test('without a client certificate the connection fails', T, async () => {
+    await assert.rejects(
+      withTimeout(new Client(server.ws('/echo')).opened, 5000, 'a failure'));
+  });
+
+  test('with one signed by the CA it is served', T, async () => {
+    const c = await Client.connect(server.ws('/echo'), undefined, {
+      cert: fs.readFileSync(client.cert), key: fs.readFileSync(client.key) });
+    assert.equal(await c.ask('signed'), 'signed');
+    await c.close();
+  });
+
+  test('with a self-signed one the connection fails', T, async () => {
+    const self = makeCertificate('stranger', { file: 'stranger' });
+    await assert.rejects(withTimeout(
+      new Client(server.ws('/echo'), undefined, {
+        cert: fs.readFileSync(self.cert), key: fs.readFileSync(self.key) })
+        .opened, 5000, 'a failure'));
   });
 });

@@ -1,11 +1,11 @@
 // TLS on the server port: the npm ws client over wss:// (text, binary,
 // fragments, permessage-deflate, close codes, large messages), HTTPS on the
 // same port, ALPN, SNI, client certificates, certificate reload while
-// clients stay connected,
-// bad input (plain HTTP and plain WebSocket upgrades, a stalled handshake, a
-// garbage ClientHello, renegotiation, a reset in the middle of a record)
-// with a bystander served throughout, /metrics, and the one-line errors at
-// start. Certificates are made now with the openssl CLI.
+// clients stay connected, bad input (plain HTTP and plain WebSocket
+// upgrades, a stalled handshake, a garbage ClientHello, renegotiation, a
+// reset in the middle of a record) with a bystander served throughout,
+// /metrics, and the one-line errors at start. Certificates are made now
+// with the openssl CLI.
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';

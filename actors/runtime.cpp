@@ -187,7 +187,9 @@ void runtime::run() {
         if (auto srv = weak.lock(); srv && srv->secure())
           live.push_back(std::move(srv));
       guard.unlock();
-      HERALD_LOG(info, "received SIGHUP, reloading TLS certificates");
+      HERALD_LOG(info, "received SIGHUP, "
+                         << (live.empty() ? "no TLS server to reload"
+                                          : "reloading TLS certificates"));
       for (auto& srv : live)
         srv->reload_tls();
       live.clear();

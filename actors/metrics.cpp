@@ -124,6 +124,20 @@ std::string prometheus_text(const server_stats& stats, std::size_t topics,
           up > 0 ? 1 : 0);
   w.counter("redis_outages_total", "Times this node lost Redis.",
             stats.redis_outages);
+  auto tls_open = stats.tls.open.load(std::memory_order_relaxed);
+  w.gauge("tls_connections",
+          "TCP connections over TLS open now (HTTP and WebSocket).",
+          tls_open < 0 ? 0 : static_cast<std::uint64_t>(tls_open));
+  w.counter("tls_handshakes_total", "TLS handshakes completed.",
+            stats.tls.handshakes);
+  w.counter("tls_handshake_failures_total",
+            "TLS handshakes failed (bad ClientHello, plain HTTP, ...).",
+            stats.tls.handshake_failures);
+  w.counter("tls_reloads_total", "Certificate reloads that took effect.",
+            stats.tls.reloads);
+  w.counter("tls_reload_failures_total",
+            "Certificate reloads refused (old certificates kept).",
+            stats.tls.reload_failures);
   return w.take();
 }
 

@@ -33,6 +33,13 @@ extern "C" void on_signal(int sig) {
   signal_count.fetch_add(1);
 }
 
+// SIGHUP: reload the servers' TLS certificates.
+std::atomic<int> hangup_count{0};
+
+extern "C" void on_hangup(int) {
+  hangup_count.fetch_add(1);
+}
+
 void tune_allocator() {
 #if defined(__GLIBC__)
   // Once per process, and not over the user's own choice.
@@ -79,6 +86,7 @@ runtime::runtime(runtime_options opts) : stop_deadline_(opts.stop_deadline) {
   // run() returns at once, shutting down as usual.
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  std::signal(SIGHUP, on_hangup);
   std::signal(SIGPIPE, SIG_IGN);
   if (opts.tune_allocator)
     tune_allocator();
@@ -156,6 +164,7 @@ void runtime::stop_servers(stop_mode mode) {
 
 void runtime::run() {
   int handled = 0;       // signals acted upon
+  int hangups = 0;       // SIGHUPs acted upon
   bool stopped = false;  // stop() acted upon
   std::unique_lock<std::mutex> guard{mtx_};
   for (;;) {
@@ -169,6 +178,21 @@ void runtime::run() {
                                       : "stopping at once"));
       guard.unlock();
       stop_servers(graceful ? stop_mode::graceful : stop_mode::immediate);
+      guard.lock();
+    }
+    if (auto h = hangup_count.load(); h > hangups) {
+      hangups = h;
+      std::vector<std::shared_ptr<server_base>> live;
+      for (auto& weak : servers_)
+        if (auto srv = weak.lock(); srv && srv->secure())
+          live.push_back(std::move(srv));
+      guard.unlock();
+      HERALD_LOG(info, "received SIGHUP, "
+                         << (live.empty() ? "no TLS server to reload"
+                                          : "reloading TLS certificates"));
+      for (auto& srv : live)
+        srv->reload_tls();
+      live.clear();
       guard.lock();
     }
     if (stop_requested_ && !stopped) {

@@ -77,6 +77,8 @@ public:
   net::io_service& io() noexcept { return *io_; }
 
   /// Serves until every server has stopped, then runs the shutdown hooks.
+  /// SIGHUP reloads the TLS certificates of every server with TLS (see
+  /// server<T>::reload_tls).
   /// The first SIGINT or SIGTERM stops the servers gracefully (see
   /// runtime_options::stop_deadline), a second one at once; `stop()` stops
   /// them at once. Without servers it returns at a signal or `stop()`.

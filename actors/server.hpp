@@ -134,6 +134,11 @@ struct serve_options {
   /// How topics fan out: `.topics = {.linger = 20ms}` lets topics of 1,000
   /// subscribers or more gather publishes for that long (topic_options).
   topic_options topics;
+  /// TLS on the port (wss:// and https://, as Bun's `tls`): `.tls =
+  /// {.cert_file = "cert.pem", .key_file = "key.pem"}`; off while
+  /// `cert_file` is empty. A certificate that cannot be used makes serve()
+  /// throw net::tls_error.
+  net::tls_options tls;
 };
 
 /// A running server. Copies share the same server.
@@ -213,13 +218,20 @@ public:
   std::uint16_t port() const { return core_ ? core_->port() : 0; }
   /// The bound address.
   std::string hostname() const { return core_ ? core_->hostname() : ""; }
-  /// "ws://host:port/" for printing.
+  /// "ws://host:port/" (or "wss://" with TLS) for printing.
   std::string url() const {
     auto h = hostname();
     if (h == "0.0.0.0")
       h = "localhost";
-    return "ws://" + h + ":" + std::to_string(port()) + "/";
+    return (secure() ? "wss://" : "ws://") + h + ":"
+           + std::to_string(port()) + "/";
   }
+  /// True when the port speaks TLS.
+  bool secure() const { return core_ && core_->secure(); }
+  /// Reads the TLS certificate and key files again: new handshakes use
+  /// them, open connections go on with theirs. A file that cannot be used
+  /// keeps the old certificates (the reason is logged): false then.
+  bool reload_tls() { return core_ && core_->reload_tls(); }
   /// Stops the server; never blocks: the future is ready once it stopped.
   /// Both modes stop accepting at once. `immediate` (Bun's `stop(true)`)
   /// closes every connection with 1001 now; `graceful` (Bun's `stop()`)
@@ -279,6 +291,7 @@ server<T> serve(runtime& rt, serve_options<T> opts) {
   cfg.max_connections = opts.max_connections;
   cfg.redis = std::move(opts.redis);
   cfg.topics = opts.topics;
+  cfg.tls = std::move(opts.tls);
   auto core = std::make_shared<server_core>(rt, std::move(cfg));
   // One handler set for all connections, not one per request.
   auto set = make_handler_set(std::make_shared<const websocket_handlers<T>>(

@@ -108,8 +108,13 @@ void server_core::start(fetch_fn fetch) {
     redis_ = start_redis_bridge(rt_.system(), rt_.io(), cfg_.redis, registry_,
                                 stats_)
                .link;
+  // Certificates are checked before binding: a bad one is an error at
+  // start, not at the first handshake.
+  if (cfg_.tls.enabled())
+    tls_ = std::make_shared<net::tls_context>(
+      cfg_.tls, std::shared_ptr<net::tls_counters>{stats_, &stats_->tls});
   http_ = net::start_http_server(rt_.io(), cfg_.hostname, cfg_.port,
-                                 cfg_.http, shared_from_this());
+                                 cfg_.http, shared_from_this(), tls_);
   listener_ = http_;
   bound_port_ = http_->port();
   bound_host_ = http_->host();
@@ -180,6 +185,14 @@ bool server_core::may_have_subscribers(std::string_view topic) const {
 
 std::size_t server_core::topic_count() const {
   return counts_->topics();
+}
+
+bool server_core::reload_tls() {
+  if (!tls_) {
+    HERALD_LOG(warn, "reload_tls: this server has no TLS");
+    return false;
+  }
+  return tls_->reload().empty();
 }
 
 std::size_t server_core::connection_count() const {

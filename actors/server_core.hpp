@@ -42,6 +42,8 @@ struct server_config {
   redis_options redis;
   /// How topics fan out (linger for big topics).
   topic_options topics;
+  /// TLS on the port (off while no certificate is set).
+  net::tls_options tls;
 };
 
 /// What `server<T>` asks of a server, whatever runs it: the real one
@@ -80,6 +82,10 @@ public:
   virtual bool stopped() const = 0;
   /// The runtime.
   virtual herald::runtime& rt() = 0;
+  /// True when the port speaks TLS.
+  virtual bool secure() const noexcept { return false; }
+  /// Reads the TLS certificates again (see server<T>::reload_tls).
+  virtual bool reload_tls() { return false; }
 };
 
 /// Shared state of one server.
@@ -126,6 +132,8 @@ public:
   void publish(std::string_view topic, net::frame_ptr frame,
                bool compress = false) override;
   herald::runtime& rt() noexcept override { return rt_; }
+  bool secure() const noexcept override { return tls_ != nullptr; }
+  bool reload_tls() override;
 
   // -- net::http_handler ------------------------------------------------------
 
@@ -146,6 +154,7 @@ private:
   std::shared_ptr<net::http_server> http_;
   std::weak_ptr<net::http_server> listener_; // for pending_requests()
   std::shared_ptr<net::redis_link> redis_;
+  net::tls_context_ptr tls_;
   std::uint16_t bound_port_ = 0;
   std::string bound_host_;
   mutable std::mutex mtx_;

@@ -6,6 +6,8 @@
 #include <atomic>
 #include <cstdint>
 
+#include "herald/net/tls.hpp"
+
 namespace herald {
 
 /// Counters of one server; every member is safe to read from any thread.
@@ -53,6 +55,10 @@ struct server_stats {
   std::atomic<std::int64_t> redis_connected{0};
   /// Outages: times the node lost Redis (or could not reach it at start).
   std::atomic<std::uint64_t> redis_outages{0};
+
+  /// TLS connections open now, handshakes and reloads (zero without
+  /// `tls`).
+  net::tls_counters tls;
 
   /// Counts one close with `code`.
   void count_close(int code) noexcept {

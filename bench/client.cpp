@@ -46,6 +46,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -82,6 +85,7 @@ struct options {
   double timeout = 60;
   bool quiet = false;
   bool verbose = false;
+  bool tls = false; // wss://: TLS without certificate checks
 };
 
 [[noreturn]] void die(const char* fmt, const char* arg = "") {
@@ -260,6 +264,8 @@ enum class conn_state { connecting, handshaking, open, closed };
 
 struct conn {
   int fd = -1;
+  SSL* ssl = nullptr;     // with --tls
+  bool tls_done = false;  // the TLS handshake completed
   int index = 0;
   conn_state state = conn_state::connecting;
   std::string in;       // handshake bytes or the start of a partial frame
@@ -291,6 +297,17 @@ public:
     addr_.sin_port = htons(static_cast<std::uint16_t>(o_.port));
     if (inet_pton(AF_INET, o_.host.c_str(), &addr_.sin_addr) != 1)
       die("bad --host %s (IPv4 address expected)", o_.host.c_str());
+    if (o_.tls) {
+      tls_ = SSL_CTX_new(TLS_client_method());
+      SSL_CTX_set_verify(tls_, SSL_VERIFY_NONE, nullptr);
+      // Every connection a full handshake, as a new browser's would be.
+      SSL_CTX_set_session_cache_mode(tls_, SSL_SESS_CACHE_OFF);
+      SSL_CTX_set_options(tls_, SSL_OP_NO_TICKET);
+      // Chromium's order on AES-NI hardware; Bun follows the client's.
+      SSL_CTX_set_ciphersuites(tls_, "TLS_AES_128_GCM_SHA256:"
+                                     "TLS_AES_256_GCM_SHA384:"
+                                     "TLS_CHACHA20_POLY1305_SHA256");
+    }
     addr2_ = addr_;
     if (o_.port2 > 0)
       addr2_.sin_port = htons(static_cast<std::uint16_t>(o_.port2));
@@ -353,6 +370,14 @@ private:
     c.in.clear();
     c.out = make_request(o_, names_[static_cast<std::size_t>(c.index)]);
     c.out_off = 0;
+    if (tls_) {
+      c.ssl = SSL_new(tls_);
+      SSL_set_fd(c.ssl, c.fd);
+      SSL_set_mode(c.ssl, SSL_MODE_ENABLE_PARTIAL_WRITE
+                            | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+      SSL_set_connect_state(c.ssl);
+      c.tls_done = false;
+    }
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP;
     ev.data.u64 = static_cast<std::uint64_t>(c.index);
@@ -361,6 +386,10 @@ private:
   }
 
   void close_conn(conn& c) {
+    if (c.ssl) {
+      SSL_free(c.ssl);
+      c.ssl = nullptr;
+    }
     if (c.fd >= 0) {
       epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
       ::close(c.fd);
@@ -369,11 +398,66 @@ private:
     c.state = conn_state::closed;
   }
 
+  // send() or SSL_write(): -1 with errno EAGAIN when it would block.
+  ssize_t io_send(conn& c, const char* p, std::size_t n) {
+    if (!c.ssl)
+      return ::send(c.fd, p, n, MSG_NOSIGNAL);
+    if (!tls_handshake(c))
+      return -1;
+    auto r = SSL_write(c.ssl, p, static_cast<int>(std::min<std::size_t>(
+                                   n, 1u << 30)));
+    return r > 0 ? r : tls_errno(c, r);
+  }
+
+  // recv() or SSL_read(): 0 at the end, -1 with errno.
+  ssize_t io_recv(conn& c, char* p, std::size_t n) {
+    if (!c.ssl)
+      return ::recv(c.fd, p, n, 0);
+    if (!tls_handshake(c))
+      return -1;
+    auto r = SSL_read(c.ssl, p, static_cast<int>(std::min<std::size_t>(
+                                  n, 1u << 30)));
+    if (r > 0)
+      return r;
+    if (SSL_get_error(c.ssl, r) == SSL_ERROR_ZERO_RETURN)
+      return 0;
+    return tls_errno(c, r);
+  }
+
+  ssize_t tls_errno(conn& c, int r) {
+    switch (SSL_get_error(c.ssl, r)) {
+      case SSL_ERROR_WANT_READ:
+      case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        break;
+      case SSL_ERROR_SYSCALL:
+        if (errno == 0)
+          errno = ECONNRESET;
+        break;
+      default:
+        ERR_clear_error();
+        errno = EPROTO;
+    }
+    return -1;
+  }
+
+  // Drives the TLS handshake; false (errno set) until it is done.
+  bool tls_handshake(conn& c) {
+    if (c.tls_done)
+      return true;
+    auto r = SSL_do_handshake(c.ssl);
+    if (r == 1) {
+      c.tls_done = true;
+      return true;
+    }
+    tls_errno(c, r);
+    return false;
+  }
+
   // Writes what is queued; returns false when the connection failed.
   bool flush(conn& c) {
     while (c.out_off < c.out.size()) {
-      auto n = ::send(c.fd, c.out.data() + c.out_off, c.out.size() - c.out_off,
-                      MSG_NOSIGNAL);
+      auto n = io_send(c, c.out.data() + c.out_off, c.out.size() - c.out_off);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
           return true; // EPOLLOUT (edge-triggered) brings us back
@@ -398,7 +482,7 @@ private:
     c.out_off = 0;
     std::size_t off = 0;
     while (off < data.size()) {
-      auto n = ::send(c.fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      auto n = io_send(c, data.data() + off, data.size() - off);
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
           break;
@@ -455,6 +539,15 @@ private:
         return;
       c.state = conn_state::handshaking;
     }
+    if (c.ssl && !c.tls_done) {
+      // The TLS handshake runs on any event; then the request goes out.
+      if (!tls_handshake(c)) {
+        if (errno != EAGAIN)
+          return conn_failed(c, "TLS handshake failed");
+        return;
+      }
+      ev |= EPOLLOUT | EPOLLIN;
+    }
     if (ev & EPOLLOUT) {
       if (!flush(c))
         return conn_failed(c, std::strerror(errno));
@@ -503,7 +596,7 @@ private:
               kernel_ns = std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
             }
       } else {
-        n = ::recv(c.fd, rbuf_.data() + keep, room, 0);
+        n = io_recv(c, rbuf_.data() + keep, room);
       }
       if (n < 0) {
         if (errno == EINTR)
@@ -550,8 +643,10 @@ private:
           return;
         c.in.assign(data.substr(consumed));
       }
-      if (static_cast<std::size_t>(n) < room)
-        return; // a short read: the socket is drained (stream socket)
+      // A short read: the socket is drained (stream socket). Not so over
+      // TLS, where a read returns one record.
+      if (!c.ssl && static_cast<std::size_t>(n) < room)
+        return;
     }
   }
 
@@ -1020,7 +1115,7 @@ private:
       if (c.fd >= 0 && c.state == conn_state::open) {
         std::string bye;
         append_frame(bye, 0x8, std::string_view{"\x03\xe8", 2});
-        (void)::send(c.fd, bye.data(), bye.size(), MSG_NOSIGNAL);
+        (void)io_send(c, bye.data(), bye.size());
       }
       close_conn(c);
     }
@@ -1154,6 +1249,8 @@ private:
 
   // handshake
   std::uint64_t handshakes_ = 0;
+
+  SSL_CTX* tls_ = nullptr; // with --tls
 };
 
 } // namespace
@@ -1196,6 +1293,9 @@ int main(int argc, char** argv) {
   opts.add("timeout", "SECS", o.timeout,
            "give up on connecting or a round")
     .positive();
+  opts.flag("tls", o.tls,
+            "connect with TLS (wss://; the certificate is not checked; not "
+            "with --mode latency)");
   opts.flag("quiet", o.quiet, "no per-second lines");
   opts.flag("verbose", o.verbose, "print every round's time");
   opts.parse_or_exit(argc, argv);
@@ -1205,6 +1305,8 @@ int main(int argc, char** argv) {
     o.m = mode::idle;
   else if (mode_name == "handshake")
     o.m = mode::handshake;
+  if (o.tls && o.m == mode::latency)
+    die("--tls: not with --mode latency (it reads kernel timestamps)");
   // Enough descriptors for many connections.
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

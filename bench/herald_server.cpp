@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   std::chrono::milliseconds release_check{1000};
   herald::redis_options redis;
   bool defer = false;
+  herald::net::tls_options tls;
   herald::cli::options opts{
     "herald-bench-server", "The chat room of Bun's WebSocket benchmark "
                            "(bench/README.md)."};
@@ -87,6 +88,9 @@ int main(int argc, char** argv) {
   opts.add("release-check", "MS", release_check,
            "runtime_options::release_check: hand free heap back once quiet, "
            "checked every MS ms, 0: never");
+  opts.add("tls-cert", "FILE", tls.cert_file,
+           "TLS (wss://) with this PEM chain and --tls-key FILE");
+  opts.add("tls-key", "FILE", tls.key_file, "the PEM key of --tls-cert");
   opts.parse_or_exit(argc, argv);
 
   room.clients = clients;
@@ -148,6 +152,7 @@ int main(int argc, char** argv) {
       },
       .http = {.websocket_send_buffer = send_buffer},
       .redis = redis,
+      .tls = tls,
     });
 
     // "ready" goes out once `clients` members are connected and the registry

@@ -45,6 +45,13 @@
 #                     deliveries, minutes for Node)
 #   --herald-args "ARGS"  extra arguments for herald-bench-server, e.g.
 #                     "--send-buffer 262144" (default none)
+#   --tls             wss://: Herald and Bun serve TLS (Bun.serve's own `tls`)
+#                     on one self-signed EC P-256 certificate made with the
+#                     openssl CLI; the client connects with TLS (full
+#                     handshakes, no resumption). Not with node or latency.
+#                     The TLS comparison of bench/README.md:
+#                       bench/run.sh --tls --servers herald,bun --clients 32 \
+#                         throughput handshake
 #   --smoke           CI: a few seconds per server, no timing checks; fails
 #                     only when a run was not verified (loss, duplication,
 #                     errors) or delivered nothing
@@ -70,6 +77,7 @@ node_max_clients=128
 nice_level=0
 rt=0
 smoke=0
+tls=0
 herald_args=()
 suites=()
 
@@ -93,6 +101,7 @@ while [ $# -gt 0 ]; do
     --herald-args) read -ra herald_args <<< "$2"; shift 2 ;;
     --smoke) smoke=1; shift ;;
     --help|-h) usage; exit 0 ;;
+    --tls) tls=1; shift ;;
     throughput|latency|idle|handshake) suites+=("$1"); shift ;;
     *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -150,6 +159,23 @@ mkdir -p "$out_dir"
 results="$out_dir/results.tsv"
 : >"$results"
 
+# --tls: one certificate for every server; the client flag for every run.
+server_tls=()
+client_tls=()
+if [ "$tls" = 1 ]; then
+  for s in "${server_list[@]}" "${suites[@]}"; do
+    case "$s" in
+      node|latency) echo "run.sh: --tls: not with $s" >&2; exit 2 ;;
+    esac
+  done
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$out_dir/tls.key" -out "$out_dir/tls.crt" -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    2>/dev/null
+  server_tls=(--tls-cert "$out_dir/tls.crt" --tls-key "$out_dir/tls.key")
+  client_tls=(--tls)
+fi
+
 port=0
 server_pid=""
 failures=0
@@ -185,10 +211,10 @@ prio() {
 start_server() {
   local name="$1" expected="$2" log="$3"
   case "$name" in
-    herald) prio server "$server_bin" --port 0 --clients "$expected" ${herald_args[@]+"${herald_args[@]}"} >"$log" 2>&1 & ;;
+    herald) prio server "$server_bin" --port 0 --clients "$expected" ${server_tls[@]+"${server_tls[@]}"} ${herald_args[@]+"${herald_args[@]}"} >"$log" 2>&1 & ;;
     # Herald whose fetch hands every upgrade to an actor (deferred fetch).
-    herald-deferred) prio server "$server_bin" --port 0 --clients "$expected" --defer ${herald_args[@]+"${herald_args[@]}"} >"$log" 2>&1 & ;;
-    bun) prio server "$bun_bin" "$here/bun/server.mjs" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
+    herald-deferred) prio server "$server_bin" --port 0 --clients "$expected" --defer ${server_tls[@]+"${server_tls[@]}"} ${herald_args[@]+"${herald_args[@]}"} >"$log" 2>&1 & ;;
+    bun) prio server "$bun_bin" "$here/bun/server.mjs" --port 0 --clients "$expected" ${server_tls[@]+"${server_tls[@]}"} >"$log" 2>&1 & ;;
     node) prio server node "$here/node/server.mjs" --port 0 --clients "$expected" >"$log" 2>&1 & ;;
   esac
   server_pid=$!
@@ -196,7 +222,7 @@ start_server() {
   for i in $(seq 1 200); do
     line="$(grep -m1 "listening on" "$log" 2>/dev/null || true)"
     if [ -n "$line" ]; then
-      port="$(sed -n 's|.*ws://[^/]*:\([0-9][0-9]*\)/.*|\1|p' <<<"$line")"
+      port="$(sed -n 's|.*wss\{0,1\}://[^/]*:\([0-9][0-9]*\)/.*|\1|p' <<<"$line")"
       if [ -n "$port" ] && [ "$port" != 0 ]; then
         return 0
       fi
@@ -276,7 +302,7 @@ run_one() {
     return 0
   fi
   local rc=0
-  (prio client "$client_bin" --port "$port" --server-pid "$server_pid" --quiet "$@") \
+  (prio client "$client_bin" --port "$port" --server-pid "$server_pid" --quiet ${client_tls[@]+"${client_tls[@]}"} "$@") \
     >"$out_dir/$tag.client.log" 2>&1 || rc=$?
   stop_server
   local line

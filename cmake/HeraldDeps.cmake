@@ -9,6 +9,8 @@ macro(herald_find_dependencies)
   find_package(Threads REQUIRED)
   find_package(Boost 1.81 REQUIRED)
   find_package(ZLIB REQUIRED)
+  # TLS (serve_options<T>::tls): Debian's libssl-dev.
+  find_package(OpenSSL 3 REQUIRED)
   if(NOT TARGET Herald::caf_core)
     find_path(HERALD_CAF_INCLUDE_DIR caf/actor_system.hpp)
     find_library(HERALD_CAF_CORE_LIBRARY caf_core)

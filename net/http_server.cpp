@@ -4,9 +4,14 @@
 #include <algorithm>
 #include <atomic>
 #include <optional>
+#include <string_view>
 
+#include <sys/socket.h>
+
+#include <boost/asio/compose.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -14,6 +19,7 @@
 #include "herald/actors/log.hpp"
 #include "herald/net/handshake.hpp"
 #include "herald/net/tcp_transport.hpp"
+#include "herald/net/tls_transport.hpp"
 
 namespace herald::net {
 
@@ -74,22 +80,210 @@ std::string endpoint_string(const stream_socket& s) {
   return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
 
+// What the TLS port answers to a request sent without TLS.
+constexpr std::string_view plain_http_answer =
+  "HTTP/1.1 400 Bad Request\r\n"
+  "Content-Type: text/plain; charset=utf-8\r\n"
+  "Content-Length: 56\r\n"
+  "Connection: close\r\n"
+  "\r\n"
+  "This port speaks TLS only: use https:// or wss:// here.\n";
+
+/// An HTTP session's stream over TLS: Beast reads and writes plaintext
+/// through it, the ciphertext goes through the TCP stream underneath (and
+/// its timeouts, so a stalled handshake ends at the request timeout).
+/// Reads run the handshake as needed.
+class tls_stream {
+public:
+  using executor_type = stream_type::executor_type;
+
+  tls_stream(stream_type& next, std::unique_ptr<tls_engine> engine,
+             const std::string& remote)
+    : next_(next), engine_(std::move(engine)), remote_(remote) {}
+
+  executor_type get_executor() noexcept { return next_.get_executor(); }
+
+  template <class Buffers, class Token>
+  auto async_read_some(const Buffers& bufs, Token&& token) {
+    return asio::async_compose<Token, void(beast::error_code, std::size_t)>(
+      read_op<Buffers>{*this, bufs}, token, next_);
+  }
+
+  template <class Buffers, class Token>
+  auto async_write_some(const Buffers& bufs, Token&& token) {
+    return asio::async_compose<Token, void(beast::error_code, std::size_t)>(
+      write_op<Buffers>{*this, bufs}, token, next_);
+  }
+
+  /// Sends close_notify without waiting (the session is closing).
+  void notify_close() {
+    engine_->shutdown();
+    auto& out = engine_->out();
+    if (!out.empty())
+      ::send(next_.socket().native_handle(), out.data(), out.size(),
+             MSG_NOSIGNAL | MSG_DONTWAIT);
+    out.clear();
+  }
+
+  /// Hands the connection's TLS state over (to its transport).
+  std::unique_ptr<tls_engine> release() { return std::move(engine_); }
+
+private:
+  template <class Buffers>
+  struct read_op {
+    read_op(tls_stream& s, const Buffers& bufs) : s(s), bufs(bufs) {}
+
+    tls_stream& s;
+    Buffers bufs;
+    enum { start, wrote, got_input, answered_plain } state = start;
+    std::size_t got = 0;
+    beast::error_code err;
+
+    template <class Self>
+    void operator()(Self& self, beast::error_code ec = {}, std::size_t n = 0) {
+      switch (state) {
+        case start:
+          break;
+        case wrote:
+          s.engine_->out().clear();
+          if (ec)
+            return self.complete(ec, 0);
+          if (err || got > 0)
+            return self.complete(err, got);
+          return read_more(self);
+        case got_input:
+          if (ec)
+            return self.complete(ec, 0);
+          if (s.first_) {
+            s.first_ = false;
+            // A TLS connection opens with a handshake record (22); a
+            // letter is an HTTP method: tell the client in its language.
+            auto c = static_cast<unsigned char>(s.in_[0]);
+            if (c >= 'A' && c <= 'Z') {
+              HERALD_LOG(debug, "plain HTTP from " << s.remote_
+                                                   << " on the TLS port");
+              s.engine_->refuse();
+              state = answered_plain;
+              return asio::async_write(s.next_,
+                                       asio::buffer(plain_http_answer),
+                                       std::move(self));
+            }
+          }
+          s.engine_->input({s.in_.data(), n});
+          break;
+        case answered_plain:
+          return self.complete(asio::error::connection_refused, 0);
+      }
+      asio::mutable_buffer dst;
+      for (auto it = asio::buffer_sequence_begin(bufs);
+           it != asio::buffer_sequence_end(bufs); ++it)
+        if (asio::mutable_buffer b = *it; b.size() > 0) {
+          dst = b;
+          break;
+        }
+      if (dst.size() == 0)
+        return self.complete({}, 0);
+      std::size_t n2 = 0;
+      switch (s.engine_->read(static_cast<std::byte*>(dst.data()),
+                              dst.size(), n2)) {
+        case tls_engine::status::data:
+          got = n2;
+          break;
+        case tls_engine::status::want:
+          break;
+        case tls_engine::status::closed:
+          err = asio::error::eof;
+          break;
+        case tls_engine::status::failed:
+          HERALD_LOG(debug, "TLS from " << s.remote_ << " failed: "
+                                        << s.engine_->error());
+          err = asio::error::connection_aborted;
+          break;
+      }
+      if (s.engine_->renegotiation_attempted())
+        HERALD_LOG(info, "refused TLS renegotiation from " << s.remote_);
+      // Handshake messages, tickets and alerts go out first.
+      if (!s.engine_->out().empty()) {
+        state = wrote;
+        return asio::async_write(s.next_, asio::buffer(s.engine_->out()),
+                                 std::move(self));
+      }
+      if (err || got > 0)
+        return self.complete(err, got);
+      read_more(self);
+    }
+
+    template <class Self>
+    void read_more(Self& self) {
+      state = got_input;
+      s.next_.async_read_some(asio::buffer(s.in_), std::move(self));
+    }
+  };
+
+  template <class Buffers>
+  struct write_op {
+    write_op(tls_stream& s, const Buffers& bufs) : s(s), bufs(bufs) {}
+
+    tls_stream& s;
+    Buffers bufs;
+    std::size_t size = 0;
+    bool started = false;
+
+    template <class Self>
+    void operator()(Self& self, beast::error_code ec = {}, std::size_t = 0) {
+      if (!started) {
+        started = true;
+        for (auto it = asio::buffer_sequence_begin(bufs);
+             it != asio::buffer_sequence_end(bufs); ++it) {
+          asio::const_buffer b = *it;
+          if (!s.engine_->write(static_cast<const std::byte*>(b.data()),
+                                b.size()))
+            return self.complete(asio::error::connection_aborted, 0);
+          size += b.size();
+        }
+        return asio::async_write(s.next_, asio::buffer(s.engine_->out()),
+                                 std::move(self));
+      }
+      s.engine_->out().clear();
+      self.complete(ec, ec ? 0 : size);
+    }
+  };
+
+  stream_type& next_;
+  std::unique_ptr<tls_engine> engine_;
+  const std::string& remote_;
+  std::vector<std::byte> in_ = std::vector<std::byte>(17u << 10);
+  bool first_ = true;
+};
+
 /// One HTTP connection: reads requests until one upgrades or it closes.
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
   http_session(stream_socket sock, http_limits limits,
                std::shared_ptr<http_handler> handler,
-               deferred_counter waiting)
+               deferred_counter waiting, tls_context* tls)
     : remote_(endpoint_string(sock)),
       stream_(std::move(sock)),
       limits_(limits),
       handler_(std::move(handler)),
       waiting_(std::move(waiting)),
-      timer_(stream_.get_executor()) {}
+      timer_(stream_.get_executor()) {
+    if (tls)
+      tls_.emplace(stream_, std::make_unique<tls_engine>(*tls), remote_);
+  }
 
   void run() { do_read(); }
 
 private:
+  // Runs `f` with the stream requests travel on: TLS or plain TCP.
+  template <class F>
+  void with_stream(F&& f) {
+    if (tls_)
+      f(*tls_);
+    else
+      f(stream_);
+  }
+
   void do_read() {
     head_request_ = false;
     parser_.emplace();
@@ -99,9 +293,11 @@ private:
     stream_.expires_after(served_ == 0 ? limits_.request_timeout
                                        : std::min(limits_.request_timeout,
                                                   limits_.keep_alive_timeout));
-    http::async_read_header(stream_, buffer_, *parser_,
-                            beast::bind_front_handler(&http_session::on_head,
-                                                      shared_from_this()));
+    with_stream([this](auto& s) {
+      http::async_read_header(s, buffer_, *parser_,
+                              beast::bind_front_handler(&http_session::on_head,
+                                                        shared_from_this()));
+    });
   }
 
   void on_head(beast::error_code ec, std::size_t head) {
@@ -113,9 +309,11 @@ private:
       return respond_error(431, "Request Header Fields Too Large");
     if (parser_->is_done())
       return handle_request();
-    http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&http_session::on_read,
-                                               shared_from_this()));
+    with_stream([this](auto& s) {
+      http::async_read(s, buffer_, *parser_,
+                       beast::bind_front_handler(&http_session::on_read,
+                                                 shared_from_this()));
+    });
   }
 
   void on_read(beast::error_code ec, std::size_t) {
@@ -254,10 +452,13 @@ private:
     if (buffer_.size() >= limits_.max_header_size)
       return;
     reading_ = true;
-    stream_.socket().async_read_some(
-      buffer_.prepare(4096),
-      beast::bind_front_handler(&http_session::on_peer_read,
-                                shared_from_this()));
+    auto into = buffer_.prepare(4096);
+    auto done = beast::bind_front_handler(&http_session::on_peer_read,
+                                          shared_from_this());
+    if (tls_)
+      tls_->async_read_some(into, std::move(done));
+    else
+      stream_.socket().async_read_some(into, std::move(done));
   }
 
   void on_peer_read(beast::error_code ec, std::size_t n) {
@@ -355,10 +556,12 @@ private:
       // A response to HEAD has the GET's headers and no content.
       res_->body().clear();
     }
-    http::async_write(stream_, *res_,
-                      beast::bind_front_handler(&http_session::on_write,
-                                                shared_from_this(),
-                                                keep_alive));
+    with_stream([this, keep_alive](auto& s) {
+      http::async_write(s, *res_,
+                        beast::bind_front_handler(&http_session::on_write,
+                                                  shared_from_this(),
+                                                  keep_alive));
+    });
   }
 
   void on_write(bool keep_alive, beast::error_code ec, std::size_t) {
@@ -382,18 +585,24 @@ private:
       static_cast<const std::byte*>(data.data()) + data.size());
     tcp_transport_options topts;
     topts.send_buffer = limits_.websocket_send_buffer;
-    auto t = make_tcp_transport(stream_.release_socket(), remote_,
-                                std::move(initial), topts);
+    auto t = tls_ ? make_tls_transport(stream_.release_socket(), remote_,
+                                       std::move(initial), tls_->release(),
+                                       topts)
+                  : make_tcp_transport(stream_.release_socket(), remote_,
+                                       std::move(initial), topts);
     handler_->upgraded(req, std::move(t), switching_protocols(req));
   }
 
   void do_close() {
+    if (tls_)
+      tls_->notify_close();
     beast::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
   }
 
   std::string remote_;
   stream_type stream_;
+  std::optional<tls_stream> tls_; // set on a TLS port
   beast::flat_buffer buffer_;
   http_limits limits_;
   std::shared_ptr<http_handler> handler_;
@@ -419,12 +628,13 @@ class listener final : public http_server,
                        public std::enable_shared_from_this<listener> {
 public:
   listener(asio::io_context& ctx, http_limits limits,
-           std::shared_ptr<http_handler> handler)
+           std::shared_ptr<http_handler> handler, tls_context_ptr tls)
     : ctx_(ctx),
       acceptor_(ctx),
       retry_(ctx),
       limits_(limits),
-      handler_(std::move(handler)) {}
+      handler_(std::move(handler)),
+      tls_(std::move(tls)) {}
 
   void open(const std::string& host, std::uint16_t port) {
     auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1"
@@ -473,9 +683,13 @@ private:
       });
       return;
     }
-    std::make_shared<http_session>(std::move(sock), limits_, handler_,
-                                   waiting_)
-      ->run();
+    try {
+      std::make_shared<http_session>(std::move(sock), limits_, handler_,
+                                     waiting_, tls_.get())
+        ->run();
+    } catch (const std::exception& e) {
+      HERALD_LOG(warn, "dropping a connection: " << e.what());
+    }
     do_accept();
   }
 
@@ -486,6 +700,7 @@ private:
   http_limits limits_;
   std::shared_ptr<http_handler> handler_;
   deferred_counter waiting_ = std::make_shared<std::atomic<std::size_t>>(0);
+  tls_context_ptr tls_;
 };
 
 } // namespace
@@ -547,9 +762,11 @@ read_outcome read_request(std::span<const char> data,
 
 std::shared_ptr<http_server>
 start_http_server(io_service& io, const std::string& host, std::uint16_t port,
-                  http_limits limits, std::shared_ptr<http_handler> h) {
+                  http_limits limits, std::shared_ptr<http_handler> h,
+                  tls_context_ptr tls) {
   auto& ctx = *static_cast<asio::io_context*>(io.native());
-  auto l = std::make_shared<listener>(ctx, limits, std::move(h));
+  auto l = std::make_shared<listener>(ctx, limits, std::move(h),
+                                      std::move(tls));
   l->open(host, port);
   // Start accepting on the I/O thread.
   io.post([l] { l->do_accept(); });

@@ -13,6 +13,7 @@
 
 #include "herald/net/http.hpp"
 #include "herald/net/io.hpp"
+#include "herald/net/tls.hpp"
 #include "herald/net/transport.hpp"
 
 namespace herald::net {
@@ -95,10 +96,10 @@ read_outcome read_request(std::span<const char> data,
                           const http_limits& limits);
 
 /// Binds and starts listening; throws std::system_error when it cannot bind.
-std::shared_ptr<http_server> start_http_server(io_service& io,
-                                               const std::string& host,
-                                               std::uint16_t port,
-                                               http_limits limits,
-                                               std::shared_ptr<http_handler> h);
+/// With `tls`, every connection speaks TLS (HTTP and WebSockets alike).
+std::shared_ptr<http_server>
+start_http_server(io_service& io, const std::string& host, std::uint16_t port,
+                  http_limits limits, std::shared_ptr<http_handler> h,
+                  tls_context_ptr tls = nullptr);
 
 } // namespace herald::net

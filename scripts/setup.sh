@@ -33,8 +33,8 @@ install_missing() {
 
 deps() {
   install_missing g++ make cmake ccache pkg-config libcaf-dev libboost1.81-dev \
-    libboost-program-options1.81-dev zlib1g-dev \
-    libhiredis-dev redis-server ca-certificates
+    libboost-program-options1.81-dev zlib1g-dev libhiredis-dev libssl-dev \
+    openssl redis-server ca-certificates
 }
 
 node_deps() {

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   herald::redis_options redis;
   herald::runtime_options rt_opts;
   herald::topic_options topics{.linger = std::chrono::milliseconds{20}};
+  herald::net::tls_options tls;
   herald::cli::options opts{
     "herald-chat", "The chat application: its page at /, a WebSocket per tab "
                    "at /ws (docs/chat-protocol.md)."};
@@ -53,6 +54,11 @@ int main(int argc, char** argv) {
   opts.add("idle-timeout", "SECS", idle,
            "close connections silent this long")
     .range(0, 86400);
+  opts.add("tls-cert", "FILE", tls.cert_file,
+           "serve https:// and wss:// with this PEM certificate chain (needs "
+           "--tls-key; SIGHUP reloads both)");
+  opts.add("tls-key", "FILE", tls.key_file,
+           "the PEM private key of --tls-cert");
   opts.add("stop-deadline-ms", "N", rt_opts.stop_deadline,
            "on SIGTERM/SIGINT let connections go on for N ms, then close the "
            "rest with 1001; a second signal closes them at once")
@@ -63,6 +69,11 @@ int main(int argc, char** argv) {
     .range(0, 10000);
   opts.add("public", "DIR", public_dir, "directory of the page");
   opts.parse_or_exit(argc, argv);
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    std::fprintf(stderr,
+                 "herald-chat: --tls-cert and --tls-key go together\n");
+    return 2;
+  }
   // Unlike arguments, the environment is not shown to other users by ps
   // (read after parsing, so --help does not print it either).
   const char* env_url = std::getenv("HERALD_REDIS_URL");
@@ -92,11 +103,14 @@ int main(int argc, char** argv) {
       .websocket = std::move(handlers),
       .redis = redis,
       .topics = topics,
+      .tls = tls,
     });
     chat::attach_registry(presence, server.registry());
     chat::attach_registry(auth, server.registry());
-    auto url = server.url(); // ws://host:port/
-    std::printf("herald-chat listening on http://%s\n", url.substr(5).c_str());
+    auto url = server.url(); // ws://host:port/ or wss://host:port/
+    std::printf("herald-chat listening on %s://%s\n",
+                server.secure() ? "https" : "http",
+                url.substr(url.find("://") + 3).c_str());
     std::fflush(stdout);
     rt.run();
   } catch (const std::exception& e) {

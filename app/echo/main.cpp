@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   herald::redis_options redis;
   std::optional<std::chrono::milliseconds> auth_delay; // no auth step
   herald::runtime_options rt_opts;
+  herald::net::tls_options tls;
   herald::cli::options opts{
     "herald-echo", "Echoes every WebSocket message back (conformance checks)."};
   opts.add("host", "ADDR", host, "address to listen on");
@@ -51,6 +52,11 @@ int main(int argc, char** argv) {
     .positive();
   opts.add("idle-timeout", "SECS", idle,
            "close connections idle this long, 0: never");
+  opts.add("tls-cert", "FILE", tls.cert_file,
+           "serve wss:// and https:// with this PEM certificate chain (needs "
+           "--tls-key; SIGHUP reloads both)");
+  opts.add("tls-key", "FILE", tls.key_file,
+           "the PEM private key of --tls-cert");
   opts.add("deflate", "MODE", deflate_mode,
            "permessage-deflate: off, shared or dedicated")
     .one_of({"off", "shared", "dedicated"});
@@ -66,6 +72,11 @@ int main(int argc, char** argv) {
            "on SIGTERM/SIGINT let connections go on for N ms, then close the "
            "rest with 1001; a second signal closes them at once");
   opts.parse_or_exit(argc, argv);
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    std::fprintf(stderr,
+                 "herald-echo: --tls-cert and --tls-key go together\n");
+    return 2;
+  }
   // Unlike arguments, the environment is not shown to other users by ps
   // (read after parsing, so --help does not print it either).
   const char* env_url = std::getenv("HERALD_REDIS_URL");
@@ -104,6 +115,7 @@ int main(int argc, char** argv) {
       },
       .redis = redis,
       .topics = {},
+      .tls = tls,
     });
     std::printf("herald-echo listening on %s\n", server.url().c_str());
     std::fflush(stdout);

@@ -1,5 +1,6 @@
 // The chat room of Bun's WebSocket benchmark on Bun.serve (see bench/README.md).
 //   bun bench/bun/server.mjs [--host ADDR] [--port N] [--clients N]
+//                            [--tls-cert FILE --tls-key FILE]
 // A client connects to /?name=NAME and joins the topic "room"; once --clients
 // members are connected the server publishes "ready"; every message m from
 // NAME goes to the whole room, sender included, as "NAME: m".
@@ -11,11 +12,15 @@ function option(name, fallback) {
 const hostname = option("host", "127.0.0.1");
 const port = parseInt(option("port", "4001"), 10);
 const expected = parseInt(option("clients", "32"), 10);
+const tlsCert = option("tls-cert", "");
+const tlsKey = option("tls-key", "");
 let connected = 0;
 
 const server = Bun.serve({
   hostname,
   port,
+  // Bun's own TLS (wss://) on the same certificate as Herald's run.
+  tls: tlsCert ? { cert: Bun.file(tlsCert), key: Bun.file(tlsKey) } : undefined,
   fetch(req, server) {
     const name = new URL(req.url).searchParams.get("name") ?? "anonymous";
     if (server.upgrade(req, { data: { name } })) return;
@@ -43,4 +48,4 @@ const server = Bun.serve({
   },
 });
 
-console.log(`bun ${Bun.version} listening on ws://${server.hostname}:${server.port}/ (ready at ${expected} clients)`);
+console.log(`bun ${Bun.version} listening on ${tlsCert ? "wss" : "ws"}://${server.hostname}:${server.port}/ (ready at ${expected} clients)`);

@@ -16,6 +16,9 @@
 //      npm `ws` client, then one page): the page lists the first 500 names
 //      and the count, follows joins and leaves, shows the rest on request,
 //      skips join notices in a big room, and still chats
+//   6. over TLS (--tls-cert/--tls-key, a certificate made now with the
+//      openssl CLI; the browser context ignores certificate errors): the
+//      page loads over https://, connects with wss:// and two pages chat
 //
 // Screenshots land in tests/e2e/artifacts/ (PNG). Everything waits on
 // conditions in the page (data attributes the page keeps up to date), never
@@ -29,7 +32,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { startServer, stopServer, WebSocket } from '../integration/helpers.mjs';
+import {
+  httpRequest, makeCertificate, startServer, stopServer, WebSocket,
+} from '../integration/helpers.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 if (!fs.existsSync(path.join(here, 'node_modules/playwright-core/package.json')))
@@ -136,7 +141,9 @@ after(async () => {
  * `name` into `room` and (unless `online: false`) waits until connected.
  */
 async function openChat(server, name, room, { token, viewport, online = true, loginShot } = {}) {
-  const context = await browser.newContext({ viewport: viewport ?? { width: 1100, height: 720 } });
+  // The TLS test's certificate is self-signed.
+  const context = await browser.newContext({ viewport: viewport ?? { width: 1100, height: 720 },
+                                             ignoreHTTPSErrors: true });
   const page = await context.newPage();
   page.setDefaultTimeout(WAIT);
   page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
@@ -580,6 +587,38 @@ test('a room bigger than the member page lists the first names and the count',
       await c.close().catch(() => {});
     for (const m of crowd)
       m.ws.terminate();
+    await stopChat(server);
+  }
+});
+
+// -- 6. https:// and wss:// ------------------------------------------------------
+
+test('over TLS the page loads over https and chats over wss', { timeout: 180000 }, async () => {
+  const { cert, key } = makeCertificate('localhost', { file: 'e2e' });
+  const server = await startChat(['--tls-cert', cert, '--tls-key', key]);
+  const contexts = [];
+  try {
+    assert.match(server.url, /^https:/);
+    const alice = await openChat(server, 'alice', 'secure');
+    contexts.push(alice.context());
+    const bob = await openChat(server, 'bob', 'secure');
+    contexts.push(bob.context());
+    assert.equal(await alice.evaluate(() => location.protocol), 'https:');
+    await waitMembers(alice, ['alice', 'bob']);
+    await say(alice, 'over TLS 🔒');
+    await waitMessage(bob, 'over TLS 🔒');
+    await say(bob, 'both ways');
+    await waitMessage(alice, 'both ways');
+    await shot(alice, '6-tls');
+    // Both pages' WebSockets (and this request) are TLS connections.
+    const res = await httpRequest(`${server.url}/metrics`);
+    assert.equal(res.status, 200);
+    const m = res.body.match(/^herald_tls_connections (\d+)$/m);
+    assert.ok(m && Number(m[1]) >= 2, `tls_connections: ${m?.[1]}`);
+    noPageErrors();
+  } finally {
+    for (const c of contexts)
+      await c.close();
     await stopChat(server);
   }
 });

@@ -5,13 +5,19 @@
 // Servers come from environment variables set by CTest:
 //   HERALD_ECHO         app/herald-echo
 //   HERALD_TEST_SERVER  tests/integration/herald-test-server
+// HERALD_TLS=1 runs a suite over TLS: servers that take --tls-cert get a
+// self-signed certificate made at test time with the openssl CLI, and every
+// client here (ws, raw sockets, HTTP) speaks TLS to them.
 import { after, afterEach, before } from 'node:test';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
 import assert from 'node:assert/strict';
 
 // -- the ws package ---------------------------------------------------------
@@ -23,6 +29,97 @@ if (!fs.existsSync(wsPackage)) {
       'tests/integration before running the integration tests');
 }
 export const { default: WebSocket } = await import('ws');
+
+// -- TLS --------------------------------------------------------------------
+
+/** True when the suite runs over TLS (HERALD_TLS=1). */
+export const TLS = process.env.HERALD_TLS === '1';
+
+/**
+ * A client socket to host:port, over TLS when `secure` (accepting the
+ * test's certificates); emits 'connect' as net sockets do.
+ */
+export function dial({ host = '127.0.0.1', port, secure = TLS,
+                       servername } = {}) {
+  if (!secure)
+    return net.connect({ host, port });
+  return tls.connect({ host, port, rejectUnauthorized: false,
+                       servername: servername ?? (net.isIP(host) ? undefined
+                                                                 : host) });
+}
+// Programs that take --tls-cert and --tls-key.
+const TLS_SERVERS = new Set(['HERALD_TEST_SERVER', 'HERALD_ECHO',
+                             'HERALD_CHAT']);
+
+let certDir;
+/** A fresh directory for certificates, removed at exit. */
+export function certDirectory() {
+  if (!certDir) {
+    certDir = fs.mkdtempSync(path.join(os.tmpdir(), 'herald-tls-'));
+    process.on('exit', () => fs.rmSync(certDir, { recursive: true,
+                                                 force: true }));
+  }
+  return certDir;
+}
+
+/**
+ * Makes a certificate for `name` (and 127.0.0.1) with the openssl CLI: an
+ * EC P-256 key, self-signed, or signed by `ca` ({ cert, key }) when given;
+ * `isCa` makes a CA. Returns { cert, key } file names.
+ */
+export function makeCertificate(name, { ca, days = 2, file = name,
+                                        isCa = false } = {}) {
+  const dir = certDirectory();
+  const cert = path.join(dir, `${file}.crt`);
+  const key = path.join(dir, `${file}.key`);
+  const ext = path.join(dir, `${file}.ext`);
+  const csr = path.join(dir, `${file}.csr`);
+  fs.writeFileSync(ext, isCa
+    ? 'basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n'
+    : `subjectAltName=DNS:${name},IP:127.0.0.1\n`);
+  const openssl = (args) => execFileSync('openssl', args, { stdio: 'pipe' });
+  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out',
+           key]);
+  openssl(['req', '-new', '-key', key, '-subj', `/CN=${name}`, '-out', csr]);
+  openssl(['x509', '-req', '-in', csr, '-out', cert, '-extfile', ext,
+           '-days', String(days),
+           ...(ca ? ['-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial']
+                  : ['-key', key])]);
+  return { cert, key };
+}
+
+/**
+ * A certificate for `name` that expired in 2020 (openssl x509 cannot
+ * backdate; openssl ca can). Returns { cert, key }.
+ */
+export function makeExpiredCertificate(name) {
+  const dir = fs.mkdtempSync(path.join(certDirectory(), 'ca-'));
+  const key = path.join(dir, 'expired.key');
+  const csr = path.join(dir, 'expired.csr');
+  const cert = path.join(dir, 'expired.crt');
+  const cnf = path.join(dir, 'ca.cnf');
+  fs.writeFileSync(path.join(dir, 'index.txt'), '');
+  fs.writeFileSync(path.join(dir, 'serial'), '01\n');
+  fs.writeFileSync(cnf, `[ca]\ndefault_ca=d\n[d]\ndatabase=${dir}/index.txt\n` +
+                        `new_certs_dir=${dir}\nserial=${dir}/serial\n` +
+                        'default_md=sha256\npolicy=p\n[p]\n' +
+                        'commonName=supplied\n');
+  const openssl = (args) => execFileSync('openssl', args, { stdio: 'pipe' });
+  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out',
+           key]);
+  openssl(['req', '-new', '-key', key, '-subj', `/CN=${name}`, '-out', csr]);
+  openssl(['ca', '-batch', '-config', cnf, '-selfsign', '-keyfile', key,
+           '-in', csr, '-out', cert, '-notext', '-startdate',
+           '20200101000000Z', '-enddate', '20200102000000Z']);
+  return { cert, key };
+}
+
+let testCert;
+/** The certificate servers get under HERALD_TLS=1 (made once). */
+export function testCertificate() {
+  testCert ??= makeCertificate('localhost', { file: 'server' });
+  return testCert;
+}
 
 // -- timing -----------------------------------------------------------------
 
@@ -86,6 +183,10 @@ const GRACEFUL = new Set(['HERALD_TEST_SERVER', 'HERALD_ECHO', 'HERALD_CHAT']);
 export async function startServer(envVar, args = []) {
   if (GRACEFUL.has(envVar) && !args.includes('--stop-deadline-ms'))
     args = [...args, '--stop-deadline-ms', '0'];
+  if (TLS && TLS_SERVERS.has(envVar) && !args.includes('--tls-cert')) {
+    const { cert, key } = testCertificate();
+    args = [...args, '--tls-cert', cert, '--tls-key', key];
+  }
   const bin = process.env[envVar];
   if (!bin)
     throw new Error(`${envVar} is not set: it must name the server binary ` +
@@ -113,8 +214,9 @@ export async function startServer(envVar, args = []) {
     proc.stdout.setEncoding('utf8');
     proc.stdout.on('data', (d) => {
       stdout += d;
-      // ws://host:port/ (or http://host:port/ from programs with a page).
-      const m = stdout.match(/((?:ws|http):\/\/\S+)\n/);
+      // ws://host:port/ (or http://host:port/ from programs with a page;
+      // wss:// and https:// over TLS).
+      const m = stdout.match(/((?:wss?|https?):\/\/\S+)\n/);
       if (m)
         resolve(m[1].replace(/^http/, 'ws'));
     });
@@ -124,18 +226,20 @@ export async function startServer(envVar, args = []) {
                        `\n${stderr}`)));
   }), 10000, `${bin} to print its URL`);
   const u = new URL(url);
+  const secure = u.protocol === 'wss:';
   const server = {
     bin,
     url,                                    // ws://127.0.0.1:PORT/
     host: u.hostname,
     port: Number(u.port),
-    httpUrl: `http://${u.hostname}:${u.port}`,
+    secure,                                 // TLS on the port
+    httpUrl: `${secure ? 'https' : 'http'}://${u.hostname}:${u.port}`,
     proc,
     exited,
     stdout: () => stdout,
     stderr: () => stderr,
     /** ws URL of `path` ("/echo?x=1"). */
-    ws: (path = '/') => `ws://${u.hostname}:${u.port}${path}`,
+    ws: (path = '/') => `${u.protocol}//${u.hostname}:${u.port}${path}`,
     /** Fails when the server's stderr shows a sanitizer report. */
     checkSanitizers() {
       if (sanitizerReports(stderr).length > 0)
@@ -181,7 +285,7 @@ export async function stopServer(server) {
  */
 export class Client {
   constructor(url, protocols, options = {}) {
-    this.ws = new WebSocket(url, protocols, options);
+    this.ws = new WebSocket(url, protocols, tlsOptions(url, options));
     this.queue = [];
     this.waiters = [];
     this.pongs = [];
@@ -282,7 +386,7 @@ export class Client {
  */
 export function expectRefusedUpgrade(url, protocols, options) {
   return withTimeout(new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, protocols, options);
+    const ws = new WebSocket(url, protocols, tlsOptions(url, options));
     ws.on('open', () => {
       ws.terminate();
       reject(new Error(`upgrade of ${url} succeeded; expected a refusal`));
@@ -353,10 +457,22 @@ export function serveWithBystander(envVar, { args = [], path = '/', cleanup } = 
 
 // -- plain HTTP -------------------------------------------------------------
 
+/**
+ * Client options for `url`: wss:// and https:// accept the test's
+ * self-signed certificates unless `options` say otherwise.
+ */
+export function tlsOptions(url, options = {}) {
+  if (!/^(wss|https):/.test(String(url)))
+    return options;
+  return { rejectUnauthorized: false, ...options };
+}
+
 /** An HTTP request with Node's client; resolves { status, headers, body }. */
 export function httpRequest(url, { method = 'GET', headers = {}, body } = {}) {
   return withTimeout(new Promise((resolve, reject) => {
-    const req = http.request(url, { method, headers, agent: false }, (res) => {
+    const mod = String(url).startsWith('https:') ? https : http;
+    const opts = tlsOptions(url, { method, headers, agent: false });
+    const req = mod.request(url, opts, (res) => {
       let data = '';
       res.setEncoding('utf8');
       res.on('data', (d) => (data += d));
@@ -408,10 +524,10 @@ export function parseHttpResponse(buf) {
  * and how long that took.
  */
 export function rawHttp(port, data, { ms = 3000, host = '127.0.0.1',
-                                     parse = true } = {}) {
+                                     parse = true, secure = TLS } = {}) {
   return new Promise((resolve, reject) => {
     const started = Date.now();
-    const sock = net.connect({ port, host });
+    const sock = dial({ port, host, secure });
     let raw = Buffer.alloc(0);
     let done = false;
     const finish = (closed) => {
@@ -586,7 +702,8 @@ export class RawClient {
   static async connect(server, { path = '/', headers = {}, after,
                                  before } = {}) {
     const key = newKey();
-    const sock = net.connect({ host: server.host, port: server.port });
+    const sock = dial({ host: server.host, port: server.port,
+                        secure: server.secure });
     sock.setNoDelay(true);
     const c = new RawClient(sock);
     await withTimeout(new Promise((resolve, reject) => {
@@ -797,7 +914,8 @@ export class RawClient {
 
 /** A raw TCP connection without a handshake. */
 export async function tcpConnect(server) {
-  const sock = net.connect({ host: server.host, port: server.port });
+  const sock = dial({ host: server.host, port: server.port,
+                      secure: server.secure });
   await withTimeout(new Promise((resolve, reject) => {
     sock.once('connect', resolve);
     sock.once('error', reject);

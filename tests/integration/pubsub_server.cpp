@@ -194,6 +194,7 @@ int main(int argc, char** argv) {
       .max_connections = max_connections,
       .redis = redis,
       .topics = {},
+      .tls = {},
     });
     std::printf("listening on %s\n", server.url().c_str());
     std::fflush(stdout);

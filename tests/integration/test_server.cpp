@@ -591,6 +591,10 @@ herald::fetch_result fetch(herald::request& req, server_t& srv) {
   if (path == "/info" || path.starts_with("/info/"))
     return herald::response{200, info_json(req),
                             {{"Content-Type", "application/json"}}};
+  if (path == "/metrics")
+    return herald::response{200, herald::prometheus_text(srv),
+                            {{"Content-Type",
+                              std::string{herald::prometheus_type}}}};
   if (path == "/stats")
     return herald::response{200, stats_json(srv),
                             {{"Content-Type", "application/json"}}};
@@ -665,6 +669,8 @@ int main(int argc, char** argv) {
   double rate = 0;
   std::size_t burst = 0, max_subs = 0;
   bool rate_close = false;
+  herald::net::tls_options tls;
+  std::string sni;
   herald::cli::options opts{
     "herald-test-server", "The integration tests' server (routes in "
                           "tests/integration/test_server.cpp)."};
@@ -702,7 +708,25 @@ int main(int argc, char** argv) {
   opts.flag("rate-limit-close", rate_close, "close (1008) instead of dropping");
   opts.add("max-subscriptions", "N", max_subs,
            "topics per connection, 0: no limit");
+  opts.add("tls-cert", "FILE", tls.cert_file,
+           "TLS with this PEM chain (and --tls-key FILE); SIGHUP reloads");
+  opts.add("tls-key", "FILE", tls.key_file, "the PEM key of --tls-cert");
+  opts.add("tls-passphrase", "PASS", tls.passphrase, "passphrase of the keys");
+  opts.add("tls-ca", "FILE", tls.ca_file,
+           "require client certificates from these CAs");
+  opts.add("tls-sni", "NAME,CERT,KEY", sni,
+           "a further certificate for server name NAME");
   opts.parse_or_exit(argc, argv);
+  if (!sni.empty()) {
+    auto a = sni.find(',');
+    auto b = a == std::string::npos ? a : sni.find(',', a + 1);
+    if (b == std::string::npos) {
+      std::fprintf(stderr, "herald-test-server: --tls-sni NAME,CERT,KEY\n");
+      return 2;
+    }
+    tls.sni.push_back(
+      {sni.substr(0, a), sni.substr(a + 1, b - a - 1), sni.substr(b + 1)});
+  }
   herald::runtime rt{rt_opts};
   answerer = rt.system().spawn(answer_later, std::string{"echo"});
   try {
@@ -726,8 +750,10 @@ int main(int argc, char** argv) {
       .max_connections = max_conns,
       .redis = {}, // one node
       .topics = {},
+      .tls = tls,
     });
-    std::printf("listening on ws://%s:%u/\n", server.hostname().c_str(),
+    std::printf("listening on %s://%s:%u/\n",
+                server.secure() ? "wss" : "ws", server.hostname().c_str(),
                 static_cast<unsigned>(server.port()));
     std::fflush(stdout);
     rt.run();

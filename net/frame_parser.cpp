@@ -135,7 +135,8 @@ bool frame_parser::parse_header(parser_events& ev) {
       fail(ev, close_code::protocol_error, "continuation without a message");
       return false;
     }
-    if (len > max_message_ - std::min(max_message_, msg_.size())) {
+    auto limit = wire_limit(msg_compressed_);
+    if (len > limit - std::min(limit, msg_.size())) {
       fail(ev, close_code::too_big, "message too big");
       return false;
     }
@@ -145,7 +146,7 @@ bool frame_parser::parse_header(parser_events& ev) {
            "new data frame inside a fragmented message");
       return false;
     }
-    if (len > max_message_) {
+    if (len > wire_limit(rsv1)) {
       fail(ev, close_code::too_big, "message too big");
       return false;
     }

@@ -97,6 +97,16 @@ private:
   void unmask(std::byte* p, std::size_t n) noexcept;
   void dispatch_control(std::span<std::byte> payload, parser_events& ev);
   void finish_message(parser_events& ev);
+  // The most bytes a message may take on the wire. A compressed one may
+  // exceed the limit by deflate's overhead on data it cannot shrink (stored
+  // blocks: about 5 bytes per 16 KiB, zlib's deflateBound); its inflated
+  // size is held to the limit where it is inflated.
+  std::size_t wire_limit(bool compressed) const noexcept {
+    if (!compressed)
+      return max_message_;
+    auto extra = max_message_ / 4096 + max_message_ / 16384 + 64;
+    return max_message_ > SIZE_MAX - extra ? SIZE_MAX : max_message_ + extra;
+  }
 
   role role_;
   state state_ = state::header;

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import zlib from 'node:zlib';
 import fs from 'node:fs';
+import crypto from 'node:crypto';
 
 import {
   Client, RawClient, OP, startServer, stopServer, httpRequest, sleep,
@@ -168,6 +169,27 @@ test('a compressed publish is compressed once for all subscribers', async () => 
     assert.equal((await stats(server)).deflated - before, 1,
                  'one compression for ten subscribers');
     await Promise.all(subs.map((s) => s.close()));
+  } finally {
+    await stopServer(server);
+  }
+});
+
+test('an incompressible message of exactly the limit round-trips compressed', async () => {
+  // Deflate makes random bytes a little longer: the compressed frame is
+  // over the 16 MiB limit on the wire while the message is not.
+  const server = await startServer('HERALD_ECHO', ['--deflate', 'shared',
+                                                   '--max-payload', String(1 << 20)]);
+  try {
+    const c = new Client(server.url, undefined,
+                         { perMessageDeflate: true, maxPayload: 4 << 20 });
+    await c.opened;
+    const exact = crypto.randomBytes(1 << 20);
+    await c.send(exact);
+    const got = await c.next();
+    assert.ok(Buffer.compare(got.data, exact) === 0);
+    // One byte more is over the limit once inflated: 1009.
+    await c.send(crypto.randomBytes((1 << 20) + 1));
+    assert.equal((await c.waitClose(20000)).code, 1009);
   } finally {
     await stopServer(server);
   }

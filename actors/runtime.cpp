@@ -98,7 +98,7 @@ runtime::runtime(runtime_options opts) : stop_deadline_(opts.stop_deadline) {
     cfg_.set("work-stealing.moderate-poll-attempts", std::size_t{0});
   }
   sys_ = std::make_unique<caf::actor_system>(cfg_);
-  io_ = net::make_io_service();
+  io_ = net::make_io_service(workers);
 #if defined(__GLIBC__)
   if (opts.release_check.count() > 0)
     releaser_ = std::thread{[this, p = opts.release_check] { release_loop(p); }};

@@ -1,25 +1,43 @@
-// The I/O side of a runtime: one Asio event loop on its own thread. Only
-// net/*.cpp see Asio; everything else holds this opaque handle.
+// The I/O side of a runtime: event loops, one Asio io_context per thread.
+// Only net/*.cpp see Asio; everything else holds this opaque handle.
 #pragma once
 
+#include <cstddef>
 #include <functional>
 #include <memory>
 
 namespace herald::net {
 
-/// Owns an Asio io_context and the thread that runs it.
+/// Owns N Asio event loops (io_contexts), each run by one thread of its
+/// own. A socket belongs to the loop that accepted it; the actor scheduler
+/// (actors/loop_scheduler.hpp) runs actors on the same threads.
 class io_service {
 public:
+  /// No loop: the calling thread is not one of the loops.
+  static constexpr std::size_t no_loop = static_cast<std::size_t>(-1);
+
   virtual ~io_service() = default;
-  /// Runs `fn` on the I/O thread.
-  virtual void post(std::function<void()> fn) = 0;
-  /// Stops the loop and joins the thread (idempotent).
+  /// Number of loops.
+  virtual std::size_t size() const noexcept = 0;
+  /// Runs `fn` on loop 0 (the Redis bridge's loop).
+  void post(std::function<void()> fn) { post(0, std::move(fn)); }
+  /// Runs `fn` on loop `i`.
+  virtual void post(std::size_t i, std::function<void()> fn) = 0;
+  /// Stops the loops and joins their threads (idempotent). Handlers still
+  /// queued are destroyed with the service.
   virtual void stop() = 0;
-  /// The underlying asio::io_context (for net/*.cpp only).
-  virtual void* native() noexcept = 0;
+  /// The asio::io_context of loop 0 (for net/*.cpp only).
+  void* native() noexcept { return native(0); }
+  /// The asio::io_context of loop `i` (for net/*.cpp only).
+  virtual void* native(std::size_t i) noexcept = 0;
+  /// The loop the calling thread runs (of any io_service), or no_loop.
+  static std::size_t current() noexcept;
 };
 
-/// Starts an I/O service with one thread.
-std::unique_ptr<io_service> make_io_service();
+/// Makes an I/O service with `loops` loops (at least one). `on_start(i)`
+/// runs first thing on loop i's thread.
+std::unique_ptr<io_service>
+make_io_service(std::size_t loops = 1,
+                std::function<void(std::size_t)> on_start = nullptr);
 
 } // namespace herald::net

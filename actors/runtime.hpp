@@ -32,7 +32,8 @@ enum class stop_mode {
 
 /// Options of a runtime.
 struct runtime_options {
-  /// CAF scheduler threads; 0 picks the number of cores.
+  /// Event loops, each a thread that runs its own sockets and actors
+  /// (CAF's scheduler workers); 0 picks the number of cores.
   std::size_t worker_threads = 0;
   /// Keep freed heap memory for reuse instead of handing it back to the
   /// system at once (glibc: trim threshold 64 MiB, allocations up to 1 MiB
@@ -42,9 +43,6 @@ struct runtime_options {
   /// 4 KiB messages. False leaves the process's malloc settings alone
   /// (as does GLIBC_TUNABLES naming either threshold).
   bool tune_allocator = true;
-  /// Use CAF's own idle polling of scheduler threads (see runtime.cpp:
-  /// Herald skips its 25 ms of 50 us polls before an idle thread sleeps).
-  bool caf_default_polling = false;
   /// Hand freed heap back to the system when the process goes quiet
   /// (glibc's malloc_trim): after a burst (thousands of handshakes, a
   /// fan-out of large messages) freed memory sits in holes between live

@@ -18,9 +18,17 @@ namespace asio = boost::asio;
 
 thread_local std::size_t this_loop = io_service::no_loop;
 
-struct loop {
+// An io_context whose pending handlers can be destroyed once its thread
+// has stopped, while what they reference still exists.
+class loop_context : public asio::io_context {
+public:
   // One thread per context: Asio skips its locking where it can.
-  asio::io_context ctx{1};
+  loop_context() : asio::io_context(1) {}
+  using asio::io_context::shutdown;
+};
+
+struct loop {
+  loop_context ctx;
   asio::executor_work_guard<asio::io_context::executor_type> guard{
     asio::make_work_guard(ctx)};
   std::thread thread;
@@ -28,15 +36,13 @@ struct loop {
 
 class asio_io_service final : public io_service {
 public:
-  asio_io_service(std::size_t n, std::function<void(std::size_t)> on_start) {
+  explicit asio_io_service(std::size_t n) {
     loops_.reserve(n);
     for (std::size_t i = 0; i < n; ++i)
       loops_.push_back(std::make_unique<loop>());
     for (std::size_t i = 0; i < n; ++i)
-      loops_[i]->thread = std::thread{[this, i, on_start] {
+      loops_[i]->thread = std::thread{[this, i] {
         this_loop = i;
-        if (on_start)
-          on_start(i);
         auto& ctx = loops_[i]->ctx;
         for (;;) {
           try {
@@ -69,6 +75,8 @@ public:
     for (auto& l : loops_)
       if (l->thread.joinable())
         l->thread.join();
+    for (auto& l : loops_)
+      l->ctx.shutdown();
   }
 
   void* native(std::size_t i) noexcept override { return &loops_[i]->ctx; }
@@ -84,10 +92,8 @@ std::size_t io_service::current() noexcept {
   return this_loop;
 }
 
-std::unique_ptr<io_service>
-make_io_service(std::size_t loops, std::function<void(std::size_t)> on_start) {
-  return std::make_unique<asio_io_service>(std::max<std::size_t>(loops, 1),
-                                           std::move(on_start));
+std::unique_ptr<io_service> make_io_service(std::size_t loops) {
+  return std::make_unique<asio_io_service>(std::max<std::size_t>(loops, 1));
 }
 
 } // namespace herald::net

@@ -23,8 +23,8 @@ public:
   void post(std::function<void()> fn) { post(0, std::move(fn)); }
   /// Runs `fn` on loop `i`.
   virtual void post(std::size_t i, std::function<void()> fn) = 0;
-  /// Stops the loops and joins their threads (idempotent). Handlers still
-  /// queued are destroyed with the service.
+  /// Stops the loops, joins their threads and destroys the handlers still
+  /// queued (idempotent).
   virtual void stop() = 0;
   /// The asio::io_context of loop 0 (for net/*.cpp only).
   void* native() noexcept { return native(0); }
@@ -34,10 +34,7 @@ public:
   static std::size_t current() noexcept;
 };
 
-/// Makes an I/O service with `loops` loops (at least one). `on_start(i)`
-/// runs first thing on loop i's thread.
-std::unique_ptr<io_service>
-make_io_service(std::size_t loops = 1,
-                std::function<void(std::size_t)> on_start = nullptr);
+/// Makes an I/O service with `loops` loops (at least one).
+std::unique_ptr<io_service> make_io_service(std::size_t loops = 1);
 
 } // namespace herald::net

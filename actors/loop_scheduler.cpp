@@ -1,12 +1,15 @@
 #include "herald/actors/loop_scheduler.hpp"
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <mutex>
 #include <thread>
 #include <typeinfo>
 #include <utility>
 #include <vector>
 
+#include <caf/detail/simple_actor_clock.hpp>
 #include <caf/detail/thread_safe_actor_clock.hpp>
 #include <caf/execution_unit.hpp>
 #include <caf/resumable.hpp>
@@ -131,10 +134,150 @@ private:
 // The worker whose loop runs on this thread.
 thread_local loop_worker* this_worker = nullptr;
 
+// Timeouts and delayed messages on the loops' own timers: an actor runs on
+// its home loop only, so what it sets there (its timeouts, the delayed
+// messages it sends, their cancellation when it ends) stays in that loop's
+// schedule, with no lock and no other thread. Calls from threads that are
+// no loop (detached actors, the main thread) go to CAF's thread-safe clock
+// and its thread, which serves them alone.
+class loop_clock final : public caf::actor_clock {
+public:
+  loop_clock(loop_scheduler& sched) : sched_(sched) {}
+
+  void start(std::size_t loops) {
+    for (std::size_t i = 0; i < loops; ++i)
+      loops_.push_back(std::make_unique<per_loop>());
+    fallback_thread_ = std::thread{[this] { fallback_.run_dispatch_loop(); }};
+  }
+
+  // After the loops stopped: drops what is scheduled (with its actor
+  // references) and stops the fallback's thread.
+  void stop() {
+    for (auto& l : loops_)
+      l->clock.cancel_all();
+    fallback_.cancel_dispatch_loop();
+    if (fallback_thread_.joinable())
+      fallback_thread_.join();
+  }
+
+  void set_ordinary_timeout(time_point t, caf::abstract_actor* self,
+                            caf::atom_value type, std::uint64_t id) override {
+    if (auto i = here(); i != none) {
+      loops_[i]->clock.set_ordinary_timeout(t, self, type, id);
+      arm(i, t);
+    } else {
+      fallback_.set_ordinary_timeout(t, self, type, id);
+    }
+  }
+
+  void set_multi_timeout(time_point t, caf::abstract_actor* self,
+                         caf::atom_value type, std::uint64_t id) override {
+    if (auto i = here(); i != none) {
+      loops_[i]->clock.set_multi_timeout(t, self, type, id);
+      arm(i, t);
+    } else {
+      fallback_.set_multi_timeout(t, self, type, id);
+    }
+  }
+
+  void set_request_timeout(time_point t, caf::abstract_actor* self,
+                           caf::message_id id) override {
+    if (auto i = here(); i != none) {
+      loops_[i]->clock.set_request_timeout(t, self, id);
+      arm(i, t);
+    } else {
+      fallback_.set_request_timeout(t, self, id);
+    }
+  }
+
+  void cancel_ordinary_timeout(caf::abstract_actor* self,
+                               caf::atom_value type) override {
+    if (auto i = here(); i != none)
+      loops_[i]->clock.cancel_ordinary_timeout(self, type);
+    else
+      fallback_.cancel_ordinary_timeout(self, type);
+  }
+
+  void cancel_request_timeout(caf::abstract_actor* self,
+                              caf::message_id id) override {
+    if (auto i = here(); i != none)
+      loops_[i]->clock.cancel_request_timeout(self, id);
+    else
+      fallback_.cancel_request_timeout(self, id);
+  }
+
+  void cancel_timeouts(caf::abstract_actor* self) override {
+    if (auto i = here(); i != none)
+      loops_[i]->clock.cancel_timeouts(self);
+    else
+      fallback_.cancel_timeouts(self);
+  }
+
+  void schedule_message(time_point t, caf::strong_actor_ptr receiver,
+                        caf::mailbox_element_ptr content) override {
+    if (auto i = here(); i != none) {
+      loops_[i]->clock.schedule_message(t, std::move(receiver),
+                                        std::move(content));
+      arm(i, t);
+    } else {
+      fallback_.schedule_message(t, std::move(receiver), std::move(content));
+    }
+  }
+
+  void schedule_message(time_point t, caf::group target,
+                        caf::strong_actor_ptr sender,
+                        caf::message content) override {
+    if (auto i = here(); i != none) {
+      loops_[i]->clock.schedule_message(t, std::move(target),
+                                        std::move(sender), std::move(content));
+      arm(i, t);
+    } else {
+      fallback_.schedule_message(t, std::move(target), std::move(sender),
+                                 std::move(content));
+    }
+  }
+
+  void cancel_all() override {
+    if (auto i = here(); i != none)
+      loops_[i]->clock.cancel_all();
+    fallback_.cancel_all();
+  }
+
+private:
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+
+  struct per_loop {
+    caf::detail::simple_actor_clock clock;
+    // When the loop's timer fires next (max: not armed).
+    time_point armed = time_point::max();
+  };
+
+  // The loop of this scheduler running on the calling thread, or none.
+  std::size_t here() const noexcept;
+
+  // Makes the loop's timer fire by `t`. The timer is only moved earlier:
+  // a cancelled timeout leaves it as it is (firing early does nothing).
+  void arm(std::size_t i, time_point t);
+
+  void fire(std::size_t i) {
+    auto& l = *loops_[i];
+    l.armed = time_point::max();
+    l.clock.trigger_expired_timeouts();
+    auto& due = l.clock.schedule();
+    if (!due.empty())
+      arm(i, due.begin()->first);
+  }
+
+  loop_scheduler& sched_;
+  std::vector<std::unique_ptr<per_loop>> loops_;
+  caf::detail::thread_safe_actor_clock fallback_;
+  std::thread fallback_thread_;
+};
+
 class loop_scheduler final : public caf::scheduler::abstract_coordinator {
 public:
   loop_scheduler(caf::actor_system& sys, net::io_service& io)
-    : abstract_coordinator(sys), io_(io) {}
+    : abstract_coordinator(sys), io_(io), clock_(*this) {}
 
   net::io_service& io() noexcept { return io_; }
 
@@ -182,8 +325,7 @@ public:
       workers_.push_back(std::make_unique<loop_worker>(*this, i));
     for (std::size_t i = 0; i < io_.size(); ++i)
       io_.post(i, [w = workers_[i].get()] { this_worker = w; });
-    // Timeouts and delayed messages: CAF's clock on a thread of its own.
-    clock_thread_ = std::thread{[this] { clock_.run_dispatch_loop(); }};
+    clock_.start(io_.size());
     abstract_coordinator::start();
   }
 
@@ -194,16 +336,27 @@ public:
     io_.stop();
     for (auto& w : workers_)
       w->drain_stopped();
-    clock_.cancel_dispatch_loop();
-    clock_thread_.join();
+    clock_.stop();
   }
 
 private:
   net::io_service& io_;
   std::vector<std::unique_ptr<loop_worker>> workers_;
-  caf::detail::thread_safe_actor_clock clock_;
-  std::thread clock_thread_;
+  loop_clock clock_;
 };
+
+std::size_t loop_clock::here() const noexcept {
+  auto w = this_worker;
+  return w != nullptr && &w->parent() == &sched_ ? w->index() : none;
+}
+
+void loop_clock::arm(std::size_t i, time_point t) {
+  auto& l = *loops_[i];
+  if (t >= l.armed)
+    return;
+  l.armed = t;
+  sched_.io().wake_at(i, t, [this, i] { fire(i); });
+}
 
 loop_worker::loop_worker(loop_scheduler& parent, std::size_t index)
   : caf::execution_unit(&parent.system()), parent_(parent), index_(index) {

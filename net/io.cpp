@@ -1,12 +1,14 @@
 #include "herald/net/io.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include "herald/actors/log.hpp"
 
@@ -29,6 +31,8 @@ public:
 
 struct loop {
   loop_context ctx;
+  // The loop's one timer of its own (see wake_at), made on first use.
+  std::optional<asio::steady_timer> timer;
   asio::executor_work_guard<asio::io_context::executor_type> guard{
     asio::make_work_guard(ctx)};
   std::thread thread;
@@ -64,6 +68,20 @@ public:
     asio::post(loops_[i]->ctx, std::move(fn));
   }
 
+  void wake_at(std::size_t i, std::chrono::steady_clock::time_point t,
+               std::function<void()> fn) override {
+    auto& l = *loops_[i];
+    if (!l.timer)
+      l.timer.emplace(l.ctx);
+    // Replacing the time cancels the wait before: its handler sees
+    // operation_aborted and does nothing.
+    l.timer->expires_at(t);
+    l.timer->async_wait([fn = std::move(fn)](boost::system::error_code ec) {
+      if (!ec)
+        fn();
+    });
+  }
+
   void stop() override {
     if (stopped_)
       return;
@@ -75,8 +93,10 @@ public:
     for (auto& l : loops_)
       if (l->thread.joinable())
         l->thread.join();
-    for (auto& l : loops_)
+    for (auto& l : loops_) {
+      l->timer.reset();
       l->ctx.shutdown();
+    }
   }
 
   void* native(std::size_t i) noexcept override { return &loops_[i]->ctx; }

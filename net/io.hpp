@@ -2,6 +2,7 @@
 // Only net/*.cpp see Asio; everything else holds this opaque handle.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <memory>
@@ -23,6 +24,10 @@ public:
   void post(std::function<void()> fn) { post(0, std::move(fn)); }
   /// Runs `fn` on loop `i`.
   virtual void post(std::size_t i, std::function<void()> fn) = 0;
+  /// Calls `fn` on loop `i` at `t`, in place of the wake-up set before;
+  /// call it on loop i's thread.
+  virtual void wake_at(std::size_t i, std::chrono::steady_clock::time_point t,
+                       std::function<void()> fn) = 0;
   /// Stops the loops, joins their threads and destroys the handlers still
   /// queued (idempotent).
   virtual void stop() = 0;

@@ -10,8 +10,9 @@
 # (1,000 subscribers, a publish every 10 ms). For each: one run with
 # strace -f -c attached to the server for S seconds (default 5) of the
 # measured window, one without it that reads the server's context switches
-# (/proc/PID/task/*/status) over the same window. Events in the window =
-# the client's rate x S. Servers: herald, bun (default both), and any
+# (/proc/PID/task/*/status) over the same window. Events in the traced
+# window: handshakes = the server's successful accept calls in the trace;
+# deliveries = the client's rate x S (a publish every 10 ms). Servers: herald, bun (default both), and any
 # other Herald build given as --herald-bin NAME=PATH (e.g. the commit
 # before a change). See bench/README.md, "Per-event costs".
 set -euo pipefail
@@ -101,10 +102,15 @@ run() {
   rate="$(sed -n 's/.* rate=\([0-9.]*\).*/\1/p' "$tag.client.log" | head -1)"
   # (latency: the client's rate counts deliveries)
   if [ "$traced" = 1 ]; then
-    awk -v r="$rate" -v s="$seconds" '
+    # Handshakes: counted in the trace itself (successful accepts), as the
+    # trace's window is not exactly the client's. Deliveries: the client's
+    # rate (a fixed one) times the window.
+    awk -v r="$rate" -v s="$seconds" -v m="$mode" '
       $NF == "total" {total = $(NF-2)}
       $NF == "futex" {futex = $4}
-      END {n = r * s; printf "%.2f %.2f\n", total / n, futex / n}' "$tag.strace"
+      $NF ~ /^accept4?$/ {acc += $4 - (NF == 6 ? $5 : 0)}
+      END {n = m == "handshake" ? acc : r * s
+           printf "%.2f %.2f\n", total / n, futex / n}' "$tag.strace"
   else
     awk -v r="$rate" -v s="$seconds" -v c="$(cat "$tag.ctxsw")" \
       'BEGIN{printf "%.0f %.3f\n", r, c / (r * s)}'

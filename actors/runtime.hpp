@@ -1,5 +1,6 @@
-// The runtime: the actor system (CAF) and the I/O loop (Asio) that servers
-// share. One per process is typical.
+// The runtime: the actor system (CAF) and the event loops (Asio) that
+// servers share; the loops are the actor system's scheduler. One per
+// process is typical.
 #pragma once
 
 #include <chrono>
@@ -57,21 +58,21 @@ struct runtime_options {
   std::chrono::milliseconds stop_deadline{10000};
 };
 
-/// Owns the actor system and the I/O thread.
+/// Owns the actor system and the event loops.
 class runtime {
 public:
-  /// Starts the actor system and the I/O thread.
+  /// Starts the event loops and the actor system.
   explicit runtime(runtime_options opts = {});
   /// Accepts (and ignores) the program's arguments, for symmetry with Bun.
   runtime(int, char**) : runtime(runtime_options{}) {}
-  /// Stops all servers, then the I/O thread and the actor system.
+  /// Stops all servers, then the actor system and the event loops.
   ~runtime();
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;
 
   /// The actor system (spawn your own actors here).
   caf::actor_system& system() noexcept { return *sys_; }
-  /// The I/O service.
+  /// The event loops.
   net::io_service& io() noexcept { return *io_; }
 
   /// Serves until every server has stopped, then runs the shutdown hooks.

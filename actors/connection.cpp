@@ -9,6 +9,7 @@
 #include <caf/all.hpp>
 
 #include "herald/actors/log.hpp"
+#include "herald/actors/loop_scheduler.hpp"
 #include "herald/net/http.hpp"
 
 namespace herald {
@@ -830,7 +831,9 @@ void connection_core::guarded(F&& f) {
 
 connection_actor::connection_actor(caf::actor_config& cfg,
                                    connection_args args)
-  : connection_actor_base(cfg), core_(this, std::move(args)) {
+  : connection_actor_base(cfg),
+    home_loop_(spawning_loop()),
+    core_(this, std::move(args)) {
   // Nop.
 }
 

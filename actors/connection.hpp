@@ -310,9 +310,13 @@ public:
   caf::invoke_message_result consume(caf::mailbox_element& x) override;
   void on_exit() override;
   const char* name() const override { return "herald.connection"; }
+  /// The loop that owns the socket, where the scheduler runs the actor
+  /// (io_service::no_loop: spawned elsewhere, e.g. in tests).
+  std::size_t home_loop() const noexcept { return home_loop_; }
 
 private:
   caf::invoke_message_result dispatch(caf::mailbox_element& x);
+  std::size_t home_loop_;
   connection_core core_;
 };
 

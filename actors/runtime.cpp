@@ -17,6 +17,7 @@
 #include <caf/all.hpp>
 
 #include "herald/actors/log.hpp"
+#include "herald/actors/loop_scheduler.hpp"
 #include "herald/actors/server_core.hpp"
 
 namespace herald {
@@ -96,17 +97,12 @@ runtime::runtime(runtime_options opts) : stop_deadline_(opts.stop_deadline) {
   if (workers == 0)
     workers = std::max(1u, std::thread::hardware_concurrency());
   cfg_.set("scheduler.max-threads", workers);
-  if (!opts.caf_default_polling) {
-    // An idle worker spins briefly, then sleeps until work is queued for
-    // it, with a timeout to steal from the other workers. CAF's default
-    // adds 500 polls 50 us apart (25 ms) before that sleep: under a
-    // request/response load each one is a wake-up for nothing (about 4%
-    // of the server's CPU with 4 KiB chat messages) and work found that
-    // way waits up to 50 us.
-    cfg_.set("work-stealing.moderate-poll-attempts", std::size_t{0});
-  }
+  // The loops come first: they are the scheduler's workers.
+  io_ = net::make_io_service(workers);
+  cfg_.module_factories.push_back([this](caf::actor_system& sys) {
+    return make_loop_scheduler(sys, *io_);
+  });
   sys_ = std::make_unique<caf::actor_system>(cfg_);
-  io_ = net::make_io_service();
 #if defined(__GLIBC__)
   if (opts.release_check.count() > 0)
     releaser_ = std::thread{[this, p = opts.release_check] { release_loop(p); }};
@@ -123,14 +119,13 @@ runtime::~runtime() {
     releaser_cv_.notify_all();
     releaser_.join();
   }
-  // Order matters. Stop the I/O loop; wait for every actor to finish (a
-  // connection closing its transport posts to the loop, which must still
-  // exist); then destroy the loop, whose queued handlers hold the last
-  // server handles, while the actor system is still there; then the system.
-  io_->stop();
+  // Order matters. Wait for every actor to finish (the loops run them);
+  // then the system, whose scheduler stops the loops and destroys their
+  // queued handlers (which hold the last server handles) while the system
+  // is still there; then the loops.
   sys_->await_all_actors_done();
-  io_.reset();
   sys_.reset();
+  io_.reset();
 }
 
 void runtime::on_shutdown(std::function<void()> fn) {

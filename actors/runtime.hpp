@@ -1,5 +1,6 @@
-// The runtime: the actor system (CAF) and the I/O loop (Asio) that servers
-// share. One per process is typical.
+// The runtime: the actor system (CAF) and the event loops (Asio) that
+// servers share; the loops are the actor system's scheduler. One per
+// process is typical.
 #pragma once
 
 #include <chrono>
@@ -32,7 +33,8 @@ enum class stop_mode {
 
 /// Options of a runtime.
 struct runtime_options {
-  /// CAF scheduler threads; 0 picks the number of cores.
+  /// Event loops, each a thread that runs its own sockets and actors
+  /// (CAF's scheduler workers); 0 picks the number of cores.
   std::size_t worker_threads = 0;
   /// Keep freed heap memory for reuse instead of handing it back to the
   /// system at once (glibc: trim threshold 64 MiB, allocations up to 1 MiB
@@ -42,9 +44,6 @@ struct runtime_options {
   /// 4 KiB messages. False leaves the process's malloc settings alone
   /// (as does GLIBC_TUNABLES naming either threshold).
   bool tune_allocator = true;
-  /// Use CAF's own idle polling of scheduler threads (see runtime.cpp:
-  /// Herald skips its 25 ms of 50 us polls before an idle thread sleeps).
-  bool caf_default_polling = false;
   /// Hand freed heap back to the system when the process goes quiet
   /// (glibc's malloc_trim): after a burst (thousands of handshakes, a
   /// fan-out of large messages) freed memory sits in holes between live
@@ -59,21 +58,21 @@ struct runtime_options {
   std::chrono::milliseconds stop_deadline{10000};
 };
 
-/// Owns the actor system and the I/O thread.
+/// Owns the actor system and the event loops.
 class runtime {
 public:
-  /// Starts the actor system and the I/O thread.
+  /// Starts the event loops and the actor system.
   explicit runtime(runtime_options opts = {});
   /// Accepts (and ignores) the program's arguments, for symmetry with Bun.
   runtime(int, char**) : runtime(runtime_options{}) {}
-  /// Stops all servers, then the I/O thread and the actor system.
+  /// Stops all servers, then the actor system and the event loops.
   ~runtime();
   runtime(const runtime&) = delete;
   runtime& operator=(const runtime&) = delete;
 
   /// The actor system (spawn your own actors here).
   caf::actor_system& system() noexcept { return *sys_; }
-  /// The I/O service.
+  /// The event loops.
   net::io_service& io() noexcept { return *io_; }
 
   /// Serves until every server has stopped, then runs the shutdown hooks.

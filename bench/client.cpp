@@ -18,6 +18,10 @@
 //               (SO_TIMESTAMPNS) and to the moment the client parsed it.
 //   idle        opens N connections, waits until all are in the room, then
 //               reports the server's resident memory growth per connection.
+//   idle-steps  opens N connections in four quarters (--connect-parallel
+//               upgrades in flight, nothing sent), reads the server's
+//               resident memory 2 s after each quarter and reports the
+//               growth per connection at each (a new user's method).
 //   handshake   --clients parallel loops of connect, upgrade, check the 101
 //               and Sec-WebSocket-Accept, reset; counts handshakes per second.
 //
@@ -66,7 +70,7 @@ using herald::bench::self_cpu;
 
 // -- options ------------------------------------------------------------------
 
-enum class mode { throughput, latency, idle, handshake };
+enum class mode { throughput, latency, idle, idle_steps, handshake };
 
 struct options {
   std::string host = "127.0.0.1";
@@ -321,6 +325,8 @@ public:
         return run_latency();
       case mode::idle:
         return run_idle();
+      case mode::idle_steps:
+        return run_idle_steps();
       case mode::handshake:
         return run_handshake();
     }
@@ -1069,6 +1075,43 @@ private:
     return finish_result("idle", 0, 0, failed_ == 0);
   }
 
+  // Four quarters, memory read 2 s after each: no waiting for the server
+  // to settle, no waiting for "ready" (it comes once all are in).
+  int run_idle_steps() {
+    make_conns(o_.clients);
+    auto rss0 = process_rss_kib(o_.server_pid);
+    auto n = conns_.size();
+    std::size_t next = 0;
+    for (std::size_t q = 1; q <= 4; ++q) {
+      auto target = q == 4 ? n : n * q / 4;
+      auto start_more = [&] {
+        while (next < target
+               && static_cast<int>(next) - opened_ - failed_
+                    < o_.connect_parallel)
+          start_connect(conns_[next++]);
+      };
+      start_more();
+      tick_ = start_more;
+      bool ok = loop_until(
+        [&] { return opened_ + failed_ >= static_cast<int>(target); },
+        o_.timeout);
+      tick_ = nullptr;
+      if (!ok || failed_ > 0) {
+        error("only %d of %zu connections opened", opened_, target);
+        return finish_result("idle-steps", 0, 0, false);
+      }
+      loop_until([] { return false; }, 2.0);
+      auto rss = process_rss_kib(o_.server_pid);
+      step_bytes_.push_back(
+        rss0 >= 0 && rss >= 0
+          ? static_cast<double>(rss - rss0) * 1024.0 / static_cast<double>(target)
+          : -1);
+      rss_after_kib_ = rss;
+    }
+    rss_before_kib_ = rss0;
+    return finish_result("idle-steps", 0, 0, failed_ == 0);
+  }
+
   // -- handshakes -------------------------------------------------------------
 
   int run_handshake() {
@@ -1120,7 +1163,7 @@ private:
       close_conn(c);
     }
     bool verified = ok && errors_ == 0 && failed_ == 0;
-    if (o_.m != mode::idle)
+    if (o_.m != mode::idle && o_.m != mode::idle_steps)
       verified = verified && count > 0;
     double rate = secs > 0 ? static_cast<double>(count) / secs : 0;
     std::printf("RESULT mode=%s clients=%d", name, o_.clients);
@@ -1174,6 +1217,14 @@ private:
         std::printf(" bytes_per_conn=%.0f",
                     static_cast<double>(rss_after_kib_ - rss_before_kib_)
                       * 1024.0 / o_.clients);
+    }
+    if (o_.m == mode::idle_steps) {
+      std::printf(" rss_before_kib=%ld rss_after_kib=%ld", rss_before_kib_,
+                  rss_after_kib_);
+      for (std::size_t q = 0; q < step_bytes_.size(); ++q)
+        std::printf(" q%zu_bytes_per_conn=%.0f", q + 1, step_bytes_[q]);
+      if (!step_bytes_.empty())
+        std::printf(" bytes_per_conn=%.0f", step_bytes_.back());
     }
     std::printf(" errors=%d failed=%d verified=%d\n", errors_, failed_,
                 verified ? 1 : 0);
@@ -1246,6 +1297,7 @@ private:
   // idle
   long rss_before_kib_ = -1, rss_after_kib_ = -1;
   double settled_after_ = 0; // idle: seconds waited before reading memory
+  std::vector<double> step_bytes_; // idle-steps: bytes/connection per quarter
 
   // handshake
   std::uint64_t handshakes_ = 0;
@@ -1267,8 +1319,9 @@ int main(int argc, char** argv) {
            "a second server (another node of the same topics): clients with "
            "odd indexes connect there, 0: none")
     .range(0, 65535);
-  opts.add("mode", "M", mode_name, "throughput, latency, idle or handshake")
-    .one_of({"throughput", "latency", "idle", "handshake"});
+  opts.add("mode", "M", mode_name,
+           "throughput, latency, idle, idle-steps or handshake")
+    .one_of({"throughput", "latency", "idle", "idle-steps", "handshake"});
   opts.add("clients", "N", o.clients, "connections (handshake: parallel loops)")
     .min(1);
   opts.add("messages", "M", o.messages, "messages per client per round")
@@ -1303,6 +1356,8 @@ int main(int argc, char** argv) {
     o.m = mode::latency;
   else if (mode_name == "idle")
     o.m = mode::idle;
+  else if (mode_name == "idle-steps")
+    o.m = mode::idle_steps;
   else if (mode_name == "handshake")
     o.m = mode::handshake;
   if (o.tls && o.m == mode::latency)

@@ -9,6 +9,10 @@
 #                512 clients, 32 clients with 4 KiB messages
 #   latency      publish-to-delivery time, 1,000 subscribers on one topic
 #   idle         resident memory per idle connection, 10,000 connections
+#                (read once the server's memory is stable)
+#   idle-steps   the same connections opened in quarters, 250 upgrades in
+#                flight, memory read 2 s after each quarter (a new user's
+#                method; not part of the default suites)
 #   handshake    WebSocket handshakes per second; for Herald also with a
 #                deferred fetch (every upgrade completed by an actor)
 #
@@ -102,7 +106,7 @@ while [ $# -gt 0 ]; do
     --smoke) smoke=1; shift ;;
     --help|-h) usage; exit 0 ;;
     --tls) tls=1; shift ;;
-    throughput|latency|idle|handshake) suites+=("$1"); shift ;;
+    throughput|latency|idle|idle-steps|handshake) suites+=("$1"); shift ;;
     *) echo "run.sh: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
 done
@@ -328,6 +332,9 @@ summary() {
                "$(get p50_us)" "$(get p99_us)" "$(get samples)" "$(get verified)" ;;
     idle) printf 'RSS %s -> %s KiB, %s bytes/connection, verified=%s' \
             "$(get rss_before_kib)" "$(get rss_after_kib)" "$(get bytes_per_conn)" "$(get verified)" ;;
+    idle-steps) printf 'RSS %s -> %s KiB, bytes/connection by quarter %s %s %s %s, verified=%s' \
+                  "$(get rss_before_kib)" "$(get rss_after_kib)" "$(get q1_bytes_per_conn)" "$(get q2_bytes_per_conn)" \
+                  "$(get q3_bytes_per_conn)" "$(get q4_bytes_per_conn)" "$(get verified)" ;;
     handshake) printf '%s handshakes/s, server %s ns/handshake, client %s cores, verified=%s' \
                  "$(get rate)" "$(get server_cpu_ns)" "$(get client_util)" "$(get verified)" ;;
     *) printf 'FAILED' ;;
@@ -453,6 +460,10 @@ for suite in "${suites[@]}"; do
       echo "-- idle memory: $idle_conns connections"
       scenario "idle-$idle_conns" "$idle_conns" --mode idle --clients "$idle_conns" --connect-parallel 256
       ;;
+    idle-steps)
+      echo "-- idle memory by quarters: $idle_conns connections, 250 at a time"
+      scenario "idle-steps-$idle_conns" "$idle_conns" --mode idle-steps --clients "$idle_conns" --connect-parallel 250
+      ;;
     handshake)
       echo "-- handshakes: 32 parallel connect/upgrade/reset loops"
       # The room never fills: no "ready" for this one.
@@ -487,6 +498,11 @@ for suite in "${suites[@]}"; do
       ;;
     idle)
       table "idle-$idle_conns" bytes_per_conn "RSS bytes/connection" rss_after_kib "RSS KiB with all open"
+      ;;
+    idle-steps)
+      table "idle-steps-$idle_conns" q1_bytes_per_conn "bytes/connection, 1st quarter" \
+        q2_bytes_per_conn "2nd quarter" q3_bytes_per_conn "3rd quarter" \
+        bytes_per_conn "all open"
       ;;
     handshake)
       saved_servers=("${server_list[@]}")

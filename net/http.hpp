@@ -152,7 +152,7 @@ inline const response deferred{deferred_status};
 /// The shared state of a request answered later (see server<T>::defer and
 /// deferred_request<T>): a copy of the request, how it ended, and how to
 /// wake its HTTP session. Thread-safe: the application completes it from
-/// any thread, the I/O thread watches the peer and the timeout.
+/// any thread, the request's loop watches the peer and the timeout.
 class deferral {
 public:
   /// Where the request stands.

@@ -5,6 +5,8 @@
 #include <atomic>
 #include <optional>
 #include <string_view>
+#include <system_error>
+#include <vector>
 
 #include <sys/socket.h>
 
@@ -623,46 +625,48 @@ private:
   bool timed_out_ = false;
 };
 
-/// Accepts TCP connections and starts an HTTP session for each.
-class listener final : public http_server,
-                       public std::enable_shared_from_this<listener> {
+/// Accepts TCP connections on one loop and starts an HTTP session for each
+/// there (the session, fetch and the upgraded socket stay on that loop).
+class acceptor_loop : public std::enable_shared_from_this<acceptor_loop> {
 public:
-  listener(asio::io_context& ctx, http_limits limits,
-           std::shared_ptr<http_handler> handler, tls_context_ptr tls)
+  acceptor_loop(asio::io_context& ctx, http_limits limits,
+                std::shared_ptr<http_handler> handler,
+                deferred_counter waiting, tls_context_ptr tls)
     : ctx_(ctx),
       acceptor_(ctx),
       retry_(ctx),
       limits_(limits),
       handler_(std::move(handler)),
+      waiting_(std::move(waiting)),
       tls_(std::move(tls)) {}
 
-  void open(const std::string& host, std::uint16_t port) {
-    auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1"
-                                                           : host);
-    tcp::endpoint ep{addr, port};
+  // `shared`: one of several sockets on the port (SO_REUSEPORT), among
+  // which the kernel spreads new connections.
+  tcp::endpoint open(const tcp::endpoint& ep, bool shared) {
     acceptor_.open(ep.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
+    if (shared) {
+      int one = 1;
+      if (::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT,
+                       &one, sizeof one)
+          != 0)
+        throw std::system_error{errno, std::generic_category(),
+                                "SO_REUSEPORT"};
+    }
     acceptor_.bind(ep);
     acceptor_.listen(asio::socket_base::max_listen_connections);
-    bound_ = acceptor_.local_endpoint();
+    return acceptor_.local_endpoint();
   }
 
   void do_accept() {
     acceptor_.async_accept(
       ctx_.get_executor(),
-      beast::bind_front_handler(&listener::on_accept, shared_from_this()));
+      beast::bind_front_handler(&acceptor_loop::on_accept,
+                                shared_from_this()));
   }
 
-  std::uint16_t port() const noexcept override { return bound_.port(); }
-
-  std::string host() const override { return bound_.address().to_string(); }
-
-  std::size_t deferred() const noexcept override {
-    return waiting_->load(std::memory_order_relaxed);
-  }
-
-  void stop() override {
-    asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
+  void stop() {
+    asio::post(ctx_, [self = shared_from_this()] {
       beast::error_code ec;
       self->acceptor_.close(ec);
       self->retry_.cancel();
@@ -696,11 +700,63 @@ private:
   asio::io_context& ctx_;
   tcp::acceptor acceptor_;
   asio::steady_timer retry_;
-  tcp::endpoint bound_;
   http_limits limits_;
   std::shared_ptr<http_handler> handler_;
-  deferred_counter waiting_ = std::make_shared<std::atomic<std::size_t>>(0);
+  deferred_counter waiting_;
   tls_context_ptr tls_;
+};
+
+/// A server's listening sockets: one per loop, sharing the port.
+class listener final : public http_server {
+public:
+  void open(io_service& io, const std::string& host, std::uint16_t port,
+            http_limits limits, std::shared_ptr<http_handler> handler,
+            tls_context_ptr tls) {
+    auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1"
+                                                           : host);
+    tcp::endpoint ep{addr, port};
+    auto n = io.size();
+    if (n > 1 && port != 0) {
+      // Sockets with SO_REUSEPORT share a port with any other such socket
+      // of the same user: a plain bind first, so that a port in use (by
+      // another server of this process too) fails as it does with one.
+      tcp::acceptor probe{*static_cast<asio::io_context*>(io.native(0))};
+      probe.open(ep.protocol());
+      probe.set_option(asio::socket_base::reuse_address(true));
+      probe.bind(ep);
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      auto& ctx = *static_cast<asio::io_context*>(io.native(i));
+      auto a = std::make_shared<acceptor_loop>(ctx, limits, handler,
+                                               waiting_, tls);
+      auto bound = a->open(ep, n > 1);
+      if (i == 0) {
+        bound_ = bound;
+        ep.port(bound.port()); // port 0: the others join the one picked
+      }
+      loops_.push_back(std::move(a));
+    }
+    for (std::size_t i = 0; i < n; ++i)
+      io.post(i, [a = loops_[i]] { a->do_accept(); });
+  }
+
+  std::uint16_t port() const noexcept override { return bound_.port(); }
+
+  std::string host() const override { return bound_.address().to_string(); }
+
+  std::size_t deferred() const noexcept override {
+    return waiting_->load(std::memory_order_relaxed);
+  }
+
+  void stop() override {
+    for (auto& a : loops_)
+      a->stop();
+  }
+
+private:
+  std::vector<std::shared_ptr<acceptor_loop>> loops_;
+  tcp::endpoint bound_;
+  deferred_counter waiting_ = std::make_shared<std::atomic<std::size_t>>(0);
 };
 
 } // namespace
@@ -764,12 +820,8 @@ std::shared_ptr<http_server>
 start_http_server(io_service& io, const std::string& host, std::uint16_t port,
                   http_limits limits, std::shared_ptr<http_handler> h,
                   tls_context_ptr tls) {
-  auto& ctx = *static_cast<asio::io_context*>(io.native());
-  auto l = std::make_shared<listener>(ctx, limits, std::move(h),
-                                      std::move(tls));
-  l->open(host, port);
-  // Start accepting on the I/O thread.
-  io.post([l] { l->do_accept(); });
+  auto l = std::make_shared<listener>();
+  l->open(io, host, port, limits, std::move(h), std::move(tls));
   return l;
 }
 

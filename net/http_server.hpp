@@ -48,7 +48,8 @@ struct http_limits {
 class http_handler {
 public:
   virtual ~http_handler() = default;
-  /// Runs `fetch` (on the I/O thread). May attach an upgrade to `req`.
+  /// Runs `fetch` (on the loop that accepted the connection; several
+  /// loops may run it at once). May attach an upgrade to `req`.
   virtual fetch_result handle(request& req) = 0;
   /// The upgrade is accepted: start the connection actor, which writes
   /// `response` (the 101) ahead of its first frames once its open handler

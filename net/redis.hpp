@@ -1,4 +1,4 @@
-// A Redis pub/sub link for the I/O thread: two hiredis async connections
+// A Redis pub/sub link on the runtime's loop 0: two hiredis async connections
 // (one for PUBLISH, one in subscriber mode, as Redis requires) driven by the
 // runtime's Asio loop, with reconnection and resubscription. Every
 // connection logs in (AUTH) and selects its database (SELECT) before
@@ -45,7 +45,7 @@ struct redis_link_options {
   std::chrono::milliseconds connect_timeout{2000};
 };
 
-/// Called on the I/O thread for every pub/sub message (channel, payload).
+/// Called on loop 0 for every pub/sub message (channel, payload).
 using redis_message_fn =
   std::function<void(std::string_view, std::span<const std::byte>)>;
 
@@ -53,8 +53,8 @@ using redis_message_fn =
 using redis_publication = std::pair<std::string, std::string>;
 
 /// A link to one Redis server. Every member may be called from any thread;
-/// the work happens on the I/O thread, in call order. Channel names are
-/// scoped by the endpoint's database: on Redis a channel C is
+/// the work happens on loop 0, in call order. Channel names are scoped by
+/// the endpoint's database: on Redis a channel C is
 /// `endpoint.channel_scope() + C`, and `on_message` sees C.
 class redis_link {
 public:
@@ -67,7 +67,7 @@ public:
   /// Publishes each message in order; dropped (and counted) while down.
   virtual void publish(std::vector<redis_publication> batch) = 0;
   /// Closes both connections and stops reconnecting; waits until that is
-  /// done on the I/O thread (call it before the I/O loop stops).
+  /// done on loop 0 (call it before the loops stop).
   virtual void close() = 0;
 };
 

@@ -35,9 +35,9 @@ constexpr std::size_t read_chunk = 64u << 10;
 constexpr std::size_t copy_limit = 512;
 constexpr std::size_t scratch_size = 128u << 10;
 
-// One receive buffer per I/O thread: idle connections hold none.
+// One receive buffer per loop thread: idle connections hold none.
 thread_local std::array<std::byte, read_chunk> recv_buf;
-// One gather buffer per writing thread (actor threads and the I/O thread);
+// One gather buffer per writing thread (the loops);
 // it only lives for the duration of one sendmsg.
 thread_local std::array<std::byte, scratch_size> write_scratch;
 

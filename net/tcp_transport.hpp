@@ -35,8 +35,8 @@ using stream_socket =
                                    boost::asio::io_context::executor_type>;
 
 /// Makes a transport that owns `sock` (a peer at `remote`, "ip:port") and
-/// starts reading at once; call it on the I/O thread. `initial` holds bytes
-/// read past the HTTP request (frames a client sent right after its
+/// starts reading at once; call it on the socket's loop. `initial` holds
+/// bytes read past the HTTP request (frames a client sent right after its
 /// handshake); they and whatever arrives before start() go to the owner
 /// first thing.
 transport_ptr make_tcp_transport(stream_socket sock, std::string remote,

@@ -254,6 +254,9 @@ void connection_core::on_inbound(msg::inbound& in) {
   activity_ = true;
   auto n = in.bytes.size();
   parser_.feed(in.bytes, *this);
+  // Counted per read too: a connection that only publishes may write
+  // nothing until it closes.
+  add_stats();
   if (state_ != herald::ready_state::closed)
     transport_->consumed(n);
 }

@@ -243,8 +243,8 @@ private:
   // whether the transport had a backlog then.
   bool activity_ = false;
   bool backlog_at_tick_ = false;
+  std::uint8_t quiet_ticks_ = 0; // 0 to 2
   int cork_depth_ = 0;
-  int quiet_ticks_ = 0;
   // While reading is paused: input waiting unread in the socket at the
   // last tick (more of it shows the peer is there).
   std::uint32_t unread_at_tick_ = 0;

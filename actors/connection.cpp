@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <stdexcept>
 #include <utility>
 
@@ -254,6 +255,9 @@ void connection_core::on_inbound(msg::inbound& in) {
   activity_ = true;
   auto n = in.bytes.size();
   parser_.feed(in.bytes, *this);
+  // Counted per read too: a connection that only publishes may write
+  // nothing until it closes.
+  add_stats();
   if (state_ != herald::ready_state::closed)
     transport_->consumed(n);
 }
@@ -695,14 +699,25 @@ void connection_core::on_tick() {
   if (state_ != herald::ready_state::open)
     return;
   // Ticks come every half idle timeout: a ping after one quiet tick, a
-  // close after two, so a peer that answers pings stays open. A peer we
-  // stopped reading (its backlog is over the limit) is alive while it
-  // takes that backlog: its pings wait unread behind the pause. One that
-  // takes nothing is idle as before.
-  auto written = handed_ - transport_->buffered_amount();
-  bool draining = read_paused_ && written != written_at_tick_;
+  // close after two, so a peer that answers pings stays open. The peer is
+  // heard when we read from it; while we do not (its backlog is over the
+  // limit), when more of its input waits unread in the socket: our own
+  // backpressure must not make it idle. It is also there when it takes
+  // some of its backlog (bytes written after the last tick that found
+  // one). A peer that sends and takes nothing is idle.
+  auto buffered = transport_->buffered_amount();
+  auto written = handed_ - buffered;
+  bool draining = (backlog_at_tick_ || read_paused_)
+                  && written != written_at_tick_;
   written_at_tick_ = written;
-  if (activity_ || draining) {
+  backlog_at_tick_ = buffered > 0;
+  std::uint32_t unread = 0;
+  if (read_paused_)
+    unread = static_cast<std::uint32_t>(
+      std::min<std::size_t>(transport_->unread_input(), UINT32_MAX));
+  bool heard = unread > unread_at_tick_;
+  unread_at_tick_ = unread;
+  if (activity_ || heard || draining) {
     activity_ = false;
     quiet_ticks_ = 0;
   } else if (++quiet_ticks_ >= 2) {

@@ -239,13 +239,17 @@ private:
   bool drop_logged_ = false;
   bool limit_logged_ = false; // the rate limit dropped a message
   bool cap_logged_ = false; // a subscription was refused
-  int cork_depth_ = 0;
-
+  // The idle check (see on_tick): input read since the last tick, and
+  // whether the transport had a backlog then.
   bool activity_ = false;
-  int quiet_ticks_ = 0;
+  bool backlog_at_tick_ = false;
+  std::uint8_t quiet_ticks_ = 0; // 0 to 2
+  int cork_depth_ = 0;
+  // While reading is paused: input waiting unread in the socket at the
+  // last tick (more of it shows the peer is there).
+  std::uint32_t unread_at_tick_ = 0;
   // Bytes handed to the transport, and how many of them it had written by
-  // the last tick: while reading is paused the peer cannot be heard, so
-  // its taking our backlog is what shows it is alive.
+  // the last tick (the peer taking its backlog shows it is there too).
   std::uint64_t handed_ = 0;
   std::uint64_t written_at_tick_ = 0;
 

@@ -169,8 +169,8 @@ function countBelow(a, x, orEqual) {
 
 // A WebSocket client on a raw TCP socket that takes at most `rate` bytes
 // per second from its socket once `throttle` is set: its kernel receive
-// buffer stays small (nothing is taken in bursts), so the server's backlog
-// for it grows past the limit and stays there. It speaks what the soak
+// buffer fills (the kernel grows it to hundreds of KB) and the server's
+// backlog for it grows past the limit and stays there. It speaks what the soak
 // needs of `ws`'s interface: open, message, close events; send, ping, close.
 class PacedSocket extends EventEmitter {
   constructor(path, rate) {
@@ -655,7 +655,8 @@ async function startLoad() {
       fail(`${c.name} closed with ${code} during the load`);
   });
   watch(l.slow);
-  // Pings of its own, so it is not idle while it is not reading.
+  // Pings of its own: the server hears them (unread while it does not
+  // read this client, over its limit), so it is not idle.
   l.slowPing = setInterval(() => { if (!l.slow.closed) l.slow.ws.ping(); }, 1000);
   for (const t of topics) {
     const s = new Verified('sub', t);

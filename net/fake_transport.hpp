@@ -4,6 +4,7 @@
 // decides when each step runs.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -96,6 +97,7 @@ public:
   void consumed(std::size_t n) override { consumed_ += n; }
   void pause_reading() override { paused_ = true; }
   void resume_reading() override { paused_ = false; }
+  std::size_t unread_input() const override { return closed_ ? 0 : unread_; }
   void close(bool graceful) override {
     if (closed_)
       return;
@@ -114,6 +116,11 @@ public:
   }
   /// Makes writes pile up as if the peer stopped reading.
   void stall() { stalled_ = true; }
+  /// Writes `n` bytes of the backlog (not all of it: no `written_atom`).
+  void drain_some(std::size_t n) { backlog_ -= std::min(n, backlog_); }
+  /// Sets the bytes unread_input() reports: what the peer sent while
+  /// reading was paused.
+  void set_unread(std::size_t n) { unread_ = n; }
   /// Writes the backlog and tells the owner, as a writable socket would.
   void drain() {
     stalled_ = false;
@@ -237,6 +244,7 @@ private:
   bool http_pending_ = false;
   std::string http_;
   std::size_t backlog_ = 0;
+  std::size_t unread_ = 0;
   std::size_t consumed_ = 0;
   std::size_t write_calls_ = 0;
   std::vector<std::size_t> batches_;

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <optional>
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -174,6 +175,18 @@ public:
     if (user_paused_.exchange(false))
       asio::post(sock_.get_executor(),
                  [self = shared_from_this()] { self->do_read(); });
+  }
+
+  std::size_t unread_input() const override {
+    // Under the lock, and only while neither flag is set: do_abort sets
+    // them under it before it closes the descriptor, so fd_ is still ours.
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (closing_ || failed_)
+      return 0;
+    int n = 0;
+    if (::ioctl(fd_, FIONREAD, &n) != 0 || n < 0)
+      return 0;
+    return static_cast<std::size_t>(n);
   }
 
   void close(bool graceful) override {

@@ -40,6 +40,8 @@ public:
   virtual void pause_reading() = 0;
   /// Resumes reading after `pause_reading`.
   virtual void resume_reading() = 0;
+  /// Bytes the peer sent that wait unread in the socket (0 once closing).
+  virtual std::size_t unread_input() const = 0;
   /// Closes the connection. `graceful`: after writing what is buffered,
   /// shut down sending and wait briefly for the peer to close; otherwise
   /// drop the socket at once (terminate). Idempotent.

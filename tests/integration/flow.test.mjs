@@ -141,6 +141,90 @@ test('a slow reader over its limit is not closed as idle while it reads; a stall
   }
 });
 
+test('a reader over its limit that pauses for longer than the idle timeout but pings is not idle', async () => {
+  // While it takes nothing, its backlog does not move, and the server does
+  // not read it (over the limit and dropping); its pings still reach the
+  // server's socket, so the server hears from it. Each pause lasts while
+  // two stalled readers in turn (which send nothing) are closed as idle:
+  // two quiet ticks each.
+  const server = await startServer('HERALD_PUBSUB_SERVER',
+                                   ['--idle-timeout', '2',
+                                    '--backpressure-limit', '65536',
+                                    '--send-buffer', '16384']);
+  let pinger, publishing = true;
+  try {
+    const room = 'pauses';
+    const slow = await RawClient.connect(server, {
+      path: `/?name=slow&room=${room}`,
+    });
+    slow.sock.pause();
+    let pings = 0, pongs = 0;
+    const countPongs = () => {
+      pongs += slow.frames.filter((f) => f.opcode === OP.pong).length;
+      slow.frames.length = 0;
+    };
+    pinger = setInterval(() => {
+      ++pings;
+      slow.sendFrame(OP.ping, 'alive');
+    }, 200);
+    const pub = await Client.connect(server.ws(`/?name=p&room=${room}`));
+    const body = 'q'.repeat(4096);
+    // About 2.4 MB/s.
+    const publisher = (async () => {
+      while (publishing) {
+        for (let j = 0; j < 30; ++j)
+          pub.send(body);
+        await sleep(50);
+      }
+    })();
+    await waitFor(async () => (await stats(server)).dropped_over_limit > 0,
+                  'the slow reader to be over its limit', 30000, 100);
+    let stalledClosed = 0;
+    for (let round = 0; round < 3; ++round) {
+      for (let k = 0; k < 2; ++k) {
+        const stalled = await RawClient.connect(server, {
+          path: `/?name=stalled${round}${k}&room=${room}`,
+        });
+        stalled.sock.pause();
+        ++stalledClosed;
+        await waitFor(async () =>
+          ((await stats(server)).closes['1001'] ?? 0) >= stalledClosed,
+        'a stalled reader to be closed as idle', 30000, 100);
+        stalled.destroy();
+      }
+      assert.equal(slow.ended, false, `closed in pause ${round}`);
+      // A burst of reading: 1 MiB.
+      for (let taken = 0; taken < MiB && !slow.ended;) {
+        const d = slow.sock.read(); // emits 'data' for the frame parser
+        if (d)
+          taken += d.length;
+        else
+          await sleep(5);
+        countPongs();
+      }
+    }
+    publishing = false;
+    await publisher;
+    clearInterval(pinger);
+    // At full speed now: every ping is answered, so each reached the server.
+    slow.sock.resume();
+    await waitFor(() => {
+      countPongs();
+      return pongs === pings;
+    }, `pongs for all ${pings} pings (got ${pongs})`, 30000);
+    const s = await stats(server);
+    assert.ok(s.dropped_over_limit > 0, JSON.stringify(s));
+    assert.deepEqual(s.closes, { 1001: stalledClosed }, JSON.stringify(s));
+    assert.equal(slow.ended, false, 'the slow reader was closed');
+    slow.destroy();
+    await pub.close();
+  } finally {
+    publishing = false;
+    clearInterval(pinger);
+    await stopServer(server);
+  }
+});
+
 test('with close_on_backpressure_limit the stalled subscriber is closed', async () => {
   const server = await startServer('HERALD_PUBSUB_SERVER',
                                    ['--backpressure-limit', String(2 * MiB),

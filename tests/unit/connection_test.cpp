@@ -420,6 +420,62 @@ CAF_TEST(without pings an idle connection is closed without a ping) {
   CAF_CHECK(c.t->closed());
 }
 
+CAF_TEST(a peer we stopped reading is heard while its unread input grows) {
+  h.idle_timeout = std::chrono::seconds{10};
+  h.backpressure_limit = 100;
+  auto c = connect("ann");
+  c.t->stall();
+  c.t->feed(client_frame(opcode::text, std::string(120, 'x')));
+  step();
+  c.t->feed(client_frame(opcode::text, "y")); // its echo is dropped
+  step();
+  CAF_REQUIRE(c.t->paused());
+  c.t->frames(true);
+  trigger_timeout(); // the input above
+  step();
+  // Its pings arrive but wait unread: it is there, whatever its backlog.
+  for (std::size_t unread : {6u, 12u, 18u}) {
+    c.t->set_unread(unread);
+    trigger_timeout();
+    step();
+    CAF_CHECK(c.t->frames().empty());
+  }
+  trigger_timeout(); // nothing more arrived: a ping
+  step();
+  auto out = c.t->frames(true);
+  CAF_REQUIRE_EQUAL(out.size(), 1u);
+  CAF_CHECK(out[0].op == opcode::ping);
+  trigger_timeout(); // still nothing: closed
+  step();
+  CAF_CHECK(c.t->closed());
+  CAF_CHECK(has("ann close 1001 idle timeout"));
+}
+
+CAF_TEST(a peer that takes some of its backlog is not idle) {
+  h.idle_timeout = std::chrono::seconds{10};
+  h.send_pings = false;
+  auto c = connect("ann");
+  c.t->stall();
+  c.t->feed(client_frame(opcode::text, std::string(1000, 'x')));
+  step();
+  CAF_REQUIRE(!c.t->paused());
+  trigger_timeout(); // the input above; the backlog is 1004 bytes
+  step();
+  for (int i = 0; i < 3; ++i) {
+    c.t->drain_some(100);
+    trigger_timeout();
+    step();
+    CAF_CHECK(!c.t->closed());
+  }
+  trigger_timeout(); // took nothing: quiet
+  step();
+  CAF_CHECK(!c.t->closed());
+  trigger_timeout(); // twice: closed
+  step();
+  CAF_CHECK(c.t->closed());
+  CAF_CHECK(has("ann close 1001 idle timeout"));
+}
+
 CAF_TEST(send reports bytes then backpressure then drops) {
   std::vector<herald::send_status> results;
   h.message = [&](herald::socket<user>& ws, herald::message m) {

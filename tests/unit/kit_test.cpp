@@ -305,6 +305,22 @@ CAF_TEST(client options reach the handlers and counters follow) {
   CAF_CHECK_EQUAL(open_connections(), 1u);
 }
 
+CAF_TEST(messages in are counted while the connection writes nothing) {
+  auto h = handlers();
+  std::size_t heard = 0;
+  h.message = [&](herald::socket<nobody>&, herald::message) { ++heard; };
+  set_handlers(h);
+  auto& c = connect();
+  c.send_text("one");
+  c.send_binary("two");
+  run();
+  CAF_CHECK_EQUAL(heard, 2u);
+  CAF_CHECK(c.received().empty());
+  CAF_CHECK(!c.closed());
+  CAF_CHECK_EQUAL(stats().messages_in.load(), 2u);
+  CAF_CHECK_EQUAL(stats().bytes_in.load(), 6u);
+}
+
 CAF_TEST(permessage-deflate is negotiated and used as by the server) {
   auto h = handlers();
   h.per_message_deflate.enabled = true;

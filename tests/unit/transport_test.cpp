@@ -1,12 +1,13 @@
-// The TCP transport on real loopback sockets: the send buffer option, and
-// a backlog larger than the kernel takes at once, written in full and in
-// order from the I/O thread.
+// The TCP transport on real loopback sockets: the send buffer option, a
+// backlog larger than the kernel takes at once, written in full and in
+// order from the I/O thread, and input left unread while reading is paused.
 #define CAF_SUITE transport
 
 #include <caf/test/dsl.hpp>
 
 #include <sys/socket.h>
 
+#include <chrono>
 #include <cstdint>
 #include <thread>
 #include <vector>
@@ -15,6 +16,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
 
 #include <herald/net/frame.hpp>
 #include <herald/net/tcp_transport.hpp>
@@ -87,6 +89,25 @@ CAF_TEST(a backlog over the bound leaves in full and in order) {
   work.reset();
   io.join();
   CAF_CHECK_EQUAL(t->buffered_amount(), 0u);
+}
+
+CAF_TEST(unread input is what the peer sent while reading is paused) {
+  auto t = herald::net::make_tcp_transport(std::move(server), "test", {});
+  t->pause_reading();
+  // The read already waiting takes the first bytes, then reading stops.
+  asio::write(client, asio::buffer("hello", 5));
+  for (int i = 0; i < 5000 && ctx.poll_one() == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  CAF_CHECK_EQUAL(t->unread_input(), 0u);
+  asio::write(client, asio::buffer("ping!!", 6));
+  std::size_t unread = 0;
+  for (int i = 0; i < 5000 && (unread = t->unread_input()) < 6; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  CAF_CHECK_EQUAL(unread, 6u);
+  // Once closing, the descriptor may go at any time: nothing is asked.
+  t->close(false);
+  CAF_CHECK_EQUAL(t->unread_input(), 0u);
+  ctx.run();
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

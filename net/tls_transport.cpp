@@ -8,6 +8,7 @@
 #include <cstring>
 #include <mutex>
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <boost/asio/io_context.hpp>
@@ -147,6 +148,19 @@ public:
     if (user_paused_.exchange(false))
       asio::post(sock_.get_executor(),
                  [self = shared_from_this()] { self->do_read(); });
+  }
+
+  std::size_t unread_input() const override {
+    // Records the peer sent that we have not read (the idle timeout hears a
+    // peer whose reading is paused). Under the lock and only while neither
+    // flag is set: do_abort sets them under it before closing fd_.
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (closing_ || failed_)
+      return 0;
+    int n = 0;
+    if (::ioctl(fd_, FIONREAD, &n) != 0 || n < 0)
+      return 0;
+    return static_cast<std::size_t>(n);
   }
 
   void close(bool graceful) override {

@@ -8,7 +8,7 @@
 
 #include <caf/all.hpp>
 
-#include "herald/actors/log.hpp"
+#include "herald/net/log.hpp"
 #include "herald/net/http.hpp"
 
 namespace herald {

@@ -1,7 +1,7 @@
 // Everything a Herald application needs: #include <herald/actors/herald.hpp>
 #pragma once
 
-#include "herald/actors/log.hpp"
+#include "herald/net/log.hpp"
 #include "herald/actors/metrics.hpp"
 #include "herald/actors/runtime.hpp"
 #include "herald/actors/server.hpp"

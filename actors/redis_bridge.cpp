@@ -6,7 +6,7 @@
 
 #include <caf/all.hpp>
 
-#include "herald/actors/log.hpp"
+#include "herald/net/log.hpp"
 #include "herald/actors/stats.hpp"
 #include "herald/messages/messages.hpp"
 #include "herald/net/redis.hpp"

@@ -16,7 +16,7 @@
 
 #include <caf/all.hpp>
 
-#include "herald/actors/log.hpp"
+#include "herald/net/log.hpp"
 #include "herald/actors/server_core.hpp"
 
 namespace herald {

@@ -7,7 +7,7 @@
 
 #include "herald/actors/connection.hpp"
 #include "herald/actors/idle_clock.hpp"
-#include "herald/actors/log.hpp"
+#include "herald/net/log.hpp"
 #include "herald/messages/messages.hpp"
 #include "herald/net/handshake.hpp"
 #include "herald/net/redis.hpp"
@@ -218,7 +218,12 @@ void server_core::upgraded(request& req, net::transport_ptr t,
   connection_args args;
   args.transport = std::move(t);
   args.response = std::move(response);
-  args.hooks = std::move(req.upgrade_hooks());
+  args.hooks = take_hooks(req);
+  if (!args.hooks) {
+    // A payload that server<T>::upgrade did not make: nothing to run.
+    args.transport->close(false);
+    return;
+  }
   args.registry = registry_;
   args.idle_clock = idle_clock_;
   args.counts = counts_;

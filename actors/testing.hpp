@@ -922,14 +922,14 @@ public:
 private:
   fetch_outcome<T> answer(request& req, fetch_result result,
                           client_options opts) {
-    if (req.upgrade_hooks()) {
+    if (req.upgrade_payload()) {
       for (auto& [k, v] : req.upgrade_headers())
         if (net::has_token(k, "sec-websocket-protocol"))
           opts.protocol = v;
       if (!req.remote_endpoint().empty())
         opts.remote_address = req.remote_endpoint();
       opts.extensions = req.header_values("sec-websocket-extensions");
-      auto& c = attach(std::move(req.upgrade_hooks()), std::move(opts),
+      auto& c = attach(take_hooks(req), std::move(opts),
                        req.upgrade_deflate());
       return {101, {}, req.upgrade_headers(), &c};
     }

@@ -40,13 +40,14 @@
 #include <caf/atom.hpp>
 
 #include "herald/net/frame.hpp"
+#include "herald/net/transport.hpp"
 
 namespace herald::msg {
 
-/// The transport wrote its whole backlog (payload: bytes still buffered).
-using written_atom = caf::atom_constant<caf::atom("h_written")>;
-/// The socket closed or failed (payload: a description).
-using transport_down_atom = caf::atom_constant<caf::atom("h_tdown")>;
+/// From a transport (net/transport.hpp): its backlog is written.
+using net::written_atom;
+/// From a transport: its socket is gone.
+using net::transport_down_atom;
 /// Sent by a connection to itself: write what this batch queued.
 using flush_atom = caf::atom_constant<caf::atom("h_flush")>;
 /// Asks the registry or a topic for its subscriber count.
@@ -70,11 +71,8 @@ using counted_atom = caf::atom_constant<caf::atom("h_counted")>;
 using idle_watch_atom = caf::atom_constant<caf::atom("h_iwatch")>;
 using idle_forget_atom = caf::atom_constant<caf::atom("h_iforget")>;
 
-/// Bytes read from a socket, handed to the connection actor that owns it.
-struct inbound {
-  /// The bytes, exactly as read.
-  std::vector<std::byte> bytes;
-};
+/// From a transport: bytes read from its socket.
+using net::inbound;
 
 /// A message published to a topic: built once, shared by every receiver.
 struct publication {
@@ -165,6 +163,5 @@ struct delivery {
 
 } // namespace herald::msg
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::msg::inbound)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::msg::publication)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::msg::delivery)

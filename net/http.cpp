@@ -2,7 +2,6 @@
 
 #include <cctype>
 
-#include "herald/actors/hooks.hpp"
 #include "herald/net/handshake.hpp"
 
 namespace herald {
@@ -161,10 +160,10 @@ std::string request::header_values(std::string_view name) const {
   return out;
 }
 
-void request::accept_upgrade(std::unique_ptr<connection_hooks> hooks,
+void request::accept_upgrade(std::unique_ptr<net::upgrade_payload> payload,
                              header_list extra_headers,
                              std::optional<net::deflate_params> deflate) {
-  hooks_ = std::move(hooks);
+  payload_ = std::move(payload);
   up_headers_ = std::move(extra_headers);
   deflate_ = deflate;
   up_fail_status_ = 0;

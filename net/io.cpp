@@ -6,7 +6,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
-#include "herald/actors/log.hpp"
+#include "herald/net/log.hpp"
 
 namespace herald::net {
 

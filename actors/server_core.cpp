@@ -105,8 +105,8 @@ void server_core::start(fetch_fn fetch) {
   // Before listening: the registry has its bridge before any connection
   // publishes (and a bad URL throws before anything else happens).
   if (bridged())
-    redis_ = start_redis_bridge(rt_.system(), rt_.io(), cfg_.redis, registry_,
-                                stats_)
+    redis_ = start_redis_bridge(rt_.system(), rt_.io(), cfg_.redis,
+                                registry_.actor(), stats_)
                .link;
   http_ = net::start_http_server(rt_.io(), cfg_.hostname, cfg_.port,
                                  cfg_.http, shared_from_this());
@@ -134,7 +134,7 @@ std::shared_future<void> server_core::stop(stop_mode mode,
   }
   stop_plan plan;
   plan.conns = conns_;
-  plan.registry = registry_;
+  plan.registry = registry_.actor();
   plan.idle_clock = idle_clock_;
   plan.redis = redis_;
   plan.done = std::move(done);
@@ -188,7 +188,7 @@ std::size_t server_core::connection_count() const {
 
 void server_core::publish(std::string_view topic, net::frame_ptr frame,
                           bool compress) {
-  caf::anon_send(registry_, caf::publish_atom::value, std::string{topic},
+  caf::anon_send(registry_.actor(), caf::publish_atom::value, std::string{topic},
                  msg::publication{std::move(frame), caf::actor_addr{},
                                   compress});
 }
@@ -224,7 +224,7 @@ void server_core::upgraded(request& req, net::transport_ptr t,
     args.transport->close(false);
     return;
   }
-  args.registry = registry_;
+  args.registry = registry_.actor();
   args.idle_clock = idle_clock_;
   args.counts = counts_;
   args.stats = stats_;

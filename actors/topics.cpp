@@ -356,45 +356,21 @@ void quit_topic(registry_actor* self, const std::string& topic,
   leave(self, topic, who.address(), settled);
 }
 
-// The counts of every live registry, by its control block: subscribe()
-// gets only the registry's handle and counts the subscription on its way
-// with them, as connections do.
-struct counts_table {
-  std::mutex mtx;
-  std::unordered_map<const caf::actor_control_block*,
-                     std::weak_ptr<topic_counts>>
-    by_registry;
-};
-
-counts_table& registries() {
-  // Never destroyed: a registry may end during static destruction (an actor
-  // system kept in a static), after a function-local static would be gone.
-  static auto* table = new counts_table;
-  return *table;
-}
-
-std::shared_ptr<topic_counts> counts_of(const caf::actor& registry) {
-  auto& t = registries();
-  std::lock_guard<std::mutex> guard{t.mtx};
-  auto i = t.by_registry.find(
-    caf::actor_cast<caf::actor_control_block*>(registry));
-  return i == t.by_registry.end() ? nullptr : i->second.lock();
-}
-
 } // namespace
 
-void subscribe(const caf::actor& registry, std::string topic,
+void subscribe(const topic_registry& registry, std::string topic,
                const caf::actor& who) {
   // Counted while on its way, as a connection's subscribe: a server publish
   // made after this call (by whoever learns of the subscription) is not
   // skipped for want of subscribers before the registry has it.
-  if (auto counts = counts_of(registry)) {
+  if (auto& counts = registry.counts()) {
     counts->subscribing(topic);
-    caf::anon_send(registry, caf::subscribe_atom::value, std::move(topic), who,
-                   msg::counted_atom::value);
+    caf::anon_send(registry.actor(), caf::subscribe_atom::value,
+                   std::move(topic), who, msg::counted_atom::value);
     return;
   }
-  caf::anon_send(registry, caf::subscribe_atom::value, std::move(topic), who);
+  caf::anon_send(registry.actor(), caf::subscribe_atom::value,
+                 std::move(topic), who);
 }
 
 void unsubscribe(const caf::actor& registry, std::string topic,
@@ -511,25 +487,11 @@ caf::behavior registry_behavior(registry_actor* self,
 
 } // namespace
 
-caf::actor spawn_topic_registry(caf::actor_system& sys,
-                                std::shared_ptr<topic_counts> counts,
-                                topic_options opts) {
-  std::weak_ptr<topic_counts> weak = counts;
-  auto registry = sys.spawn(registry_behavior, std::move(counts), opts);
-  const auto* key = caf::actor_cast<caf::actor_control_block*>(registry);
-  {
-    auto& t = registries();
-    std::lock_guard<std::mutex> guard{t.mtx};
-    t.by_registry[key] = std::move(weak);
-  }
-  // Dropped when the registry ends (before its control block can be
-  // reused by another actor).
-  registry->attach_functor([key] {
-    auto& t = registries();
-    std::lock_guard<std::mutex> guard{t.mtx};
-    t.by_registry.erase(key);
-  });
-  return registry;
+topic_registry spawn_topic_registry(caf::actor_system& sys,
+                                    std::shared_ptr<topic_counts> counts,
+                                    topic_options opts) {
+  auto registry = sys.spawn(registry_behavior, counts, opts);
+  return {std::move(registry), std::move(counts)};
 }
 
 } // namespace herald

@@ -136,7 +136,7 @@ CAF_TEST(the clock keeps no member alive) {
 // alive by its pending tick (up to half the idle timeout) after it closed;
 // one ticked by the clock is released as soon as it stops.
 CAF_TEST(a closed connection is released at once) {
-  auto registry = herald::spawn_topic_registry(
+  caf::actor registry = herald::spawn_topic_registry(
     sys, std::make_shared<herald::topic_counts>());
   auto connect = [&](bool with_clock) {
     using handlers_t = herald::websocket_handlers<int>;

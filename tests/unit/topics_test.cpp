@@ -31,7 +31,8 @@ caf::behavior recorder(caf::event_based_actor*, inbox box) {
 struct fixture : test_coordinator_fixture<> {
   std::shared_ptr<herald::topic_counts> counts
     = std::make_shared<herald::topic_counts>();
-  caf::actor registry = herald::spawn_topic_registry(sys, counts);
+  herald::topic_registry handle = herald::spawn_topic_registry(sys, counts);
+  caf::actor registry = handle.actor();
 
   std::pair<caf::actor, inbox> make_recorder() {
     auto box = std::make_shared<std::vector<std::string>>();
@@ -157,7 +158,7 @@ CAF_TEST(a burst of publishes reaches each subscriber as one delivery) {
 }
 
 CAF_TEST(a big topic lingers and sends what came meanwhile as one delivery) {
-  auto lingering = herald::spawn_topic_registry(
+  caf::actor lingering = herald::spawn_topic_registry(
     sys, std::make_shared<herald::topic_counts>(),
     {.linger = std::chrono::milliseconds{20}, .linger_min_subscribers = 2});
   auto deliveries = std::make_shared<std::vector<std::string>>();
@@ -446,7 +447,7 @@ CAF_TEST(a subscription on its way keeps a topic from looking empty) {
 CAF_TEST(herald::subscribe counts a plain actor while its subscription travels) {
   auto [a, box] = make_recorder();
   CAF_CHECK(!counts->may_have_subscribers("room"));
-  herald::subscribe(registry, "room", a);
+  herald::subscribe(handle, "room", a);
   // Not at the registry yet: counted, and the topic may have one.
   CAF_CHECK_EQUAL(counts->get("room"), 1u);
   CAF_CHECK(counts->may_have_subscribers("room"));
@@ -552,8 +553,8 @@ CAF_TEST(a subscriber that goes down is taken off the count once) {
 
 CAF_TEST(herald::subscribe twice and unsubscribe settle to the registry) {
   auto [a, box] = make_recorder();
-  herald::subscribe(registry, "room", a);
-  herald::subscribe(registry, "room", a);
+  herald::subscribe(handle, "room", a);
+  herald::subscribe(handle, "room", a);
   // Counted from the calls: twice until the registry has the duplicate.
   CAF_CHECK_EQUAL(counts->get("room"), 2u);
   sched.run();

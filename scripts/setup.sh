@@ -33,7 +33,7 @@ install_missing() {
 
 deps() {
   install_missing g++ make cmake ccache pkg-config libcaf-dev libboost1.81-dev zlib1g-dev \
-    libhiredis-dev redis-server ca-certificates
+    libhiredis-dev redis-server ca-certificates clang-format
 }
 
 node_deps() {

@@ -92,6 +92,8 @@ void join_runs(msg::delivery& d) {
   auto& msgs = d.messages;
   if (msgs.size() < 2)
     return;
+  // Scratch, emptied before returning: per thread rather than per topic,
+  // so that idle topics hold no buffer.
   thread_local std::vector<const net::frame*> group;
   auto close_group = [&](std::size_t end) {
     // Closes the group of messages [end - group.size(), end).

@@ -7,7 +7,7 @@
 // connection (schedule, and cancel at exit), and the pending message keeps a
 // closed connection's actor alive until it falls due: up to a minute with
 // Bun's default timeout, so a server with many short connections holds
-// every one of them (tens of MB per second of connection churn).
+// every one of them.
 //
 // Instead, connections join this clock when they open and leave when they
 // stop. It keeps them in order of their next tick, holds one delayed

@@ -18,7 +18,8 @@ namespace {
 
 // What every connection hears when its server stops.
 void say_going_away(const caf::actor& conn) {
-  caf::anon_send(conn, caf::close_atom::value,
+  caf::anon_send(caf::actor_cast<msg::connection_actor>(conn),
+                 caf::close_atom::value,
                  int{net::close_code::going_away},
                  std::string{"server shutting down"});
 }
@@ -30,8 +31,8 @@ using stop_now_atom = caf::atom_constant<caf::atom("h_snow")>;
 // away before the stop is done.
 struct stop_plan {
   std::shared_ptr<connection_list> conns;
-  caf::actor registry;
-  caf::actor idle_clock;
+  msg::registry_actor registry;
+  msg::idle_clock_actor idle_clock;
   std::shared_ptr<net::redis_link> redis;
   std::shared_ptr<std::promise<void>> done;
   // When the connections left get 1001 (max: never), and how long they

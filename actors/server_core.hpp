@@ -144,7 +144,7 @@ private:
   std::shared_ptr<topic_counts> counts_;
   std::shared_ptr<server_stats> stats_;
   topic_registry registry_;
-  caf::actor idle_clock_;
+  msg::idle_clock_actor idle_clock_;
   std::shared_ptr<net::http_server> http_;
   std::weak_ptr<net::http_server> listener_; // for pending_requests()
   std::shared_ptr<net::redis_link> redis_;

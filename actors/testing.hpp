@@ -991,7 +991,7 @@ private:
   std::shared_ptr<topic_counts> counts_;
   std::shared_ptr<server_stats> stats_;
   topic_registry registry_;
-  caf::actor idle_clock_; // the idle ticks, as a server's
+  msg::idle_clock_actor idle_clock_; // the idle ticks, as a server's
   std::shared_ptr<detail::kit_server> server_;
   std::shared_ptr<const handler_set<T>> set_;
   // Deferred requests whose answer settle() took, and what it was.

@@ -144,9 +144,9 @@ struct topic_state {
   static inline const char* name = "herald.topic";
 };
 
-caf::behavior topic_actor(caf::stateful_actor<topic_state>* self,
-                          std::shared_ptr<const std::string> name,
-                          topic_options opts) {
+msg::topic_actor::behavior_type
+topic_behavior(msg::topic_actor::stateful_pointer<topic_state> self,
+               std::shared_ptr<const std::string> name, topic_options opts) {
   self->state.topic = std::move(name);
   self->state.opts = opts;
   // Sends the batch to the subscribers of now.
@@ -161,8 +161,10 @@ caf::behavior topic_actor(caf::stateful_actor<topic_state>* self,
     if (st.subscribers.size() > 1)
       join_runs(d);
     auto m = caf::make_message(std::move(d));
+    // Anonymous: a typed actor sends only to typed handles, and subscribers
+    // are any actor (they never answer a delivery).
     for (auto& sub : st.subscribers)
-      self->send(sub, m);
+      caf::anon_send(sub, m);
   };
   // A subscriber gets exactly what reaches the topic between its subscribe
   // and its unsubscribe: a batch waiting for its flush goes out to the
@@ -210,7 +212,7 @@ caf::behavior topic_actor(caf::stateful_actor<topic_state>* self,
 // -- registry -----------------------------------------------------------------
 
 struct topic_entry {
-  caf::actor actor;
+  msg::topic_actor actor;
   std::size_t count = 0;
 };
 
@@ -280,16 +282,16 @@ struct registry_state {
   // The Redis bridge, if any: hears of first/last subscribers and of every
   // local publish (also to topics without local subscribers: other nodes
   // may have some).
-  caf::actor bridge;
+  msg::bridge_actor bridge;
   static inline const char* name = "herald.topic_registry";
 };
 
-using registry_actor = caf::stateful_actor<registry_state>;
+using registry_actor = msg::registry_actor::stateful_pointer<registry_state>;
 
 // Subscribes `who` to `topic`, making the topic actor on first use.
 // `settled` is what the message's sender counted on its way (+1 or 0): it
 // leaves the pending changes in the same step that applies the change.
-void join(registry_actor* self, std::string& topic, caf::actor& who,
+void join(registry_actor self, std::string& topic, caf::actor& who,
           int settled) {
   auto [m, fresh] = self->state.members.try_emplace(who.address());
   if (fresh)
@@ -306,7 +308,7 @@ void join(registry_actor* self, std::string& topic, caf::actor& who,
     auto name = std::make_shared<const std::string>(topic);
     // Linked: when the registry stops (server shutdown), so do its
     // topics; a topic that ends normally does not take it along.
-    e.actor = self->spawn<caf::linked>(topic_actor, std::move(name),
+    e.actor = self->spawn<caf::linked>(topic_behavior, std::move(name),
                                        self->state.opts);
     if (self->state.bridge)
       self->send(self->state.bridge, caf::join_atom::value, topic);
@@ -318,7 +320,7 @@ void join(registry_actor* self, std::string& topic, caf::actor& who,
 
 // Removes `who`, a member of `topic`, from it; `settled` as in join (-1 or
 // 0).
-void leave(registry_actor* self, const std::string& topic,
+void leave(registry_actor self, const std::string& topic,
            const caf::actor_addr& who, int settled) {
   auto i = self->state.topics.find(topic);
   if (i == self->state.topics.end()) {
@@ -340,7 +342,7 @@ void leave(registry_actor* self, const std::string& topic,
 }
 
 // Unsubscribes `who` from `topic` if it is a member; `settled` as in join.
-void quit_topic(registry_actor* self, const std::string& topic,
+void quit_topic(registry_actor self, const std::string& topic,
                 const caf::actor& who, int settled) {
   auto m = self->state.members.find(who.address());
   auto t = self->state.topics.find(topic);
@@ -404,7 +406,8 @@ void send_direct(const caf::actor& connection, net::opcode op,
   static const auto no_topic = std::make_shared<const std::string>();
   std::vector<msg::topic_message> one;
   one.push_back(msg::topic_message{net::make_frame(op, data), {}, compress});
-  caf::anon_send(connection, msg::delivery{no_topic, std::move(one), {}, {}, {}});
+  caf::anon_send(caf::actor_cast<msg::connection_actor>(connection),
+                 msg::delivery{no_topic, std::move(one), {}, {}, {}});
 }
 
 } // namespace
@@ -425,9 +428,9 @@ namespace {
 
 // A free function with arguments: CAF 0.17 mishandles (UBSan) a spawned
 // lambda that takes none besides `self`.
-caf::behavior registry_behavior(registry_actor* self,
-                                std::shared_ptr<topic_counts> counts,
-                                topic_options opts) {
+msg::registry_actor::behavior_type
+registry_behavior(registry_actor self, std::shared_ptr<topic_counts> counts,
+                  topic_options opts) {
   {
     self->state.counts = std::move(counts);
     self->state.opts = opts;
@@ -474,7 +477,7 @@ caf::behavior registry_behavior(registry_actor* self,
           self->send(i->second.actor, caf::publish_atom::value,
                      std::move(pub));
       },
-      [=](msg::bridge_atom, caf::actor& bridge) {
+      [=](msg::bridge_atom, msg::bridge_actor& bridge) {
         self->state.bridge = std::move(bridge);
         for (auto& [topic, e] : self->state.topics)
           self->send(self->state.bridge, caf::join_atom::value, topic);

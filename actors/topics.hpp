@@ -22,6 +22,8 @@
 #include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include "herald/messages/messages.hpp"
+
 namespace herald {
 
 /// Subscriber counts per topic, readable from any thread without a message
@@ -97,14 +99,16 @@ public:
   /// No registry.
   topic_registry() = default;
   /// The registry `actor`, which keeps `counts`.
-  topic_registry(caf::actor actor, std::shared_ptr<topic_counts> counts)
+  topic_registry(msg::registry_actor actor,
+                 std::shared_ptr<topic_counts> counts)
     : actor_(std::move(actor)), counts_(std::move(counts)) {}
 
   /// The registry's actor: link to it to end with the server
-  /// (`self->link_to(reg.actor())`), or send it the registry's messages.
-  const caf::actor& actor() const noexcept { return actor_; }
+  /// (`self->link_to(reg.actor())`), or send it the messages of
+  /// msg::registry_actor.
+  const msg::registry_actor& actor() const noexcept { return actor_; }
   /// The registry's actor, where a caf::actor is wanted.
-  operator const caf::actor&() const noexcept { return actor_; }
+  operator caf::actor() const { return caf::actor_cast<caf::actor>(actor_); }
   /// Its subscriber counts.
   const std::shared_ptr<topic_counts>& counts() const noexcept {
     return counts_;
@@ -113,7 +117,7 @@ public:
   explicit operator bool() const noexcept { return static_cast<bool>(actor_); }
 
 private:
-  caf::actor actor_;
+  msg::registry_actor actor_;
   std::shared_ptr<topic_counts> counts_;
 };
 
@@ -164,20 +168,10 @@ struct topic_options {
   std::size_t linger_min_subscribers = 1000;
 };
 
-/// Spawns a topic registry. Messages it takes (messages/messages.hpp):
-/// `(subscribe_atom, std::string, caf::actor)`,
-/// `(subscribe_atom, std::string, caf::actor, msg::counted_atom)` (the
-/// sender called topic_counts::subscribing() first),
-/// `(unsubscribe_atom, std::string, caf::actor)`,
-/// `(unsubscribe_atom, std::string, caf::actor, msg::counted_atom)` (the
-/// sender, a member, called topic_counts::unsubscribing() first),
-/// `(publish_atom, std::string, msg::publication)`,
-/// `(msg::remote_atom, std::string, msg::publication)` (local delivery
-/// only), `(msg::bridge_atom, caf::actor)` (attach a Redis bridge: it gets
-/// `(join_atom, topic)` when a topic gets its first subscriber,
-/// `(leave_atom, topic)` when the last one leaves and a copy of every
-/// `publish_atom` message) and
-/// `(msg::count_atom, std::string) -> std::size_t`.
+/// Spawns a topic registry (its messages: msg::registry_actor). An
+/// attached bridge gets `(join_atom, topic)` when a topic gets its first
+/// subscriber, `(leave_atom, topic)` when the last one leaves and a copy of
+/// every local publish.
 topic_registry spawn_topic_registry(caf::actor_system& sys,
                                     std::shared_ptr<topic_counts> counts,
                                     topic_options opts = {});

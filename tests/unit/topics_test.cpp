@@ -32,7 +32,7 @@ struct fixture : test_coordinator_fixture<> {
   std::shared_ptr<herald::topic_counts> counts
     = std::make_shared<herald::topic_counts>();
   herald::topic_registry handle = herald::spawn_topic_registry(sys, counts);
-  caf::actor registry = handle.actor();
+  herald::msg::registry_actor registry = handle.actor();
 
   std::pair<caf::actor, inbox> make_recorder() {
     auto box = std::make_shared<std::vector<std::string>>();
@@ -158,9 +158,10 @@ CAF_TEST(a burst of publishes reaches each subscriber as one delivery) {
 }
 
 CAF_TEST(a big topic lingers and sends what came meanwhile as one delivery) {
-  caf::actor lingering = herald::spawn_topic_registry(
+  auto lingering = herald::spawn_topic_registry(
     sys, std::make_shared<herald::topic_counts>(),
-    {.linger = std::chrono::milliseconds{20}, .linger_min_subscribers = 2});
+    {.linger = std::chrono::milliseconds{20}, .linger_min_subscribers = 2})
+                     .actor();
   auto deliveries = std::make_shared<std::vector<std::string>>();
   auto sub = [&](const std::string& topic) {
     // An argument, as above: CAF 0.17 spawns argument-less functions
@@ -559,13 +560,13 @@ CAF_TEST(herald::subscribe twice and unsubscribe settle to the registry) {
   CAF_CHECK_EQUAL(counts->get("room"), 2u);
   sched.run();
   CAF_CHECK_EQUAL(counts->get("room"), 1u);
-  herald::unsubscribe(registry, "room", a);
+  herald::unsubscribe(handle, "room", a);
   // Not counted on its way: the registry has not seen it yet.
   CAF_CHECK_EQUAL(counts->get("room"), 1u);
   sched.run();
   CAF_CHECK_EQUAL(counts->get("room"), 0u);
   // An unsubscribe of a non-member changes nothing.
-  herald::unsubscribe(registry, "room", a);
+  herald::unsubscribe(handle, "room", a);
   sched.run();
   CAF_CHECK_EQUAL(counts->get("room"), 0u);
   CAF_CHECK_EQUAL(counts->topics(), 0u);

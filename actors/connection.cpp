@@ -9,8 +9,8 @@
 
 #include <caf/all.hpp>
 
-#include "herald/actors/log.hpp"
 #include "herald/actors/loop_scheduler.hpp"
+#include "herald/net/log.hpp"
 #include "herald/net/http.hpp"
 
 namespace herald {
@@ -271,7 +271,9 @@ void connection_core::on_message(net::opcode op, std::span<std::byte> payload,
     return;
   std::span<const std::byte> data = payload;
   if (compressed) {
-    // Clients without context takeover share one decompressor per thread.
+    // Clients without context takeover share one decompressor per thread
+    // (reset after each message, so it carries nothing between them): one
+    // per connection would keep zlib's state for every idle connection.
     thread_local net::inflater shared_inflater{true};
     auto& x = more();
     auto& inf = x.inflater ? *x.inflater : shared_inflater;
@@ -858,8 +860,8 @@ void connection_actor::initialize() {
   core_.start();
   // Every message of a connection is dispatched in consume() below, so
   // the behavior only keeps the actor alive: one shared by all connections
-  // (a behavior of their own cost each ~300 bytes) with a handler for a
-  // message nobody sends.
+  // (a behavior of their own would cost each connection memory) with a
+  // handler for a message nobody sends.
   static const caf::behavior keep_alive{
     [](msg::flush_atom, msg::flush_atom, msg::flush_atom) {},
   };

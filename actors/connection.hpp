@@ -76,7 +76,7 @@ struct connection_args {
   /// The user's handlers and data.
   std::unique_ptr<connection_hooks> hooks;
   /// The topic registry.
-  caf::actor registry;
+  msg::registry_actor registry;
   /// The registry's subscriber counts (may be null): subscriptions are
   /// counted as on their way until the registry has them.
   std::shared_ptr<topic_counts> counts;
@@ -91,7 +91,7 @@ struct connection_args {
   std::optional<net::deflate_params> deflate;
   /// The server's idle clock (see idle_clock.hpp), which sends the idle
   /// ticks; without one (null) the connection times its own ticks.
-  caf::actor idle_clock;
+  msg::idle_clock_actor idle_clock;
   /// How long to wait for the peer's close frame after sending ours.
   std::chrono::milliseconds close_timeout{5000};
   /// The server's list of live connections (may be null).
@@ -202,8 +202,8 @@ private:
   connection_actor* self_;
   net::transport_ptr transport_;
   std::unique_ptr<connection_hooks> hooks_;
-  caf::actor registry_;
-  caf::actor idle_clock_; // null: this connection times its own ticks
+  msg::registry_actor registry_;
+  msg::idle_clock_actor idle_clock_; // null: this connection times its own ticks
   std::shared_ptr<topic_counts> counts_;
   std::shared_ptr<server_stats> stats_;
   // The server's connection list and this connection's neighbours in it

@@ -1,11 +1,5 @@
-// Everything a Herald application needs: #include <herald/actors/herald.hpp>
+// Kept for applications written against it: the same as
+// #include <herald/herald.hpp>.
 #pragma once
 
-#include "herald/actors/log.hpp"
-#include "herald/actors/metrics.hpp"
-#include "herald/actors/runtime.hpp"
-#include "herald/actors/server.hpp"
-#include "herald/actors/socket.hpp"
-#include "herald/actors/topics.hpp"
-#include "herald/messages/messages.hpp"
-#include "herald/net/http.hpp"
+#include "herald/herald.hpp"

@@ -8,15 +8,16 @@
 #include <string_view>
 
 #include "herald/actors/socket.hpp"
+#include "herald/net/http.hpp"
 
 namespace herald {
 
 class server_base;
 
-/// Type-erased handlers and data of one connection.
-class connection_hooks {
+/// Type-erased handlers and data of one connection: what server<T>::upgrade
+/// attaches to a request as its upgrade payload.
+class connection_hooks : public net::upgrade_payload {
 public:
-  virtual ~connection_hooks() = default;
   /// The handle handlers receive.
   virtual basic_socket& socket() noexcept = 0;
   /// Options of the connection.
@@ -40,6 +41,17 @@ public:
     // Nop: hooks without the handler drop silently.
   }
 };
+
+/// Takes the hooks that server<T>::upgrade attached to `req` (null when
+/// none, or when someone else attached a payload of another kind).
+inline std::unique_ptr<connection_hooks> take_hooks(request& req) {
+  auto& p = req.upgrade_payload();
+  auto* hooks = dynamic_cast<connection_hooks*>(p.get());
+  if (hooks == nullptr)
+    return nullptr;
+  p.release();
+  return std::unique_ptr<connection_hooks>{hooks};
+}
 
 /// Handlers and the options they run with, shared by the connections of a
 /// server (each connection keeps a reference, not a copy of the options).

@@ -59,11 +59,11 @@ struct idle_clock_state {
   }
 };
 
-using clock_actor = caf::stateful_actor<idle_clock_state>;
+using clock_actor = msg::idle_clock_actor::stateful_pointer<idle_clock_state>;
 
 // Makes sure a wake-up is pending for the earliest member, no sooner than
 // `min_delay` from now.
-void arm(clock_actor* self, caf::timespan min_delay) {
+void arm(clock_actor self, caf::timespan min_delay) {
   auto& st = self->state;
   auto first = st.earliest();
   if (first == time_point::max())
@@ -80,7 +80,8 @@ void arm(clock_actor* self, caf::timespan min_delay) {
 }
 
 // Wake-ups come at least `min_gap` apart.
-caf::behavior idle_clock(clock_actor* self, caf::timespan min_gap) {
+msg::idle_clock_actor::behavior_type idle_clock(clock_actor self,
+                                                caf::timespan min_gap) {
   return {
     [=](msg::idle_watch_atom, const caf::actor_addr& who,
         caf::timespan period) {
@@ -107,7 +108,7 @@ caf::behavior idle_clock(clock_actor* self, caf::timespan min_gap) {
           auto m = st.members.find(id);
           if (m == st.members.end())
             continue; // left
-          auto who = caf::actor_cast<caf::actor>(m->second);
+          auto who = caf::actor_cast<msg::connection_actor>(m->second);
           if (!who) {
             // Gone without leaving (killed before it could say so).
             st.members.erase(m);
@@ -129,7 +130,8 @@ caf::behavior idle_clock(clock_actor* self, caf::timespan min_gap) {
 
 } // namespace
 
-caf::actor spawn_idle_clock(caf::actor_system& sys, caf::timespan min_gap) {
+msg::idle_clock_actor spawn_idle_clock(caf::actor_system& sys,
+                                       caf::timespan min_gap) {
   // min_gap goes in as an argument: CAF 0.17 trips UBSan when it spawns a
   // function-based actor without any (a null shared_ptr<tuple<>> is
   // dereferenced in init_fun_factory).

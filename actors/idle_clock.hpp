@@ -7,7 +7,7 @@
 // connection (schedule, and cancel at exit), and the pending message keeps a
 // closed connection's actor alive until it falls due: up to a minute with
 // Bun's default timeout, so a server with many short connections holds
-// every one of them (tens of MB per second of connection churn).
+// every one of them.
 //
 // Instead, connections join this clock when they open and leave when they
 // stop. It keeps them in order of their next tick, holds one delayed
@@ -18,23 +18,23 @@
 // queue, 16 bytes each, plus a 24-byte map node for the weak reference; a
 // member that leaves keeps its queue entry until that falls due.
 //
-// Protocol (see messages.hpp):
-//   (idle_watch_atom, actor_addr who, timespan period)   tick `who` every period
-//   (idle_forget_atom, actor_id who)                     stop ticking it
-// Members receive (tick_atom).
+// Its messages: msg::idle_clock_actor (messages/messages.hpp). Members
+// receive (tick_atom).
 #pragma once
 
 #include <chrono>
 
-#include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+
+#include "herald/messages/messages.hpp"
 
 namespace herald {
 
 /// Spawns an idle clock (see above). Its wake-ups come at least `min_gap`
 /// apart: members due within it of each other are ticked together, late by
 /// at most `min_gap`, never early.
-caf::actor spawn_idle_clock(caf::actor_system& sys,
-                            caf::timespan min_gap = std::chrono::milliseconds{10});
+msg::idle_clock_actor
+spawn_idle_clock(caf::actor_system& sys,
+                 caf::timespan min_gap = std::chrono::milliseconds{10});
 
 } // namespace herald

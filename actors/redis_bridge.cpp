@@ -6,7 +6,7 @@
 
 #include <caf/all.hpp>
 
-#include "herald/actors/log.hpp"
+#include "herald/net/log.hpp"
 #include "herald/actors/stats.hpp"
 #include "herald/messages/messages.hpp"
 #include "herald/net/redis.hpp"
@@ -65,10 +65,10 @@ struct bridge_state {
   static inline const char* name = "herald.redis_bridge";
 };
 
-caf::behavior bridge_actor(caf::stateful_actor<bridge_state>* self,
-                           std::shared_ptr<net::redis_link> link,
-                           std::string prefix, std::uint64_t node,
-                           caf::actor registry) {
+msg::bridge_actor::behavior_type
+bridge_behavior(msg::bridge_actor::stateful_pointer<bridge_state> self,
+                std::shared_ptr<net::redis_link> link, std::string prefix,
+                std::uint64_t node, msg::registry_actor registry) {
   auto& st = self->state;
   st.link = std::move(link);
   st.prefix = std::move(prefix);
@@ -115,7 +115,7 @@ std::uint64_t random_node_id() {
 
 redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
                                 const redis_options& opts,
-                                const caf::actor& registry,
+                                const msg::registry_actor& registry,
                                 std::shared_ptr<server_stats> stats) {
   std::string why;
   auto ep = net::parse_redis_url(opts.url, &why);
@@ -147,7 +147,7 @@ redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
     // Our own publish coming back: delivered locally already.
     if (env->node == node)
       return;
-    auto hdl = caf::actor_cast<caf::actor>(reg);
+    auto hdl = caf::actor_cast<msg::registry_actor>(reg);
     if (!hdl)
       return;
     auto f = net::make_frame(env->binary ? net::opcode::binary
@@ -161,7 +161,7 @@ redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
   };
   b.link = net::start_redis_link(io, std::move(lo), stats,
                                  std::move(on_message));
-  b.actor = sys.spawn(bridge_actor, b.link, opts.channel_prefix, b.node_id,
+  b.actor = sys.spawn(bridge_behavior, b.link, opts.channel_prefix, b.node_id,
                       registry);
   caf::anon_send(registry, msg::bridge_atom::value, b.actor);
   HERALD_LOG(info, "redis: node " << std::hex << b.node_id << std::dec

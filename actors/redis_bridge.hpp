@@ -26,6 +26,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include "herald/messages/messages.hpp"
 #include "herald/net/io.hpp"
 
 namespace herald {
@@ -86,7 +87,7 @@ std::optional<contents> decode(std::span<const std::byte> bytes);
 /// A running bridge: its actor, its Redis link and this node's id.
 struct redis_bridge {
   /// The bridge actor (linked to the registry: it ends with it).
-  caf::actor actor;
+  msg::bridge_actor actor;
   /// The connections to Redis; `close()` it before the I/O loop stops.
   std::shared_ptr<net::redis_link> link;
   /// This node's id in envelopes (random per process).
@@ -99,7 +100,7 @@ struct redis_bridge {
 /// malformed (its message shows the URL without the password).
 redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
                                 const redis_options& opts,
-                                const caf::actor& registry,
+                                const msg::registry_actor& registry,
                                 std::shared_ptr<server_stats> stats);
 
 } // namespace herald

@@ -16,8 +16,8 @@
 
 #include <caf/all.hpp>
 
-#include "herald/actors/log.hpp"
 #include "herald/actors/loop_scheduler.hpp"
+#include "herald/net/log.hpp"
 #include "herald/actors/server_core.hpp"
 
 namespace herald {

@@ -40,9 +40,9 @@ struct runtime_options {
   /// system at once (glibc: trim threshold 64 MiB, allocations up to 1 MiB
   /// from the heap). A busy server frees and reallocates the same
   /// megabytes all the time; with glibc's default thresholds they are
-  /// returned and faulted in again, about 5% of the CPU of a fan-out of
-  /// 4 KiB messages. False leaves the process's malloc settings alone
-  /// (as does GLIBC_TUNABLES naming either threshold).
+  /// returned and faulted in again (bench/README.md has the cost). False
+  /// leaves the process's malloc settings alone (as does GLIBC_TUNABLES
+  /// naming either threshold).
   bool tune_allocator = true;
   /// Hand freed heap back to the system when the process goes quiet
   /// (glibc's malloc_trim): after a burst (thousands of handshakes, a

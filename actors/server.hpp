@@ -246,7 +246,7 @@ public:
     return core_->stop(mode, deadline);
   }
   /// The topic registry, for actors that subscribe or publish themselves.
-  const caf::actor& registry() const { return core_->registry(); }
+  const topic_registry& registry() const { return core_->registry(); }
   /// True when topics are shared with other instances through Redis.
   bool bridged() const noexcept { return core_ && core_->bridged(); }
   /// Counters for metrics.

@@ -7,7 +7,7 @@
 
 #include "herald/actors/connection.hpp"
 #include "herald/actors/idle_clock.hpp"
-#include "herald/actors/log.hpp"
+#include "herald/net/log.hpp"
 #include "herald/messages/messages.hpp"
 #include "herald/net/handshake.hpp"
 #include "herald/net/redis.hpp"
@@ -18,7 +18,8 @@ namespace {
 
 // What every connection hears when its server stops.
 void say_going_away(const caf::actor& conn) {
-  caf::anon_send(conn, caf::close_atom::value,
+  caf::anon_send(caf::actor_cast<msg::connection_actor>(conn),
+                 caf::close_atom::value,
                  int{net::close_code::going_away},
                  std::string{"server shutting down"});
 }
@@ -30,8 +31,8 @@ using stop_now_atom = caf::atom_constant<caf::atom("h_snow")>;
 // away before the stop is done.
 struct stop_plan {
   std::shared_ptr<connection_list> conns;
-  caf::actor registry;
-  caf::actor idle_clock;
+  msg::registry_actor registry;
+  msg::idle_clock_actor idle_clock;
   std::shared_ptr<net::redis_link> redis;
   std::shared_ptr<std::promise<void>> done;
   // When the connections left get 1001 (max: never), and how long they
@@ -105,8 +106,8 @@ void server_core::start(fetch_fn fetch) {
   // Before listening: the registry has its bridge before any connection
   // publishes (and a bad URL throws before anything else happens).
   if (bridged())
-    redis_ = start_redis_bridge(rt_.system(), rt_.io(), cfg_.redis, registry_,
-                                stats_)
+    redis_ = start_redis_bridge(rt_.system(), rt_.io(), cfg_.redis,
+                                registry_.actor(), stats_)
                .link;
   // Certificates are checked before binding: a bad one is an error at
   // start, not at the first handshake.
@@ -139,7 +140,7 @@ std::shared_future<void> server_core::stop(stop_mode mode,
   }
   stop_plan plan;
   plan.conns = conns_;
-  plan.registry = registry_;
+  plan.registry = registry_.actor();
   plan.idle_clock = idle_clock_;
   plan.redis = redis_;
   plan.done = std::move(done);
@@ -201,7 +202,7 @@ std::size_t server_core::connection_count() const {
 
 void server_core::publish(std::string_view topic, net::frame_ptr frame,
                           bool compress) {
-  caf::anon_send(registry_, caf::publish_atom::value, std::string{topic},
+  caf::anon_send(registry_.actor(), caf::publish_atom::value, std::string{topic},
                  msg::publication{std::move(frame), caf::actor_addr{},
                                   compress});
 }
@@ -231,8 +232,13 @@ void server_core::upgraded(request& req, net::transport_ptr t,
   connection_args args;
   args.transport = std::move(t);
   args.response = std::move(response);
-  args.hooks = std::move(req.upgrade_hooks());
-  args.registry = registry_;
+  args.hooks = take_hooks(req);
+  if (!args.hooks) {
+    // A payload that server<T>::upgrade did not make: nothing to run.
+    args.transport->close(false);
+    return;
+  }
+  args.registry = registry_.actor();
   args.idle_clock = idle_clock_;
   args.counts = counts_;
   args.stats = stats_;

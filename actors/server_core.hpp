@@ -56,7 +56,7 @@ public:
   /// The bound address.
   virtual std::string hostname() const = 0;
   /// The topic registry.
-  virtual const caf::actor& registry() const noexcept = 0;
+  virtual const topic_registry& registry() const noexcept = 0;
   /// The counters.
   virtual const std::shared_ptr<server_stats>& stats() const noexcept = 0;
   /// Subscribers of `topic`.
@@ -117,7 +117,9 @@ public:
   std::uint16_t port() const noexcept override;
   std::string hostname() const override;
   /// The topic registry (any actor may subscribe through it).
-  const caf::actor& registry() const noexcept override { return registry_; }
+  const topic_registry& registry() const noexcept override {
+    return registry_;
+  }
   const std::shared_ptr<server_stats>& stats() const noexcept override {
     return stats_;
   }
@@ -149,8 +151,8 @@ private:
   fetch_fn fetch_;
   std::shared_ptr<topic_counts> counts_;
   std::shared_ptr<server_stats> stats_;
-  caf::actor registry_;
-  caf::actor idle_clock_;
+  topic_registry registry_;
+  msg::idle_clock_actor idle_clock_;
   std::shared_ptr<net::http_server> http_;
   std::weak_ptr<net::http_server> listener_; // for pending_requests()
   std::shared_ptr<net::redis_link> redis_;

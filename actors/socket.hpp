@@ -265,30 +265,44 @@ struct websocket_handlers {
   /// drop_and_notify); the application may answer it.
   std::function<void(socket<T>&, herald::message)> limited;
 
+  // The options again, as members of their own: designated initializers
+  // (`.websocket = {.open = ..., .idle_timeout = ...}`, as in Bun) can only
+  // name direct members, never those of a base. Defaults come from
+  // websocket_options.
+
   /// See websocket_options.
-  std::size_t max_payload_length = 16u << 20;
+  std::size_t max_payload_length = websocket_options{}.max_payload_length;
   /// See websocket_options.
-  std::chrono::seconds idle_timeout{120};
+  std::chrono::seconds idle_timeout = websocket_options{}.idle_timeout;
   /// See websocket_options.
-  std::size_t backpressure_limit = 16u << 20;
+  std::size_t backpressure_limit = websocket_options{}.backpressure_limit;
   /// See websocket_options.
-  bool close_on_backpressure_limit = false;
+  bool close_on_backpressure_limit
+    = websocket_options{}.close_on_backpressure_limit;
   /// See websocket_options.
-  bool send_pings = true;
+  bool send_pings = websocket_options{}.send_pings;
   /// See websocket_options.
-  bool publish_to_self = false;
+  bool publish_to_self = websocket_options{}.publish_to_self;
   /// See websocket_options and deflate_options.
   deflate_options per_message_deflate;
   /// See websocket_options and rate_limit.
   rate_limit message_rate;
   /// See websocket_options.
-  std::size_t max_subscriptions = 0;
+  std::size_t max_subscriptions = websocket_options{}.max_subscriptions;
 
   /// The options without the handlers.
   websocket_options options() const {
-    return {max_payload_length,          idle_timeout, backpressure_limit,
-            close_on_backpressure_limit, send_pings,   publish_to_self,
-            per_message_deflate,         message_rate, max_subscriptions};
+    websocket_options o;
+    o.max_payload_length = max_payload_length;
+    o.idle_timeout = idle_timeout;
+    o.backpressure_limit = backpressure_limit;
+    o.close_on_backpressure_limit = close_on_backpressure_limit;
+    o.send_pings = send_pings;
+    o.publish_to_self = publish_to_self;
+    o.per_message_deflate = per_message_deflate;
+    o.message_rate = message_rate;
+    o.max_subscriptions = max_subscriptions;
+    return o;
   }
 };
 

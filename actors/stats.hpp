@@ -7,12 +7,16 @@
 #include <atomic>
 #include <cstdint>
 
+#include "herald/net/redis.hpp"
 #include "herald/net/tls.hpp"
 
 namespace herald {
 
 /// Counters of one server; every member is safe to read from any thread.
-struct server_stats {
+/// Cross-node delivery through Redis: the members of net::redis_counters
+/// (`cross_node_sent`, `cross_node_received`, `cross_node_dropped`,
+/// `redis_connected`, `redis_outages`; zero without `redis`).
+struct server_stats : net::redis_counters {
   /// Connections open now.
   std::atomic<std::int64_t> open_connections{0};
   /// Connections accepted (upgraded) since start.
@@ -42,20 +46,6 @@ struct server_stats {
   std::atomic<std::uint64_t> http_requests{0};
   /// Upgrades refused (bad handshakes, limits).
   std::atomic<std::uint64_t> upgrades_refused{0};
-
-  // Cross-node delivery through Redis (zero without `redis`).
-
-  /// Messages published to Redis and acknowledged by it.
-  std::atomic<std::uint64_t> cross_node_sent{0};
-  /// Messages from other nodes published to this node's topics.
-  std::atomic<std::uint64_t> cross_node_received{0};
-  /// Messages that could not cross nodes: published while Redis was
-  /// unreachable, or lost with a connection before Redis answered.
-  std::atomic<std::uint64_t> cross_node_dropped{0};
-  /// 1 while both Redis connections are up, else 0.
-  std::atomic<std::int64_t> redis_connected{0};
-  /// Outages: times the node lost Redis (or could not reach it at start).
-  std::atomic<std::uint64_t> redis_outages{0};
 
   /// TLS connections open now, handshakes and reloads (zero without
   /// `tls`).

@@ -263,14 +263,16 @@ private:
 class kit_server final : public server_base {
 public:
   kit_server(std::shared_ptr<topic_counts> counts,
-             std::shared_ptr<server_stats> stats, caf::actor registry)
+             std::shared_ptr<server_stats> stats, topic_registry registry)
     : counts_(std::move(counts)),
       stats_(std::move(stats)),
       registry_(std::move(registry)) {}
 
   std::uint16_t port() const noexcept override { return 0; }
   std::string hostname() const override { return "127.0.0.1"; }
-  const caf::actor& registry() const noexcept override { return registry_; }
+  const topic_registry& registry() const noexcept override {
+    return registry_;
+  }
   const std::shared_ptr<server_stats>& stats() const noexcept override {
     return stats_;
   }
@@ -289,7 +291,8 @@ public:
   std::size_t pending_requests() const override { return pending; }
   void publish(std::string_view topic, net::frame_ptr frame,
                bool compress) override {
-    caf::anon_send(registry_, caf::publish_atom::value, std::string{topic},
+    caf::anon_send(registry_.actor(), caf::publish_atom::value,
+                   std::string{topic},
                    msg::publication{std::move(frame), caf::actor_addr{},
                                     compress});
   }
@@ -308,7 +311,7 @@ public:
 private:
   std::shared_ptr<topic_counts> counts_;
   std::shared_ptr<server_stats> stats_;
-  caf::actor registry_;
+  topic_registry registry_;
 };
 
 } // namespace detail
@@ -693,7 +696,7 @@ public:
     *armed_ = false;
     for (auto& c : clients_)
       caf::anon_send_exit(c->actor(), caf::exit_reason::kill);
-    caf::anon_send_exit(registry_, caf::exit_reason::kill);
+    caf::anon_send_exit(registry_.actor(), caf::exit_reason::kill);
     caf::anon_send_exit(idle_clock_, caf::exit_reason::kill);
     this->sched.run();
   }
@@ -893,15 +896,12 @@ public:
   /// has no subscribers. Delivered on the next run.
   send_status publish(std::string_view topic, std::string_view text,
                       bool compress = false) {
-    return publish_frame(topic, net::opcode::text,
-                         {reinterpret_cast<const std::byte*>(text.data()),
-                          text.size()},
-                         compress);
+    return server_handle().publish(topic, text, compress);
   }
   /// Publishes binary data to `topic`.
   send_status publish(std::string_view topic, std::span<const std::byte> data,
                       bool compress = false) {
-    return publish_frame(topic, net::opcode::binary, data, compress);
+    return server_handle().publish(topic, data, compress);
   }
   /// Subscribers of `topic` as `server.subscriber_count` counts them.
   std::size_t subscriber_count(std::string_view topic) const {
@@ -915,21 +915,21 @@ public:
       stats_->open_connections.load(std::memory_order_relaxed));
   }
   /// The topic registry, for the application's own actors.
-  const caf::actor& registry() const noexcept { return registry_; }
+  const topic_registry& registry() const noexcept { return registry_; }
   /// The server counters the connections update.
   const server_stats& stats() const noexcept { return *stats_; }
 
 private:
   fetch_outcome<T> answer(request& req, fetch_result result,
                           client_options opts) {
-    if (req.upgrade_hooks()) {
+    if (req.upgrade_payload()) {
       for (auto& [k, v] : req.upgrade_headers())
         if (net::has_token(k, "sec-websocket-protocol"))
           opts.protocol = v;
       if (!req.remote_endpoint().empty())
         opts.remote_address = req.remote_endpoint();
       opts.extensions = req.header_values("sec-websocket-extensions");
-      auto& c = attach(std::move(req.upgrade_hooks()), std::move(opts),
+      auto& c = attach(take_hooks(req), std::move(opts),
                        req.upgrade_deflate());
       return {101, {}, req.upgrade_headers(), &c};
     }
@@ -961,7 +961,7 @@ private:
     args.transport = t;
     args.hooks = std::make_unique<detail::guarded_hooks>(std::move(hooks),
                                                          armed_);
-    args.registry = registry_;
+    args.registry = registry_.actor();
     args.idle_clock = idle_clock_;
     args.counts = counts_;
     args.stats = stats_;
@@ -988,22 +988,10 @@ private:
     return clk.advance_time(t > now ? t - now : caf::timespan{0});
   }
 
-  send_status publish_frame(std::string_view topic, net::opcode op,
-                            std::span<const std::byte> data, bool compress) {
-    // As server<T>::publish: no subscribers (nor any on their way), no
-    // frame, no message.
-    if (!counts_->may_have_subscribers(topic))
-      return send_dropped;
-    auto f = net::make_frame(op, data);
-    auto size = static_cast<send_status>(f->size());
-    server_->publish(topic, std::move(f), compress);
-    return size;
-  }
-
   std::shared_ptr<topic_counts> counts_;
   std::shared_ptr<server_stats> stats_;
-  caf::actor registry_;
-  caf::actor idle_clock_; // the idle ticks, as a server's
+  topic_registry registry_;
+  msg::idle_clock_actor idle_clock_; // the idle ticks, as a server's
   std::shared_ptr<detail::kit_server> server_;
   std::shared_ptr<const handler_set<T>> set_;
   // Deferred requests whose answer settle() took, and what it was.

@@ -92,6 +92,8 @@ void join_runs(msg::delivery& d) {
   auto& msgs = d.messages;
   if (msgs.size() < 2)
     return;
+  // Scratch, emptied before returning: per thread rather than per topic,
+  // so that idle topics hold no buffer.
   thread_local std::vector<const net::frame*> group;
   auto close_group = [&](std::size_t end) {
     // Closes the group of messages [end - group.size(), end).
@@ -142,9 +144,9 @@ struct topic_state {
   static inline const char* name = "herald.topic";
 };
 
-caf::behavior topic_actor(caf::stateful_actor<topic_state>* self,
-                          std::shared_ptr<const std::string> name,
-                          topic_options opts) {
+msg::topic_actor::behavior_type
+topic_behavior(msg::topic_actor::stateful_pointer<topic_state> self,
+               std::shared_ptr<const std::string> name, topic_options opts) {
   self->state.topic = std::move(name);
   self->state.opts = opts;
   // Sends the batch to the subscribers of now.
@@ -159,8 +161,10 @@ caf::behavior topic_actor(caf::stateful_actor<topic_state>* self,
     if (st.subscribers.size() > 1)
       join_runs(d);
     auto m = caf::make_message(std::move(d));
+    // Anonymous: a typed actor sends only to typed handles, and subscribers
+    // are any actor (they never answer a delivery).
     for (auto& sub : st.subscribers)
-      self->send(sub, m);
+      caf::anon_send(sub, m);
   };
   // A subscriber gets exactly what reaches the topic between its subscribe
   // and its unsubscribe: a batch waiting for its flush goes out to the
@@ -208,7 +212,7 @@ caf::behavior topic_actor(caf::stateful_actor<topic_state>* self,
 // -- registry -----------------------------------------------------------------
 
 struct topic_entry {
-  caf::actor actor;
+  msg::topic_actor actor;
   std::size_t count = 0;
 };
 
@@ -278,16 +282,16 @@ struct registry_state {
   // The Redis bridge, if any: hears of first/last subscribers and of every
   // local publish (also to topics without local subscribers: other nodes
   // may have some).
-  caf::actor bridge;
+  msg::bridge_actor bridge;
   static inline const char* name = "herald.topic_registry";
 };
 
-using registry_actor = caf::stateful_actor<registry_state>;
+using registry_actor = msg::registry_actor::stateful_pointer<registry_state>;
 
 // Subscribes `who` to `topic`, making the topic actor on first use.
 // `settled` is what the message's sender counted on its way (+1 or 0): it
 // leaves the pending changes in the same step that applies the change.
-void join(registry_actor* self, std::string& topic, caf::actor& who,
+void join(registry_actor self, std::string& topic, caf::actor& who,
           int settled) {
   auto [m, fresh] = self->state.members.try_emplace(who.address());
   if (fresh)
@@ -304,7 +308,7 @@ void join(registry_actor* self, std::string& topic, caf::actor& who,
     auto name = std::make_shared<const std::string>(topic);
     // Linked: when the registry stops (server shutdown), so do its
     // topics; a topic that ends normally does not take it along.
-    e.actor = self->spawn<caf::linked>(topic_actor, std::move(name),
+    e.actor = self->spawn<caf::linked>(topic_behavior, std::move(name),
                                        self->state.opts);
     if (self->state.bridge)
       self->send(self->state.bridge, caf::join_atom::value, topic);
@@ -316,7 +320,7 @@ void join(registry_actor* self, std::string& topic, caf::actor& who,
 
 // Removes `who`, a member of `topic`, from it; `settled` as in join (-1 or
 // 0).
-void leave(registry_actor* self, const std::string& topic,
+void leave(registry_actor self, const std::string& topic,
            const caf::actor_addr& who, int settled) {
   auto i = self->state.topics.find(topic);
   if (i == self->state.topics.end()) {
@@ -338,7 +342,7 @@ void leave(registry_actor* self, const std::string& topic,
 }
 
 // Unsubscribes `who` from `topic` if it is a member; `settled` as in join.
-void quit_topic(registry_actor* self, const std::string& topic,
+void quit_topic(registry_actor self, const std::string& topic,
                 const caf::actor& who, int settled) {
   auto m = self->state.members.find(who.address());
   auto t = self->state.topics.find(topic);
@@ -356,45 +360,21 @@ void quit_topic(registry_actor* self, const std::string& topic,
   leave(self, topic, who.address(), settled);
 }
 
-// The counts of every live registry, by its control block: subscribe()
-// gets only the registry's handle and counts the subscription on its way
-// with them, as connections do.
-struct counts_table {
-  std::mutex mtx;
-  std::unordered_map<const caf::actor_control_block*,
-                     std::weak_ptr<topic_counts>>
-    by_registry;
-};
-
-counts_table& registries() {
-  // Never destroyed: a registry may end during static destruction (an actor
-  // system kept in a static), after a function-local static would be gone.
-  static auto* table = new counts_table;
-  return *table;
-}
-
-std::shared_ptr<topic_counts> counts_of(const caf::actor& registry) {
-  auto& t = registries();
-  std::lock_guard<std::mutex> guard{t.mtx};
-  auto i = t.by_registry.find(
-    caf::actor_cast<caf::actor_control_block*>(registry));
-  return i == t.by_registry.end() ? nullptr : i->second.lock();
-}
-
 } // namespace
 
-void subscribe(const caf::actor& registry, std::string topic,
+void subscribe(const topic_registry& registry, std::string topic,
                const caf::actor& who) {
   // Counted while on its way, as a connection's subscribe: a server publish
   // made after this call (by whoever learns of the subscription) is not
   // skipped for want of subscribers before the registry has it.
-  if (auto counts = counts_of(registry)) {
+  if (auto& counts = registry.counts()) {
     counts->subscribing(topic);
-    caf::anon_send(registry, caf::subscribe_atom::value, std::move(topic), who,
-                   msg::counted_atom::value);
+    caf::anon_send(registry.actor(), caf::subscribe_atom::value,
+                   std::move(topic), who, msg::counted_atom::value);
     return;
   }
-  caf::anon_send(registry, caf::subscribe_atom::value, std::move(topic), who);
+  caf::anon_send(registry.actor(), caf::subscribe_atom::value,
+                 std::move(topic), who);
 }
 
 void unsubscribe(const caf::actor& registry, std::string topic,
@@ -426,7 +406,8 @@ void send_direct(const caf::actor& connection, net::opcode op,
   static const auto no_topic = std::make_shared<const std::string>();
   std::vector<msg::topic_message> one;
   one.push_back(msg::topic_message{net::make_frame(op, data), {}, compress});
-  caf::anon_send(connection, msg::delivery{no_topic, std::move(one), {}, {}, {}});
+  caf::anon_send(caf::actor_cast<msg::connection_actor>(connection),
+                 msg::delivery{no_topic, std::move(one), {}, {}, {}});
 }
 
 } // namespace
@@ -447,9 +428,9 @@ namespace {
 
 // A free function with arguments: CAF 0.17 mishandles (UBSan) a spawned
 // lambda that takes none besides `self`.
-caf::behavior registry_behavior(registry_actor* self,
-                                std::shared_ptr<topic_counts> counts,
-                                topic_options opts) {
+msg::registry_actor::behavior_type
+registry_behavior(registry_actor self, std::shared_ptr<topic_counts> counts,
+                  topic_options opts) {
   {
     self->state.counts = std::move(counts);
     self->state.opts = opts;
@@ -496,7 +477,7 @@ caf::behavior registry_behavior(registry_actor* self,
           self->send(i->second.actor, caf::publish_atom::value,
                      std::move(pub));
       },
-      [=](msg::bridge_atom, caf::actor& bridge) {
+      [=](msg::bridge_atom, msg::bridge_actor& bridge) {
         self->state.bridge = std::move(bridge);
         for (auto& [topic, e] : self->state.topics)
           self->send(self->state.bridge, caf::join_atom::value, topic);
@@ -511,25 +492,11 @@ caf::behavior registry_behavior(registry_actor* self,
 
 } // namespace
 
-caf::actor spawn_topic_registry(caf::actor_system& sys,
-                                std::shared_ptr<topic_counts> counts,
-                                topic_options opts) {
-  std::weak_ptr<topic_counts> weak = counts;
-  auto registry = sys.spawn(registry_behavior, std::move(counts), opts);
-  const auto* key = caf::actor_cast<caf::actor_control_block*>(registry);
-  {
-    auto& t = registries();
-    std::lock_guard<std::mutex> guard{t.mtx};
-    t.by_registry[key] = std::move(weak);
-  }
-  // Dropped when the registry ends (before its control block can be
-  // reused by another actor).
-  registry->attach_functor([key] {
-    auto& t = registries();
-    std::lock_guard<std::mutex> guard{t.mtx};
-    t.by_registry.erase(key);
-  });
-  return registry;
+topic_registry spawn_topic_registry(caf::actor_system& sys,
+                                    std::shared_ptr<topic_counts> counts,
+                                    topic_options opts) {
+  auto registry = sys.spawn(registry_behavior, counts, opts);
+  return {std::move(registry), std::move(counts)};
 }
 
 } // namespace herald

@@ -20,6 +20,9 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+
+#include "herald/messages/messages.hpp"
 
 namespace herald {
 
@@ -88,6 +91,36 @@ private:
   std::size_t topics_ = 0; // entries with visible() > 0
 };
 
+/// A topic registry as others hold it: its actor and its subscriber counts,
+/// so that herald::subscribe counts a subscription on its way as a
+/// connection does. Copies share the registry; a CAF message as it is.
+class topic_registry {
+public:
+  /// No registry.
+  topic_registry() = default;
+  /// The registry `actor`, which keeps `counts`.
+  topic_registry(msg::registry_actor actor,
+                 std::shared_ptr<topic_counts> counts)
+    : actor_(std::move(actor)), counts_(std::move(counts)) {}
+
+  /// The registry's actor: link to it to end with the server
+  /// (`self->link_to(reg.actor())`), or send it the messages of
+  /// msg::registry_actor.
+  const msg::registry_actor& actor() const noexcept { return actor_; }
+  /// The registry's actor, where a caf::actor is wanted.
+  operator caf::actor() const { return caf::actor_cast<caf::actor>(actor_); }
+  /// Its subscriber counts.
+  const std::shared_ptr<topic_counts>& counts() const noexcept {
+    return counts_;
+  }
+  /// True when this names a registry.
+  explicit operator bool() const noexcept { return static_cast<bool>(actor_); }
+
+private:
+  msg::registry_actor actor_;
+  std::shared_ptr<topic_counts> counts_;
+};
+
 /// Subscribes `who` (any actor) to `topic`; it then receives
 /// `msg::delivery` messages. Safe from any thread. Like a connection's
 /// subscribe, it is counted from the moment of the call: subscriber_count
@@ -95,7 +128,7 @@ private:
 /// not skipped for want of subscribers while the subscription is still on
 /// its way to the registry. (Subscribing an actor that already is a member
 /// counts it twice until the registry has the message.)
-void subscribe(const caf::actor& registry, std::string topic,
+void subscribe(const topic_registry& registry, std::string topic,
                const caf::actor& who);
 /// Unsubscribes `who` from `topic`. Safe from any thread. Not counted on
 /// its way (this side cannot know whether `who` is a member): `who` counts
@@ -135,22 +168,14 @@ struct topic_options {
   std::size_t linger_min_subscribers = 1000;
 };
 
-/// Spawns a topic registry. Messages it takes (messages/messages.hpp):
-/// `(subscribe_atom, std::string, caf::actor)`,
-/// `(subscribe_atom, std::string, caf::actor, msg::counted_atom)` (the
-/// sender called topic_counts::subscribing() first),
-/// `(unsubscribe_atom, std::string, caf::actor)`,
-/// `(unsubscribe_atom, std::string, caf::actor, msg::counted_atom)` (the
-/// sender, a member, called topic_counts::unsubscribing() first),
-/// `(publish_atom, std::string, msg::publication)`,
-/// `(msg::remote_atom, std::string, msg::publication)` (local delivery
-/// only), `(msg::bridge_atom, caf::actor)` (attach a Redis bridge: it gets
-/// `(join_atom, topic)` when a topic gets its first subscriber,
-/// `(leave_atom, topic)` when the last one leaves and a copy of every
-/// `publish_atom` message) and
-/// `(msg::count_atom, std::string) -> std::size_t`.
-caf::actor spawn_topic_registry(caf::actor_system& sys,
-                                std::shared_ptr<topic_counts> counts,
-                                topic_options opts = {});
+/// Spawns a topic registry (its messages: msg::registry_actor). An
+/// attached bridge gets `(join_atom, topic)` when a topic gets its first
+/// subscriber, `(leave_atom, topic)` when the last one leaves and a copy of
+/// every local publish.
+topic_registry spawn_topic_registry(caf::actor_system& sys,
+                                    std::shared_ptr<topic_counts> counts,
+                                    topic_options opts = {});
 
 } // namespace herald
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::topic_registry)

@@ -1,29 +1,10 @@
-// The protocol between Herald's actors, in one place.
+// The protocol between Herald's actors, in one place: the messages, and the
+// interface of each actor as a caf::typed_actor, so that the compiler checks
+// every conversation with them.
 //
-// Connection actors, topic actors, the topic registry and any user actor talk
-// with these messages. Atoms name the operation; structs carry the data.
-// CAF's own publish_atom, subscribe_atom, unsubscribe_atom, close_atom,
-// tick_atom and ok_atom are reused; ours live in herald::msg.
-//
-//   to the registry:   (subscribe_atom, topic, actor)       join a topic
-//                      (unsubscribe_atom, topic, actor)     leave a topic
-//                      (publish_atom, topic, publication)   publish
-//   to a topic actor:  (subscribe_atom, actor) (unsubscribe_atom, actor)
-//                      (publish_atom, publication)
-//                      (remote_atom, topic, publication)    from another node
-//                      (bridge_atom, actor)                 attach a bridge
-//   to a bridge:       (join_atom, topic)                   first subscriber
-//                      (leave_atom, topic)                  last one left
-//                      (publish_atom, topic, publication)   a local publish
-//   to a subscriber:   (delivery)                           topic messages
-//   to a connection:   (inbound)                            bytes read
-//                      (written_atom, buffered)             backlog written
-//                      (transport_down_atom, why)           socket gone
-//                      (flush_atom)                         end of a batch
-//                      (close_atom, code, reason)           close politely
-//                      (tick_atom)                          idle check
-//   to the idle clock: (idle_watch_atom, addr, period)      tick it from now on
-//                      (idle_forget_atom, actor_id)         stop ticking it
+// CAF's own publish_atom, subscribe_atom, unsubscribe_atom, join_atom,
+// leave_atom, close_atom and tick_atom are reused; ours live in herald::msg.
+// Subscribers are any actor (caf::actor): they receive `delivery`.
 #pragma once
 
 #include <cstddef>
@@ -38,15 +19,19 @@
 #include <caf/actor_addr.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/atom.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/timespan.hpp>
+#include <caf/typed_actor.hpp>
 
 #include "herald/net/frame.hpp"
+#include "herald/net/transport.hpp"
 
 namespace herald::msg {
 
-/// The transport wrote its whole backlog (payload: bytes still buffered).
-using written_atom = caf::atom_constant<caf::atom("h_written")>;
-/// The socket closed or failed (payload: a description).
-using transport_down_atom = caf::atom_constant<caf::atom("h_tdown")>;
+/// From a transport (net/transport.hpp): its backlog is written.
+using net::written_atom;
+/// From a transport: its socket is gone.
+using net::transport_down_atom;
 /// Sent by a connection to itself: write what this batch queued.
 using flush_atom = caf::atom_constant<caf::atom("h_flush")>;
 /// Asks the registry or a topic for its subscriber count.
@@ -70,30 +55,19 @@ using counted_atom = caf::atom_constant<caf::atom("h_counted")>;
 using idle_watch_atom = caf::atom_constant<caf::atom("h_iwatch")>;
 using idle_forget_atom = caf::atom_constant<caf::atom("h_iforget")>;
 
-/// Bytes read from a socket, handed to the connection actor that owns it.
-struct inbound {
-  /// The bytes, exactly as read.
-  std::vector<std::byte> bytes;
-};
+/// From a transport: bytes read from its socket.
+using net::inbound;
 
-/// A message published to a topic: built once, shared by every receiver.
-struct publication {
-  /// The encoded frame that connection actors write as is.
+/// A message published to a topic: built once, shared by every receiver
+/// (publishers send it, subscribers find it in a `delivery`).
+struct topic_message {
+  /// The encoded frame that connection actors write as is, never
+  /// compressed (connections compress on demand).
   net::frame_ptr frame;
   /// The publisher to leave out (none when publishing to self or from the
   /// server).
   caf::actor_addr exclude;
   /// Compress for connections that agreed to permessage-deflate.
-  bool compress = false;
-};
-
-/// One message of a topic.
-struct topic_message {
-  /// The encoded frame, never compressed (connections compress on demand).
-  net::frame_ptr frame;
-  /// The publisher, if it asked to be left out.
-  caf::actor_addr exclude;
-  /// The publisher asked for compression.
   bool compress = false;
 
   /// True for a binary message, false for text.
@@ -105,6 +79,9 @@ struct topic_message {
     return frame->payload();
   }
 };
+
+/// What a publisher sends: the same three fields.
+using publication = topic_message;
 
 /// Topic messages as a subscriber receives them: every message a topic got
 /// while it was busy, in publish order, in one delivery. All subscribers
@@ -163,8 +140,82 @@ struct delivery {
   }
 };
 
+// -- interfaces ---------------------------------------------------------------
+
+/// The Redis bridge of a node (actors/redis_bridge.hpp).
+using bridge_actor = caf::typed_actor<
+  /// A topic got its first local subscriber: subscribe to its channel.
+  caf::reacts_to<caf::join_atom, std::string>,
+  /// Its last local subscriber left.
+  caf::reacts_to<caf::leave_atom, std::string>,
+  /// A local publish, to pass on to the other nodes.
+  caf::reacts_to<caf::publish_atom, std::string, publication>,
+  /// To itself: the end of a burst of publishes.
+  caf::reacts_to<flush_atom>>;
+
+/// One topic's actor, made and fed by the registry (actors/topics.cpp).
+using topic_actor = caf::typed_actor<
+  /// A member joins.
+  caf::reacts_to<caf::subscribe_atom, caf::actor>,
+  /// A member leaves.
+  caf::reacts_to<caf::unsubscribe_atom, caf::actor_addr>,
+  /// A message for the members.
+  caf::reacts_to<caf::publish_atom, publication>,
+  /// To itself: fan out what arrived meanwhile.
+  caf::reacts_to<flush_atom>,
+  /// Its number of members.
+  caf::replies_to<count_atom>::with<std::size_t>>;
+
+/// The topic registry of a server (actors/topics.hpp). Subscribes and
+/// unsubscribes ending in `counted_atom` come from senders that counted
+/// them on their way (topic_counts).
+using registry_actor = caf::typed_actor<
+  /// Join a topic.
+  caf::reacts_to<caf::subscribe_atom, std::string, caf::actor>,
+  caf::reacts_to<caf::subscribe_atom, std::string, caf::actor, counted_atom>,
+  /// Leave a topic.
+  caf::reacts_to<caf::unsubscribe_atom, std::string, caf::actor>,
+  caf::reacts_to<caf::unsubscribe_atom, std::string, caf::actor,
+                 counted_atom>,
+  /// Publish, here and (with a bridge) on other nodes.
+  caf::reacts_to<caf::publish_atom, std::string, publication>,
+  /// A publication from another node: delivered here only.
+  caf::reacts_to<remote_atom, std::string, publication>,
+  /// Attach a bridge.
+  caf::reacts_to<bridge_atom, bridge_actor>,
+  /// Subscribers of a topic, as the registry has them.
+  caf::replies_to<count_atom, std::string>::with<std::size_t>>;
+
+/// The idle clock of a server (actors/idle_clock.hpp).
+using idle_clock_actor = caf::typed_actor<
+  /// Tick this actor every period, from now on.
+  caf::reacts_to<idle_watch_atom, caf::actor_addr, caf::timespan>,
+  /// Stop ticking it.
+  caf::reacts_to<idle_forget_atom, caf::actor_id>,
+  /// To itself: the wake-up it asked for at that instant.
+  caf::reacts_to<caf::tick_atom, caf::timespan>>;
+
+/// What a connection actor takes. It is no typed actor: it dispatches these
+/// by hand in connection_actor::consume, so that all connections share one
+/// behavior (memory per connection). Others send through this handle type
+/// (caf::actor_cast from the connection's caf::actor) to have the compiler
+/// check what they send.
+using connection_actor = caf::typed_actor<
+  /// Topic messages (from a topic, or herald::send_text to this one).
+  caf::reacts_to<delivery>,
+  /// Close politely with a code and a reason (server shutdown).
+  caf::reacts_to<caf::close_atom, int, std::string>,
+  /// Idle check (from the idle clock).
+  caf::reacts_to<caf::tick_atom>,
+  /// From its transport (net/transport.hpp).
+  caf::reacts_to<inbound>,
+  caf::reacts_to<written_atom, std::size_t>,
+  caf::reacts_to<transport_down_atom, std::string>,
+  /// To itself: write what this batch queued; the close handshake took
+  /// too long.
+  caf::reacts_to<flush_atom>, caf::reacts_to<caf::timeout_atom>>;
+
 } // namespace herald::msg
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::msg::inbound)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::msg::publication)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::msg::topic_message)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::msg::delivery)

@@ -7,6 +7,8 @@
 
 #include <zlib.h>
 
+#include "herald/net/text.hpp"
+
 namespace herald::net {
 
 namespace {
@@ -15,14 +17,6 @@ std::atomic<std::size_t> compressions{0};
 
 constexpr std::byte deflate_tail[4] = {std::byte{0x00}, std::byte{0x00},
                                        std::byte{0xFF}, std::byte{0xFF}};
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
-    s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
-    s.remove_suffix(1);
-  return s;
-}
 
 // Splits on `sep` outside double quotes.
 std::vector<std::string_view> split(std::string_view s, char sep) {
@@ -211,7 +205,8 @@ std::vector<std::byte> deflater::compress(std::span<const std::byte> in) {
 
 std::vector<std::byte> deflate_shared(std::span<const std::byte> in,
                                       int window_bits) {
-  // One per window size, made when first asked for.
+  // One per window size and thread, made when first asked for; reset after
+  // each message, so it carries nothing from one caller to the next.
   thread_local std::unique_ptr<deflater> shared[16];
   auto& d = shared[zlib_window(window_bits)];
   if (!d)

@@ -14,7 +14,6 @@
 
 #include <caf/send.hpp>
 
-#include "herald/messages/messages.hpp"
 #include "herald/net/frame_parser.hpp"
 #include "herald/net/transport.hpp"
 
@@ -112,7 +111,7 @@ public:
   /// Delivers bytes as if read from the socket.
   void feed(std::vector<std::byte> bytes) {
     if (owner_)
-      caf::anon_send(owner_, msg::inbound{std::move(bytes)});
+      caf::anon_send(owner_, inbound{std::move(bytes)});
   }
   /// Makes writes pile up as if the peer stopped reading.
   void stall() { stalled_ = true; }
@@ -126,7 +125,7 @@ public:
     stalled_ = false;
     backlog_ = 0;
     if (owner_)
-      caf::anon_send(owner_, msg::written_atom::value, std::size_t{0});
+      caf::anon_send(owner_, written_atom::value, std::size_t{0});
   }
   /// The first bytes written are an HTTP response (a connection made with
   /// `connection_args::response`): kept as text, see http_response().
@@ -138,7 +137,7 @@ public:
   /// The peer vanished (reset, EOF without a close frame).
   void vanish() {
     if (owner_)
-      caf::anon_send(owner_, msg::transport_down_atom::value,
+      caf::anon_send(owner_, transport_down_atom::value,
                      std::string{"peer vanished"});
   }
 

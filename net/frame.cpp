@@ -9,22 +9,11 @@
 
 namespace herald::net {
 
-namespace {
-
-std::atomic<std::size_t> live_frames{0};
-
-} // namespace
-
-std::size_t frame::live_count() noexcept {
-  return live_frames.load(std::memory_order_relaxed);
-}
-
 void frame::destroy(const frame* f) noexcept {
   if (f->deflated_ != nullptr)
     intrusive_ptr_release(f->deflated_);
   f->~frame();
   ::operator delete(const_cast<frame*>(f));
-  live_frames.fetch_sub(1, std::memory_order_relaxed);
 }
 
 boost::intrusive_ptr<const frame> frame::deflated() const {
@@ -59,7 +48,6 @@ boost::intrusive_ptr<frame> make_frame(opcode op,
   auto hs = header_size(n);
   auto* mem = ::operator new(sizeof(frame) + hs + n);
   auto* f = new (mem) frame(op, compressed, hs, hs + n);
-  live_frames.fetch_add(1, std::memory_order_relaxed);
   auto* out = reinterpret_cast<std::uint8_t*>(f + 1);
   out[0] = static_cast<std::uint8_t>((fin ? 0x80 : 0) | (compressed ? 0x40 : 0)
                                      | static_cast<std::uint8_t>(op));
@@ -82,7 +70,6 @@ boost::intrusive_ptr<frame> make_frame(opcode op,
 frame* frame::allocate_unframed(std::size_t n) {
   auto* mem = ::operator new(sizeof(frame) + n);
   auto* f = new (mem) frame(opcode::continuation, false, 0, n);
-  live_frames.fetch_add(1, std::memory_order_relaxed);
   return f;
 }
 

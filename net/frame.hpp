@@ -62,9 +62,6 @@ public:
       destroy(f);
   }
 
-  /// Number of frames currently alive in this process (tests, metrics).
-  static std::size_t live_count() noexcept;
-
   /// The same message compressed with no context (permessage-deflate,
   /// RSV1 set), made once on first use and shared by every connection that
   /// asks; the frame itself when compressing does not make it smaller.

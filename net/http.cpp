@@ -1,23 +1,11 @@
 #include "herald/net/http.hpp"
 
-#include <cctype>
-
-#include "herald/actors/hooks.hpp"
 #include "herald/net/handshake.hpp"
+#include "herald/net/text.hpp"
 
 namespace herald {
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size())
-    return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i]))
-        != std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  return true;
-}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9')
@@ -116,7 +104,7 @@ std::optional<std::string> request::query(std::string_view name) const {
 std::optional<std::string_view>
 request::header(std::string_view name) const {
   for (auto& [k, v] : headers_)
-    if (iequals(k, name))
+    if (net::iequals(k, name))
       return std::string_view{v};
   return std::nullopt;
 }
@@ -124,16 +112,12 @@ request::header(std::string_view name) const {
 std::vector<std::string> request::protocols() const {
   std::vector<std::string> out;
   for (auto& [k, v] : headers_) {
-    if (!iequals(k, "sec-websocket-protocol"))
+    if (!net::iequals(k, "sec-websocket-protocol"))
       continue;
     std::string_view list{v};
     while (!list.empty()) {
       auto comma = list.find(',');
-      auto item = list.substr(0, comma);
-      while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
-        item.remove_prefix(1);
-      while (!item.empty() && (item.back() == ' ' || item.back() == '\t'))
-        item.remove_suffix(1);
+      auto item = net::trim(list.substr(0, comma));
       if (!item.empty())
         out.emplace_back(item);
       if (comma == std::string_view::npos)
@@ -152,7 +136,7 @@ bool request::is_upgrade() const {
 std::string request::header_values(std::string_view name) const {
   std::string out;
   for (auto& [k, v] : headers_) {
-    if (!iequals(k, name))
+    if (!net::iequals(k, name))
       continue;
     if (!out.empty())
       out += ", ";
@@ -161,10 +145,10 @@ std::string request::header_values(std::string_view name) const {
   return out;
 }
 
-void request::accept_upgrade(std::unique_ptr<connection_hooks> hooks,
+void request::accept_upgrade(std::unique_ptr<net::upgrade_payload> payload,
                              header_list extra_headers,
                              std::optional<net::deflate_params> deflate) {
-  hooks_ = std::move(hooks);
+  payload_ = std::move(payload);
   up_headers_ = std::move(extra_headers);
   deflate_ = deflate;
   up_fail_status_ = 0;

@@ -16,8 +16,19 @@
 
 namespace herald {
 
-class connection_hooks;
 class deferral;
+
+namespace net {
+
+/// What the server attaches to a request it upgrades: the connection to run
+/// once the 101 is written. The HTTP layer only holds it and hands it back
+/// with the request (http_handler::upgraded); it never looks inside.
+class upgrade_payload {
+public:
+  virtual ~upgrade_payload() = default;
+};
+
+} // namespace net
 
 /// A header list: (name, value) pairs in the order they arrived.
 using header_list = std::vector<std::pair<std::string, std::string>>;
@@ -73,7 +84,7 @@ public:
   // -- used by the server -----------------------------------------------------
 
   /// Attaches the connection that a successful upgrade will run.
-  void accept_upgrade(std::unique_ptr<connection_hooks> hooks,
+  void accept_upgrade(std::unique_ptr<net::upgrade_payload> payload,
                       header_list extra_headers,
                       std::optional<net::deflate_params> deflate = {});
   /// permessage-deflate parameters agreed for the pending upgrade.
@@ -83,8 +94,8 @@ public:
   /// Records why an upgrade failed (status and its extra headers).
   void reject_upgrade(int status, std::string reason);
   /// The pending upgrade, if `accept_upgrade` was called.
-  std::unique_ptr<connection_hooks>& upgrade_hooks() noexcept {
-    return hooks_;
+  std::unique_ptr<net::upgrade_payload>& upgrade_payload() noexcept {
+    return payload_;
   }
   /// Headers the handler asked to add to the 101 response.
   const header_list& upgrade_headers() const noexcept { return up_headers_; }
@@ -111,7 +122,7 @@ private:
   std::string body_;
   std::string remote_;
   int version_ = 11;
-  std::unique_ptr<connection_hooks> hooks_;
+  std::unique_ptr<net::upgrade_payload> payload_;
   header_list up_headers_;
   std::optional<net::deflate_params> deflate_;
   int up_fail_status_ = 0;

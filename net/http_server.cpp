@@ -17,8 +17,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include "herald/actors/hooks.hpp"
-#include "herald/actors/log.hpp"
+#include "herald/net/log.hpp"
 #include "herald/net/handshake.hpp"
 #include "herald/net/tcp_transport.hpp"
 #include "herald/net/tls_transport.hpp"
@@ -376,7 +375,7 @@ private:
 
   // Sends what fetch (or a deferred request's holder) decided for `req`.
   void answer(request& req, fetch_result result) {
-    if (req.upgrade_hooks()) {
+    if (req.upgrade_payload()) {
       if (!handler_->accepting_upgrades()) {
         handler_->count_http(true);
         return respond_error(503, "Service Unavailable: connection limit");

@@ -10,7 +10,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "herald/actors/log.hpp"
+#include "herald/net/log.hpp"
 
 namespace herald::net {
 

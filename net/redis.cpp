@@ -38,8 +38,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
-#include "herald/actors/log.hpp"
-#include "herald/actors/stats.hpp"
+#include "herald/net/log.hpp"
 
 namespace herald::net {
 
@@ -140,7 +139,7 @@ class asio_redis_link final : public redis_link,
                                 asio_redis_link> {
 public:
   asio_redis_link(io_service& io, redis_link_options opts,
-                  std::shared_ptr<server_stats> stats,
+                  std::shared_ptr<redis_counters> stats,
                   redis_message_fn on_message)
     : io_(io),
       ctx_(*static_cast<asio::io_context*>(io.native())),
@@ -666,7 +665,7 @@ private:
   io_service& io_;
   asio::io_context& ctx_;
   redis_link_options opts_;
-  std::shared_ptr<server_stats> stats_;
+  std::shared_ptr<redis_counters> stats_;
   redis_message_fn on_message_;
   const std::string scope_; // before every channel name on Redis
   std::atomic<std::thread::id> io_thread_{};
@@ -699,7 +698,7 @@ private:
 
 std::shared_ptr<redis_link>
 start_redis_link(io_service& io, redis_link_options opts,
-                 std::shared_ptr<server_stats> stats,
+                 std::shared_ptr<redis_counters> stats,
                  redis_message_fn on_message) {
   auto l = std::make_shared<asio_redis_link>(io, std::move(opts),
                                              std::move(stats),

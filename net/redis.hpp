@@ -10,6 +10,7 @@
 // until its subscriptions are back.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -25,11 +26,24 @@
 #include "herald/net/io.hpp"
 #include "herald/net/redis_url.hpp"
 
-namespace herald {
-struct server_stats;
-} // namespace herald
-
 namespace herald::net {
+
+/// Counters of cross-node delivery; every member is safe to read from any
+/// thread. A link writes all but `cross_node_received`, which its user
+/// counts (the server's counters, server_stats, include these).
+struct redis_counters {
+  /// Messages published to Redis and acknowledged by it.
+  std::atomic<std::uint64_t> cross_node_sent{0};
+  /// Messages from other nodes published to this node's topics.
+  std::atomic<std::uint64_t> cross_node_received{0};
+  /// Messages that could not cross nodes: published while Redis was
+  /// unreachable, or lost with a connection before Redis answered.
+  std::atomic<std::uint64_t> cross_node_dropped{0};
+  /// 1 while both Redis connections are up, else 0.
+  std::atomic<std::int64_t> redis_connected{0};
+  /// Outages: times the node lost Redis (or could not reach it at start).
+  std::atomic<std::uint64_t> redis_outages{0};
+};
 
 /// Settings of a link.
 struct redis_link_options {
@@ -72,10 +86,10 @@ public:
 };
 
 /// Starts connecting (in the background, retrying with backoff). Counters
-/// go to `stats` (cross_node_*, redis_*); messages to `on_message`.
+/// go to `counters`; messages to `on_message`.
 std::shared_ptr<redis_link>
 start_redis_link(io_service& io, redis_link_options opts,
-                 std::shared_ptr<server_stats> stats,
+                 std::shared_ptr<redis_counters> counters,
                  redis_message_fn on_message);
 
 } // namespace herald::net

@@ -18,7 +18,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
-#include "herald/actors/log.hpp"
+#include "herald/net/log.hpp"
 #include "herald/net/tls_engine.hpp"
 
 namespace herald::net {

@@ -16,8 +16,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <caf/send.hpp>
 
-#include "herald/actors/log.hpp"
-#include "herald/messages/messages.hpp"
+#include "herald/net/log.hpp"
 
 namespace herald::net {
 
@@ -74,9 +73,9 @@ public:
     owner_ = std::move(owner);
     if (early_) {
       if (!early_->bytes.empty())
-        caf::anon_send(owner_, msg::inbound{std::move(early_->bytes)});
+        caf::anon_send(owner_, inbound{std::move(early_->bytes)});
       if (failed_ && !early_->down.empty())
-        caf::anon_send(owner_, msg::transport_down_atom::value,
+        caf::anon_send(owner_, transport_down_atom::value,
                        std::move(early_->down));
       early_.reset();
     }
@@ -290,7 +289,7 @@ private:
       owner = owner_;
     }
     if (owner)
-      caf::anon_send(owner, msg::inbound{std::move(bytes)});
+      caf::anon_send(owner, inbound{std::move(bytes)});
   }
 
   void fail_locked(std::string why) {
@@ -299,7 +298,7 @@ private:
     plain_bytes_ = 0;
     buffered_ = 0;
     if (owner_)
-      caf::anon_send(owner_, msg::transport_down_atom::value, std::move(why));
+      caf::anon_send(owner_, transport_down_atom::value, std::move(why));
     else if (!closing_)
       before_start().down = std::move(why);
   }
@@ -458,7 +457,7 @@ private:
       return;
     }
     if (owner_)
-      caf::anon_send(owner_, msg::written_atom::value, std::size_t{0});
+      caf::anon_send(owner_, written_atom::value, std::size_t{0});
   }
 
   // -- closing (I/O thread) ---------------------------------------------------

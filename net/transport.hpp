@@ -2,22 +2,37 @@
 // (net/tcp_transport.cpp) is the real one; tests use a fake that records
 // frames, so the actor runs deterministically with no sockets or threads.
 //
-// The transport only moves bytes. It reports to its owner with messages
-// (messages/messages.hpp): `msg::inbound` for bytes read,
-// `(written_atom, buffered)` when a backlog has been written and
-// `(transport_down_atom, why)` when the socket is gone.
+// The transport only moves bytes. It reports to its owner with the messages
+// declared here: `inbound` for bytes read, `(written_atom, buffered)` when a
+// backlog has been written and `(transport_down_atom, why)` when the socket
+// is gone.
 #pragma once
 
 #include <cstddef>
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
 
 #include "herald/net/frame.hpp"
 
 namespace herald::net {
+
+/// To the owner: the transport wrote its whole backlog (payload: bytes
+/// still buffered).
+using written_atom = caf::atom_constant<caf::atom("h_written")>;
+/// To the owner: the socket closed or failed (payload: a description).
+using transport_down_atom = caf::atom_constant<caf::atom("h_tdown")>;
+
+/// To the owner: bytes read from the socket.
+struct inbound {
+  /// The bytes, exactly as read.
+  std::vector<std::byte> bytes;
+};
 
 /// One connection's socket, seen from its actor.
 class transport {
@@ -54,3 +69,5 @@ public:
 using transport_ptr = std::shared_ptr<transport>;
 
 } // namespace herald::net
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::net::inbound)

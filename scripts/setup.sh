@@ -34,7 +34,7 @@ install_missing() {
 deps() {
   install_missing g++ make cmake ccache pkg-config libcaf-dev libboost1.81-dev \
     libboost-program-options1.81-dev zlib1g-dev libhiredis-dev libssl-dev \
-    openssl redis-server ca-certificates
+    openssl redis-server ca-certificates clang-format
 }
 
 node_deps() {

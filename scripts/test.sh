@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs every test: once in a normal
+# Checks the layering of the includes (scripts/check_layers.sh) and the
+# formatting (scripts/format.sh --check); installs
+# what is missing, builds, and runs every test: once in a normal
 # build, once with AddressSanitizer + UndefinedBehaviorSanitizer and once
 # with ThreadSanitizer (both without the install check); then every fuzzer
 # of tests/fuzz for 30 s.
@@ -13,6 +15,11 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ulimit -n 65536 2>/dev/null || ulimit -n 4096 2>/dev/null || true
 
 status=0
+echo "== layers (net <- messages <- actors)"
+"$here/scripts/check_layers.sh" || status=1
+echo "== format (clang-format-14, .clang-format)"
+"$here/scripts/format.sh" --check || status=1
+
 echo "== build (RelWithDebInfo)"
 "$here/scripts/setup.sh" build "$here/build"
 echo "== tests (RelWithDebInfo)"

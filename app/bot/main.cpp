@@ -28,9 +28,10 @@ struct member {
 
 // The bot: an ordinary actor that subscribes through the registry, receives
 // deliveries as typed messages and publishes back into the room.
-caf::behavior bot(caf::event_based_actor* self, caf::actor registry) {
+caf::behavior bot(caf::event_based_actor* self,
+                  herald::topic_registry registry) {
   // Linked to the registry: when the server stops, the bot stops too.
-  self->link_to(registry);
+  self->link_to(registry.actor());
   herald::subscribe(registry, "lobby", caf::actor_cast<caf::actor>(self));
   auto seen = std::make_shared<int>(0);
   auto answer = [=](const std::string& topic, std::string_view text) {
@@ -61,10 +62,11 @@ caf::behavior bot(caf::event_based_actor* self, caf::actor registry) {
 }
 
 // The ticker: publishes from a timer.
-caf::behavior ticker(caf::event_based_actor* self, caf::actor registry,
+caf::behavior ticker(caf::event_based_actor* self,
+                     herald::topic_registry registry,
                      std::chrono::milliseconds every) {
   auto n = std::make_shared<long>(0);
-  self->link_to(registry);
+  self->link_to(registry.actor());
   self->delayed_send(self, every, caf::tick_atom::value);
   return {
     [=](caf::tick_atom) {

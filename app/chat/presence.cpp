@@ -32,9 +32,10 @@ struct history_state {
 
 using history_actor = caf::stateful_actor<history_state>;
 
-caf::behavior history_behavior(history_actor* self, caf::actor registry,
+caf::behavior history_behavior(history_actor* self,
+                               herald::topic_registry registry,
                                std::string room, std::size_t capacity) {
-  self->link_to(registry);
+  self->link_to(registry.actor());
   self->state.room = room;
   self->state.capacity = capacity;
   herald::subscribe(registry, std::move(room),
@@ -119,7 +120,7 @@ struct member_entry {
 };
 
 struct presence_state {
-  caf::actor registry;
+  herald::topic_registry registry;
   presence_options opts;
   std::unordered_map<std::string, room_state> rooms;
   std::unordered_map<caf::actor_addr, member_entry> members;
@@ -133,7 +134,7 @@ using presence_actor = caf::stateful_actor<presence_state>;
 // or members would see each node's list in turn.
 void publish(presence_actor* self, const std::string& room,
              herald::net::frame_ptr f) {
-  self->send(self->state.registry, herald::msg::remote_atom::value, room,
+  self->send(self->state.registry.actor(), herald::msg::remote_atom::value, room,
              herald::msg::publication{std::move(f), {}, true});
 }
 
@@ -184,17 +185,18 @@ void remove(presence_actor* self, const caf::actor_addr& who) {
 
 } // namespace
 
-caf::actor spawn_history(caf::actor_system& sys, caf::actor registry,
-                         std::string room, std::size_t capacity) {
+caf::actor spawn_history(caf::actor_system& sys,
+                         herald::topic_registry registry, std::string room, std::size_t capacity) {
   return sys.spawn(history_behavior, std::move(registry), std::move(room),
                    capacity);
 }
 
 namespace {
 
-caf::behavior presence_behavior(presence_actor* self, caf::actor registry,
+caf::behavior presence_behavior(presence_actor* self,
+                                herald::topic_registry registry,
                                 presence_options opts) {
-  self->link_to(registry);
+  self->link_to(registry.actor());
   self->state.registry = std::move(registry);
   self->state.opts = opts;
   self->set_default_handler(caf::print_and_drop);
@@ -296,7 +298,7 @@ caf::behavior presence_behavior(presence_actor* self, caf::actor registry,
 caf::behavior waiting_presence(presence_actor* self, presence_options opts) {
   self->set_default_handler(caf::skip);
   return {
-    [=](const caf::actor& registry) {
+    [=](const herald::topic_registry& registry) {
       self->become(presence_behavior(self, registry, opts));
     },
   };
@@ -304,7 +306,8 @@ caf::behavior waiting_presence(presence_actor* self, presence_options opts) {
 
 } // namespace
 
-caf::actor spawn_presence(caf::actor_system& sys, caf::actor registry,
+caf::actor spawn_presence(caf::actor_system& sys,
+                          herald::topic_registry registry,
                           presence_options opts) {
   return sys.spawn(presence_behavior, std::move(registry), opts);
 }
@@ -313,7 +316,8 @@ caf::actor spawn_presence(caf::actor_system& sys, presence_options opts) {
   return sys.spawn(waiting_presence, opts);
 }
 
-void attach_registry(const caf::actor& presence, const caf::actor& registry) {
+void attach_registry(const caf::actor& presence,
+                     const herald::topic_registry& registry) {
   caf::anon_send(presence, registry);
 }
 

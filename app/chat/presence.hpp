@@ -29,6 +29,8 @@
 #include <caf/actor_system.hpp>
 #include <caf/atom.hpp>
 
+#include <herald/actors/topics.hpp>
+
 namespace chat {
 
 /// (join_atom, room, name, connection): a connection opened.
@@ -57,7 +59,8 @@ struct presence_options {
 
 /// Spawns the presence actor of a server whose topic registry is
 /// `registry`; it stops with the registry (server shutdown).
-caf::actor spawn_presence(caf::actor_system& sys, caf::actor registry,
+caf::actor spawn_presence(caf::actor_system& sys,
+                          herald::topic_registry registry,
                           presence_options opts);
 
 /// Spawns a presence actor that waits for its registry: it keeps every
@@ -66,12 +69,14 @@ caf::actor spawn_presence(caf::actor_system& sys, caf::actor registry,
 caf::actor spawn_presence(caf::actor_system& sys, presence_options opts);
 
 /// Gives a presence actor from spawn_presence(sys, opts) its registry.
-void attach_registry(const caf::actor& presence, const caf::actor& registry);
+void attach_registry(const caf::actor& presence,
+                     const herald::topic_registry& registry);
 
 /// Spawns the history actor of `room` keeping `capacity` messages; it
 /// subscribes to the room's topic and stops with the registry. Presence
 /// spawns these; exposed for tests and other apps.
-caf::actor spawn_history(caf::actor_system& sys, caf::actor registry,
-                         std::string room, std::size_t capacity);
+caf::actor spawn_history(caf::actor_system& sys,
+                         herald::topic_registry registry, std::string room,
+                         std::size_t capacity);
 
 } // namespace chat

@@ -178,7 +178,9 @@ caf::actor spawn_auth(caf::actor_system& sys, std::string token) {
     [](caf::event_based_actor* self, const std::string& secret) {
       return caf::behavior{
         [=](const herald::deferred_request<member>& d) { admit(d, secret); },
-        [=](const caf::actor& registry) { self->link_to(registry); },
+        [=](const herald::topic_registry& registry) {
+          self->link_to(registry.actor());
+        },
       };
     },
     std::move(token));

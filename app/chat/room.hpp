@@ -11,7 +11,7 @@
 
 #include <caf/actor.hpp>
 
-#include <herald/actors/herald.hpp>
+#include <herald/herald.hpp>
 
 #include "presence.hpp"
 #include "protocol.hpp"

@@ -29,7 +29,8 @@ struct conn {
 struct fixture : test_coordinator_fixture<> {
   std::shared_ptr<herald::topic_counts> counts
     = std::make_shared<herald::topic_counts>();
-  caf::actor registry = herald::spawn_topic_registry(sys, counts);
+  herald::topic_registry handle = herald::spawn_topic_registry(sys, counts);
+  herald::msg::registry_actor registry = handle.actor();
   std::vector<std::string> log;
   handlers_t h;
 
@@ -148,7 +149,7 @@ CAF_TEST(the upgrade response leaves with what open sends in one write) {
   auto out = c.t->frames();
   CAF_REQUIRE_EQUAL(out.size(), 1u);
   CAF_CHECK_EQUAL(out[0].payload, "welcome");
-  herald::publish_text(registry, "room", "news");
+  herald::publish_text(handle, "room", "news");
   step();
   out = c.t->frames();
   CAF_REQUIRE_EQUAL(out.size(), 2u);

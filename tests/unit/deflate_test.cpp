@@ -205,7 +205,8 @@ namespace {
 struct fixture : test_coordinator_fixture<> {
   std::shared_ptr<herald::topic_counts> counts
     = std::make_shared<herald::topic_counts>();
-  caf::actor registry = herald::spawn_topic_registry(sys, counts);
+  herald::topic_registry handle = herald::spawn_topic_registry(sys, counts);
+  herald::msg::registry_actor registry = handle.actor();
   std::vector<std::string> got;
   std::vector<caf::actor> spawned;
 

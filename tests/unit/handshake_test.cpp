@@ -10,9 +10,6 @@
 #include <string_view>
 #include <vector>
 
-// request::accept_upgrade takes a unique_ptr<connection_hooks>, which this
-// file destroys, so the type must be complete here.
-#include "herald/actors/hooks.hpp"
 #include "herald/net/http.hpp"
 #include "herald/net/http_server.hpp"
 

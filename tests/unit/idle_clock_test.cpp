@@ -20,7 +20,7 @@ using time_point = caf::actor_clock::time_point;
 // The kit's fixture for its test clock (advance, now); the clock under test
 // is this one, not the kit's own.
 struct fixture : herald::testing::fixture<int> {
-  caf::actor clock = herald::spawn_idle_clock(sys);
+  herald::msg::idle_clock_actor clock = herald::spawn_idle_clock(sys);
   time_point t0 = now();
   // Tick times of the recorders, by name.
   std::map<std::string, std::vector<caf::timespan>> ticks;
@@ -136,8 +136,8 @@ CAF_TEST(the clock keeps no member alive) {
 // alive by its pending tick (up to half the idle timeout) after it closed;
 // one ticked by the clock is released as soon as it stops.
 CAF_TEST(a closed connection is released at once) {
-  auto registry = herald::spawn_topic_registry(
-    sys, std::make_shared<herald::topic_counts>());
+  herald::msg::registry_actor registry = herald::spawn_topic_registry(
+    sys, std::make_shared<herald::topic_counts>()).actor();
   auto connect = [&](bool with_clock) {
     using handlers_t = herald::websocket_handlers<int>;
     handlers_t h;

@@ -19,7 +19,8 @@ namespace {
 using log_ptr = std::shared_ptr<std::vector<std::string>>;
 
 // Stands in for the bridge actor: records what the registry tells it.
-caf::behavior fake_bridge(caf::event_based_actor*, log_ptr log) {
+herald::msg::bridge_actor::behavior_type
+fake_bridge(herald::msg::bridge_actor::pointer, log_ptr log) {
   return {
     [log](caf::join_atom, const std::string& t) {
       log->push_back("join " + t);
@@ -33,6 +34,7 @@ caf::behavior fake_bridge(caf::event_based_actor*, log_ptr log) {
                      + std::string{p.frame->payload_view()}
                      + (p.exclude ? " excluding" : ""));
     },
+    [](herald::msg::flush_atom) {},
   };
 }
 
@@ -50,9 +52,10 @@ caf::behavior recorder(caf::event_based_actor* self, log_ptr log) {
 struct fixture : test_coordinator_fixture<> {
   std::shared_ptr<herald::topic_counts> counts
     = std::make_shared<herald::topic_counts>();
-  caf::actor registry = herald::spawn_topic_registry(sys, counts);
+  herald::msg::registry_actor registry
+    = herald::spawn_topic_registry(sys, counts).actor();
   log_ptr bridge_log = std::make_shared<std::vector<std::string>>();
-  caf::actor bridge = sys.spawn(fake_bridge, bridge_log);
+  herald::msg::bridge_actor bridge = sys.spawn(fake_bridge, bridge_log);
 
   fixture() {
     self->send(registry, herald::msg::bridge_atom::value, bridge);

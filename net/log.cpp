@@ -1,4 +1,4 @@
-#include "herald/actors/log.hpp"
+#include "herald/net/log.hpp"
 
 #include <atomic>
 #include <chrono>

@@ -228,8 +228,8 @@ public:
                         caf::strong_actor_ptr sender,
                         caf::message content) override {
     if (auto i = here(); i != none) {
-      loops_[i]->clock.schedule_message(t, std::move(target),
-                                        std::move(sender), std::move(content));
+      loops_[i]->clock.schedule_message(t, std::move(target), std::move(sender),
+                                        std::move(content));
       arm(i, t);
     } else {
       fallback_.schedule_message(t, std::move(target), std::move(sender),

@@ -141,8 +141,8 @@ struct client {
     a.sin_family = AF_INET;
     a.sin_port = htons(std::uint16_t(opt.port));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 &&
-        errno != EINPROGRESS)
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0
+        && errno != EINPROGRESS)
       fail("connect");
     ms[std::size_t(i)].fd = fd;
     epoll_event ev{};
@@ -203,8 +203,8 @@ struct client {
       auto sent = std::strtoll(end, nullptr, 10);
       // In order per sender (messages of different senders to a topic are
       // ordered per sender only), and once.
-      auto i = std::size_t(&m - ms.data()) * std::size_t(senders) +
-               std::size_t(seq % senders);
+      auto i = std::size_t(&m - ms.data()) * std::size_t(senders)
+               + std::size_t(seq % senders);
       if (seq <= last_seq[i])
         ++bad;
       last_seq[i] = seq;
@@ -217,8 +217,9 @@ struct client {
       ++errors;
       return;
     }
-    if (!m.full && (p.starts_with(R"({"type":"join")") ||
-                    p.starts_with(R"({"type":"members")"))) {
+    if (!m.full
+        && (p.starts_with(R"({"type":"join")")
+            || p.starts_with(R"({"type":"members")"))) {
       if (number_after(p, R"("count":)") == opt.members) {
         m.full = true;
         m.bytes_full = m.bytes;
@@ -374,8 +375,8 @@ struct client {
       auto now = now_ns();
       if (now >= due) {
         auto& m = ms[std::size_t(sent % senders)];
-        auto text = R"({"type":"message","text":")" + std::to_string(sent) +
-                    " " + std::to_string(now_ns(CLOCK_REALTIME)) + "\"}";
+        auto text = R"({"type":"message","text":")" + std::to_string(sent) + " "
+                    + std::to_string(now_ns(CLOCK_REALTIME)) + "\"}";
         send_text(m, text);
         ++sent;
         continue;
@@ -436,11 +437,13 @@ int main(int argc, char** argv) {
   opts.add("duration", "SECS", o.duration, "how long the messages go on")
     .min(0);
   opts.add("senders", "N", o.senders, "members who send, in turn").min(1);
-  opts.add("server-pid", "PID", o.server_pid,
-           "sample the server's CPU time and memory, 0: don't")
+  opts
+    .add("server-pid", "PID", o.server_pid,
+         "sample the server's CPU time and memory, 0: don't")
     .min(0);
-  opts.add("connect-parallel", "N", o.connect_parallel,
-           "handshakes in flight while joining")
+  opts
+    .add("connect-parallel", "N", o.connect_parallel,
+         "handshakes in flight while joining")
     .min(1);
   opts.add("timeout", "SECS", o.timeout, "give up on joining").positive();
   opts.parse_or_exit(argc, argv);

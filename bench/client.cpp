@@ -183,8 +183,7 @@ std::string make_request(const options& o, std::string_view name) {
 // Checks a handshake response head; returns an error or "".
 std::string check_response(std::string_view head) {
   if (head.rfind("HTTP/1.1 101", 0) != 0)
-    return "expected 101, got: "
-           + std::string{head.substr(0, head.find('\r'))};
+    return "expected 101, got: " + std::string{head.substr(0, head.find('\r'))};
   // Header names are case-insensitive: look for the accept value itself.
   std::string lower{head};
   for (auto& ch : lower)
@@ -208,11 +207,13 @@ std::string check_response(std::string_view head) {
 // Client names as in Bun's client: Alice0, Bob0, ..., Zach0, Alice1, ...
 // The 26 base names start with 26 different letters, so a name's index is
 // its letter plus 26 times its number.
-const char* const base_names[26] = {
-  "Alice", "Bob",   "Charlie", "David",  "Eve",    "Frank", "Grace",
-  "Heidi", "Ivan",  "Judy",    "Karl",   "Linda",  "Mike",  "Nancy",
-  "Oscar", "Peggy", "Quentin", "Ruth",   "Steve",  "Trudy", "Ursula",
-  "Victor", "Wendy", "Xavier", "Yvonne", "Zach"};
+const char* const base_names[26] = {"Alice",   "Bob",    "Charlie", "David",
+                                    "Eve",     "Frank",  "Grace",   "Heidi",
+                                    "Ivan",    "Judy",   "Karl",    "Linda",
+                                    "Mike",    "Nancy",  "Oscar",   "Peggy",
+                                    "Quentin", "Ruth",   "Steve",   "Trudy",
+                                    "Ursula",  "Victor", "Wendy",   "Xavier",
+                                    "Yvonne",  "Zach"};
 
 std::string client_name(int i) {
   return std::string{base_names[i % 26]} + std::to_string(i / 26);
@@ -240,11 +241,17 @@ int name_index(std::string_view name) {
 // Short chat strings like Bun's (3 to 28 bytes), all different so that a
 // duplicated or lost message cannot pass for the next expected one.
 std::vector<std::string> chat_messages(int count, std::size_t payload) {
-  static const char* const words[] = {
-    "Hello World!", "What is the meaning of life?", "where is the bathroom?",
-    "zoo",          "kangaroo",                     "erlang",
-    "elixir",       "bun",                          "mochi",
-    "typescript",   "javascript"};
+  static const char* const words[] = {"Hello World!",
+                                      "What is the meaning of life?",
+                                      "where is the bathroom?",
+                                      "zoo",
+                                      "kangaroo",
+                                      "erlang",
+                                      "elixir",
+                                      "bun",
+                                      "mochi",
+                                      "typescript",
+                                      "javascript"};
   std::vector<std::string> out;
   for (int i = 0; i < count; ++i) {
     std::string s = words[i % 11];
@@ -268,14 +275,14 @@ enum class conn_state { connecting, handshaking, open, closed };
 
 struct conn {
   int fd = -1;
-  SSL* ssl = nullptr;     // with --tls
-  bool tls_done = false;  // the TLS handshake completed
+  SSL* ssl = nullptr;    // with --tls
+  bool tls_done = false; // the TLS handshake completed
   int index = 0;
   conn_state state = conn_state::connecting;
-  std::string in;       // handshake bytes or the start of a partial frame
-  std::string out;      // bytes not yet written
+  std::string in;  // handshake bytes or the start of a partial frame
+  std::string out; // bytes not yet written
   std::size_t out_off = 0;
-  bool ready = false;   // got "ready"
+  bool ready = false; // got "ready"
   // throughput: per sender, the index of the next expected message
   std::vector<std::uint16_t> next;
   std::uint64_t got_round = 0;
@@ -410,8 +417,8 @@ private:
       return ::send(c.fd, p, n, MSG_NOSIGNAL);
     if (!tls_handshake(c))
       return -1;
-    auto r = SSL_write(c.ssl, p, static_cast<int>(std::min<std::size_t>(
-                                   n, 1u << 30)));
+    auto r =
+      SSL_write(c.ssl, p, static_cast<int>(std::min<std::size_t>(n, 1u << 30)));
     return r > 0 ? r : tls_errno(c, r);
   }
 
@@ -421,8 +428,8 @@ private:
       return ::recv(c.fd, p, n, 0);
     if (!tls_handshake(c))
       return -1;
-    auto r = SSL_read(c.ssl, p, static_cast<int>(std::min<std::size_t>(
-                                  n, 1u << 30)));
+    auto r =
+      SSL_read(c.ssl, p, static_cast<int>(std::min<std::size_t>(n, 1u << 30)));
     if (r > 0)
       return r;
     if (SSL_get_error(c.ssl, r) == SSL_ERROR_ZERO_RETURN)
@@ -596,7 +603,8 @@ private:
         n = ::recvmsg(c.fd, &mh, 0);
         if (n > 0)
           for (auto* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            if (cm->cmsg_level == SOL_SOCKET
+                && cm->cmsg_type == SCM_TIMESTAMPNS) {
               timespec ts;
               std::memcpy(&ts, CMSG_DATA(cm), sizeof ts);
               kernel_ns = std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
@@ -626,7 +634,8 @@ private:
             return conn_failed(c, "handshake response too large");
           continue;
         }
-        auto problem = check_response(std::string_view{c.in}.substr(0, end + 2));
+        auto problem =
+          check_response(std::string_view{c.in}.substr(0, end + 2));
         if (!problem.empty())
           return conn_failed(c, problem.c_str());
         std::string rest = c.in.substr(end + 4);
@@ -862,7 +871,8 @@ private:
       return text == expected;
     return text.size() == expected.size()
            && text.substr(0, edge) == expected.substr(0, edge)
-           && text.substr(text.size() - edge) == expected.substr(expected.size() - edge);
+           && text.substr(text.size() - edge)
+                == expected.substr(expected.size() - edge);
   }
 
   void start_round() {
@@ -930,9 +940,9 @@ private:
           std::printf("%llu deliveries/s (%zu clients x %d messages%s)\n",
                       static_cast<unsigned long long>(second_count_),
                       conns_.size(), o_.messages,
-                      o_.payload ? (", " + std::to_string(o_.payload)
-                                    + " bytes").c_str()
-                                 : "");
+                      o_.payload
+                        ? (", " + std::to_string(o_.payload) + " bytes").c_str()
+                        : "");
         std::fflush(stdout);
         second_count_ = 0;
         last_report = now;
@@ -1102,10 +1112,10 @@ private:
       }
       loop_until([] { return false; }, 2.0);
       auto rss = process_rss_kib(o_.server_pid);
-      step_bytes_.push_back(
-        rss0 >= 0 && rss >= 0
-          ? static_cast<double>(rss - rss0) * 1024.0 / static_cast<double>(target)
-          : -1);
+      step_bytes_.push_back(rss0 >= 0 && rss >= 0
+                              ? static_cast<double>(rss - rss0) * 1024.0
+                                  / static_cast<double>(target)
+                              : -1);
       rss_after_kib_ = rss;
     }
     rss_before_kib_ = rss0;
@@ -1145,9 +1155,9 @@ private:
   static double percentile(std::vector<std::int64_t>& v, double p) {
     if (v.empty())
       return 0;
-    auto k = static_cast<std::size_t>(
-      std::min<double>(static_cast<double>(v.size() - 1),
-                       std::floor(p * static_cast<double>(v.size() - 1) + 0.5)));
+    auto k = static_cast<std::size_t>(std::min<double>(
+      static_cast<double>(v.size() - 1),
+      std::floor(p * static_cast<double>(v.size() - 1) + 0.5)));
     std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
     return static_cast<double>(v[k]) / 1e3; // microseconds
   }
@@ -1194,19 +1204,21 @@ private:
       if (system_cpu_ >= 0 && server_cpu_ >= 0 && secs > 0) {
         auto other = std::max(0.0, system_cpu_ - server_cpu_ - client_cpu_);
         std::printf(" other_util=%.3f server_other_cpu_ns=%.1f", other / secs,
-                    count ? (server_cpu_ + other) * 1e9
-                              / static_cast<double>(count)
-                          : 0);
+                    count
+                      ? (server_cpu_ + other) * 1e9 / static_cast<double>(count)
+                      : 0);
       }
     }
     if (o_.m == mode::latency) {
       auto nk = lat_kernel_.size();
       std::printf(" publishes=%llu samples=%zu",
-                  static_cast<unsigned long long>(publishes_), lat_user_.size());
-      std::printf(" p50_us=%.1f p99_us=%.1f max_us=%.1f",
-                  percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 0.5),
-                  percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 0.99),
-                  percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 1.0));
+                  static_cast<unsigned long long>(publishes_),
+                  lat_user_.size());
+      std::printf(
+        " p50_us=%.1f p99_us=%.1f max_us=%.1f",
+        percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 0.5),
+        percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 0.99),
+        percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 1.0));
       std::printf(" user_p50_us=%.1f user_p99_us=%.1f kernel_samples=%zu",
                   percentile(lat_user_, 0.5), percentile(lat_user_, 0.99), nk);
     }
@@ -1296,7 +1308,7 @@ private:
 
   // idle
   long rss_before_kib_ = -1, rss_after_kib_ = -1;
-  double settled_after_ = 0; // idle: seconds waited before reading memory
+  double settled_after_ = 0;       // idle: seconds waited before reading memory
   std::vector<double> step_bytes_; // idle-steps: bytes/connection per quarter
 
   // handshake
@@ -1315,12 +1327,14 @@ int main(int argc, char** argv) {
                             "(bench/README.md)."};
   opts.add("host", "ADDR", o.host, "server address (IPv4)");
   opts.add("port", "N", o.port, "server port").range(1, 65535);
-  opts.add("port2", "N", o.port2,
-           "a second server (another node of the same topics): clients with "
-           "odd indexes connect there, 0: none")
+  opts
+    .add("port2", "N", o.port2,
+         "a second server (another node of the same topics): clients with "
+         "odd indexes connect there, 0: none")
     .range(0, 65535);
-  opts.add("mode", "M", mode_name,
-           "throughput, latency, idle, idle-steps or handshake")
+  opts
+    .add("mode", "M", mode_name,
+         "throughput, latency, idle, idle-steps or handshake")
     .one_of({"throughput", "latency", "idle", "idle-steps", "handshake"});
   opts.add("clients", "N", o.clients, "connections (handshake: parallel loops)")
     .min(1);
@@ -1330,21 +1344,23 @@ int main(int argc, char** argv) {
            "message size, 0: short chat strings");
   opts.add("duration", "SECS", o.duration, "measured time").positive();
   opts.add("warmup", "SECS", o.warmup, "unmeasured time before it").min(0);
-  opts.add("server-pid", "PID", o.server_pid,
-           "sample the server's CPU time and memory, 0: don't")
+  opts
+    .add("server-pid", "PID", o.server_pid,
+         "sample the server's CPU time and memory, 0: don't")
     .min(0);
-  opts.add("interval-ms", "MS", o.interval_ms,
-           "latency: time between publishes")
+  opts
+    .add("interval-ms", "MS", o.interval_ms, "latency: time between publishes")
     .min(1);
-  opts.add("connect-parallel", "N", o.connect_parallel,
-           "handshakes in flight while connecting")
+  opts
+    .add("connect-parallel", "N", o.connect_parallel,
+         "handshakes in flight while connecting")
     .min(1);
-  opts.add("settle", "SECS", o.settle,
-           "idle: wait at least this long before reading memory, then until "
-           "it is stable for 3 s")
+  opts
+    .add("settle", "SECS", o.settle,
+         "idle: wait at least this long before reading memory, then until "
+         "it is stable for 3 s")
     .min(0);
-  opts.add("timeout", "SECS", o.timeout,
-           "give up on connecting or a round")
+  opts.add("timeout", "SECS", o.timeout, "give up on connecting or a round")
     .positive();
   opts.flag("tls", o.tls,
             "connect with TLS (wss://; the certificate is not checked; not "

@@ -17,8 +17,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include "herald/net/log.hpp"
 #include "herald/net/handshake.hpp"
+#include "herald/net/log.hpp"
 #include "herald/net/tcp_transport.hpp"
 #include "herald/net/tls_transport.hpp"
 
@@ -68,8 +68,11 @@ request make_request(request_parser& p, const std::string& remote) {
   for (auto& field : msg)
     headers.emplace_back(std::string{field.name_string()},
                          std::string{field.value()});
-  return request{std::string{msg.method_string()}, std::string{msg.target()},
-                 std::move(headers), std::move(msg.body()), remote,
+  return request{std::string{msg.method_string()},
+                 std::string{msg.target()},
+                 std::move(headers),
+                 std::move(msg.body()),
+                 remote,
                  static_cast<int>(msg.version())};
 }
 
@@ -161,12 +164,11 @@ private:
             // letter is an HTTP method: tell the client in its language.
             auto c = static_cast<unsigned char>(s.in_[0]);
             if (c >= 'A' && c <= 'Z') {
-              HERALD_LOG(debug, "plain HTTP from " << s.remote_
-                                                   << " on the TLS port");
+              HERALD_LOG(debug,
+                         "plain HTTP from " << s.remote_ << " on the TLS port");
               s.engine_->refuse();
               state = answered_plain;
-              return asio::async_write(s.next_,
-                                       asio::buffer(plain_http_answer),
+              return asio::async_write(s.next_, asio::buffer(plain_http_answer),
                                        std::move(self));
             }
           }
@@ -185,8 +187,8 @@ private:
       if (dst.size() == 0)
         return self.complete({}, 0);
       std::size_t n2 = 0;
-      switch (s.engine_->read(static_cast<std::byte*>(dst.data()),
-                              dst.size(), n2)) {
+      switch (
+        s.engine_->read(static_cast<std::byte*>(dst.data()), dst.size(), n2)) {
         case tls_engine::status::data:
           got = n2;
           break;
@@ -196,8 +198,8 @@ private:
           err = asio::error::eof;
           break;
         case tls_engine::status::failed:
-          HERALD_LOG(debug, "TLS from " << s.remote_ << " failed: "
-                                        << s.engine_->error());
+          HERALD_LOG(debug, "TLS from " << s.remote_
+                                        << " failed: " << s.engine_->error());
           err = asio::error::connection_aborted;
           break;
       }
@@ -261,13 +263,10 @@ private:
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
   http_session(stream_socket sock, http_limits limits,
-               std::shared_ptr<http_handler> handler,
-               deferred_counter waiting, tls_context* tls)
-    : remote_(endpoint_string(sock)),
-      stream_(std::move(sock)),
-      limits_(limits),
-      handler_(std::move(handler)),
-      waiting_(std::move(waiting)),
+               std::shared_ptr<http_handler> handler, deferred_counter waiting,
+               tls_context* tls)
+    : remote_(endpoint_string(sock)), stream_(std::move(sock)), limits_(limits),
+      handler_(std::move(handler)), waiting_(std::move(waiting)),
       timer_(stream_.get_executor()) {
     if (tls)
       tls_.emplace(stream_, std::make_unique<tls_engine>(*tls), remote_);
@@ -349,8 +348,8 @@ private:
     try {
       result = handler_->handle(*req_);
     } catch (const std::exception& e) {
-      HERALD_LOG(warn, "fetch threw for " << req_->target() << ": "
-                                          << e.what());
+      HERALD_LOG(warn,
+                 "fetch threw for " << req_->target() << ": " << e.what());
       return fetch_failed();
     } catch (...) {
       HERALD_LOG(warn, "fetch threw for " << req_->target());
@@ -384,16 +383,14 @@ private:
     }
     if (req.upgrade_failure() != 0) {
       handler_->count_http(true);
-      HERALD_LOG(debug, "refused upgrade from " << remote_ << ": "
-                                                << req.upgrade_failure()
-                                                << " "
-                                                << req.upgrade_failure_reason());
+      HERALD_LOG(debug, "refused upgrade from "
+                          << remote_ << ": " << req.upgrade_failure() << " "
+                          << req.upgrade_failure_reason());
       header_list extra;
       if (req.upgrade_failure() == 426)
         extra.emplace_back("Sec-WebSocket-Version", "13");
-      return respond(req.upgrade_failure(),
-                     req.upgrade_failure_reason() + "\n", std::move(extra),
-                     false);
+      return respond(req.upgrade_failure(), req.upgrade_failure_reason() + "\n",
+                     std::move(extra), false);
     }
     handler_->count_http(false);
     if (!result)
@@ -402,8 +399,8 @@ private:
       return respond_error(500, "fetch returned upgraded without an upgrade");
     if (result->status == deferred_status)
       return respond_error(500, "a deferred request answered with deferred");
-    respond(result->status, std::move(result->body),
-            std::move(result->headers), keep_alive_);
+    respond(result->status, std::move(result->body), std::move(result->headers),
+            keep_alive_);
   }
 
   // -- deferred requests ------------------------------------------------------
@@ -414,9 +411,9 @@ private:
     if (limits_.max_deferred != 0
         && waiting_->load(std::memory_order_relaxed) >= limits_.max_deferred) {
       d->finish(deferral::state::refused);
-      HERALD_LOG(debug, "refused deferred request from "
-                          << remote_ << ": " << limits_.max_deferred
-                          << " pending");
+      HERALD_LOG(debug, "refused deferred request from " << remote_ << ": "
+                                                         << limits_.max_deferred
+                                                         << " pending");
       handler_->count_http(false);
       return respond_error(503, "Service Unavailable: too many pending "
                                 "requests");
@@ -433,8 +430,9 @@ private:
       timer_.expires_after(limits_.deferred_timeout);
     else
       timer_.expires_at(asio::steady_timer::time_point::max());
-    timer_.async_wait(beast::bind_front_handler(
-      &http_session::on_deferred_timeout, shared_from_this()));
+    timer_.async_wait(
+      beast::bind_front_handler(&http_session::on_deferred_timeout,
+                                shared_from_this()));
     auto wake = [weak = weak_from_this(), ex = stream_.get_executor()] {
       asio::post(ex, [weak] {
         if (auto self = weak.lock())
@@ -581,16 +579,16 @@ private:
     // request are its first frames.
     stream_.expires_never();
     auto data = buffer_.data();
-    std::vector<std::byte> initial(
-      static_cast<const std::byte*>(data.data()),
-      static_cast<const std::byte*>(data.data()) + data.size());
+    std::vector<std::byte> initial(static_cast<const std::byte*>(data.data()),
+                                   static_cast<const std::byte*>(data.data())
+                                     + data.size());
     tcp_transport_options topts;
     topts.send_buffer = limits_.websocket_send_buffer;
-    auto t = tls_ ? make_tls_transport(stream_.release_socket(), remote_,
-                                       std::move(initial), tls_->release(),
-                                       topts)
-                  : make_tcp_transport(stream_.release_socket(), remote_,
-                                       std::move(initial), topts);
+    auto t = tls_
+               ? make_tls_transport(stream_.release_socket(), remote_,
+                                    std::move(initial), tls_->release(), topts)
+               : make_tcp_transport(stream_.release_socket(), remote_,
+                                    std::move(initial), topts);
     handler_->upgraded(req, std::move(t), switching_protocols(req));
   }
 
@@ -629,14 +627,10 @@ private:
 class acceptor_loop : public std::enable_shared_from_this<acceptor_loop> {
 public:
   acceptor_loop(asio::io_context& ctx, http_limits limits,
-                std::shared_ptr<http_handler> handler,
-                deferred_counter waiting, tls_context_ptr tls)
-    : ctx_(ctx),
-      acceptor_(ctx),
-      retry_(ctx),
-      limits_(limits),
-      handler_(std::move(handler)),
-      waiting_(std::move(waiting)),
+                std::shared_ptr<http_handler> handler, deferred_counter waiting,
+                tls_context_ptr tls)
+    : ctx_(ctx), acceptor_(ctx), retry_(ctx), limits_(limits),
+      handler_(std::move(handler)), waiting_(std::move(waiting)),
       tls_(std::move(tls)) {}
 
   // `shared`: one of several sockets on the port (SO_REUSEPORT), among
@@ -649,8 +643,7 @@ public:
       if (::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_REUSEPORT,
                        &one, sizeof one)
           != 0)
-        throw std::system_error{errno, std::generic_category(),
-                                "SO_REUSEPORT"};
+        throw std::system_error{errno, std::generic_category(), "SO_REUSEPORT"};
     }
     acceptor_.bind(ep);
     acceptor_.listen(asio::socket_base::max_listen_connections);
@@ -658,10 +651,9 @@ public:
   }
 
   void do_accept() {
-    acceptor_.async_accept(
-      ctx_.get_executor(),
-      beast::bind_front_handler(&acceptor_loop::on_accept,
-                                shared_from_this()));
+    acceptor_.async_accept(ctx_.get_executor(),
+                           beast::bind_front_handler(&acceptor_loop::on_accept,
+                                                     shared_from_this()));
   }
 
   void stop() {
@@ -711,8 +703,8 @@ public:
   void open(io_service& io, const std::string& host, std::uint16_t port,
             http_limits limits, std::shared_ptr<http_handler> handler,
             tls_context_ptr tls) {
-    auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1"
-                                                           : host);
+    auto addr =
+      asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host);
     tcp::endpoint ep{addr, port};
     auto n = io.size();
     if (n > 1 && port != 0) {
@@ -726,8 +718,8 @@ public:
     }
     for (std::size_t i = 0; i < n; ++i) {
       auto& ctx = *static_cast<asio::io_context*>(io.native(i));
-      auto a = std::make_shared<acceptor_loop>(ctx, limits, handler,
-                                               waiting_, tls);
+      auto a =
+        std::make_shared<acceptor_loop>(ctx, limits, handler, waiting_, tls);
       auto bound = a->open(ep, n > 1);
       if (i == 0) {
         bound_ = bound;
@@ -777,8 +769,8 @@ read_outcome read_request(std::span<const char> data,
     return read_outcome{read_error_status(e), std::nullopt, taken};
   };
   for (std::size_t i = 0; i <= cuts.size() && !p.is_done(); ++i) {
-    auto end = i < cuts.size() ? std::clamp(cuts[i], pos, data.size())
-                               : data.size();
+    auto end =
+      i < cuts.size() ? std::clamp(cuts[i], pos, data.size()) : data.size();
     buffered.append(data.data() + pos, end - pos);
     pos = end;
     // Like a read, the parser never gets an empty buffer.

@@ -60,7 +60,7 @@ public:
   /// May a new WebSocket be opened now? (false: 503)
   virtual bool accepting_upgrades() { return true; }
   /// Counts a request answered over HTTP, and a refused upgrade.
-  virtual void count_http(bool refused_upgrade) { (void) refused_upgrade; }
+  virtual void count_http(bool refused_upgrade) { (void)refused_upgrade; }
 };
 
 /// A listening HTTP server.

@@ -134,20 +134,17 @@ std::shared_ptr<watch> attach(asio::io_context& ctx, redisAsyncContext* ac) {
 
 // -- the link -----------------------------------------------------------------
 
-class asio_redis_link final : public redis_link,
-                              public std::enable_shared_from_this<
-                                asio_redis_link> {
+class asio_redis_link final
+  : public redis_link,
+    public std::enable_shared_from_this<asio_redis_link> {
 public:
   asio_redis_link(io_service& io, redis_link_options opts,
                   std::shared_ptr<redis_counters> stats,
                   redis_message_fn on_message)
-    : io_(io),
-      ctx_(*static_cast<asio::io_context*>(io.native())),
-      opts_(std::move(opts)),
-      stats_(std::move(stats)),
+    : io_(io), ctx_(*static_cast<asio::io_context*>(io.native())),
+      opts_(std::move(opts)), stats_(std::move(stats)),
       on_message_(std::move(on_message)),
-      scope_(opts_.endpoint.channel_scope()),
-      backoff_(opts_.reconnect_min) {
+      scope_(opts_.endpoint.channel_scope()), backoff_(opts_.reconnect_min) {
     timer_.emplace(ctx_);
     ping_timer_.emplace(ctx_);
   }
@@ -216,9 +213,7 @@ private:
     });
   }
 
-  std::string where() const {
-    return opts_.endpoint.address();
-  }
+  std::string where() const { return opts_.endpoint.address(); }
 
   conn* find(const redisAsyncContext* ac) {
     if (ac && ac == cmd_.ac)
@@ -236,8 +231,8 @@ private:
 
   bool open(conn& c) {
     c = conn{};
-    auto* ac = redisAsyncConnect(opts_.endpoint.host.c_str(),
-                                 opts_.endpoint.port);
+    auto* ac =
+      redisAsyncConnect(opts_.endpoint.host.c_str(), opts_.endpoint.port);
     if (!ac) {
       last_error_ = "out of memory";
       return false;
@@ -264,11 +259,11 @@ private:
     }
     auto gen = ++generation_;
     timer_->expires_after(opts_.connect_timeout);
-    timer_->async_wait([self = shared_from_this(),
-                        gen](const boost::system::error_code& ec) {
-      if (!ec && gen == self->generation_ && !self->up_)
-        self->fail("connect timeout");
-    });
+    timer_->async_wait(
+      [self = shared_from_this(), gen](const boost::system::error_code& ec) {
+        if (!ec && gen == self->generation_ && !self->up_)
+          self->fail("connect timeout");
+      });
   }
 
   static void on_connect(const redisAsyncContext* ac, int status) {
@@ -296,8 +291,8 @@ private:
     if (ep.auth && ep.user.empty())
       sent = command(c, &asio_redis_link::on_login, {"AUTH", ep.password});
     else if (ep.auth)
-      sent = command(c, &asio_redis_link::on_login,
-                     {"AUTH", ep.user, ep.password});
+      sent =
+        command(c, &asio_redis_link::on_login, {"AUTH", ep.user, ep.password});
     if (sent && ep.db != 0)
       sent = command(c, &asio_redis_link::on_select,
                      {"SELECT", std::to_string(ep.db)});
@@ -375,8 +370,8 @@ private:
     auto* c = self->find(ac);
     if (!c)
       return;
-    self->last_error_ = ac->errstr && ac->err ? ac->errstr
-                                               : "connection closed";
+    self->last_error_ =
+      ac->errstr && ac->err ? ac->errstr : "connection closed";
     c->ac = nullptr;
     c->connected = false;
     self->fail(self->last_error_);
@@ -390,8 +385,8 @@ private:
     stats_->redis_connected.store(1, std::memory_order_relaxed);
     if (in_outage_) {
       in_outage_ = false;
-      HERALD_LOG(warn, "redis: connected to " << where()
-                         << " again; cross-node delivery resumes ("
+      HERALD_LOG(warn, "redis: connected to "
+                         << where() << " again; cross-node delivery resumes ("
                          << outage_drops_
                          << " messages could not cross nodes during the "
                             "outage)");
@@ -417,25 +412,25 @@ private:
 
   void schedule_ping(std::uint64_t gen) {
     ping_timer_->expires_after(std::chrono::seconds{1});
-    ping_timer_->async_wait([self = shared_from_this(),
-                             gen](const boost::system::error_code& ec) {
-      if (ec || gen != self->generation_ || !self->up_ || self->closed_)
-        return;
-      if (self->ping_outstanding_) {
-        if (++self->pings_missed_ >= ping_patience) {
-          self->fail("no answer to PING");
+    ping_timer_->async_wait(
+      [self = shared_from_this(), gen](const boost::system::error_code& ec) {
+        if (ec || gen != self->generation_ || !self->up_ || self->closed_)
           return;
+        if (self->ping_outstanding_) {
+          if (++self->pings_missed_ >= ping_patience) {
+            self->fail("no answer to PING");
+            return;
+          }
+        } else {
+          const char* argv[] = {"PING"};
+          const std::size_t lens[] = {4};
+          if (redisAsyncCommandArgv(self->cmd_.ac, &asio_redis_link::on_pong,
+                                    self.get(), 1, argv, lens)
+              == REDIS_OK)
+            self->ping_outstanding_ = true;
         }
-      } else {
-        const char* argv[] = {"PING"};
-        const std::size_t lens[] = {4};
-        if (redisAsyncCommandArgv(self->cmd_.ac, &asio_redis_link::on_pong,
-                                  self.get(), 1, argv, lens)
-            == REDIS_OK)
-          self->ping_outstanding_ = true;
-      }
-      self->schedule_ping(gen);
-    });
+        self->schedule_ping(gen);
+      });
   }
 
   static void on_pong(redisAsyncContext*, void* r, void* priv) {
@@ -495,17 +490,17 @@ private:
       failed_attempts_ = 0;
     } else {
       ++failed_attempts_;
-      HERALD_LOG(debug, "redis: reconnect to " << where() << " failed ("
-                          << why << ")");
+      HERALD_LOG(debug, "redis: reconnect to " << where() << " failed (" << why
+                                               << ")");
     }
     auto gen = ++generation_;
     timer_->expires_after(backoff_);
     backoff_ = std::min(backoff_ * 2, opts_.reconnect_max);
-    timer_->async_wait([self = shared_from_this(),
-                        gen](const boost::system::error_code& ec) {
-      if (!ec && gen == self->generation_)
-        self->connect();
-    });
+    timer_->async_wait(
+      [self = shared_from_this(), gen](const boost::system::error_code& ec) {
+        if (!ec && gen == self->generation_)
+          self->connect();
+      });
   }
 
   // A decoded user name may hold any byte; a log line stays one line.
@@ -527,44 +522,47 @@ private:
     switch (kind) {
       case failure::unreachable:
         if (!reminder)
-          HERALD_LOG(warn, "redis: " << where() << " unreachable (" << why
-                             << "); delivering locally only, reconnecting "
-                                "in the background");
+          HERALD_LOG(warn,
+                     "redis: " << where() << " unreachable (" << why
+                               << "); delivering locally only, reconnecting "
+                                  "in the background");
         else
-          HERALD_LOG(warn, "redis: " << where() << " still unreachable ("
-                             << why << ")" << again
-                             << "; delivering locally only");
+          HERALD_LOG(warn, "redis: " << where() << " still unreachable (" << why
+                                     << ")" << again
+                                     << "; delivering locally only");
         break;
       case failure::credentials:
         if (!ep.auth)
-          HERALD_LOG(error, "redis: " << where()
-                              << " wants credentials (" << why
-                              << "); give them in the URL "
-                                 "(redis://user:password@host); "
-                                 "delivering locally only, retrying in "
-                                 "the background"
-                              << again);
+          HERALD_LOG(error, "redis: " << where() << " wants credentials ("
+                                      << why
+                                      << "); give them in the URL "
+                                         "(redis://user:password@host); "
+                                         "delivering locally only, retrying in "
+                                         "the background"
+                                      << again);
         else if (ep.user.empty())
-          HERALD_LOG(error, "redis: " << where() << " refused the password ("
-                              << why
-                              << "); delivering locally only, retrying in "
-                                 "the background"
-                              << again);
+          HERALD_LOG(error,
+                     "redis: " << where() << " refused the password (" << why
+                               << "); delivering locally only, retrying in "
+                                  "the background"
+                               << again);
         else
-          HERALD_LOG(error, "redis: " << where()
-                              << " refused the password of user '"
-                              << printable(ep.user) << "' (" << why
-                              << "); delivering locally only, retrying in "
-                                 "the background"
-                              << again);
+          HERALD_LOG(error,
+                     "redis: " << where() << " refused the password of user '"
+                               << printable(ep.user) << "' (" << why
+                               << "); delivering locally only, retrying in "
+                                  "the background"
+                               << again);
         break;
       case failure::refused:
-        HERALD_LOG(error, "redis: " << where() << " refused the connection "
-                                                  "setup ("
-                            << why
-                            << "); delivering locally only, retrying in "
-                               "the background"
-                            << again);
+        HERALD_LOG(error,
+                   "redis: " << where()
+                             << " refused the connection "
+                                "setup ("
+                             << why
+                             << "); delivering locally only, retrying in "
+                                "the background"
+                             << again);
         break;
       case failure::count:
         break;
@@ -629,8 +627,8 @@ private:
         && !self->publish_refusal_logged_) {
       self->publish_refusal_logged_ = true;
       HERALD_LOG(error, "redis: " << self->where() << " refused a PUBLISH ("
-                          << error_of(reply)
-                          << "); such messages do not cross nodes");
+                                  << error_of(reply)
+                                  << "); such messages do not cross nodes");
     }
     // No reply: the connection went away with the command in flight.
     if (!reply || reply->type == REDIS_REPLY_ERROR)
@@ -657,9 +655,8 @@ private:
         || name.substr(0, self->scope_.size()) != self->scope_)
       return;
     name.remove_prefix(self->scope_.size());
-    self->on_message_(name,
-                      {reinterpret_cast<const std::byte*>(payload->str),
-                       payload->len});
+    self->on_message_(name, {reinterpret_cast<const std::byte*>(payload->str),
+                             payload->len});
   }
 
   io_service& io_;
@@ -681,11 +678,10 @@ private:
   std::set<std::string> channels_;
   std::string last_error_;
   std::size_t outage_drops_ = 0;
-  static constexpr auto failure_kinds = static_cast<std::size_t>(
-    failure::count);
+  static constexpr auto failure_kinds =
+    static_cast<std::size_t>(failure::count);
   std::array<bool, failure_kinds> reported_{}; // in this outage
-  std::array<std::chrono::steady_clock::time_point, failure_kinds>
-    reported_at_;
+  std::array<std::chrono::steady_clock::time_point, failure_kinds> reported_at_;
   std::size_t failed_attempts_ = 0; // since the last report
   bool publish_refusal_logged_ = false;
   bool up_ = false;
@@ -700,9 +696,9 @@ std::shared_ptr<redis_link>
 start_redis_link(io_service& io, redis_link_options opts,
                  std::shared_ptr<redis_counters> stats,
                  redis_message_fn on_message) {
-  auto l = std::make_shared<asio_redis_link>(io, std::move(opts),
-                                             std::move(stats),
-                                             std::move(on_message));
+  auto l =
+    std::make_shared<asio_redis_link>(io, std::move(opts), std::move(stats),
+                                      std::move(on_message));
   l->start();
   return l;
 }

@@ -137,8 +137,8 @@ std::optional<redis_endpoint> parse_redis_url(std::string_view url,
   }
   auto end = rest.find_first_of("/?#");
   auto hostport = rest.substr(0, end);
-  auto tail = end == std::string_view::npos ? std::string_view{}
-                                            : rest.substr(end);
+  auto tail =
+    end == std::string_view::npos ? std::string_view{} : rest.substr(end);
   std::string_view port;
   bool has_port = false;
   if (!hostport.empty() && hostport.front() == '[') {
@@ -173,8 +173,8 @@ std::optional<redis_endpoint> parse_redis_url(std::string_view url,
   }
   if (has_port) {
     unsigned p = 0;
-    auto [last, ec] = std::from_chars(port.data(), port.data() + port.size(),
-                                      p);
+    auto [last, ec] =
+      std::from_chars(port.data(), port.data() + port.size(), p);
     if (port.empty() || ec != std::errc{} || last != port.data() + port.size()
         || p == 0 || p > 65535)
       return fail("the port is a number from 1 to 65535");
@@ -201,10 +201,10 @@ std::string redact_redis_url(std::string_view url) {
   auto start = url.find("://");
   start = start == std::string_view::npos ? 0 : start + 3;
   auto at = url.rfind('@');
-  std::string out = at == std::string_view::npos || at < start
-                      ? std::string{url}
-                      : std::string{url.substr(0, start)} + "***"
-                          + std::string{url.substr(at)};
+  std::string out =
+    at == std::string_view::npos || at < start
+      ? std::string{url}
+      : std::string{url.substr(0, start)} + "***" + std::string{url.substr(at)};
   // Keeps a log line one line.
   for (auto& c : out)
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7F)

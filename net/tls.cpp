@@ -96,8 +96,8 @@ int bio_create(BIO* b) {
 
 const BIO_METHOD* engine_bio() {
   static BIO_METHOD* m = [] {
-    auto* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK,
-                           "herald");
+    auto* m =
+      BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "herald");
     BIO_meth_set_read_ex(m, bio_read);
     BIO_meth_set_write_ex(m, bio_write);
     BIO_meth_set_ctrl(m, bio_ctrl);
@@ -231,13 +231,11 @@ SSL_CTX* make_ctx(const tls_options& opts, const std::string& cert,
          + asn1_time(X509_get0_notBefore(leaf)));
   if (!opts.ca_file.empty()) {
     check_readable("client CA", opts.ca_file);
-    if (SSL_CTX_load_verify_locations(ctx, opts.ca_file.c_str(), nullptr)
-        != 1)
+    if (SSL_CTX_load_verify_locations(ctx, opts.ca_file.c_str(), nullptr) != 1)
       fail("client CA " + opts.ca_file + ": " + ssl_reason());
     if (auto* names = SSL_load_client_CA_file(opts.ca_file.c_str()))
       SSL_CTX_set_client_CA_list(ctx, names);
-    SSL_CTX_set_verify(ctx,
-                       SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT,
                        nullptr);
   }
   static const unsigned char sid[] = "herald";
@@ -298,21 +296,20 @@ std::string tls_context::reload() {
       impl_->current = std::move(fresh);
     }
     counters_->reloads.fetch_add(1, std::memory_order_relaxed);
-    HERALD_LOG(info, "TLS certificates reloaded from "
-                       << impl_->opts.cert_file);
+    HERALD_LOG(info,
+               "TLS certificates reloaded from " << impl_->opts.cert_file);
     return {};
   } catch (const tls_error& e) {
     counters_->reload_failures.fetch_add(1, std::memory_order_relaxed);
-    HERALD_LOG(error, "TLS reload failed, keeping the old certificates: "
-                        << e.what());
+    HERALD_LOG(error,
+               "TLS reload failed, keeping the old certificates: " << e.what());
     return e.what();
   }
 }
 
 // -- tls_engine -------------------------------------------------------------
 
-tls_engine::tls_engine(tls_context& ctx)
-  : counters_(ctx.get().counters) {
+tls_engine::tls_engine(tls_context& ctx) : counters_(ctx.get().counters) {
   auto set = ctx.get().get();
   ssl_ = SSL_new(set->def);
   if (!ssl_)
@@ -353,8 +350,8 @@ tls_engine::status tls_engine::read(std::byte* buf, std::size_t size,
                                     std::size_t& n) {
   n = 0;
   ERR_clear_error();
-  auto r = SSL_read(ssl_, buf, static_cast<int>(std::min<std::size_t>(
-                                 size, INT_MAX)));
+  auto r =
+    SSL_read(ssl_, buf, static_cast<int>(std::min<std::size_t>(size, INT_MAX)));
   if (!counted_ && established()) {
     counted_ = true;
     counters_->handshakes.fetch_add(1, std::memory_order_relaxed);

@@ -47,12 +47,9 @@ class tls_transport final : public transport,
 public:
   tls_transport(stream_socket sock, std::string remote,
                 std::vector<std::byte> initial,
-                std::unique_ptr<tls_engine> engine,
-                tcp_transport_options opts)
-    : sock_(std::move(sock)),
-      remote_(std::move(remote)),
-      read_credit_(opts.read_credit),
-      linger_(opts.linger),
+                std::unique_ptr<tls_engine> engine, tcp_transport_options opts)
+    : sock_(std::move(sock)), remote_(std::move(remote)),
+      read_credit_(opts.read_credit), linger_(opts.linger),
       engine_(std::move(engine)) {
     if (!initial.empty())
       before_start().bytes = std::move(initial);
@@ -60,8 +57,8 @@ public:
     sock_.set_option(tcp::no_delay{true}, ec);
     fd_ = sock_.native_handle();
     if (opts.send_buffer > 0) {
-      int size = static_cast<int>(
-        std::min<std::size_t>(opts.send_buffer, INT_MAX / 2));
+      int size =
+        static_cast<int>(std::min<std::size_t>(opts.send_buffer, INT_MAX / 2));
       if (::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) != 0)
         HERALD_LOG(warn, "SO_SNDBUF " << size << " for " << remote_
                                       << " refused: " << std::strerror(errno));
@@ -189,8 +186,8 @@ private:
   };
 
   void keep(const slice& p, std::size_t offset) {
-    out_.push_back(queued{{p.owner, p.data + offset, p.size - offset},
-                          frame_ptr{p.owner}});
+    out_.push_back(
+      queued{{p.owner, p.data + offset, p.size - offset}, frame_ptr{p.owner}});
     plain_bytes_ += p.size - offset;
   }
 
@@ -352,8 +349,7 @@ private:
       return;
     if (unconsumed_.load() >= read_credit_) {
       credit_paused_ = true;
-      if (unconsumed_.load() >= read_credit_
-          || !credit_paused_.exchange(false))
+      if (unconsumed_.load() >= read_credit_ || !credit_paused_.exchange(false))
         return;
     }
     reading_ = true;
@@ -570,8 +566,8 @@ transport_ptr make_tls_transport(stream_socket sock, std::string remote,
                                  tcp_transport_options opts) {
   engine->stash_input();
   auto t = std::make_shared<tls_transport>(std::move(sock), std::move(remote),
-                                          std::move(initial),
-                                          std::move(engine), opts);
+                                           std::move(initial),
+                                           std::move(engine), opts);
   t->begin();
   return t;
 }

@@ -3,8 +3,8 @@
 // history actor per room; POST /rooms/ROOM/messages, /health, /metrics.
 // Protocol and endpoints: docs/chat-protocol.md.
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include <caf/all.hpp>
@@ -15,7 +15,7 @@
 #include "room.hpp"
 
 #ifndef HERALD_CHAT_PUBLIC_DIR
-#  define HERALD_CHAT_PUBLIC_DIR "app/chat/public"
+#define HERALD_CHAT_PUBLIC_DIR "app/chat/public"
 #endif
 
 int main(int argc, char** argv) {
@@ -35,43 +35,46 @@ int main(int argc, char** argv) {
                    "at /ws (docs/chat-protocol.md)."};
   opts.add("host", "ADDR", host, "address to listen on");
   opts.add("port", "N", port, "port, 0 picks a free one").range(0, 65535);
-  opts.add("history", "N", presence_opts.history,
-           "messages kept per room for joiners, 0: none")
+  opts
+    .add("history", "N", presence_opts.history,
+         "messages kept per room for joiners, 0: none")
     .range(0, 1000000);
-  opts.add("history-ttl", "SECS", presence_opts.history_ttl,
-           "how long a room's history outlives its last member")
+  opts
+    .add("history-ttl", "SECS", presence_opts.history_ttl,
+         "how long a room's history outlives its last member")
     .range(0, 10ll * 365 * 24 * 3600);
   opts.add("token", "SECRET", token,
            "require ?token=SECRET or 'Authorization: Bearer SECRET' for /ws "
            "and POST /rooms/... (401 without)");
-  opts.add("deflate", "MODE", deflate_mode,
-           "permessage-deflate: off, shared or dedicated")
+  opts
+    .add("deflate", "MODE", deflate_mode,
+         "permessage-deflate: off, shared or dedicated")
     .one_of({"off", "shared", "dedicated"});
   opts.add("redis", "URL", redis.url,
            "share rooms with other instances through Redis pub/sub "
            "(redis://[user:password@]host[:port][/db], default "
            "$HERALD_REDIS_URL); presence and history stay per instance");
-  opts.add("idle-timeout", "SECS", idle,
-           "close connections silent this long")
+  opts.add("idle-timeout", "SECS", idle, "close connections silent this long")
     .range(0, 86400);
   opts.add("tls-cert", "FILE", tls.cert_file,
            "serve https:// and wss:// with this PEM certificate chain (needs "
            "--tls-key; SIGHUP reloads both)");
   opts.add("tls-key", "FILE", tls.key_file,
            "the PEM private key of --tls-cert");
-  opts.add("stop-deadline-ms", "N", rt_opts.stop_deadline,
-           "on SIGTERM/SIGINT let connections go on for N ms, then close the "
-           "rest with 1001; a second signal closes them at once")
+  opts
+    .add("stop-deadline-ms", "N", rt_opts.stop_deadline,
+         "on SIGTERM/SIGINT let connections go on for N ms, then close the "
+         "rest with 1001; a second signal closes them at once")
     .range(0, 86400000);
-  opts.add("linger", "MS", topics.linger,
-           "rooms of 1,000 members or more gather messages for up to MS ms "
-           "into one write per member, 0: off")
+  opts
+    .add("linger", "MS", topics.linger,
+         "rooms of 1,000 members or more gather messages for up to MS ms "
+         "into one write per member, 0: off")
     .range(0, 10000);
   opts.add("public", "DIR", public_dir, "directory of the page");
   opts.parse_or_exit(argc, argv);
   if (tls.cert_file.empty() != tls.key_file.empty()) {
-    std::fprintf(stderr,
-                 "herald-chat: --tls-cert and --tls-key go together\n");
+    std::fprintf(stderr, "herald-chat: --tls-cert and --tls-key go together\n");
     return 2;
   }
   // Unlike arguments, the environment is not shown to other users by ps
@@ -93,18 +96,20 @@ int main(int argc, char** argv) {
     auto handlers = chat::handlers(presence, presence_opts.history);
     handlers.idle_timeout = idle;
     handlers.per_message_deflate = deflate;
-    auto server = herald::serve<chat::member>(rt, {
-      .hostname = host,
-      .port = static_cast<std::uint16_t>(port),
-      .fetch = [&pages, &token, auth](herald::request& req,
-                                      herald::server<chat::member>& srv) {
-        return chat::route(req, srv, pages, token, auth);
-      },
-      .websocket = std::move(handlers),
-      .redis = redis,
-      .topics = topics,
-      .tls = tls,
-    });
+    auto server = herald::serve<chat::member>(
+      rt, {
+            .hostname = host,
+            .port = static_cast<std::uint16_t>(port),
+            .fetch =
+              [&pages, &token, auth](herald::request& req,
+                                     herald::server<chat::member>& srv) {
+                return chat::route(req, srv, pages, token, auth);
+              },
+            .websocket = std::move(handlers),
+            .redis = redis,
+            .topics = topics,
+            .tls = tls,
+          });
     chat::attach_registry(presence, server.registry());
     chat::attach_registry(auth, server.registry());
     auto url = server.url(); // ws://host:port/ or wss://host:port/

@@ -31,8 +31,8 @@ std::string described(const option& opt) {
 }
 
 // The options as Boost.Program_options sees them (the targets stay here).
-po::options_description visible(
-  const std::vector<std::unique_ptr<option>>& declared) {
+po::options_description
+visible(const std::vector<std::unique_ptr<option>>& declared) {
   po::options_description desc{"options", line_length};
   desc.add_options()("help,h", "print this text and exit");
   for (const auto& opt : declared) {
@@ -51,25 +51,21 @@ po::options_description visible(
 class options::flag_option final : public option {
 public:
   flag_option(std::string name, std::string help, bool& target)
-    : option(std::move(name), "", std::move(help)), target_(&target) {
-  }
+    : option(std::move(name), "", std::move(help)), target_(&target) {}
 
   std::optional<std::string> assign(std::string_view) override {
     *target_ = true;
     return std::nullopt;
   }
 
-  std::string default_text() const override {
-    return {};
-  }
+  std::string default_text() const override { return {}; }
 
 private:
   bool* target_;
 };
 
 options::options(std::string program, std::string summary)
-  : program_(std::move(program)), summary_(std::move(summary)) {
-}
+  : program_(std::move(program)), summary_(std::move(summary)) {}
 
 options::~options() = default;
 
@@ -134,8 +130,8 @@ std::optional<int> options::parse(int argc, const char* const* argv,
     return 0;
   }
   if (auto i = vm.find(positional); i != vm.end())
-    return fail("unexpected argument '"
-                + i->second.as<occurrences>().front() + "'");
+    return fail("unexpected argument '" + i->second.as<occurrences>().front()
+                + "'");
   for (auto& opt : declared_) {
     auto i = vm.find(opt->name());
     if (i == vm.end())
@@ -143,8 +139,8 @@ std::optional<int> options::parse(int argc, const char* const* argv,
     const auto& given = i->second.as<occurrences>();
     auto text = given.empty() ? std::string{} : given.back();
     if (auto expected = opt->assign(text))
-      return fail("the argument ('" + text + "') for option '--"
-                  + opt->name() + "' is invalid: expected " + *expected);
+      return fail("the argument ('" + text + "') for option '--" + opt->name()
+                  + "' is invalid: expected " + *expected);
   }
   return std::nullopt;
 }

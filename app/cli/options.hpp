@@ -39,30 +39,20 @@ inline constexpr int usage_error = 2;
 class option {
 public:
   option(std::string name, std::string value_name, std::string help)
-    : name_(std::move(name)),
-      value_name_(std::move(value_name)),
-      help_(std::move(help)) {
-  }
+    : name_(std::move(name)), value_name_(std::move(value_name)),
+      help_(std::move(help)) {}
   virtual ~option() = default;
   option(const option&) = delete;
   option& operator=(const option&) = delete;
 
   /// The long name, without the leading "--".
-  const std::string& name() const noexcept {
-    return name_;
-  }
+  const std::string& name() const noexcept { return name_; }
   /// What the help shows for the value ("N", "ADDR"); empty for a flag.
-  const std::string& value_name() const noexcept {
-    return value_name_;
-  }
+  const std::string& value_name() const noexcept { return value_name_; }
   /// The help text, without the default.
-  const std::string& help() const noexcept {
-    return help_;
-  }
+  const std::string& help() const noexcept { return help_; }
   /// True when the option takes no value.
-  bool is_flag() const noexcept {
-    return value_name_.empty();
-  }
+  bool is_flag() const noexcept { return value_name_.empty(); }
   /// Stores `text` in the target; on a malformed value returns what a valid
   /// one looks like and leaves the target as it was.
   virtual std::optional<std::string> assign(std::string_view text) = 0;
@@ -158,10 +148,12 @@ public:
   /// What the value is: T, or U of std::optional<U>.
   using element_type = typename detail::unwrap_optional<T>::type;
 
-  static_assert(std::same_as<element_type, std::string>
-                  || detail::number<element_type>
-                  || detail::is_duration<element_type>::value,
-                "herald::cli::value: a string, a number or a duration");
+  static_assert(
+    std::same_as<
+      element_type,
+      std::
+        string> || detail::number<element_type> || detail::is_duration<element_type>::value,
+    "herald::cli::value: a string, a number or a duration");
 
   /// What range() and min() take: the number, or the duration's count.
   using count_type = typename detail::count_of<element_type>::type;
@@ -242,8 +234,8 @@ private:
   using limits = std::numeric_limits<count_type>;
 
   std::string expectation() const {
-    std::string out = detail::integer<count_type> ? "a whole number"
-                                                  : "a number";
+    std::string out =
+      detail::integer<count_type> ? "a whole number" : "a number";
     auto has_lo = lo_ > limits::lowest() || !limits::is_signed;
     auto has_hi = hi_ < limits::max();
     if (positive_ && lo_ <= 0)
@@ -281,9 +273,9 @@ public:
   template <class T>
   value<T>& add(std::string name, std::string value_name, T& target,
                 std::string help) {
-    auto ptr = std::make_unique<value<T>>(std::move(name),
-                                          std::move(value_name),
-                                          std::move(help), target);
+    auto ptr =
+      std::make_unique<value<T>>(std::move(name), std::move(value_name),
+                                 std::move(help), target);
     auto& ref = *ptr;
     declared_.push_back(std::move(ptr));
     return ref;
@@ -295,8 +287,8 @@ public:
   /// Parses the command line into the targets. Returns nothing when the
   /// program should go on, else the status to exit with: 0 after --help
   /// (printed to `out`), usage_error after a one-line error on `err`.
-  std::optional<int> parse(int argc, const char* const* argv,
-                           std::ostream& out, std::ostream& err);
+  std::optional<int> parse(int argc, const char* const* argv, std::ostream& out,
+                           std::ostream& err);
 
   /// parse() with stdout and stderr; exits unless the program goes on.
   void parse_or_exit(int argc, const char* const* argv);

@@ -1,8 +1,8 @@
 // herald-echo: echoes every WebSocket message back, text as text and binary
 // as binary. Used for protocol conformance checks.
 #include <chrono>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <string>
 
@@ -57,8 +57,9 @@ int main(int argc, char** argv) {
            "--tls-key; SIGHUP reloads both)");
   opts.add("tls-key", "FILE", tls.key_file,
            "the PEM private key of --tls-cert");
-  opts.add("deflate", "MODE", deflate_mode,
-           "permessage-deflate: off, shared or dedicated")
+  opts
+    .add("deflate", "MODE", deflate_mode,
+         "permessage-deflate: off, shared or dedicated")
     .one_of({"off", "shared", "dedicated"});
   opts.add("redis", "URL", redis.url,
            "share topics with other instances through Redis "
@@ -73,8 +74,7 @@ int main(int argc, char** argv) {
            "rest with 1001; a second signal closes them at once");
   opts.parse_or_exit(argc, argv);
   if (tls.cert_file.empty() != tls.key_file.empty()) {
-    std::fprintf(stderr,
-                 "herald-echo: --tls-cert and --tls-key go together\n");
+    std::fprintf(stderr, "herald-echo: --tls-cert and --tls-key go together\n");
     return 2;
   }
   // Unlike arguments, the environment is not shown to other users by ps
@@ -90,33 +90,37 @@ int main(int argc, char** argv) {
   if (auth_delay)
     auth = rt.system().spawn(slow_auth, *auth_delay);
   try {
-    auto server = herald::serve<no_data>(rt, {
-      .hostname = host,
-      .port = static_cast<std::uint16_t>(port),
-      .fetch = [auth](herald::request& req, herald::server<no_data>& srv)
-        -> herald::fetch_result {
-        if (auth && req.is_upgrade())
-          return srv.defer_to(req, auth);
-        if (srv.upgrade(req))
-          return herald::upgraded;
-        return herald::response{200, "herald-echo: connect with WebSocket\n"};
-      },
-      .websocket = {
-        .message = [](herald::socket<no_data>& ws, herald::message m) {
-          // Compressed when the client agreed to permessage-deflate.
-          if (m.is_text())
-            ws.send_text(m.text(), true);
-          else
-            ws.send_binary(m.bytes(), true);
+    auto server = herald::serve<no_data>(
+      rt,
+      {
+        .hostname = host,
+        .port = static_cast<std::uint16_t>(port),
+        .fetch = [auth](herald::request& req,
+                        herald::server<no_data>& srv) -> herald::fetch_result {
+          if (auth && req.is_upgrade())
+            return srv.defer_to(req, auth);
+          if (srv.upgrade(req))
+            return herald::upgraded;
+          return herald::response{200, "herald-echo: connect with WebSocket\n"};
         },
-        .max_payload_length = static_cast<std::size_t>(max_payload),
-        .idle_timeout = idle,
-        .per_message_deflate = deflate,
-      },
-      .redis = redis,
-      .topics = {},
-      .tls = tls,
-    });
+        .websocket =
+          {
+            .message =
+              [](herald::socket<no_data>& ws, herald::message m) {
+                // Compressed when the client agreed to permessage-deflate.
+                if (m.is_text())
+                  ws.send_text(m.text(), true);
+                else
+                  ws.send_binary(m.bytes(), true);
+              },
+            .max_payload_length = static_cast<std::size_t>(max_payload),
+            .idle_timeout = idle,
+            .per_message_deflate = deflate,
+          },
+        .redis = redis,
+        .topics = {},
+        .tls = tls,
+      });
     std::printf("herald-echo listening on %s\n", server.url().c_str());
     std::fflush(stdout);
     rt.run();

@@ -83,9 +83,10 @@ int main(int argc, char** argv) {
   opts.add("redis", "URL", redis.url,
            "share topics with other instances (redis://HOST:PORT)");
   opts.add("redis-prefix", "P", redis.channel_prefix, "Redis channel prefix");
-  opts.add("deflate", "MODE", deflate_mode,
-           "permessage-deflate: off, shared or dedicated; on, publishes are "
-           "compressed")
+  opts
+    .add("deflate", "MODE", deflate_mode,
+         "permessage-deflate: off, shared or dedicated; on, publishes are "
+         "compressed")
     .one_of({"off", "shared", "dedicated"});
   opts.parse_or_exit(argc, argv);
   bool compress = deflate_mode != "off";
@@ -127,75 +128,69 @@ int main(int argc, char** argv) {
     } else if (t == "/last") {
       s.send_text(s.data().last_flood);
     } else {
-      s.publish(s.data().room, s.data().name + ": " + std::string{t},
-                compress);
+      s.publish(s.data().room, s.data().name + ": " + std::string{t}, compress);
     }
   };
   // SIGTERM closes every connection with 1001 at once, as the tests
   // expect (no graceful period).
   herald::runtime rt{herald::runtime_options{.stop_deadline = {}}};
   try {
-    auto server = herald::serve<member>(rt, {
-      .hostname = host,
-      .port = static_cast<std::uint16_t>(port),
-      .fetch = [compress](herald::request& req, herald::server<member>& srv)
-        -> herald::fetch_result {
-        if (req.path() == "/publish" && req.method() == "POST") {
-          auto room = req.query("room").value_or("room");
-          auto n = srv.publish(room, req.body(), compress);
-          return herald::response{200, std::to_string(n)};
-        }
-        if (req.path() == "/count") {
-          auto room = req.query("room").value_or("room");
-          return herald::response{200,
-                                  std::to_string(srv.subscriber_count(room))};
-        }
-        if (req.path() == "/stats") {
-          auto& st = srv.stats();
-          std::string body = "{\"open\":" + std::to_string(st.open_connections)
-                             + ",\"connections_total\":"
-                             + std::to_string(st.connections_total)
-                             + ",\"dropped\":" + std::to_string(st.dropped)
-                             + ",\"dropped_over_limit\":"
-                             + std::to_string(st.dropped_over_limit)
-                             + ",\"messages_in\":"
-                             + std::to_string(st.messages_in)
-                             + ",\"messages_out\":"
-                             + std::to_string(st.messages_out)
-                             + ",\"http_requests\":"
-                             + std::to_string(st.http_requests)
-                             + ",\"closes\":{" + closes(st) + "}"
-                             + ",\"topics\":"
-                             + std::to_string(srv.topic_count())
-                             + ",\"deflated\":"
-                             + std::to_string(herald::net::deflate_count())
-                             + ",\"cross_node_sent\":"
-                             + std::to_string(st.cross_node_sent)
-                             + ",\"cross_node_received\":"
-                             + std::to_string(st.cross_node_received)
-                             + ",\"cross_node_dropped\":"
-                             + std::to_string(st.cross_node_dropped)
-                             + ",\"redis_connected\":"
-                             + std::to_string(st.redis_connected)
-                             + ",\"redis_outages\":"
-                             + std::to_string(st.redis_outages)
-                             + "}";
-          return herald::response{200, body,
-                                  {{"Content-Type", "application/json"}}};
-        }
-        auto m = member{req.query("name").value_or("anon"),
-                        req.query("room").value_or("room"), {}};
-        if (srv.upgrade(req, std::move(m)))
-          return herald::upgraded;
-        return std::nullopt;
-      },
-      .websocket = ws,
-      .http = http,
-      .max_connections = max_connections,
-      .redis = redis,
-      .topics = {},
-      .tls = {},
-    });
+    auto server = herald::serve<member>(
+      rt,
+      {
+        .hostname = host,
+        .port = static_cast<std::uint16_t>(port),
+        .fetch = [compress](herald::request& req, herald::server<member>& srv)
+          -> herald::fetch_result {
+          if (req.path() == "/publish" && req.method() == "POST") {
+            auto room = req.query("room").value_or("room");
+            auto n = srv.publish(room, req.body(), compress);
+            return herald::response{200, std::to_string(n)};
+          }
+          if (req.path() == "/count") {
+            auto room = req.query("room").value_or("room");
+            return herald::response{200,
+                                    std::to_string(srv.subscriber_count(room))};
+          }
+          if (req.path() == "/stats") {
+            auto& st = srv.stats();
+            std::string body =
+              "{\"open\":" + std::to_string(st.open_connections)
+              + ",\"connections_total\":" + std::to_string(st.connections_total)
+              + ",\"dropped\":" + std::to_string(st.dropped)
+              + ",\"dropped_over_limit\":"
+              + std::to_string(st.dropped_over_limit)
+              + ",\"messages_in\":" + std::to_string(st.messages_in)
+              + ",\"messages_out\":" + std::to_string(st.messages_out)
+              + ",\"http_requests\":" + std::to_string(st.http_requests)
+              + ",\"closes\":{" + closes(st) + "}"
+              + ",\"topics\":" + std::to_string(srv.topic_count())
+              + ",\"deflated\":" + std::to_string(herald::net::deflate_count())
+              + ",\"cross_node_sent\":" + std::to_string(st.cross_node_sent)
+              + ",\"cross_node_received\":"
+              + std::to_string(st.cross_node_received)
+              + ",\"cross_node_dropped\":"
+              + std::to_string(st.cross_node_dropped)
+              + ",\"redis_connected\":" + std::to_string(st.redis_connected)
+              + ",\"redis_outages\":" + std::to_string(st.redis_outages) + "}";
+            return herald::response{200,
+                                    body,
+                                    {{"Content-Type", "application/json"}}};
+          }
+          auto m = member{req.query("name").value_or("anon"),
+                          req.query("room").value_or("room"),
+                          {}};
+          if (srv.upgrade(req, std::move(m)))
+            return herald::upgraded;
+          return std::nullopt;
+        },
+        .websocket = ws,
+        .http = http,
+        .max_connections = max_connections,
+        .redis = redis,
+        .topics = {},
+        .tls = {},
+      });
     std::printf("listening on %s\n", server.url().c_str());
     std::fflush(stdout);
     rt.run();

@@ -83,8 +83,8 @@ CAF_TEST(no arguments leave the defaults) {
 CAF_TEST(values after a blank or an equals sign) {
   CAF_CHECK_EQUAL(parse({"--host", "::1", "--port=80", "--payload", "7",
                          "--duration=1.5", "--idle-timeout", "0",
-                         "--deadline-ms=250", "--delay-ms", "30",
-                         "--deflate", "dedicated", "--token=-x", "--quiet"}),
+                         "--deadline-ms=250", "--delay-ms", "30", "--deflate",
+                         "dedicated", "--token=-x", "--quiet"}),
                   -1);
   CAF_CHECK_EQUAL(err, "");
   CAF_CHECK_EQUAL(host, "::1");
@@ -100,8 +100,8 @@ CAF_TEST(values after a blank or an equals sign) {
 }
 
 CAF_TEST(the last of a repeated option counts) {
-  CAF_CHECK_EQUAL(parse({"--port", "0", "--port", "8080", "--quiet",
-                         "--quiet"}),
+  CAF_CHECK_EQUAL(parse(
+                    {"--port", "0", "--port", "8080", "--quiet", "--quiet"}),
                   -1);
   CAF_CHECK_EQUAL(port, 8080);
   CAF_CHECK(quiet);
@@ -115,9 +115,9 @@ CAF_TEST(help lists every option with its default) {
                               "A program to test the parser.\n\n",
                               0),
                     0u);
-    for (auto line : {"  --host ADDR ", "(default 127.0.0.1)",
-                      "  --port N ", "(default 9001)", "(default 120)",
-                      "  --delay-ms MS ", "  --quiet ", "(default off)"})
+    for (auto line : {"  --host ADDR ", "(default 127.0.0.1)", "  --port N ",
+                      "(default 9001)", "(default 120)", "  --delay-ms MS ",
+                      "  --quiet ", "(default off)"})
       CAF_CHECK_NOT_EQUAL(out.find(line), std::string::npos);
     // No default for an empty string, an empty optional or a flag.
     CAF_CHECK_NOT_EQUAL(out.find("  --token SECRET        secret\n"),

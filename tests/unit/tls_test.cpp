@@ -40,8 +40,7 @@ std::pair<std::string, std::string> make_cert(const fs::path& dir,
   auto key = (dir / (name + ".key")).string();
   auto cmd = "openssl req -x509 -newkey ec -pkeyopt "
              "ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN="
-             + name + " -keyout " + key + " -out " + cert
-             + " >/dev/null 2>&1";
+             + name + " -keyout " + key + " -out " + cert + " >/dev/null 2>&1";
   if (std::system(cmd.c_str()) != 0)
     CAF_FAIL("openssl req failed: " << cmd);
   return {cert, key};
@@ -131,8 +130,8 @@ struct fixture {
     char tmpl[] = "/tmp/herald-tls-unit.XXXXXX";
     dir = ::mkdtemp(tmpl);
     std::tie(cert, key) = make_cert(dir, "localhost");
-    ctx = std::make_shared<herald::net::tls_context>(
-      options(cert, key), nullptr);
+    ctx =
+      std::make_shared<herald::net::tls_context>(options(cert, key), nullptr);
   }
   ~fixture() {
     std::error_code ec;
@@ -144,7 +143,7 @@ struct fixture {
 
 CAF_TEST_FIXTURE_SCOPE(tls_tests, fixture)
 
-CAF_TEST(the engine completes a handshake and selects http/1.1) {
+CAF_TEST(the engine completes a handshake and selects http / 1.1) {
   mem_client c;
   tls_engine e{*ctx};
   CAF_REQUIRE(handshake(c, e));
@@ -217,8 +216,8 @@ CAF_TEST(the transport sends a batch of small frames as full records) {
   std::string got(20000, '\0');
   std::size_t total = 0;
   while (total < got.size()) {
-    auto n = SSL_read(c.ssl, got.data() + total,
-                      static_cast<int>(got.size() - total));
+    auto n =
+      SSL_read(c.ssl, got.data() + total, static_cast<int>(got.size() - total));
     if (n <= 0)
       break;
     total += static_cast<std::size_t>(n);
@@ -229,7 +228,7 @@ CAF_TEST(the transport sends a batch of small frames as full records) {
   io.run();
 }
 
-CAF_TEST(certificates that cannot be used are a one-line error) {
+CAF_TEST(certificates that cannot be used are a one - line error) {
   auto [other_cert, other_key] = make_cert(dir, "other");
   auto error_of = [](herald::net::tls_options o) -> std::string {
     try {

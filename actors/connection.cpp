@@ -8,8 +8,8 @@
 
 #include <caf/all.hpp>
 
-#include "herald/net/log.hpp"
 #include "herald/net/http.hpp"
+#include "herald/net/log.hpp"
 
 namespace herald {
 
@@ -30,7 +30,7 @@ struct connection_core::out_batch {
   std::vector<net::slice> pieces; // borrowed, in write order
   std::vector<net::frame_ptr> owned;
   std::vector<caf::message> held;
-  std::size_t messages = 0; // frames in `pieces`
+  std::size_t messages = 0;  // frames in `pieces`
   std::size_t raw_bytes = 0; // bytes in `pieces` that are not frames
 
   // Appends `s`, extending the last piece when `s` continues it (the next
@@ -117,18 +117,12 @@ void connection_core::unlist() noexcept {
 
 // -- connection_core: lifecycle -----------------------------------------------
 
-connection_core::connection_core(connection_actor* self,
-                                 connection_args args)
-  : self_(self),
-    transport_(std::move(args.transport)),
-    hooks_(std::move(args.hooks)),
-    registry_(std::move(args.registry)),
-    idle_clock_(std::move(args.idle_clock)),
-    counts_(std::move(args.counts)),
-    stats_(std::move(args.stats)),
-    list_(std::move(args.list)),
-    opts_(hooks_->options()),
-    close_timeout_(args.close_timeout),
+connection_core::connection_core(connection_actor* self, connection_args args)
+  : self_(self), transport_(std::move(args.transport)),
+    hooks_(std::move(args.hooks)), registry_(std::move(args.registry)),
+    idle_clock_(std::move(args.idle_clock)), counts_(std::move(args.counts)),
+    stats_(std::move(args.stats)), list_(std::move(args.list)),
+    opts_(hooks_->options()), close_timeout_(args.close_timeout),
     parser_(net::frame_parser::role::server, opts_.max_payload_length) {
   hooks_->socket().bind(this);
   if (!args.protocol.empty())
@@ -138,8 +132,10 @@ connection_core::connection_core(connection_actor* self,
     deflate_ = true;
     parser_.allow_rsv1(true);
     if (!p.server_no_context_takeover)
-      more().deflater = std::make_unique<net::deflater>(
-        p.server_window_bits, opts_.per_message_deflate.mem_level, false);
+      more().deflater =
+        std::make_unique<net::deflater>(p.server_window_bits,
+                                        opts_.per_message_deflate.mem_level,
+                                        false);
     else
       deflate_window_ = static_cast<std::uint8_t>(p.server_window_bits);
     if (!p.client_no_context_takeover)
@@ -217,8 +213,7 @@ void connection_core::on_exit() {
   }
 }
 
-void connection_core::finish(int code, std::string_view reason,
-                             bool graceful) {
+void connection_core::finish(int code, std::string_view reason, bool graceful) {
   if (state_ == herald::ready_state::closed)
     return;
   state_ = herald::ready_state::closed;
@@ -325,10 +320,10 @@ bool connection_core::take_token() {
     std::chrono::duration<double>{1.0 / rl.messages_per_second});
   if (interval.count() <= 0)
     return true;
-  auto burst = rl.burst > 0 ? rl.burst
-                            : std::max<std::size_t>(
-                              1, static_cast<std::size_t>(
-                                   std::ceil(rl.messages_per_second)));
+  auto burst = rl.burst > 0
+                 ? rl.burst
+                 : std::max<std::size_t>(1, static_cast<std::size_t>(std::ceil(
+                                              rl.messages_per_second)));
   auto now = self_->clock().now();
   auto full_at = std::max(bucket_full_at_, now);
   if (full_at - now > interval * static_cast<std::int64_t>(burst - 1))
@@ -359,8 +354,8 @@ void connection_core::on_close(std::uint16_t code, std::string_view reason) {
 
 void connection_core::on_protocol_error(std::uint16_t code,
                                         std::string_view why) {
-  HERALD_LOG(info, "closing " << remote_address() << " with " << code << ": "
-                              << why);
+  HERALD_LOG(info,
+             "closing " << remote_address() << " with " << code << ": " << why);
   fail(code, why);
 }
 
@@ -384,10 +379,9 @@ send_status connection_core::enqueue(net::frame_ptr f, bool control) {
   if (!control && opts_.backpressure_limit > 0
       && buffered_amount() >= opts_.backpressure_limit) {
     if (!std::exchange(drop_logged_, true))
-      HERALD_LOG(info, "dropping messages for " << remote_address()
-                                                << ": backpressure limit of "
-                                                << opts_.backpressure_limit
-                                                << " bytes reached");
+      HERALD_LOG(info, "dropping messages for "
+                         << remote_address() << ": backpressure limit of "
+                         << opts_.backpressure_limit << " bytes reached");
     count_drop(true);
     // The peer is not keeping up: its reading may pause (see flush).
     dropping_ = true;
@@ -578,12 +572,12 @@ void connection_core::on_delivery(const msg::delivery& d) {
       auto run = d.placements[i].run;
       auto& info = d.run_infos[run];
       if (!info.mixed && state_ == herald::ready_state::open
-          && (limit == 0 || pending_bytes_ + transport_bytes + info.bytes < limit)
+          && (limit == 0
+              || pending_bytes_ + transport_bytes + info.bytes < limit)
           && held()) {
         auto& r = *d.runs[run];
         pending_bytes_ += info.bytes;
-        out_->add(net::slice{&r, r.bytes().data(), info.bytes},
-                  info.count);
+        out_->add(net::slice{&r, r.bytes().data(), info.bytes}, info.count);
         queued = true;
         i += info.count - 1;
         continue;
@@ -623,7 +617,7 @@ net::frame_ptr connection_core::delivery_frame(const msg::topic_message& d) {
 
 net::frame_ptr
 connection_core::no_context_frame(net::opcode op,
-                                    std::span<const std::byte> payload) {
+                                  std::span<const std::byte> payload) {
   auto packed = net::deflate_shared(payload, deflate_window_);
   if (packed.size() >= payload.size())
     return net::make_frame(op, payload);
@@ -668,8 +662,7 @@ void connection_core::close(int code, std::string_view reason) {
   if (code != 1000 && !(code >= 3000 && code <= 4999)
       && !net::valid_close_code(static_cast<std::uint32_t>(code)))
     throw std::invalid_argument("invalid WebSocket close code");
-  queue_owned(
-    net::make_close_frame(static_cast<std::uint16_t>(code), reason));
+  queue_owned(net::make_close_frame(static_cast<std::uint16_t>(code), reason));
   state_ = herald::ready_state::closing;
   flush();
   // The peer answers with its close frame; if it does not, give up.
@@ -734,10 +727,9 @@ bool connection_core::subscribe(std::string_view topic) {
     if (stats_)
       stats_->subscriptions_refused.fetch_add(1, std::memory_order_relaxed);
     if (!std::exchange(cap_logged_, true))
-      HERALD_LOG(info, "refusing a subscription of " << remote_address()
-                                                     << ": at most "
-                                                     << opts_.max_subscriptions
-                                                     << " topics");
+      HERALD_LOG(info, "refusing a subscription of "
+                         << remote_address() << ": at most "
+                         << opts_.max_subscriptions << " topics");
     return false;
   }
   i = topics_.emplace(i, topic);
@@ -830,8 +822,7 @@ void connection_core::guarded(F&& f) {
 
 // -- connection_actor ---------------------------------------------------------
 
-connection_actor::connection_actor(caf::actor_config& cfg,
-                                   connection_args args)
+connection_actor::connection_actor(caf::actor_config& cfg, connection_args args)
   : connection_actor_base(cfg), core_(this, std::move(args)) {
   // Nop.
 }
@@ -850,8 +841,7 @@ void connection_actor::initialize() {
   become(keep_alive);
 }
 
-caf::invoke_message_result
-connection_actor::consume(caf::mailbox_element& x) {
+caf::invoke_message_result connection_actor::consume(caf::mailbox_element& x) {
   core_.begin_message();
   auto result = dispatch(x);
   // The message is out of the mailbox by now: empty means it was the last
@@ -860,8 +850,7 @@ connection_actor::consume(caf::mailbox_element& x) {
   return result;
 }
 
-caf::invoke_message_result
-connection_actor::dispatch(caf::mailbox_element& x) {
+caf::invoke_message_result connection_actor::dispatch(caf::mailbox_element& x) {
   // Asynchronous messages (of any priority) of our protocol go straight to
   // the core, without the behavior's trial matching; anything else (system
   // messages, requests, unknown messages) takes CAF's usual path.
@@ -917,8 +906,7 @@ send_status basic_socket::send(std::string_view text, bool compress) {
   return core_->send(net::opcode::text, as_bytes(text), compress);
 }
 
-send_status basic_socket::send(std::span<const std::byte> data,
-                               bool compress) {
+send_status basic_socket::send(std::span<const std::byte> data, bool compress) {
   return core_->send(net::opcode::binary, data, compress);
 }
 
@@ -958,8 +946,8 @@ std::vector<std::string> basic_socket::subscriptions() const {
   return core_->subscriptions();
 }
 
-send_status basic_socket::publish(std::string_view topic,
-                                  std::string_view text, bool compress) {
+send_status basic_socket::publish(std::string_view topic, std::string_view text,
+                                  bool compress) {
   return core_->publish(topic, net::opcode::text, as_bytes(text), compress);
 }
 

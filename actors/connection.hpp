@@ -203,7 +203,8 @@ private:
   net::transport_ptr transport_;
   std::unique_ptr<connection_hooks> hooks_;
   msg::registry_actor registry_;
-  msg::idle_clock_actor idle_clock_; // null: this connection times its own ticks
+  msg::idle_clock_actor
+    idle_clock_; // null: this connection times its own ticks
   std::shared_ptr<topic_counts> counts_;
   std::shared_ptr<server_stats> stats_;
   // The server's connection list and this connection's neighbours in it
@@ -238,7 +239,7 @@ private:
   bool dropping_ = false; // a send was dropped since the backlog emptied
   bool drop_logged_ = false;
   bool limit_logged_ = false; // the rate limit dropped a message
-  bool cap_logged_ = false; // a subscription was refused
+  bool cap_logged_ = false;   // a subscription was refused
   int cork_depth_ = 0;
 
   bool activity_ = false;

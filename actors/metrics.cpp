@@ -95,13 +95,13 @@ std::string prometheus_text(const server_stats& stats, std::size_t topics,
             "Of dropped_messages_total, those dropped for a connection over "
             "its backpressure limit.",
             stats.dropped_over_limit);
-  w.header("closes_total", "counter", "Closed WebSocket connections by close code.");
+  w.header("closes_total", "counter",
+           "Closed WebSocket connections by close code.");
   for (std::size_t i = 0; i < 16; ++i) {
     auto n = stats.closes[i].load(std::memory_order_relaxed);
     if (n == 0 && i != 0)
       continue; // codes never seen stay out; 1000 is always there
-    w.sample("closes_total", n,
-             "code=\"" + std::to_string(1000 + i) + "\"");
+    w.sample("closes_total", n, "code=\"" + std::to_string(1000 + i) + "\"");
   }
   w.sample("closes_total", stats.closes[16].load(std::memory_order_relaxed),
            "code=\"other\"");

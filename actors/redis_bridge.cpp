@@ -6,9 +6,9 @@
 
 #include <caf/all.hpp>
 
-#include "herald/net/log.hpp"
 #include "herald/actors/stats.hpp"
 #include "herald/messages/messages.hpp"
+#include "herald/net/log.hpp"
 #include "herald/net/redis.hpp"
 
 namespace herald {
@@ -87,11 +87,12 @@ bridge_behavior(msg::bridge_actor::stateful_pointer<bridge_state> self,
       auto& st = self->state;
       if (st.batch.empty())
         self->send(self, msg::flush_atom::value);
-      st.batch.emplace_back(
-        st.prefix + topic,
-        redis_envelope::encode(st.node,
-                               pub.frame->opcode() == net::opcode::binary,
-                               pub.compress, pub.frame->payload()));
+      st.batch.emplace_back(st.prefix + topic,
+                            redis_envelope::encode(st.node,
+                                                   pub.frame->opcode()
+                                                     == net::opcode::binary,
+                                                   pub.compress,
+                                                   pub.frame->payload()));
     },
     [=](msg::flush_atom) {
       auto& st = self->state;
@@ -148,23 +149,24 @@ redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
     auto hdl = caf::actor_cast<msg::registry_actor>(reg);
     if (!hdl)
       return;
-    auto f = net::make_frame(env->binary ? net::opcode::binary
-                                         : net::opcode::text,
-                             env->payload);
+    auto f =
+      net::make_frame(env->binary ? net::opcode::binary : net::opcode::text,
+                      env->payload);
     stats->cross_node_received.fetch_add(1, std::memory_order_relaxed);
     caf::anon_send(hdl, msg::remote_atom::value,
                    std::string{channel.substr(prefix.size())},
                    msg::publication{std::move(f), caf::actor_addr{},
                                     env->compress});
   };
-  b.link = net::start_redis_link(io, std::move(lo), stats,
-                                 std::move(on_message));
+  b.link =
+    net::start_redis_link(io, std::move(lo), stats, std::move(on_message));
   b.actor = sys.spawn(bridge_behavior, b.link, opts.channel_prefix, b.node_id,
                       registry);
   caf::anon_send(registry, msg::bridge_atom::value, b.actor);
   HERALD_LOG(info, "redis: node " << std::hex << b.node_id << std::dec
-                     << " shares topics through " << opts.url
-                     << " (channels " << opts.channel_prefix << "<topic>)");
+                                  << " shares topics through " << opts.url
+                                  << " (channels " << opts.channel_prefix
+                                  << "<topic>)");
   return b;
 }
 

@@ -11,13 +11,13 @@
 #include <sys/resource.h>
 
 #if defined(__GLIBC__)
-#  include <malloc.h>
+#include <malloc.h>
 #endif
 
 #include <caf/all.hpp>
 
-#include "herald/net/log.hpp"
 #include "herald/actors/server_core.hpp"
+#include "herald/net/log.hpp"
 
 namespace herald {
 
@@ -38,13 +38,15 @@ void tune_allocator() {
   // Once per process, and not over the user's own choice.
   static const bool done = [] {
     auto* t = std::getenv("GLIBC_TUNABLES");
-    if (t && (std::strstr(t, "trim_threshold") || std::strstr(t, "mmap_threshold")))
+    if (t
+        && (std::strstr(t, "trim_threshold")
+            || std::strstr(t, "mmap_threshold")))
       return false;
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     return true;
   }();
-  (void) done;
+  (void)done;
 #endif
 }
 
@@ -101,7 +103,8 @@ runtime::runtime(runtime_options opts) : stop_deadline_(opts.stop_deadline) {
   io_ = net::make_io_service();
 #if defined(__GLIBC__)
   if (opts.release_check.count() > 0)
-    releaser_ = std::thread{[this, p = opts.release_check] { release_loop(p); }};
+    releaser_ =
+      std::thread{[this, p = opts.release_check] { release_loop(p); }};
 #endif
 }
 
@@ -155,18 +158,17 @@ void runtime::stop_servers(stop_mode mode) {
 }
 
 void runtime::run() {
-  int handled = 0;       // signals acted upon
-  bool stopped = false;  // stop() acted upon
+  int handled = 0;      // signals acted upon
+  bool stopped = false; // stop() acted upon
   std::unique_lock<std::mutex> guard{mtx_};
   for (;;) {
     auto signals = signal_count.load();
     if (signals > handled) {
       handled = signals;
       auto graceful = signals == 1;
-      HERALD_LOG(info, "received signal "
-                         << last_signal.load() << ", "
-                         << (graceful ? "stopping gracefully"
-                                      : "stopping at once"));
+      HERALD_LOG(info, "received signal " << last_signal.load() << ", "
+                                          << (graceful ? "stopping gracefully"
+                                                       : "stopping at once"));
       guard.unlock();
       stop_servers(graceful ? stop_mode::graceful : stop_mode::immediate);
       guard.lock();
@@ -197,7 +199,8 @@ void runtime::release_loop(std::chrono::milliseconds period) {
   auto last = process_cpu();
   auto busy_since_trim = true;
   std::unique_lock<std::mutex> guard{mtx_};
-  while (!releaser_cv_.wait_for(guard, period, [this] { return releaser_stop_; })) {
+  while (
+    !releaser_cv_.wait_for(guard, period, [this] { return releaser_stop_; })) {
     guard.unlock();
     auto now = process_cpu();
     auto used = now - last;
@@ -216,7 +219,7 @@ void runtime::release_loop(std::chrono::milliseconds period) {
     guard.lock();
   }
 #else
-  (void) period;
+  (void)period;
 #endif
 }
 

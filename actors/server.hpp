@@ -46,8 +46,9 @@ bool attach_upgrade(const std::shared_ptr<const handler_set<T>>& set,
   std::optional<net::deflate_params> deflate;
   auto& h = *set->handlers;
   if (h.per_message_deflate.enabled) {
-    auto agreed = net::negotiate_deflate(
-      req.header_values("sec-websocket-extensions"), h.per_message_deflate);
+    auto agreed =
+      net::negotiate_deflate(req.header_values("sec-websocket-extensions"),
+                             h.per_message_deflate);
     if (agreed) {
       deflate = agreed->first;
       headers.emplace_back("Sec-WebSocket-Extensions",
@@ -83,9 +84,7 @@ public:
   /// True while the request waits for its answer.
   bool pending() const { return d_ && d_->pending(); }
   /// True when the client left before the answer.
-  bool gone() const {
-    return d_ && d_->current() == deferral::state::gone;
-  }
+  bool gone() const { return d_ && d_->current() == deferral::state::gone; }
   /// Answers over HTTP; false when the request no longer waits.
   bool respond(response r) const { return d_ && d_->respond(std::move(r)); }
   /// Upgrades to a WebSocket carrying `data` (as server::upgrade); false
@@ -163,8 +162,7 @@ public:
   deferred_request<T> defer(request& req) {
     auto d = std::make_shared<deferral>(
       request{std::string{req.method()}, std::string{req.target()},
-              req.headers(), req.body(), req.remote_endpoint(),
-              req.version()});
+              req.headers(), req.body(), req.remote_endpoint(), req.version()});
     req.set_deferral(d);
     return {std::move(d), set_};
   }
@@ -186,8 +184,8 @@ public:
                          compress);
   }
   /// Publishes binary data to every subscriber of `topic`.
-  send_status publish(std::string_view topic,
-                      std::span<const std::byte> data, bool compress = false) {
+  send_status publish(std::string_view topic, std::span<const std::byte> data,
+                      bool compress = false) {
     return publish_frame(topic, net::opcode::binary, data, compress);
   }
   /// Publishes a received message on, text as text and binary as binary.
@@ -249,8 +247,7 @@ private:
                             std::span<const std::byte> data, bool compress) {
     // No subscribers (here, on their way, nor possibly elsewhere): no
     // frame, no message.
-    if (!core_
-        || (!core_->may_have_subscribers(topic) && !core_->bridged()))
+    if (!core_ || (!core_->may_have_subscribers(topic) && !core_->bridged()))
       return send_dropped;
     auto f = net::make_frame(op, data);
     auto size = static_cast<send_status>(f->size());

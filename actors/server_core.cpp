@@ -7,9 +7,9 @@
 
 #include "herald/actors/connection.hpp"
 #include "herald/actors/idle_clock.hpp"
-#include "herald/net/log.hpp"
 #include "herald/messages/messages.hpp"
 #include "herald/net/handshake.hpp"
+#include "herald/net/log.hpp"
 #include "herald/net/redis.hpp"
 
 namespace herald {
@@ -19,8 +19,7 @@ namespace {
 // What every connection hears when its server stops.
 void say_going_away(const caf::actor& conn) {
   caf::anon_send(caf::actor_cast<msg::connection_actor>(conn),
-                 caf::close_atom::value,
-                 int{net::close_code::going_away},
+                 caf::close_atom::value, int{net::close_code::going_away},
                  std::string{"server shutting down"});
 }
 
@@ -88,9 +87,7 @@ caf::behavior stopper(caf::event_based_actor* self, stop_plan plan) {
 } // namespace
 
 server_core::server_core(herald::runtime& rt, server_config cfg)
-  : rt_(rt),
-    cfg_(std::move(cfg)),
-    counts_(std::make_shared<topic_counts>()),
+  : rt_(rt), cfg_(std::move(cfg)), counts_(std::make_shared<topic_counts>()),
     stats_(std::make_shared<server_stats>()),
     conns_(std::make_shared<connection_list>()) {
   registry_ = spawn_topic_registry(rt_.system(), counts_, cfg_.topics);
@@ -109,8 +106,8 @@ void server_core::start(fetch_fn fetch) {
     redis_ = start_redis_bridge(rt_.system(), rt_.io(), cfg_.redis,
                                 registry_.actor(), stats_)
                .link;
-  http_ = net::start_http_server(rt_.io(), cfg_.hostname, cfg_.port,
-                                 cfg_.http, shared_from_this());
+  http_ = net::start_http_server(rt_.io(), cfg_.hostname, cfg_.port, cfg_.http,
+                                 shared_from_this());
   listener_ = http_;
   bound_port_ = http_->port();
   bound_host_ = http_->host();
@@ -140,11 +137,10 @@ std::shared_future<void> server_core::stop(stop_mode mode,
   plan.redis = redis_;
   plan.done = std::move(done);
   auto now = std::chrono::steady_clock::now();
-  plan.tell_at = mode == stop_mode::immediate || deadline.count() <= 0
-                   ? now
-                   : deadline == std::chrono::milliseconds::max()
-                       ? std::chrono::steady_clock::time_point::max()
-                       : now + deadline;
+  plan.tell_at = mode == stop_mode::immediate || deadline.count() <= 0 ? now
+                 : deadline == std::chrono::milliseconds::max()
+                   ? std::chrono::steady_clock::time_point::max()
+                   : now + deadline;
   plan.grace = cfg_.shutdown_timeout;
   stopper_ = rt_.system().spawn(stopper, std::move(plan));
   return stop_done_;
@@ -189,7 +185,8 @@ std::size_t server_core::connection_count() const {
 
 void server_core::publish(std::string_view topic, net::frame_ptr frame,
                           bool compress) {
-  caf::anon_send(registry_.actor(), caf::publish_atom::value, std::string{topic},
+  caf::anon_send(registry_.actor(), caf::publish_atom::value,
+                 std::string{topic},
                  msg::publication{std::move(frame), caf::actor_addr{},
                                   compress});
 }

@@ -74,8 +74,7 @@ public:
                        bool compress) = 0;
   /// Stops the server (see server<T>::stop); never blocks.
   virtual std::shared_future<void> stop(stop_mode mode,
-                                        std::chrono::milliseconds deadline)
-    = 0;
+                                        std::chrono::milliseconds deadline) = 0;
   /// True once a stop has finished.
   virtual bool stopped() const = 0;
   /// The runtime.
@@ -111,9 +110,7 @@ public:
   std::uint16_t port() const noexcept override;
   std::string hostname() const override;
   /// The topic registry (any actor may subscribe through it).
-  const topic_registry& registry() const noexcept override {
-    return registry_;
-  }
+  const topic_registry& registry() const noexcept override { return registry_; }
   const std::shared_ptr<server_stats>& stats() const noexcept override {
     return stats_;
   }

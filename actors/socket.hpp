@@ -58,7 +58,12 @@ private:
 };
 
 /// Connection states, numbered as the browser API numbers them.
-enum class ready_state : int { connecting = 0, open = 1, closing = 2, closed = 3 };
+enum class ready_state : int {
+  connecting = 0,
+  open = 1,
+  closing = 2,
+  closed = 3
+};
 
 /// What `send` reports, as Bun does: a positive byte count when the
 /// message was accepted with no backpressure, `send_backpressure` (-1) when
@@ -143,8 +148,9 @@ public:
   }
   /// Sends binary data held in characters.
   send_status send_binary(std::string_view data, bool compress = false) {
-    return send(std::span<const std::byte>{
-                  reinterpret_cast<const std::byte*>(data.data()), data.size()},
+    return send(std::span<const std::byte>{reinterpret_cast<const std::byte*>(
+                                             data.data()),
+                                           data.size()},
                 compress);
   }
   /// Starts the closing handshake with `code` and `reason`.
@@ -277,8 +283,8 @@ struct websocket_handlers {
   /// See websocket_options.
   std::size_t backpressure_limit = websocket_options{}.backpressure_limit;
   /// See websocket_options.
-  bool close_on_backpressure_limit
-    = websocket_options{}.close_on_backpressure_limit;
+  bool close_on_backpressure_limit =
+    websocket_options{}.close_on_backpressure_limit;
   /// See websocket_options.
   bool send_pings = websocket_options{}.send_pings;
   /// See websocket_options.

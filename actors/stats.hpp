@@ -48,8 +48,7 @@ struct server_stats : net::redis_counters {
   /// Counts one close with `code`.
   void count_close(int code) noexcept {
     auto i = (code >= 1000 && code <= 1015) ? code - 1000 : 16;
-    closes[static_cast<std::size_t>(i)].fetch_add(1,
-                                                  std::memory_order_relaxed);
+    closes[static_cast<std::size_t>(i)].fetch_add(1, std::memory_order_relaxed);
   }
 };
 

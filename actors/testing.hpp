@@ -39,9 +39,9 @@
 #include <cstdio>
 #include <future>
 #include <memory>
-#include <stdexcept>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -143,8 +143,7 @@ inline std::string to_string(const frame_event& e) {
     case kind::none:
       return "none";
     case kind::close:
-      return "close " + std::to_string(e.code) + " "
-             + detail::quoted(e.reason);
+      return "close " + std::to_string(e.code) + " " + detail::quoted(e.reason);
     default:
       return (e.compressed ? "compressed " : "") + to_string(e.kind) + " "
              + detail::quoted(e.data);
@@ -161,8 +160,9 @@ inline frame_event binary_frame(std::string_view s) {
 }
 /// A binary message with `bytes`.
 inline frame_event binary_frame(std::span<const std::byte> bytes) {
-  return binary_frame(std::string_view{
-    reinterpret_cast<const char*>(bytes.data()), bytes.size()});
+  return binary_frame(
+    std::string_view{reinterpret_cast<const char*>(bytes.data()),
+                     bytes.size()});
 }
 /// A ping with `data`.
 inline frame_event ping_frame(std::string_view data = {}) {
@@ -202,8 +202,8 @@ struct client_options {
 };
 
 /// What browsers offer: permessage-deflate with the client's window bits.
-inline constexpr std::string_view browser_deflate_offer
-  = "permessage-deflate; client_max_window_bits";
+inline constexpr std::string_view browser_deflate_offer =
+  "permessage-deflate; client_max_window_bits";
 
 namespace detail {
 
@@ -264,15 +264,12 @@ class kit_server final : public server_base {
 public:
   kit_server(std::shared_ptr<topic_counts> counts,
              std::shared_ptr<server_stats> stats, topic_registry registry)
-    : counts_(std::move(counts)),
-      stats_(std::move(stats)),
+    : counts_(std::move(counts)), stats_(std::move(stats)),
       registry_(std::move(registry)) {}
 
   std::uint16_t port() const noexcept override { return 0; }
   std::string hostname() const override { return "127.0.0.1"; }
-  const topic_registry& registry() const noexcept override {
-    return registry_;
-  }
+  const topic_registry& registry() const noexcept override { return registry_; }
   const std::shared_ptr<server_stats>& stats() const noexcept override {
     return stats_;
   }
@@ -296,8 +293,7 @@ public:
                    msg::publication{std::move(frame), caf::actor_addr{},
                                     compress});
   }
-  std::shared_future<void> stop(stop_mode,
-                                std::chrono::milliseconds) override {
+  std::shared_future<void> stop(stop_mode, std::chrono::milliseconds) override {
     throw std::logic_error("server.stop() is not simulated by the kit");
   }
   bool stopped() const override { return false; }
@@ -329,13 +325,11 @@ public:
   fake_client(std::shared_ptr<net::fake_transport> t, caf::actor a,
               client_options opts,
               std::optional<net::deflate_params> deflate = std::nullopt)
-    : t_(std::move(t)),
-      actor_(std::move(a)),
-      opts_(std::move(opts)),
+    : t_(std::move(t)), actor_(std::move(a)), opts_(std::move(opts)),
       deflate_(deflate) {
     if (deflate_)
-      inflater_ = std::make_unique<net::inflater>(
-        deflate_->server_no_context_takeover);
+      inflater_ =
+        std::make_unique<net::inflater>(deflate_->server_no_context_takeover);
   }
   fake_client(const fake_client&) = delete;
   fake_client& operator=(const fake_client&) = delete;
@@ -538,11 +532,11 @@ private:
     // No context takeover on our side: valid whatever was agreed.
     auto packed = net::deflate_shared(
       {reinterpret_cast<const std::byte*>(payload.data()), payload.size()});
-    send_raw(net::client_frame(
-      op,
-      std::string_view{reinterpret_cast<const char*>(packed.data()),
-                       packed.size()},
-      true, 4)); // RSV1
+    send_raw(net::client_frame(op,
+                               std::string_view{reinterpret_cast<const char*>(
+                                                  packed.data()),
+                                                packed.size()},
+                               true, 4)); // RSV1
   }
 
   herald::connection_core& core() const {
@@ -644,8 +638,7 @@ inline request upgrade_request(std::string target, header_list extra = {},
                 {"Sec-WebSocket-Version", "13"}};
   for (auto& kv : extra)
     h.push_back(std::move(kv));
-  return request{"GET", std::move(target), std::move(h), {},
-                 std::move(remote)};
+  return request{"GET", std::move(target), std::move(h), {}, std::move(remote)};
 }
 
 /// A plain HTTP request.
@@ -682,11 +675,10 @@ public:
       stats_(std::make_shared<server_stats>()),
       registry_(spawn_topic_registry(this->sys, counts_)),
       idle_clock_(spawn_idle_clock(this->sys)),
-      server_(
-        std::make_shared<detail::kit_server>(counts_, stats_, registry_)),
-      set_(make_handler_set(
-        std::make_shared<const handlers_type>(std::move(handlers)),
-        std::weak_ptr<server_base>{server_})) {
+      server_(std::make_shared<detail::kit_server>(counts_, stats_, registry_)),
+      set_(make_handler_set(std::make_shared<const handlers_type>(
+                              std::move(handlers)),
+                            std::weak_ptr<server_base>{server_})) {
     // Nop.
   }
 
@@ -709,9 +701,9 @@ public:
   /// Replaces the handlers for connections made from now on (like starting
   /// the server with other handlers; open connections keep theirs).
   void set_handlers(handlers_type handlers) {
-    set_ = make_handler_set(
-      std::make_shared<const handlers_type>(std::move(handlers)),
-      std::weak_ptr<server_base>{server_});
+    set_ = make_handler_set(std::make_shared<const handlers_type>(
+                              std::move(handlers)),
+                            std::weak_ptr<server_base>{server_});
   }
   /// The handlers new connections get.
   const handlers_type& handlers() const noexcept { return *set_->handlers; }
@@ -724,8 +716,8 @@ public:
     std::optional<net::deflate_params> deflate;
     auto& hs = *set_->handlers;
     if (hs.per_message_deflate.enabled && !opts.extensions.empty())
-      if (auto agreed = net::negotiate_deflate(
-            opts.extensions, hs.per_message_deflate))
+      if (auto agreed =
+            net::negotiate_deflate(opts.extensions, hs.per_message_deflate))
         deflate = agreed->first;
     // One handler set for all connections, as serve() makes one per server.
     return attach(std::make_unique<typed_hooks<T>>(set_, std::move(data)),
@@ -769,8 +761,7 @@ public:
   /// Runs until idle, then reports a deferred request's answer if it came:
   /// an HTTP response, or (after `upgrade`) a connected client. Unchanged
   /// (`deferred`) while nobody answered.
-  fetch_outcome<T> settle(const fetch_outcome<T>& o,
-                          client_options opts = {}) {
+  fetch_outcome<T> settle(const fetch_outcome<T>& o, client_options opts = {}) {
     if (!o.deferred || !o.deferral)
       return o;
     run();
@@ -784,8 +775,8 @@ public:
             return out;
         --server_->pending;
         auto& d = *o.deferral;
-        auto out = answer(d.completed_request(), std::move(d.result()),
-                          std::move(opts));
+        auto out =
+          answer(d.completed_request(), std::move(d.result()), std::move(opts));
         settled_.emplace_back(o.deferral, out);
         return out;
       }
@@ -857,8 +848,7 @@ public:
   std::size_t advance(std::chrono::duration<Rep, Period> d) {
     auto& clk = this->sched.clock();
     run();
-    auto target = clk.now()
-                  + std::chrono::duration_cast<caf::timespan>(d);
+    auto target = clk.now() + std::chrono::duration_cast<caf::timespan>(d);
     std::size_t fired = 0;
     for (;;) {
       auto& s = clk.schedule();
@@ -885,9 +875,7 @@ public:
   }
 
   /// The test clock's current time.
-  caf::actor_clock::time_point now() const {
-    return this->sched.clock().now();
-  }
+  caf::actor_clock::time_point now() const { return this->sched.clock().now(); }
 
   // -- server-side operations and state ------------------------------------------------
 
@@ -929,8 +917,7 @@ private:
       if (!req.remote_endpoint().empty())
         opts.remote_address = req.remote_endpoint();
       opts.extensions = req.header_values("sec-websocket-extensions");
-      auto& c = attach(take_hooks(req), std::move(opts),
-                       req.upgrade_deflate());
+      auto& c = attach(take_hooks(req), std::move(opts), req.upgrade_deflate());
       return {101, {}, req.upgrade_headers(), &c};
     }
     if (req.upgrade_failure() != 0) {
@@ -943,24 +930,21 @@ private:
     if (!result)
       return {404, "Not Found\n", {}, nullptr};
     if (result->status == 101)
-      return {500, "fetch returned upgraded without an upgrade\n", {},
-              nullptr};
+      return {500, "fetch returned upgraded without an upgrade\n", {}, nullptr};
     if (result->status == deferred_status)
-      return {500, "a deferred request answered with deferred\n", {},
-              nullptr};
-    return {result->status, std::move(result->body),
-            std::move(result->headers), nullptr};
+      return {500, "a deferred request answered with deferred\n", {}, nullptr};
+    return {result->status, std::move(result->body), std::move(result->headers),
+            nullptr};
   }
 
-  client& attach(std::unique_ptr<connection_hooks> hooks,
-                 client_options opts,
+  client& attach(std::unique_ptr<connection_hooks> hooks, client_options opts,
                  std::optional<net::deflate_params> deflate) {
     auto t = std::make_shared<net::fake_transport>();
     t->set_remote_address(opts.remote_address);
     connection_args args;
     args.transport = t;
-    args.hooks = std::make_unique<detail::guarded_hooks>(std::move(hooks),
-                                                         armed_);
+    args.hooks =
+      std::make_unique<detail::guarded_hooks>(std::move(hooks), armed_);
     args.registry = registry_.actor();
     args.idle_clock = idle_clock_;
     args.counts = counts_;
@@ -995,8 +979,7 @@ private:
   std::shared_ptr<detail::kit_server> server_;
   std::shared_ptr<const handler_set<T>> set_;
   // Deferred requests whose answer settle() took, and what it was.
-  std::vector<std::pair<std::shared_ptr<deferral>, fetch_outcome<T>>>
-    settled_;
+  std::vector<std::pair<std::shared_ptr<deferral>, fetch_outcome<T>>> settled_;
   std::shared_ptr<bool> armed_ = std::make_shared<bool>(true);
   std::vector<std::unique_ptr<client>> clients_;
 };

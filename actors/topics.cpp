@@ -102,8 +102,8 @@ void join_runs(msg::delivery& d) {
         d.placements.resize(msgs.size());
       auto index = static_cast<std::uint32_t>(d.runs.size());
       auto first = end - group.size();
-      msg::delivery::run_info info{static_cast<std::uint32_t>(group.size()),
-                                   0, false};
+      msg::delivery::run_info info{static_cast<std::uint32_t>(group.size()), 0,
+                                   false};
       std::uint32_t offset = 0;
       for (auto i = first; i < end; ++i) {
         d.placements[i] = {index, offset};
@@ -201,8 +201,7 @@ topic_behavior(msg::topic_actor::stateful_pointer<topic_state> self,
           self->send(self, msg::flush_atom::value);
       }
       batch.push_back(msg::topic_message{std::move(pub.frame),
-                                         std::move(pub.exclude),
-                                         pub.compress});
+                                         std::move(pub.exclude), pub.compress});
     },
     [=](msg::flush_atom) { fan_out(); },
     [=](msg::count_atom) { return self->state.subscribers.size(); },
@@ -223,7 +222,8 @@ class membership {
 public:
   bool contains(const std::string* t) const noexcept {
     return first_ == t
-           || (more_ && std::find(more_->begin(), more_->end(), t) != more_->end());
+           || (more_
+               && std::find(more_->begin(), more_->end(), t) != more_->end());
   }
   void add(const std::string* t) {
     if (!first_) {
@@ -373,14 +373,13 @@ void subscribe(const topic_registry& registry, std::string topic,
                    std::move(topic), who, msg::counted_atom::value);
     return;
   }
-  caf::anon_send(registry.actor(), caf::subscribe_atom::value,
-                 std::move(topic), who);
+  caf::anon_send(registry.actor(), caf::subscribe_atom::value, std::move(topic),
+                 who);
 }
 
 void unsubscribe(const caf::actor& registry, std::string topic,
                  const caf::actor& who) {
-  caf::anon_send(registry, caf::unsubscribe_atom::value, std::move(topic),
-                 who);
+  caf::anon_send(registry, caf::unsubscribe_atom::value, std::move(topic), who);
 }
 
 void publish_text(const caf::actor& registry, std::string topic,
@@ -419,8 +418,8 @@ void send_text(const caf::actor& connection, std::string_view text,
               compress);
 }
 
-void send_binary(const caf::actor& connection,
-                 std::span<const std::byte> data, bool compress) {
+void send_binary(const caf::actor& connection, std::span<const std::byte> data,
+                 bool compress) {
   send_direct(connection, net::opcode::binary, data, compress);
 }
 
@@ -457,25 +456,20 @@ registry_behavior(registry_actor self, std::shared_ptr<topic_counts> counts,
         quit_topic(self, topic, who, 0);
       },
       [=](caf::unsubscribe_atom, std::string& topic, caf::actor& who,
-          msg::counted_atom) {
-        quit_topic(self, topic, who, -1);
-      },
-      [=](caf::publish_atom, const std::string& topic,
-          msg::publication& pub) {
+          msg::counted_atom) { quit_topic(self, topic, who, -1); },
+      [=](caf::publish_atom, const std::string& topic, msg::publication& pub) {
         // The bridge gets its own copy of the handle, not of the frame.
         if (self->state.bridge)
           self->send(self->state.bridge, caf::publish_atom::value, topic, pub);
         auto i = self->state.topics.find(topic);
         if (i != self->state.topics.end())
-          self->send(i->second.actor, caf::publish_atom::value,
-                     std::move(pub));
+          self->send(i->second.actor, caf::publish_atom::value, std::move(pub));
       },
       [=](msg::remote_atom, const std::string& topic, msg::publication& pub) {
         // From another node: local subscribers only, never back to Redis.
         auto i = self->state.topics.find(topic);
         if (i != self->state.topics.end())
-          self->send(i->second.actor, caf::publish_atom::value,
-                     std::move(pub));
+          self->send(i->second.actor, caf::publish_atom::value, std::move(pub));
       },
       [=](msg::bridge_atom, msg::bridge_actor& bridge) {
         self->state.bridge = std::move(bridge);

@@ -72,7 +72,7 @@ private:
     }
   };
   struct entry {
-    std::size_t applied = 0;  // as the registry has it
+    std::size_t applied = 0;    // as the registry has it
     std::ptrdiff_t pending = 0; // counted changes on their way
     std::size_t visible() const noexcept {
       // Below zero only when a member's unsubscribe outran a removal made
@@ -151,8 +151,8 @@ void publish_binary(const caf::actor& registry, std::string topic,
 void send_text(const caf::actor& connection, std::string_view text,
                bool compress = false);
 /// Sends binary data to one connection from anywhere.
-void send_binary(const caf::actor& connection,
-                 std::span<const std::byte> data, bool compress = false);
+void send_binary(const caf::actor& connection, std::span<const std::byte> data,
+                 bool compress = false);
 
 /// How topics fan out. A publish normally goes out as soon as the topic
 /// actor gets to it (publishes that arrive while it is busy go together).

@@ -139,8 +139,8 @@ struct client {
     a.sin_family = AF_INET;
     a.sin_port = htons(std::uint16_t(opt.port));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 &&
-        errno != EINPROGRESS)
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0
+        && errno != EINPROGRESS)
       fail("connect");
     ms[std::size_t(i)].fd = fd;
     epoll_event ev{};
@@ -201,8 +201,8 @@ struct client {
       auto sent = std::strtoll(end, nullptr, 10);
       // In order per sender (messages of different senders to a topic are
       // ordered per sender only), and once.
-      auto i = std::size_t(&m - ms.data()) * std::size_t(senders) +
-               std::size_t(seq % senders);
+      auto i = std::size_t(&m - ms.data()) * std::size_t(senders)
+               + std::size_t(seq % senders);
       if (seq <= last_seq[i])
         ++bad;
       last_seq[i] = seq;
@@ -215,8 +215,9 @@ struct client {
       ++errors;
       return;
     }
-    if (!m.full && (p.starts_with(R"({"type":"join")") ||
-                    p.starts_with(R"({"type":"members")"))) {
+    if (!m.full
+        && (p.starts_with(R"({"type":"join")")
+            || p.starts_with(R"({"type":"members")"))) {
       if (number_after(p, R"("count":)") == opt.members) {
         m.full = true;
         m.bytes_full = m.bytes;
@@ -372,8 +373,8 @@ struct client {
       auto now = now_ns();
       if (now >= due) {
         auto& m = ms[std::size_t(sent % senders)];
-        auto text = R"({"type":"message","text":")" + std::to_string(sent) +
-                    " " + std::to_string(now_ns(CLOCK_REALTIME)) + "\"}";
+        auto text = R"({"type":"message","text":")" + std::to_string(sent) + " "
+                    + std::to_string(now_ns(CLOCK_REALTIME)) + "\"}";
         send_text(m, text);
         ++sent;
         continue;

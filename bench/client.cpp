@@ -102,7 +102,8 @@ void usage(std::FILE* out) {
     "  --interval-ms MS     latency: time between publishes (default 10)\n"
     "  --connect-parallel N handshakes in flight while connecting "
     "(default 128)\n"
-    "  --settle SECS        idle: wait at least this long before reading memory,\n"
+    "  --settle SECS        idle: wait at least this long before reading "
+    "memory,\n"
     "                       then until it is stable for 3 s (default 2)\n"
     "  --timeout SECS       give up on connecting or a round (default 60)\n"
     "  --quiet              no per-second lines\n"
@@ -201,8 +202,7 @@ std::string make_request(const options& o, std::string_view name) {
 // Checks a handshake response head; returns an error or "".
 std::string check_response(std::string_view head) {
   if (head.rfind("HTTP/1.1 101", 0) != 0)
-    return "expected 101, got: "
-           + std::string{head.substr(0, head.find('\r'))};
+    return "expected 101, got: " + std::string{head.substr(0, head.find('\r'))};
   // Header names are case-insensitive: look for the accept value itself.
   std::string lower{head};
   for (auto& ch : lower)
@@ -226,11 +226,13 @@ std::string check_response(std::string_view head) {
 // Client names as in Bun's client: Alice0, Bob0, ..., Zach0, Alice1, ...
 // The 26 base names start with 26 different letters, so a name's index is
 // its letter plus 26 times its number.
-const char* const base_names[26] = {
-  "Alice", "Bob",   "Charlie", "David",  "Eve",    "Frank", "Grace",
-  "Heidi", "Ivan",  "Judy",    "Karl",   "Linda",  "Mike",  "Nancy",
-  "Oscar", "Peggy", "Quentin", "Ruth",   "Steve",  "Trudy", "Ursula",
-  "Victor", "Wendy", "Xavier", "Yvonne", "Zach"};
+const char* const base_names[26] = {"Alice",   "Bob",    "Charlie", "David",
+                                    "Eve",     "Frank",  "Grace",   "Heidi",
+                                    "Ivan",    "Judy",   "Karl",    "Linda",
+                                    "Mike",    "Nancy",  "Oscar",   "Peggy",
+                                    "Quentin", "Ruth",   "Steve",   "Trudy",
+                                    "Ursula",  "Victor", "Wendy",   "Xavier",
+                                    "Yvonne",  "Zach"};
 
 std::string client_name(int i) {
   return std::string{base_names[i % 26]} + std::to_string(i / 26);
@@ -258,11 +260,17 @@ int name_index(std::string_view name) {
 // Short chat strings like Bun's (3 to 28 bytes), all different so that a
 // duplicated or lost message cannot pass for the next expected one.
 std::vector<std::string> chat_messages(int count, std::size_t payload) {
-  static const char* const words[] = {
-    "Hello World!", "What is the meaning of life?", "where is the bathroom?",
-    "zoo",          "kangaroo",                     "erlang",
-    "elixir",       "bun",                          "mochi",
-    "typescript",   "javascript"};
+  static const char* const words[] = {"Hello World!",
+                                      "What is the meaning of life?",
+                                      "where is the bathroom?",
+                                      "zoo",
+                                      "kangaroo",
+                                      "erlang",
+                                      "elixir",
+                                      "bun",
+                                      "mochi",
+                                      "typescript",
+                                      "javascript"};
   std::vector<std::string> out;
   for (int i = 0; i < count; ++i) {
     std::string s = words[i % 11];
@@ -288,10 +296,10 @@ struct conn {
   int fd = -1;
   int index = 0;
   conn_state state = conn_state::connecting;
-  std::string in;       // handshake bytes or the start of a partial frame
-  std::string out;      // bytes not yet written
+  std::string in;  // handshake bytes or the start of a partial frame
+  std::string out; // bytes not yet written
   std::size_t out_off = 0;
-  bool ready = false;   // got "ready"
+  bool ready = false; // got "ready"
   // throughput: per sender, the index of the next expected message
   std::vector<std::uint16_t> next;
   std::uint64_t got_round = 0;
@@ -523,7 +531,8 @@ private:
         n = ::recvmsg(c.fd, &mh, 0);
         if (n > 0)
           for (auto* cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
-            if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            if (cm->cmsg_level == SOL_SOCKET
+                && cm->cmsg_type == SCM_TIMESTAMPNS) {
               timespec ts;
               std::memcpy(&ts, CMSG_DATA(cm), sizeof ts);
               kernel_ns = std::int64_t{ts.tv_sec} * 1000000000 + ts.tv_nsec;
@@ -553,7 +562,8 @@ private:
             return conn_failed(c, "handshake response too large");
           continue;
         }
-        auto problem = check_response(std::string_view{c.in}.substr(0, end + 2));
+        auto problem =
+          check_response(std::string_view{c.in}.substr(0, end + 2));
         if (!problem.empty())
           return conn_failed(c, problem.c_str());
         std::string rest = c.in.substr(end + 4);
@@ -787,7 +797,8 @@ private:
       return text == expected;
     return text.size() == expected.size()
            && text.substr(0, edge) == expected.substr(0, edge)
-           && text.substr(text.size() - edge) == expected.substr(expected.size() - edge);
+           && text.substr(text.size() - edge)
+                == expected.substr(expected.size() - edge);
   }
 
   void start_round() {
@@ -855,9 +866,9 @@ private:
           std::printf("%llu deliveries/s (%zu clients x %d messages%s)\n",
                       static_cast<unsigned long long>(second_count_),
                       conns_.size(), o_.messages,
-                      o_.payload ? (", " + std::to_string(o_.payload)
-                                    + " bytes").c_str()
-                                 : "");
+                      o_.payload
+                        ? (", " + std::to_string(o_.payload) + " bytes").c_str()
+                        : "");
         std::fflush(stdout);
         second_count_ = 0;
         last_report = now;
@@ -1033,9 +1044,9 @@ private:
   static double percentile(std::vector<std::int64_t>& v, double p) {
     if (v.empty())
       return 0;
-    auto k = static_cast<std::size_t>(
-      std::min<double>(static_cast<double>(v.size() - 1),
-                       std::floor(p * static_cast<double>(v.size() - 1) + 0.5)));
+    auto k = static_cast<std::size_t>(std::min<double>(
+      static_cast<double>(v.size() - 1),
+      std::floor(p * static_cast<double>(v.size() - 1) + 0.5)));
     std::nth_element(v.begin(), v.begin() + static_cast<long>(k), v.end());
     return static_cast<double>(v[k]) / 1e3; // microseconds
   }
@@ -1082,19 +1093,21 @@ private:
       if (system_cpu_ >= 0 && server_cpu_ >= 0 && secs > 0) {
         auto other = std::max(0.0, system_cpu_ - server_cpu_ - client_cpu_);
         std::printf(" other_util=%.3f server_other_cpu_ns=%.1f", other / secs,
-                    count ? (server_cpu_ + other) * 1e9
-                              / static_cast<double>(count)
-                          : 0);
+                    count
+                      ? (server_cpu_ + other) * 1e9 / static_cast<double>(count)
+                      : 0);
       }
     }
     if (o_.m == mode::latency) {
       auto nk = lat_kernel_.size();
       std::printf(" publishes=%llu samples=%zu",
-                  static_cast<unsigned long long>(publishes_), lat_user_.size());
-      std::printf(" p50_us=%.1f p99_us=%.1f max_us=%.1f",
-                  percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 0.5),
-                  percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 0.99),
-                  percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 1.0));
+                  static_cast<unsigned long long>(publishes_),
+                  lat_user_.size());
+      std::printf(
+        " p50_us=%.1f p99_us=%.1f max_us=%.1f",
+        percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 0.5),
+        percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 0.99),
+        percentile(lat_kernel_.empty() ? lat_user_ : lat_kernel_, 1.0));
       std::printf(" user_p50_us=%.1f user_p99_us=%.1f kernel_samples=%zu",
                   percentile(lat_user_, 0.5), percentile(lat_user_, 0.99), nk);
     }

@@ -116,14 +116,13 @@ int main(int argc, char** argv) {
     } else if (arg == "--defer") {
       defer = true;
     } else {
-      std::fprintf(stderr, "herald-bench-server: unknown option %s\n",
-                   argv[i]);
+      std::fprintf(stderr, "herald-bench-server: unknown option %s\n", argv[i]);
       usage(stderr);
       return 2;
     }
   }
-  if (port < 0 || port > 65535 || clients < 1 || threads < 0
-      || send_buffer < 0 || release_check_ms < 0) {
+  if (port < 0 || port > 65535 || clients < 1 || threads < 0 || send_buffer < 0
+      || release_check_ms < 0) {
     std::fprintf(stderr, "herald-bench-server: invalid option value\n");
     return 2;
   }
@@ -144,50 +143,55 @@ int main(int argc, char** argv) {
     // argument tuple for actors spawned without any.)
     upgrader = rt.system().spawn(
       [](const std::string& anonymous) {
-        return caf::behavior{
-          [=](const herald::deferred_request<member>& d) {
-            d.upgrade(member{d.req().query("name").value_or(anonymous)});
-          }};
+        return caf::behavior{[=](const herald::deferred_request<member>& d) {
+          d.upgrade(member{d.req().query("name").value_or(anonymous)});
+        }};
       },
       std::string{"anonymous"});
   try {
-    auto server = herald::serve<member>(rt, {
-      .hostname = host,
-      .port = static_cast<std::uint16_t>(port),
-      .fetch = [upgrader](herald::request& req, herald::server<member>& srv)
-        -> herald::fetch_result {
-        if (upgrader && req.is_upgrade())
-          return srv.defer_to(req, upgrader);
-        auto name = req.query("name").value_or("anonymous");
-        if (srv.upgrade(req, member{std::move(name)}))
-          return herald::upgraded;
-        return herald::response{400, "WebSocket upgrade expected\n"};
-      },
-      .websocket = {
-        .open = [&ready_topic](herald::socket<member>& ws) {
-          ws.subscribe("room");
-          if (ready_topic != "room")
-            ws.subscribe(ready_topic);
-          if (room.connected.fetch_add(1) + 1 == room.clients)
-            room.changed();
-        },
-        .message = [](herald::socket<member>& ws, herald::message msg) {
-          const auto& name = ws.data().name;
-          auto text = msg.text();
-          std::string out;
-          out.reserve(name.size() + 2 + text.size());
-          out.append(name).append(": ").append(text);
-          ws.publish("room", out);
-        },
-        .close = [](herald::socket<member>&, int, std::string_view) {
-          if (room.connected.fetch_sub(1) == room.clients)
-            room.changed();
-        },
-        .publish_to_self = true,
-      },
-      .http = {.websocket_send_buffer = static_cast<std::size_t>(send_buffer)},
-      .redis = redis,
-    });
+    auto server = herald::serve<member>(
+      rt, {
+            .hostname = host,
+            .port = static_cast<std::uint16_t>(port),
+            .fetch =
+              [upgrader](herald::request& req,
+                         herald::server<member>& srv) -> herald::fetch_result {
+              if (upgrader && req.is_upgrade())
+                return srv.defer_to(req, upgrader);
+              auto name = req.query("name").value_or("anonymous");
+              if (srv.upgrade(req, member{std::move(name)}))
+                return herald::upgraded;
+              return herald::response{400, "WebSocket upgrade expected\n"};
+            },
+            .websocket = {
+              .open =
+                [&ready_topic](herald::socket<member>& ws) {
+                  ws.subscribe("room");
+                  if (ready_topic != "room")
+                    ws.subscribe(ready_topic);
+                  if (room.connected.fetch_add(1) + 1 == room.clients)
+                    room.changed();
+                },
+              .message =
+                [](herald::socket<member>& ws, herald::message msg) {
+                  const auto& name = ws.data().name;
+                  auto text = msg.text();
+                  std::string out;
+                  out.reserve(name.size() + 2 + text.size());
+                  out.append(name).append(": ").append(text);
+                  ws.publish("room", out);
+                },
+              .close =
+                [](herald::socket<member>&, int, std::string_view) {
+                  if (room.connected.fetch_sub(1) == room.clients)
+                    room.changed();
+                },
+              .publish_to_self = true,
+            },
+            .http = {.websocket_send_buffer =
+                       static_cast<std::size_t>(send_buffer)},
+            .redis = redis,
+          });
 
     // "ready" goes out once `clients` members are connected and the registry
     // has seen all their subscriptions (subscribe is asynchronous), and again
@@ -195,13 +199,14 @@ int main(int argc, char** argv) {
     std::thread readier{[&server, clients, &ready_topic] {
       std::unique_lock<std::mutex> lock{room.mtx};
       for (;;) {
-        room.cv.wait(lock,
-                     [&] { return room.stopping || room.connected >= clients; });
+        room.cv.wait(lock, [&] {
+          return room.stopping || room.connected >= clients;
+        });
         if (room.stopping)
           return;
         lock.unlock();
-        auto deadline = std::chrono::steady_clock::now()
-                        + std::chrono::seconds{10};
+        auto deadline =
+          std::chrono::steady_clock::now() + std::chrono::seconds{10};
         while ((server.subscriber_count(ready_topic)
                   < static_cast<std::size_t>(clients)
                 || (server.bridged() && server.stats().redis_connected == 0))

@@ -39,7 +39,7 @@ struct options {
   int conns = 32;
   std::size_t frame = 4100; // a 4 KiB text message with its 4-byte header
   double seconds = 5;
-  std::size_t batch = 128;  // frames per call at most
+  std::size_t batch = 128; // frames per call at most
 };
 
 [[noreturn]] void die(const char* what) {
@@ -77,8 +77,8 @@ options parse(int argc, char** argv) {
     else
       usage(2);
   }
-  if ((o.mode != "copy" && o.mode != "sendfile") || o.conns < 1
-      || o.frame < 1 || o.seconds <= 0 || o.batch < 1 || o.batch > IOV_MAX)
+  if ((o.mode != "copy" && o.mode != "sendfile") || o.conns < 1 || o.frame < 1
+      || o.seconds <= 0 || o.batch < 1 || o.batch > IOV_MAX)
     usage(2);
   return o;
 }
@@ -88,8 +88,9 @@ options parse(int argc, char** argv) {
   int ep = epoll_create1(0);
   for (int i = 0; i < conns; ++i) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
-    if (s < 0 || connect(s, reinterpret_cast<const sockaddr*>(&addr),
-                         sizeof addr) != 0)
+    if (s < 0
+        || connect(s, reinterpret_cast<const sockaddr*>(&addr), sizeof addr)
+             != 0)
       die("reader connect");
     fcntl(s, F_SETFL, O_NONBLOCK);
     epoll_event ev{};
@@ -133,8 +134,7 @@ int main(int argc, char** argv) {
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof addr;
-  if (ls < 0
-      || bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0
+  if (ls < 0 || bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0
       || listen(ls, 1024) != 0
       || getsockname(ls, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
     die("listen");
@@ -159,8 +159,9 @@ int main(int argc, char** argv) {
   for (std::size_t i = 0; i < ring.size(); ++i)
     ring[i] = static_cast<char>('a' + i % 26);
   int mfd = memfd_create("herald-sendpath", 0);
-  if (mfd < 0 || write(mfd, ring.data(), ring.size())
-                   != static_cast<ssize_t>(ring.size()))
+  if (mfd < 0
+      || write(mfd, ring.data(), ring.size())
+           != static_cast<ssize_t>(ring.size()))
     die("memfd");
   int ep = epoll_create1(0);
   for (int i = 0; i < o.conns; ++i) {

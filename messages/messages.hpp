@@ -71,13 +71,13 @@ struct topic_message {
   bool compress = false;
 
   /// True for a binary message, false for text.
-  bool binary() const noexcept { return frame->opcode() == net::opcode::binary; }
+  bool binary() const noexcept {
+    return frame->opcode() == net::opcode::binary;
+  }
   /// The payload as characters (text messages are valid UTF-8).
   std::string_view text() const noexcept { return frame->payload_view(); }
   /// The payload as bytes.
-  std::span<const std::byte> bytes() const noexcept {
-    return frame->payload();
-  }
+  std::span<const std::byte> bytes() const noexcept { return frame->payload(); }
 };
 
 /// What a publisher sends: the same three fields.
@@ -175,8 +175,7 @@ using registry_actor = caf::typed_actor<
   caf::reacts_to<caf::subscribe_atom, std::string, caf::actor, counted_atom>,
   /// Leave a topic.
   caf::reacts_to<caf::unsubscribe_atom, std::string, caf::actor>,
-  caf::reacts_to<caf::unsubscribe_atom, std::string, caf::actor,
-                 counted_atom>,
+  caf::reacts_to<caf::unsubscribe_atom, std::string, caf::actor, counted_atom>,
   /// Publish, here and (with a bridge) on other nodes.
   caf::reacts_to<caf::publish_atom, std::string, publication>,
   /// A publication from another node: delivered here only.
@@ -208,8 +207,7 @@ using connection_actor = caf::typed_actor<
   /// Idle check (from the idle clock).
   caf::reacts_to<caf::tick_atom>,
   /// From its transport (net/transport.hpp).
-  caf::reacts_to<inbound>,
-  caf::reacts_to<written_atom, std::size_t>,
+  caf::reacts_to<inbound>, caf::reacts_to<written_atom, std::size_t>,
   caf::reacts_to<transport_down_atom, std::string>,
   /// To itself: write what this batch queued; the close handshake took
   /// too long.

@@ -109,28 +109,28 @@ negotiate_deflate(std::string_view offers, const deflate_options& opts) {
     if (!o)
       continue;
     deflate_params p;
-    p.server_no_context_takeover = !opts.dedicated_compressor
-                                   || o->server_no_context_takeover;
+    p.server_no_context_takeover =
+      !opts.dedicated_compressor || o->server_no_context_takeover;
     p.server_window_bits = std::clamp(opts.window_bits, 8, 15);
     if (o->server_max_window_bits != 0) {
       // The shared compressor's frames are made once, with the full window.
       if (!opts.dedicated_compressor && o->server_max_window_bits < 15)
         continue;
-      p.server_window_bits = std::min(p.server_window_bits,
-                                      o->server_max_window_bits);
+      p.server_window_bits =
+        std::min(p.server_window_bits, o->server_max_window_bits);
     }
     if (!opts.dedicated_compressor)
       p.server_window_bits = 15;
-    p.client_no_context_takeover = o->client_no_context_takeover
-                                   || !opts.dedicated_decompressor;
+    p.client_no_context_takeover =
+      o->client_no_context_takeover || !opts.dedicated_decompressor;
     std::string response = "permessage-deflate";
     if (p.server_no_context_takeover)
       response += "; server_no_context_takeover";
     if (p.client_no_context_takeover)
       response += "; client_no_context_takeover";
     if (o->server_max_window_bits != 0)
-      response += "; server_max_window_bits="
-                  + std::to_string(p.server_window_bits);
+      response +=
+        "; server_max_window_bits=" + std::to_string(p.server_window_bits);
     return std::make_pair(p, std::move(response));
   }
   return std::nullopt;
@@ -158,8 +158,8 @@ deflater::deflater(int window_bits, int mem_level, bool reset_each)
   : impl_(std::make_unique<impl>()) {
   impl_->reset_each = reset_each;
   if (deflateInit2(&impl_->strm, Z_DEFAULT_COMPRESSION, Z_DEFLATED,
-                   -zlib_window(window_bits),
-                   std::clamp(mem_level, 1, 9), Z_DEFAULT_STRATEGY)
+                   -zlib_window(window_bits), std::clamp(mem_level, 1, 9),
+                   Z_DEFAULT_STRATEGY)
       != Z_OK)
     throw std::runtime_error("deflateInit2 failed");
 }

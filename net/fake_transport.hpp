@@ -36,7 +36,8 @@ inline std::vector<std::byte> client_frame(opcode op, std::string_view payload,
   } else {
     out.push_back(std::byte{0x80 | 127});
     for (int i = 7; i >= 0; --i)
-      out.push_back(static_cast<std::byte>((std::uint64_t{n} >> (8 * i)) & 0xFF));
+      out.push_back(
+        static_cast<std::byte>((std::uint64_t{n} >> (8 * i)) & 0xFF));
   }
   std::uint8_t m[4] = {static_cast<std::uint8_t>(mask >> 24),
                        static_cast<std::uint8_t>(mask >> 16),
@@ -45,8 +46,8 @@ inline std::vector<std::byte> client_frame(opcode op, std::string_view payload,
   for (auto b : m)
     out.push_back(static_cast<std::byte>(b));
   for (std::size_t i = 0; i < n; ++i)
-    out.push_back(static_cast<std::byte>(static_cast<std::uint8_t>(payload[i])
-                                         ^ m[i & 3]));
+    out.push_back(
+      static_cast<std::byte>(static_cast<std::uint8_t>(payload[i]) ^ m[i & 3]));
   return out;
 }
 
@@ -124,9 +125,7 @@ public:
   /// `connection_args::response`): kept as text, see http_response().
   void expect_http_response() { http_pending_ = true; }
   /// Sets the address remote_address() reports (default "127.0.0.1:50000").
-  void set_remote_address(std::string address) {
-    remote_ = std::move(address);
-  }
+  void set_remote_address(std::string address) { remote_ = std::move(address); }
   /// The peer vanished (reset, EOF without a close frame).
   void vanish() {
     if (owner_)
@@ -217,11 +216,11 @@ private:
           len = (len << 8) | b[at + 2 + i];
         hs = 10;
       }
-      frames_.push_back(make_frame(
-        static_cast<opcode>(b0 & 0x0F),
-        std::span<const std::byte>{p.data + at + hs,
-                                   static_cast<std::size_t>(len)},
-        (b0 & 0x40) != 0, (b0 & 0x80) != 0));
+      frames_.push_back(
+        make_frame(static_cast<opcode>(b0 & 0x0F),
+                   std::span<const std::byte>{p.data + at + hs,
+                                              static_cast<std::size_t>(len)},
+                   (b0 & 0x40) != 0, (b0 & 0x80) != 0));
       at += hs + static_cast<std::size_t>(len);
     }
   }

@@ -71,16 +71,13 @@ private:
   friend boost::intrusive_ptr<frame>
   make_frame(net::opcode, std::span<const std::byte>, bool, bool);
   friend boost::intrusive_ptr<const frame>
-  make_run(std::span<const frame* const>);
-  friend boost::intrusive_ptr<const frame>
-  make_raw(std::span<const std::byte>);
+    make_run(std::span<const frame* const>);
+  friend boost::intrusive_ptr<const frame> make_raw(std::span<const std::byte>);
 
   frame(net::opcode op, bool compressed, std::size_t header_size,
         std::size_t size) noexcept
-    : size_(size),
-      header_size_(static_cast<std::uint8_t>(header_size)),
-      opcode_(op),
-      compressed_(compressed) {}
+    : size_(size), header_size_(static_cast<std::uint8_t>(header_size)),
+      opcode_(op), compressed_(compressed) {}
 
   std::byte* data() noexcept { return reinterpret_cast<std::byte*>(this + 1); }
   const std::byte* data() const noexcept {

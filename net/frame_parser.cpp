@@ -177,15 +177,14 @@ void frame_parser::dispatch_control(std::span<std::byte> payload,
         fail(ev, close_code::protocol_error, "close payload of one byte");
         return;
       }
-      auto code = static_cast<std::uint16_t>(
-        (std::to_integer<unsigned>(payload[0]) << 8)
-        | std::to_integer<unsigned>(payload[1]));
+      auto code =
+        static_cast<std::uint16_t>((std::to_integer<unsigned>(payload[0]) << 8)
+                                   | std::to_integer<unsigned>(payload[1]));
       if (!valid_close_code(code)) {
         fail(ev, close_code::protocol_error, "invalid close code");
         return;
       }
-      std::string_view reason{reinterpret_cast<const char*>(payload.data())
-                                + 2,
+      std::string_view reason{reinterpret_cast<const char*>(payload.data()) + 2,
                               payload.size() - 2};
       if (!valid_utf8(reason)) {
         fail(ev, close_code::invalid_payload, "close reason is not UTF-8");
@@ -259,8 +258,8 @@ void frame_parser::feed(std::span<std::byte> data, parser_events& ev) {
       fresh_ = false;
       if (!ctl_)
         ctl_ = std::make_unique<std::uint8_t[]>(max_control_payload);
-      auto take = static_cast<std::size_t>(
-        std::min<std::uint64_t>(remaining_, avail));
+      auto take =
+        static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, avail));
       // An empty read may be a span with no data: memcpy from a null
       // pointer is undefined even for zero bytes.
       if (take > 0)
@@ -272,7 +271,8 @@ void frame_parser::feed(std::span<std::byte> data, parser_events& ev) {
       if (remaining_ > 0)
         return;
       state_ = state::header;
-      dispatch_control({reinterpret_cast<std::byte*>(ctl_.get()), ctl_len_}, ev);
+      dispatch_control({reinterpret_cast<std::byte*>(ctl_.get()), ctl_len_},
+                       ev);
       continue;
     }
     if (fresh_ && op_ != opcode::continuation && fin_ && remaining_ <= avail) {
@@ -285,8 +285,8 @@ void frame_parser::feed(std::span<std::byte> data, parser_events& ev) {
       state_ = state::header;
       in_message_ = false;
       if (op_ == opcode::text && !msg_compressed_
-          && !valid_utf8({reinterpret_cast<const char*>(payload.data()),
-                          len})) {
+          && !valid_utf8(
+            {reinterpret_cast<const char*>(payload.data()), len})) {
         fail(ev, close_code::invalid_payload, "text message is not UTF-8");
         return;
       }
@@ -294,8 +294,8 @@ void frame_parser::feed(std::span<std::byte> data, parser_events& ev) {
       continue;
     }
     fresh_ = false;
-    auto take = static_cast<std::size_t>(
-      std::min<std::uint64_t>(remaining_, avail));
+    auto take =
+      static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, avail));
     auto piece = data.subspan(i, take);
     unmask(piece.data(), take);
     // Validate as the text arrives so bad UTF-8 fails fast.

@@ -46,8 +46,7 @@ public:
   /// A complete text or binary message (text is valid UTF-8 unless
   /// `compressed`, in which case validation happens after inflating).
   virtual void on_message(opcode op, std::span<std::byte> payload,
-                          bool compressed)
-    = 0;
+                          bool compressed) = 0;
   /// A ping with its application data.
   virtual void on_ping(std::span<const std::byte> payload) = 0;
   /// A pong with its application data.

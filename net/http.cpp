@@ -40,12 +40,9 @@ std::string percent_decode(std::string_view in, bool plus_as_space) {
 
 request::request(std::string method, std::string target, header_list headers,
                  std::string body, std::string remote_address, int version)
-  : method_(std::move(method)),
-    target_(std::move(target)),
-    headers_(std::move(headers)),
-    body_(std::move(body)),
-    remote_(std::move(remote_address)),
-    version_(version) {
+  : method_(std::move(method)), target_(std::move(target)),
+    headers_(std::move(headers)), body_(std::move(body)),
+    remote_(std::move(remote_address)), version_(version) {
   std::string_view t{target_};
   path_ = percent_decode(t.substr(0, t.find('?')), false);
 }
@@ -101,8 +98,7 @@ std::optional<std::string> request::query(std::string_view name) const {
   return std::nullopt;
 }
 
-std::optional<std::string_view>
-request::header(std::string_view name) const {
+std::optional<std::string_view> request::header(std::string_view name) const {
   for (auto& [k, v] : headers_)
     if (net::iequals(k, name))
       return std::string_view{v};

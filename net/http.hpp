@@ -2,8 +2,8 @@
 // here: the parser lives in net/http_session.cpp.
 #pragma once
 
-#include <functional>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>

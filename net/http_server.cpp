@@ -10,8 +10,8 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include "herald/net/log.hpp"
 #include "herald/net/handshake.hpp"
+#include "herald/net/log.hpp"
 #include "herald/net/tcp_transport.hpp"
 
 namespace herald::net {
@@ -60,8 +60,11 @@ request make_request(request_parser& p, const std::string& remote) {
   for (auto& field : msg)
     headers.emplace_back(std::string{field.name_string()},
                          std::string{field.value()});
-  return request{std::string{msg.method_string()}, std::string{msg.target()},
-                 std::move(headers), std::move(msg.body()), remote,
+  return request{std::string{msg.method_string()},
+                 std::string{msg.target()},
+                 std::move(headers),
+                 std::move(msg.body()),
+                 remote,
                  static_cast<int>(msg.version())};
 }
 
@@ -77,13 +80,9 @@ std::string endpoint_string(const stream_socket& s) {
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
   http_session(stream_socket sock, http_limits limits,
-               std::shared_ptr<http_handler> handler,
-               deferred_counter waiting)
-    : remote_(endpoint_string(sock)),
-      stream_(std::move(sock)),
-      limits_(limits),
-      handler_(std::move(handler)),
-      waiting_(std::move(waiting)),
+               std::shared_ptr<http_handler> handler, deferred_counter waiting)
+    : remote_(endpoint_string(sock)), stream_(std::move(sock)), limits_(limits),
+      handler_(std::move(handler)), waiting_(std::move(waiting)),
       timer_(stream_.get_executor()) {}
 
   void run() { do_read(); }
@@ -149,8 +148,8 @@ private:
     try {
       result = handler_->handle(*req_);
     } catch (const std::exception& e) {
-      HERALD_LOG(warn, "fetch threw for " << req_->target() << ": "
-                                          << e.what());
+      HERALD_LOG(warn,
+                 "fetch threw for " << req_->target() << ": " << e.what());
       return fetch_failed();
     } catch (...) {
       HERALD_LOG(warn, "fetch threw for " << req_->target());
@@ -184,16 +183,14 @@ private:
     }
     if (req.upgrade_failure() != 0) {
       handler_->count_http(true);
-      HERALD_LOG(debug, "refused upgrade from " << remote_ << ": "
-                                                << req.upgrade_failure()
-                                                << " "
-                                                << req.upgrade_failure_reason());
+      HERALD_LOG(debug, "refused upgrade from "
+                          << remote_ << ": " << req.upgrade_failure() << " "
+                          << req.upgrade_failure_reason());
       header_list extra;
       if (req.upgrade_failure() == 426)
         extra.emplace_back("Sec-WebSocket-Version", "13");
-      return respond(req.upgrade_failure(),
-                     req.upgrade_failure_reason() + "\n", std::move(extra),
-                     false);
+      return respond(req.upgrade_failure(), req.upgrade_failure_reason() + "\n",
+                     std::move(extra), false);
     }
     handler_->count_http(false);
     if (!result)
@@ -202,8 +199,8 @@ private:
       return respond_error(500, "fetch returned upgraded without an upgrade");
     if (result->status == deferred_status)
       return respond_error(500, "a deferred request answered with deferred");
-    respond(result->status, std::move(result->body),
-            std::move(result->headers), keep_alive_);
+    respond(result->status, std::move(result->body), std::move(result->headers),
+            keep_alive_);
   }
 
   // -- deferred requests ------------------------------------------------------
@@ -214,9 +211,9 @@ private:
     if (limits_.max_deferred != 0
         && waiting_->load(std::memory_order_relaxed) >= limits_.max_deferred) {
       d->finish(deferral::state::refused);
-      HERALD_LOG(debug, "refused deferred request from "
-                          << remote_ << ": " << limits_.max_deferred
-                          << " pending");
+      HERALD_LOG(debug, "refused deferred request from " << remote_ << ": "
+                                                         << limits_.max_deferred
+                                                         << " pending");
       handler_->count_http(false);
       return respond_error(503, "Service Unavailable: too many pending "
                                 "requests");
@@ -233,8 +230,9 @@ private:
       timer_.expires_after(limits_.deferred_timeout);
     else
       timer_.expires_at(asio::steady_timer::time_point::max());
-    timer_.async_wait(beast::bind_front_handler(
-      &http_session::on_deferred_timeout, shared_from_this()));
+    timer_.async_wait(
+      beast::bind_front_handler(&http_session::on_deferred_timeout,
+                                shared_from_this()));
     auto wake = [weak = weak_from_this(), ex = stream_.get_executor()] {
       asio::post(ex, [weak] {
         if (auto self = weak.lock())
@@ -376,9 +374,9 @@ private:
     // request are its first frames.
     stream_.expires_never();
     auto data = buffer_.data();
-    std::vector<std::byte> initial(
-      static_cast<const std::byte*>(data.data()),
-      static_cast<const std::byte*>(data.data()) + data.size());
+    std::vector<std::byte> initial(static_cast<const std::byte*>(data.data()),
+                                   static_cast<const std::byte*>(data.data())
+                                     + data.size());
     tcp_transport_options topts;
     topts.send_buffer = limits_.websocket_send_buffer;
     auto t = make_tcp_transport(stream_.release_socket(), remote_,
@@ -419,15 +417,12 @@ class listener final : public http_server,
 public:
   listener(asio::io_context& ctx, http_limits limits,
            std::shared_ptr<http_handler> handler)
-    : ctx_(ctx),
-      acceptor_(ctx),
-      retry_(ctx),
-      limits_(limits),
+    : ctx_(ctx), acceptor_(ctx), retry_(ctx), limits_(limits),
       handler_(std::move(handler)) {}
 
   void open(const std::string& host, std::uint16_t port) {
-    auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1"
-                                                           : host);
+    auto addr =
+      asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host);
     tcp::endpoint ep{addr, port};
     acceptor_.open(ep.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -437,9 +432,9 @@ public:
   }
 
   void do_accept() {
-    acceptor_.async_accept(
-      ctx_.get_executor(),
-      beast::bind_front_handler(&listener::on_accept, shared_from_this()));
+    acceptor_.async_accept(ctx_.get_executor(),
+                           beast::bind_front_handler(&listener::on_accept,
+                                                     shared_from_this()));
   }
 
   std::uint16_t port() const noexcept override { return bound_.port(); }
@@ -472,8 +467,7 @@ private:
       });
       return;
     }
-    std::make_shared<http_session>(std::move(sock), limits_, handler_,
-                                   waiting_)
+    std::make_shared<http_session>(std::move(sock), limits_, handler_, waiting_)
       ->run();
     do_accept();
   }
@@ -506,8 +500,8 @@ read_outcome read_request(std::span<const char> data,
     return read_outcome{read_error_status(e), std::nullopt, taken};
   };
   for (std::size_t i = 0; i <= cuts.size() && !p.is_done(); ++i) {
-    auto end = i < cuts.size() ? std::clamp(cuts[i], pos, data.size())
-                               : data.size();
+    auto end =
+      i < cuts.size() ? std::clamp(cuts[i], pos, data.size()) : data.size();
     buffered.append(data.data() + pos, end - pos);
     pos = end;
     // Like a read, the parser never gets an empty buffer.

@@ -58,7 +58,7 @@ public:
   /// May a new WebSocket be opened now? (false: 503)
   virtual bool accepting_upgrades() { return true; }
   /// Counts a request answered over HTTP, and a refused upgrade.
-  virtual void count_http(bool refused_upgrade) { (void) refused_upgrade; }
+  virtual void count_http(bool refused_upgrade) { (void)refused_upgrade; }
 };
 
 /// A listening HTTP server.
@@ -95,10 +95,8 @@ read_outcome read_request(std::span<const char> data,
                           const http_limits& limits);
 
 /// Binds and starts listening; throws std::system_error when it cannot bind.
-std::shared_ptr<http_server> start_http_server(io_service& io,
-                                               const std::string& host,
-                                               std::uint16_t port,
-                                               http_limits limits,
-                                               std::shared_ptr<http_handler> h);
+std::shared_ptr<http_server>
+start_http_server(io_service& io, const std::string& host, std::uint16_t port,
+                  http_limits limits, std::shared_ptr<http_handler> h);
 
 } // namespace herald::net

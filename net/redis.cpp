@@ -152,19 +152,16 @@ std::shared_ptr<watch> attach(asio::io_context& ctx, redisAsyncContext* ac) {
 
 // -- the link -----------------------------------------------------------------
 
-class asio_redis_link final : public redis_link,
-                              public std::enable_shared_from_this<
-                                asio_redis_link> {
+class asio_redis_link final
+  : public redis_link,
+    public std::enable_shared_from_this<asio_redis_link> {
 public:
   asio_redis_link(io_service& io, redis_link_options opts,
                   std::shared_ptr<redis_counters> stats,
                   redis_message_fn on_message)
-    : io_(io),
-      ctx_(*static_cast<asio::io_context*>(io.native())),
-      opts_(std::move(opts)),
-      stats_(std::move(stats)),
-      on_message_(std::move(on_message)),
-      backoff_(opts_.reconnect_min) {
+    : io_(io), ctx_(*static_cast<asio::io_context*>(io.native())),
+      opts_(std::move(opts)), stats_(std::move(stats)),
+      on_message_(std::move(on_message)), backoff_(opts_.reconnect_min) {
     timer_.emplace(ctx_);
     ping_timer_.emplace(ctx_);
   }
@@ -246,8 +243,8 @@ private:
 
   bool open(conn& c) {
     c = conn{};
-    auto* ac = redisAsyncConnect(opts_.endpoint.host.c_str(),
-                                 opts_.endpoint.port);
+    auto* ac =
+      redisAsyncConnect(opts_.endpoint.host.c_str(), opts_.endpoint.port);
     if (!ac) {
       last_error_ = "out of memory";
       return false;
@@ -274,11 +271,11 @@ private:
     }
     auto gen = ++generation_;
     timer_->expires_after(opts_.connect_timeout);
-    timer_->async_wait([self = shared_from_this(),
-                        gen](const boost::system::error_code& ec) {
-      if (!ec && gen == self->generation_ && !self->up_)
-        self->fail("connect timeout");
-    });
+    timer_->async_wait(
+      [self = shared_from_this(), gen](const boost::system::error_code& ec) {
+        if (!ec && gen == self->generation_ && !self->up_)
+          self->fail("connect timeout");
+      });
   }
 
   static void on_connect(const redisAsyncContext* ac, int status) {
@@ -299,8 +296,8 @@ private:
       // connections too). The connect timeout still runs until then.
       const char* argv[] = {"PING"};
       const std::size_t lens[] = {4};
-      if (redisAsyncCommandArgv(self->cmd_.ac, &asio_redis_link::on_hello,
-                                self, 1, argv, lens)
+      if (redisAsyncCommandArgv(self->cmd_.ac, &asio_redis_link::on_hello, self,
+                                1, argv, lens)
           != REDIS_OK)
         self->fail("PING refused");
     }
@@ -324,8 +321,8 @@ private:
     auto* c = self->find(ac);
     if (!c)
       return;
-    self->last_error_ = ac->errstr && ac->err ? ac->errstr
-                                               : "connection closed";
+    self->last_error_ =
+      ac->errstr && ac->err ? ac->errstr : "connection closed";
     c->ac = nullptr;
     c->connected = false;
     self->fail(self->last_error_);
@@ -339,8 +336,8 @@ private:
     stats_->redis_connected.store(1, std::memory_order_relaxed);
     if (in_outage_) {
       in_outage_ = false;
-      HERALD_LOG(warn, "redis: connected to " << where()
-                         << " again; cross-node delivery resumes ("
+      HERALD_LOG(warn, "redis: connected to "
+                         << where() << " again; cross-node delivery resumes ("
                          << outage_drops_
                          << " messages could not cross nodes during the "
                             "outage)");
@@ -364,25 +361,25 @@ private:
 
   void schedule_ping(std::uint64_t gen) {
     ping_timer_->expires_after(std::chrono::seconds{1});
-    ping_timer_->async_wait([self = shared_from_this(),
-                             gen](const boost::system::error_code& ec) {
-      if (ec || gen != self->generation_ || !self->up_ || self->closed_)
-        return;
-      if (self->ping_outstanding_) {
-        if (++self->pings_missed_ >= ping_patience) {
-          self->fail("no answer to PING");
+    ping_timer_->async_wait(
+      [self = shared_from_this(), gen](const boost::system::error_code& ec) {
+        if (ec || gen != self->generation_ || !self->up_ || self->closed_)
           return;
+        if (self->ping_outstanding_) {
+          if (++self->pings_missed_ >= ping_patience) {
+            self->fail("no answer to PING");
+            return;
+          }
+        } else {
+          const char* argv[] = {"PING"};
+          const std::size_t lens[] = {4};
+          if (redisAsyncCommandArgv(self->cmd_.ac, &asio_redis_link::on_pong,
+                                    self.get(), 1, argv, lens)
+              == REDIS_OK)
+            self->ping_outstanding_ = true;
         }
-      } else {
-        const char* argv[] = {"PING"};
-        const std::size_t lens[] = {4};
-        if (redisAsyncCommandArgv(self->cmd_.ac, &asio_redis_link::on_pong,
-                                  self.get(), 1, argv, lens)
-            == REDIS_OK)
-          self->ping_outstanding_ = true;
-      }
-      self->schedule_ping(gen);
-    });
+        self->schedule_ping(gen);
+      });
   }
 
   static void on_pong(redisAsyncContext*, void* r, void* priv) {
@@ -429,21 +426,22 @@ private:
     if (!in_outage_) {
       in_outage_ = true;
       stats_->redis_outages.fetch_add(1, std::memory_order_relaxed);
-      HERALD_LOG(warn, "redis: " << where() << " unreachable (" << why
-                         << "); delivering locally only, reconnecting in "
-                            "the background");
+      HERALD_LOG(warn,
+                 "redis: " << where() << " unreachable (" << why
+                           << "); delivering locally only, reconnecting in "
+                              "the background");
     } else {
-      HERALD_LOG(debug, "redis: reconnect to " << where() << " failed ("
-                          << why << ")");
+      HERALD_LOG(debug, "redis: reconnect to " << where() << " failed (" << why
+                                               << ")");
     }
     auto gen = ++generation_;
     timer_->expires_after(backoff_);
     backoff_ = std::min(backoff_ * 2, opts_.reconnect_max);
-    timer_->async_wait([self = shared_from_this(),
-                        gen](const boost::system::error_code& ec) {
-      if (!ec && gen == self->generation_)
-        self->connect();
-    });
+    timer_->async_wait(
+      [self = shared_from_this(), gen](const boost::system::error_code& ec) {
+        if (!ec && gen == self->generation_)
+          self->connect();
+      });
   }
 
   void do_close() {
@@ -553,9 +551,9 @@ std::shared_ptr<redis_link>
 start_redis_link(io_service& io, redis_link_options opts,
                  std::shared_ptr<redis_counters> stats,
                  redis_message_fn on_message) {
-  auto l = std::make_shared<asio_redis_link>(io, std::move(opts),
-                                             std::move(stats),
-                                             std::move(on_message));
+  auto l =
+    std::make_shared<asio_redis_link>(io, std::move(opts), std::move(stats),
+                                      std::move(on_message));
   l->start();
   return l;
 }

@@ -55,7 +55,9 @@ struct exact_allocator {
   }
   void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
   template <class U>
-  bool operator==(const exact_allocator<U>&) const noexcept { return true; }
+  bool operator==(const exact_allocator<U>&) const noexcept {
+    return true;
+  }
 };
 
 class tcp_transport final : public transport,
@@ -63,10 +65,8 @@ class tcp_transport final : public transport,
 public:
   tcp_transport(stream_socket sock, std::string remote,
                 std::vector<std::byte> initial, tcp_transport_options opts)
-    : sock_(std::move(sock)),
-      remote_(std::move(remote)),
-      read_credit_(opts.read_credit),
-      linger_(opts.linger) {
+    : sock_(std::move(sock)), remote_(std::move(remote)),
+      read_credit_(opts.read_credit), linger_(opts.linger) {
     if (!initial.empty())
       before_start().bytes = std::move(initial);
     // Every send and receive passes MSG_DONTWAIT: the descriptor's own
@@ -76,8 +76,8 @@ public:
     sock_.set_option(tcp::no_delay{true}, ec);
     fd_ = sock_.native_handle();
     if (opts.send_buffer > 0) {
-      int size = static_cast<int>(
-        std::min<std::size_t>(opts.send_buffer, INT_MAX / 2));
+      int size =
+        static_cast<int>(std::min<std::size_t>(opts.send_buffer, INT_MAX / 2));
       if (::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) != 0)
         HERALD_LOG(warn, "SO_SNDBUF " << size << " for " << remote_
                                       << " refused: " << std::strerror(errno));
@@ -213,8 +213,8 @@ private:
   // Queues what is left of `p` (from `offset` on) with a reference of its
   // own: the caller's borrow ends when write() returns.
   void keep(const slice& p, std::size_t offset) {
-    out_.push_back(queued{{p.owner, p.data + offset, p.size - offset},
-                          frame_ptr{p.owner}});
+    out_.push_back(
+      queued{{p.owner, p.data + offset, p.size - offset}, frame_ptr{p.owner}});
     buffered_ += p.size - offset;
   }
 
@@ -309,17 +309,16 @@ private:
     if (unconsumed_.load() >= read_credit_) {
       credit_paused_ = true;
       // The actor may have caught up between the check and the flag.
-      if (unconsumed_.load() >= read_credit_
-          || !credit_paused_.exchange(false))
+      if (unconsumed_.load() >= read_credit_ || !credit_paused_.exchange(false))
         return;
     }
     reading_ = true;
     sock_.async_wait(tcp::socket::wait_read,
-                     asio::bind_allocator(
-                       exact_allocator<void>{},
-                       [self = shared_from_this()](boost::system::error_code ec) {
-                         self->on_readable(ec);
-                       }));
+                     asio::bind_allocator(exact_allocator<void>{},
+                                          [self = shared_from_this()](
+                                            boost::system::error_code ec) {
+                                            self->on_readable(ec);
+                                          }));
   }
 
   void on_readable(boost::system::error_code ec) {
@@ -523,7 +522,7 @@ transport_ptr make_tcp_transport(stream_socket sock, std::string remote,
                                  std::vector<std::byte> initial,
                                  tcp_transport_options opts) {
   auto t = std::make_shared<tcp_transport>(std::move(sock), std::move(remote),
-                                          std::move(initial), opts);
+                                           std::move(initial), opts);
   t->begin();
   return t;
 }

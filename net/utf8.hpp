@@ -22,7 +22,7 @@ public:
   void reset() noexcept { need_ = 0, lo_ = 0x80, hi_ = 0xBF; }
 
 private:
-  std::uint8_t need_ = 0; // continuation bytes still expected
+  std::uint8_t need_ = 0;  // continuation bytes still expected
   std::uint8_t lo_ = 0x80; // allowed range of the next continuation byte
   std::uint8_t hi_ = 0xBF;
 };

@@ -38,8 +38,7 @@ caf::behavior bot(caf::event_based_actor* self,
     ++*seen;
     // Messages arrive as "name: text"; look at the text part.
     auto colon = text.find(": ");
-    auto body = colon == std::string_view::npos ? text
-                                                : text.substr(colon + 2);
+    auto body = colon == std::string_view::npos ? text : text.substr(colon + 2);
     std::string reply;
     if (body == "!ping")
       reply = "bot: pong";
@@ -70,8 +69,7 @@ caf::behavior ticker(caf::event_based_actor* self,
   self->delayed_send(self, every, caf::tick_atom::value);
   return {
     [=](caf::tick_atom) {
-      herald::publish_text(registry, "ticks",
-                           "tick " + std::to_string(++*n));
+      herald::publish_text(registry, "ticks", "tick " + std::to_string(++*n));
       self->delayed_send(self, every, caf::tick_atom::value);
     },
   };
@@ -110,35 +108,37 @@ int main(int argc, char** argv) {
   }
   herald::runtime rt;
   try {
-    auto server = herald::serve<member>(rt, {
-      .hostname = host,
-      .port = static_cast<std::uint16_t>(port),
-      .fetch = [](herald::request& req, herald::server<member>& srv)
-        -> herald::fetch_result {
-        if (req.path() == "/broadcast" && req.method() == "POST") {
-          auto room = req.query("room").value_or("lobby");
-          auto n = srv.subscriber_count(room);
-          srv.publish(room, req.body());
-          return herald::response{200, "sent to " + std::to_string(n) + "\n"};
-        }
-        auto m = member{req.query("name").value_or("anon"),
-                        req.query("room").value_or("lobby")};
-        if (srv.upgrade(req, std::move(m)))
-          return herald::upgraded;
-        return std::nullopt;
-      },
-      .websocket = {
-        .open = [](herald::socket<member>& ws) {
-          ws.subscribe(ws.data().room);
+    auto server = herald::serve<member>(
+      rt,
+      {
+        .hostname = host,
+        .port = static_cast<std::uint16_t>(port),
+        .fetch = [](herald::request& req,
+                    herald::server<member>& srv) -> herald::fetch_result {
+          if (req.path() == "/broadcast" && req.method() == "POST") {
+            auto room = req.query("room").value_or("lobby");
+            auto n = srv.subscriber_count(room);
+            srv.publish(room, req.body());
+            return herald::response{200, "sent to " + std::to_string(n) + "\n"};
+          }
+          auto m = member{req.query("name").value_or("anon"),
+                          req.query("room").value_or("lobby")};
+          if (srv.upgrade(req, std::move(m)))
+            return herald::upgraded;
+          return std::nullopt;
         },
-        .message = [](herald::socket<member>& ws, herald::message msg) {
-          if (msg.is_text())
-            ws.publish(ws.data().room,
-                       ws.data().name + ": " + std::string{msg.text()});
+        .websocket = {
+          .open =
+            [](herald::socket<member>& ws) { ws.subscribe(ws.data().room); },
+          .message =
+            [](herald::socket<member>& ws, herald::message msg) {
+              if (msg.is_text())
+                ws.publish(ws.data().room,
+                           ws.data().name + ": " + std::string{msg.text()});
+            },
+          .publish_to_self = true,
         },
-        .publish_to_self = true,
-      },
-    });
+      });
     auto& sys = rt.system();
     sys.spawn(bot, server.registry());
     sys.spawn(ticker, server.registry(), std::chrono::milliseconds{tick_ms});

@@ -15,7 +15,7 @@
 #include "room.hpp"
 
 #ifndef HERALD_CHAT_PUBLIC_DIR
-#  define HERALD_CHAT_PUBLIC_DIR "app/chat/public"
+#define HERALD_CHAT_PUBLIC_DIR "app/chat/public"
 #endif
 
 namespace {
@@ -106,8 +106,8 @@ int main(int argc, char** argv) {
     } else if (arg == "--idle-timeout") {
       idle = std::chrono::seconds{number(v, 86400, "--idle-timeout: seconds")};
     } else if (arg == "--linger") {
-      topics.linger = std::chrono::milliseconds{
-        number(v, 10000, "--linger: 0 to 10000 ms")};
+      topics.linger =
+        std::chrono::milliseconds{number(v, 10000, "--linger: 0 to 10000 ms")};
     } else if (arg == "--redis") {
       redis.url = v;
     } else if (arg == "--stop-deadline-ms") {
@@ -130,17 +130,19 @@ int main(int argc, char** argv) {
     auto handlers = chat::handlers(presence, presence_opts.history);
     handlers.idle_timeout = idle;
     handlers.per_message_deflate = deflate;
-    auto server = herald::serve<chat::member>(rt, {
-      .hostname = host,
-      .port = static_cast<std::uint16_t>(port),
-      .fetch = [&pages, &token, auth](herald::request& req,
-                                      herald::server<chat::member>& srv) {
-        return chat::route(req, srv, pages, token, auth);
-      },
-      .websocket = std::move(handlers),
-      .redis = redis,
-      .topics = topics,
-    });
+    auto server = herald::serve<chat::member>(
+      rt, {
+            .hostname = host,
+            .port = static_cast<std::uint16_t>(port),
+            .fetch =
+              [&pages, &token, auth](herald::request& req,
+                                     herald::server<chat::member>& srv) {
+                return chat::route(req, srv, pages, token, auth);
+              },
+            .websocket = std::move(handlers),
+            .redis = redis,
+            .topics = topics,
+          });
     chat::attach_registry(presence, server.registry());
     chat::attach_registry(auth, server.registry());
     auto url = server.url(); // ws://host:port/

@@ -109,8 +109,7 @@ struct room_state {
     out.reserve(std::min(limit, names.size()));
     for (; i != names.end() && out.size() < limit; ++i)
       out.push_back(i->first);
-    return members_event(room, out, names.size(), i != names.end(), seq,
-                         after);
+    return members_event(room, out, names.size(), i != names.end(), seq, after);
   }
 };
 
@@ -134,8 +133,8 @@ using presence_actor = caf::stateful_actor<presence_state>;
 // or members would see each node's list in turn.
 void publish(presence_actor* self, const std::string& room,
              herald::net::frame_ptr f) {
-  self->send(self->state.registry.actor(), herald::msg::remote_atom::value, room,
-             herald::msg::publication{std::move(f), {}, true});
+  self->send(self->state.registry.actor(), herald::msg::remote_atom::value,
+             room, herald::msg::publication{std::move(f), {}, true});
 }
 
 void send_history(presence_actor* self, room_state& r, const caf::actor& who,
@@ -186,7 +185,8 @@ void remove(presence_actor* self, const caf::actor_addr& who) {
 } // namespace
 
 caf::actor spawn_history(caf::actor_system& sys,
-                         herald::topic_registry registry, std::string room, std::size_t capacity) {
+                         herald::topic_registry registry, std::string room,
+                         std::size_t capacity) {
   return sys.spawn(history_behavior, std::move(registry), std::move(room),
                    capacity);
 }
@@ -223,11 +223,10 @@ caf::behavior presence_behavior(presence_actor* self,
       st.members.emplace(who.address(), member_entry{room, name});
       auto& r = st.rooms[room];
       if (r.connections == 0)
-        herald::subscribe(st.registry, room,
-                          caf::actor_cast<caf::actor>(self));
+        herald::subscribe(st.registry, room, caf::actor_cast<caf::actor>(self));
       if (!r.history && st.opts.history > 0) {
-        r.history = self->spawn(history_behavior, st.registry, room,
-                                st.opts.history);
+        r.history =
+          self->spawn(history_behavior, st.registry, room, st.opts.history);
         self->monitor(r.history);
       }
       // The joiner's first page of the member list, as before its join:
@@ -237,9 +236,9 @@ caf::behavior presence_behavior(presence_actor* self,
       herald::send_text(who, r.page(room, nullptr, max_members_page), true);
       ++r.connections;
       auto tabs = ++r.names[name];
-      auto f = herald::net::make_frame(
-        herald::net::opcode::text,
-        presence_event("join", room, name, tabs, r.names.size(), ++r.seq));
+      auto f = herald::net::make_frame(herald::net::opcode::text,
+                                       presence_event("join", room, name, tabs,
+                                                      r.names.size(), ++r.seq));
       r.pending.emplace_back(f, who);
       publish(self, room, std::move(f));
     },

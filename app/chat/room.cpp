@@ -27,8 +27,9 @@ bool same_secret(std::string_view a, std::string_view b) {
 }
 
 herald::response json_response(int status, std::string body) {
-  return herald::response{
-    status, std::move(body), {{"Content-Type", "application/json"}}};
+  return herald::response{status,
+                          std::move(body),
+                          {{"Content-Type", "application/json"}}};
 }
 
 herald::fetch_result post_message(herald::request& req,
@@ -38,7 +39,8 @@ herald::fetch_result post_message(herald::request& req,
   if (req.method() != "POST")
     return herald::response{405, "POST only\n", {{"Allow", "POST"}}};
   if (!authorized(req, token))
-    return herald::response{401, "token required\n",
+    return herald::response{401,
+                            "token required\n",
                             {{"WWW-Authenticate", "Bearer"}}};
   auto name = req.query("name").value_or("server");
   auto& text = req.body();
@@ -46,14 +48,13 @@ herald::fetch_result post_message(herald::request& req,
     return json_response(400, error_event("room: 1 to 32 characters"));
   if (!valid_label(name))
     return json_response(400, error_event("name: 1 to 32 characters"));
-  if (text.empty() || text.size() > max_text
-      || !herald::net::valid_utf8(text))
+  if (text.empty() || text.size() > max_text || !herald::net::valid_utf8(text))
     return json_response(400,
                          error_event("body: 1 to 4000 bytes of UTF-8 text"));
   auto subscribers = srv.subscriber_count(room);
   srv.publish(room, message_event(room, name, text, true), true);
-  return json_response(200, "{\"subscribers\":" + std::to_string(subscribers)
-                              + "}");
+  return json_response(200,
+                       "{\"subscribers\":" + std::to_string(subscribers) + "}");
 }
 
 herald::response get_only() {
@@ -136,10 +137,11 @@ namespace {
 
 // What /ws answers; `up(member)` upgrades.
 template <class Upgrade>
-herald::fetch_result decide(const herald::request& req,
-                            std::string_view token, Upgrade&& up) {
+herald::fetch_result decide(const herald::request& req, std::string_view token,
+                            Upgrade&& up) {
   if (!authorized(req, token))
-    return herald::response{401, "token required\n",
+    return herald::response{401,
+                            "token required\n",
                             {{"WWW-Authenticate", "Bearer"}}};
   auto name = req.query("name").value_or("");
   auto room = req.query("room").value_or("general");
@@ -161,10 +163,9 @@ herald::fetch_result open_socket(herald::request& req,
                 [&](member m) { return srv.upgrade(req, std::move(m)); });
 }
 
-void admit(const herald::deferred_request<member>& d,
-           std::string_view token) {
-  auto r = decide(d.req(), token,
-                  [&](member m) { return d.upgrade(std::move(m)); });
+void admit(const herald::deferred_request<member>& d, std::string_view token) {
+  auto r =
+    decide(d.req(), token, [&](member m) { return d.upgrade(std::move(m)); });
   // A malformed upgrade is answered by the server already (respond is a
   // no-op then), as is a request whose client left.
   if (r && r->status != 101)
@@ -227,7 +228,8 @@ herald::fetch_result route(herald::request& req, herald::server<member>& srv,
   if (path == "/metrics") {
     if (!get)
       return get_only();
-    return herald::response{200, herald::prometheus_text(srv),
+    return herald::response{200,
+                            herald::prometheus_text(srv),
                             {{"Content-Type",
                               std::string{herald::prometheus_type}}}};
   }

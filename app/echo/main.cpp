@@ -125,32 +125,36 @@ int main(int argc, char** argv) {
   if (auth_delay >= 0)
     auth = rt.system().spawn(slow_auth, std::chrono::milliseconds{auth_delay});
   try {
-    auto server = herald::serve<no_data>(rt, {
-      .hostname = host,
-      .port = static_cast<std::uint16_t>(port),
-      .fetch = [auth](herald::request& req, herald::server<no_data>& srv)
-        -> herald::fetch_result {
-        if (auth && req.is_upgrade())
-          return srv.defer_to(req, auth);
-        if (srv.upgrade(req))
-          return herald::upgraded;
-        return herald::response{200, "herald-echo: connect with WebSocket\n"};
-      },
-      .websocket = {
-        .message = [](herald::socket<no_data>& ws, herald::message m) {
-          // Compressed when the client agreed to permessage-deflate.
-          if (m.is_text())
-            ws.send_text(m.text(), true);
-          else
-            ws.send_binary(m.bytes(), true);
+    auto server = herald::serve<no_data>(
+      rt,
+      {
+        .hostname = host,
+        .port = static_cast<std::uint16_t>(port),
+        .fetch = [auth](herald::request& req,
+                        herald::server<no_data>& srv) -> herald::fetch_result {
+          if (auth && req.is_upgrade())
+            return srv.defer_to(req, auth);
+          if (srv.upgrade(req))
+            return herald::upgraded;
+          return herald::response{200, "herald-echo: connect with WebSocket\n"};
         },
-        .max_payload_length = static_cast<std::size_t>(max_payload),
-        .idle_timeout = std::chrono::seconds{idle},
-        .per_message_deflate = deflate,
-      },
-      .redis = redis,
-      .topics = {},
-    });
+        .websocket =
+          {
+            .message =
+              [](herald::socket<no_data>& ws, herald::message m) {
+                // Compressed when the client agreed to permessage-deflate.
+                if (m.is_text())
+                  ws.send_text(m.text(), true);
+                else
+                  ws.send_binary(m.bytes(), true);
+              },
+            .max_payload_length = static_cast<std::size_t>(max_payload),
+            .idle_timeout = std::chrono::seconds{idle},
+            .per_message_deflate = deflate,
+          },
+        .redis = redis,
+        .topics = {},
+      });
     std::printf("herald-echo listening on %s\n", server.url().c_str());
     std::fflush(stdout);
     rt.run();

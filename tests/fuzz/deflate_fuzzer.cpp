@@ -45,9 +45,9 @@ void negotiation(fuzz::input& in) {
   HERALD_FUZZ_CHECK(p.server_window_bits >= 8 && p.server_window_bits <= 15);
   HERALD_FUZZ_CHECK(p.server_window_bits <= opts.window_bits
                     || !opts.dedicated_compressor);
-  HERALD_FUZZ_CHECK(opts.dedicated_compressor
-                    || (p.server_no_context_takeover
-                        && p.server_window_bits == 15));
+  HERALD_FUZZ_CHECK(
+    opts.dedicated_compressor
+    || (p.server_no_context_takeover && p.server_window_bits == 15));
   HERALD_FUZZ_CHECK(opts.dedicated_decompressor
                     || p.client_no_context_takeover);
   HERALD_FUZZ_CHECK(answer.starts_with("permessage-deflate"));

@@ -100,8 +100,8 @@ std::vector<event> parse(std::span<const std::uint8_t> stream,
   p.allow_rsv1(deflate);
   std::size_t pos = 0;
   for (std::size_t i = 0; i <= cuts.size(); ++i) {
-    auto end = i < cuts.size() ? std::min(cuts[i], stream.size())
-                               : stream.size();
+    auto end =
+      i < cuts.size() ? std::min(cuts[i], stream.size()) : stream.size();
     if (end < pos)
       continue;
     // A fresh buffer per read, as a socket gives: the parser unmasks in

@@ -43,10 +43,10 @@ bool same(const net::read_outcome& x, const net::read_outcome& y) {
 // What server.upgrade and the session do with a request.
 void upgrade(request& req, std::uint8_t opts) {
   // What fetch handlers call.
-  (void) req.path();
-  (void) req.query("name");
-  (void) req.protocols();
-  (void) req.is_upgrade();
+  (void)req.path();
+  (void)req.query("name");
+  (void)req.protocols();
+  (void)req.is_upgrade();
   if (!net::is_upgrade_attempt(req))
     return;
   auto verdict = net::check_upgrade(req);
@@ -60,8 +60,9 @@ void upgrade(request& req, std::uint8_t opts) {
   deflate_options d;
   d.enabled = true;
   d.dedicated_compressor = (opts & 16) != 0;
-  if (auto agreed = net::negotiate_deflate(
-        req.header_values("sec-websocket-extensions"), d))
+  if (auto agreed =
+        net::negotiate_deflate(req.header_values("sec-websocket-extensions"),
+                               d))
     extra.emplace_back("Sec-WebSocket-Extensions", agreed->second);
   req.accept_upgrade(nullptr, std::move(extra));
   auto response = net::switching_protocols(req);

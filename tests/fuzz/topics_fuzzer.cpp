@@ -33,16 +33,17 @@ constexpr std::array<std::string_view, 3> topics{"a", "b", "c"};
 // Commands a client sends: "s" topic, "u" topic, "p" topic payload.
 websocket_handlers<int> topic_app(bool to_self) {
   return {
-    .message = [](socket<int>& ws, message m) {
-      auto t = m.text();
-      auto topic = t.substr(1, 1);
-      if (t[0] == 's')
-        ws.subscribe(topic);
-      else if (t[0] == 'u')
-        ws.unsubscribe(topic);
-      else if (t[0] == 'p')
-        ws.publish(topic, t.substr(2));
-    },
+    .message =
+      [](socket<int>& ws, message m) {
+        auto t = m.text();
+        auto topic = t.substr(1, 1);
+        if (t[0] == 's')
+          ws.subscribe(topic);
+        else if (t[0] == 'u')
+          ws.unsubscribe(topic);
+        else if (t[0] == 'p')
+          ws.publish(topic, t.substr(2));
+      },
     .publish_to_self = to_self,
   };
 }
@@ -104,8 +105,8 @@ struct harness : testing::fixture<int> {
       case 3: // a client publishes
       case 4:
         if (m && m->alive) {
-          auto payload = std::to_string(arg % clients.size()) + ":"
-                         + std::to_string(seq++);
+          auto payload =
+            std::to_string(arg % clients.size()) + ":" + std::to_string(seq++);
           m->c->send_text("p" + std::string{topic} + payload);
           deliver(topic, payload, m);
         }

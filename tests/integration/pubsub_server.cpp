@@ -68,13 +68,15 @@ int main(int argc, char** argv) {
     if (a == "--port")
       port = arg_value(i, argc, argv);
     else if (a == "--backpressure-limit")
-      ws.backpressure_limit = static_cast<std::size_t>(arg_value(i, argc, argv));
+      ws.backpressure_limit =
+        static_cast<std::size_t>(arg_value(i, argc, argv));
     else if (a == "--close-on-backpressure")
       ws.close_on_backpressure_limit = true;
     else if (a == "--publish-to-self")
       ws.publish_to_self = true;
     else if (a == "--max-payload")
-      ws.max_payload_length = static_cast<std::size_t>(arg_value(i, argc, argv));
+      ws.max_payload_length =
+        static_cast<std::size_t>(arg_value(i, argc, argv));
     else if (a == "--idle-timeout")
       ws.idle_timeout = std::chrono::seconds{arg_value(i, argc, argv)};
     else if (a == "--max-connections")
@@ -83,7 +85,8 @@ int main(int argc, char** argv) {
       http.websocket_send_buffer =
         static_cast<std::size_t>(arg_value(i, argc, argv));
     else if (a == "--request-timeout-ms")
-      http.request_timeout = std::chrono::milliseconds{arg_value(i, argc, argv)};
+      http.request_timeout =
+        std::chrono::milliseconds{arg_value(i, argc, argv)};
     else if (a == "--redis" && i + 1 < argc)
       redis.url = argv[++i];
     else if (a == "--redis-prefix" && i + 1 < argc)
@@ -134,74 +137,68 @@ int main(int argc, char** argv) {
     } else if (t == "/last") {
       s.send_text(s.data().last_flood);
     } else {
-      s.publish(s.data().room, s.data().name + ": " + std::string{t},
-                compress);
+      s.publish(s.data().room, s.data().name + ": " + std::string{t}, compress);
     }
   };
   // SIGTERM closes every connection with 1001 at once, as the tests
   // expect (no graceful period).
   herald::runtime rt{herald::runtime_options{.stop_deadline = {}}};
   try {
-    auto server = herald::serve<member>(rt, {
-      .hostname = "127.0.0.1",
-      .port = static_cast<std::uint16_t>(port),
-      .fetch = [compress](herald::request& req, herald::server<member>& srv)
-        -> herald::fetch_result {
-        if (req.path() == "/publish" && req.method() == "POST") {
-          auto room = req.query("room").value_or("room");
-          auto n = srv.publish(room, req.body(), compress);
-          return herald::response{200, std::to_string(n)};
-        }
-        if (req.path() == "/count") {
-          auto room = req.query("room").value_or("room");
-          return herald::response{200,
-                                  std::to_string(srv.subscriber_count(room))};
-        }
-        if (req.path() == "/stats") {
-          auto& st = srv.stats();
-          std::string body = "{\"open\":" + std::to_string(st.open_connections)
-                             + ",\"connections_total\":"
-                             + std::to_string(st.connections_total)
-                             + ",\"dropped\":" + std::to_string(st.dropped)
-                             + ",\"dropped_over_limit\":"
-                             + std::to_string(st.dropped_over_limit)
-                             + ",\"messages_in\":"
-                             + std::to_string(st.messages_in)
-                             + ",\"messages_out\":"
-                             + std::to_string(st.messages_out)
-                             + ",\"http_requests\":"
-                             + std::to_string(st.http_requests)
-                             + ",\"closes\":{" + closes(st) + "}"
-                             + ",\"topics\":"
-                             + std::to_string(srv.topic_count())
-                             + ",\"deflated\":"
-                             + std::to_string(herald::net::deflate_count())
-                             + ",\"cross_node_sent\":"
-                             + std::to_string(st.cross_node_sent)
-                             + ",\"cross_node_received\":"
-                             + std::to_string(st.cross_node_received)
-                             + ",\"cross_node_dropped\":"
-                             + std::to_string(st.cross_node_dropped)
-                             + ",\"redis_connected\":"
-                             + std::to_string(st.redis_connected)
-                             + ",\"redis_outages\":"
-                             + std::to_string(st.redis_outages)
-                             + "}";
-          return herald::response{200, body,
-                                  {{"Content-Type", "application/json"}}};
-        }
-        auto m = member{req.query("name").value_or("anon"),
-                        req.query("room").value_or("room"), {}};
-        if (srv.upgrade(req, std::move(m)))
-          return herald::upgraded;
-        return std::nullopt;
-      },
-      .websocket = ws,
-      .http = http,
-      .max_connections = max_connections,
-      .redis = redis,
-      .topics = {},
-    });
+    auto server = herald::serve<member>(
+      rt,
+      {
+        .hostname = "127.0.0.1",
+        .port = static_cast<std::uint16_t>(port),
+        .fetch = [compress](herald::request& req, herald::server<member>& srv)
+          -> herald::fetch_result {
+          if (req.path() == "/publish" && req.method() == "POST") {
+            auto room = req.query("room").value_or("room");
+            auto n = srv.publish(room, req.body(), compress);
+            return herald::response{200, std::to_string(n)};
+          }
+          if (req.path() == "/count") {
+            auto room = req.query("room").value_or("room");
+            return herald::response{200,
+                                    std::to_string(srv.subscriber_count(room))};
+          }
+          if (req.path() == "/stats") {
+            auto& st = srv.stats();
+            std::string body =
+              "{\"open\":" + std::to_string(st.open_connections)
+              + ",\"connections_total\":" + std::to_string(st.connections_total)
+              + ",\"dropped\":" + std::to_string(st.dropped)
+              + ",\"dropped_over_limit\":"
+              + std::to_string(st.dropped_over_limit)
+              + ",\"messages_in\":" + std::to_string(st.messages_in)
+              + ",\"messages_out\":" + std::to_string(st.messages_out)
+              + ",\"http_requests\":" + std::to_string(st.http_requests)
+              + ",\"closes\":{" + closes(st) + "}"
+              + ",\"topics\":" + std::to_string(srv.topic_count())
+              + ",\"deflated\":" + std::to_string(herald::net::deflate_count())
+              + ",\"cross_node_sent\":" + std::to_string(st.cross_node_sent)
+              + ",\"cross_node_received\":"
+              + std::to_string(st.cross_node_received)
+              + ",\"cross_node_dropped\":"
+              + std::to_string(st.cross_node_dropped)
+              + ",\"redis_connected\":" + std::to_string(st.redis_connected)
+              + ",\"redis_outages\":" + std::to_string(st.redis_outages) + "}";
+            return herald::response{200,
+                                    body,
+                                    {{"Content-Type", "application/json"}}};
+          }
+          auto m = member{req.query("name").value_or("anon"),
+                          req.query("room").value_or("room"),
+                          {}};
+          if (srv.upgrade(req, std::move(m)))
+            return herald::upgraded;
+          return std::nullopt;
+        },
+        .websocket = ws,
+        .http = http,
+        .max_connections = max_connections,
+        .redis = redis,
+        .topics = {},
+      });
     std::printf("listening on %s\n", server.url().c_str());
     std::fflush(stdout);
     rt.run();

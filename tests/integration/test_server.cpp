@@ -100,9 +100,9 @@ std::string bytes_str(std::span<const std::byte> b) {
 // -- per-connection data ----------------------------------------------------------
 
 struct conn_data {
-  std::string route;  // "echo", "auth" or "api"
-  std::string name;   // ?name=
-  int counter = 0;    // incremented by the "count" command
+  std::string route; // "echo", "auth" or "api"
+  std::string name;  // ?name=
+  int counter = 0;   // incremented by the "count" command
   bool throw_on_open = false;
   std::string sub_on_open; // ?sub=
   // Copied from the upgrade request.
@@ -181,9 +181,9 @@ std::string stats_json(server_t& srv) {
        << ",\"what\":" << json_str(e.what) << "}";
     first = false;
   }
-  for (auto [key, list] : {std::pair{"pings", &events.pings},
-                           std::pair{"pongs", &events.pongs},
-                           std::pair{"notes", &events.notes}}) {
+  for (auto [key, list] :
+       {std::pair{"pings", &events.pings}, std::pair{"pongs", &events.pongs},
+        std::pair{"notes", &events.notes}}) {
     os << "],\"" << key << "\":[";
     first = true;
     for (auto& p : *list) {
@@ -201,8 +201,7 @@ std::string info_json(const herald::request& req) {
   os << "{\"method\":" << json_str(req.method())
      << ",\"target\":" << json_str(req.target())
      << ",\"path\":" << json_str(req.path())
-     << ",\"query_string\":" << json_str(req.query_string())
-     << ",\"query\":{";
+     << ",\"query_string\":" << json_str(req.query_string()) << ",\"query\":{";
   // Names come from the raw query string; values through req.query(), which
   // percent-decodes them.
   auto qs = req.query_string();
@@ -226,8 +225,7 @@ std::string info_json(const herald::request& req) {
   os << "},\"headers\":[";
   first = true;
   for (auto& [k, v] : req.headers()) {
-    os << (first ? "" : ",") << "[" << json_str(k) << "," << json_str(v)
-       << "]";
+    os << (first ? "" : ",") << "[" << json_str(k) << "," << json_str(v) << "]";
     first = false;
   }
   os << "],\"protocols\":[";
@@ -251,8 +249,7 @@ std::string open_json(socket_t& ws) {
   std::ostringstream os;
   os << "{\"type\":\"open\",\"name\":" << json_str(d.name)
      << ",\"route\":" << json_str(d.route)
-     << ",\"method\":" << json_str(d.method)
-     << ",\"path\":" << json_str(d.path)
+     << ",\"method\":" << json_str(d.method) << ",\"path\":" << json_str(d.path)
      << ",\"target\":" << json_str(d.target)
      << ",\"remote\":" << json_str(d.remote)
      << ",\"user_agent\":" << json_str(d.user_agent)
@@ -315,8 +312,7 @@ void on_command(socket_t& ws, std::string_view line) {
   } else if (cmd == "state") {
     ws.send_text("state " + std::to_string(static_cast<int>(ws.ready_state())));
   } else if (cmd == "remote") {
-    ws.send_text("remote " + ws.remote_endpoint() + " "
-                 + ws.remote_address());
+    ws.send_text("remote " + ws.remote_endpoint() + " " + ws.remote_address());
   } else if (cmd == "protocol") {
     ws.send_text("protocol " + std::string{ws.protocol()});
   } else if (cmd == "send-status") {
@@ -361,11 +357,11 @@ void on_command(socket_t& ws, std::string_view line) {
         ++dropped;
     }
     events.add(events.notes,
-               event_log::data_rec{d.name, "flood " + std::to_string(ok) + " "
-                                             + std::to_string(bp) + " "
-                                             + std::to_string(dropped) + " "
-                                             + std::to_string(
-                                               ws.buffered_amount())});
+               event_log::data_rec{d.name,
+                                   "flood " + std::to_string(ok) + " "
+                                     + std::to_string(bp) + " "
+                                     + std::to_string(dropped) + " "
+                                     + std::to_string(ws.buffered_amount())});
   } else if (cmd == "buffered") {
     ws.send_text("buffered " + std::to_string(ws.buffered_amount()));
   } else if (cmd == "send-after-close") {
@@ -515,8 +511,8 @@ void answer_deferred(const deferred_t& d, const std::string& route) {
 caf::behavior answer_later(caf::event_based_actor* self, std::string route) {
   return {
     [=](deferred_t& d) {
-      auto ms = std::strtol(
-        d.req().query("ms").value_or("0").c_str(), nullptr, 10);
+      auto ms =
+        std::strtol(d.req().query("ms").value_or("0").c_str(), nullptr, 10);
       if (ms <= 0)
         answer_deferred(d, route);
       else
@@ -583,18 +579,22 @@ herald::fetch_result fetch(herald::request& req, server_t& srv) {
     return ws_route("api");
   if (path == "/auth") {
     if (req.header("authorization").value_or("") != "Bearer secret")
-      return herald::response{401, "unauthorized\n",
+      return herald::response{401,
+                              "unauthorized\n",
                               {{"WWW-Authenticate", "Bearer"}}};
     return ws_route("auth");
   }
   if (path == "/info" || path.starts_with("/info/"))
-    return herald::response{200, info_json(req),
+    return herald::response{200,
+                            info_json(req),
                             {{"Content-Type", "application/json"}}};
   if (path == "/stats")
-    return herald::response{200, stats_json(srv),
+    return herald::response{200,
+                            stats_json(srv),
                             {{"Content-Type", "application/json"}}};
   if (path == "/headers")
-    return herald::response{200, "headers\n",
+    return herald::response{200,
+                            "headers\n",
                             {{req.query("name").value_or("X-Empty"),
                               req.query("value").value_or("")},
                              {"X-After", "yes"}}};
@@ -616,7 +616,8 @@ herald::fetch_result fetch(herald::request& req, server_t& srv) {
     return herald::deferred;
   }
   if (path == "/held")
-    return herald::response{200, held_json(req.query("id").value_or(""), srv),
+    return herald::response{200,
+                            held_json(req.query("id").value_or(""), srv),
                             {{"Content-Type", "application/json"}}};
   if (path == "/complete") {
     deferred_t d;
@@ -697,8 +698,7 @@ int main(int argc, char** argv) {
     std::string_view arg{argv[i]};
     auto value = [&]() -> long long {
       if (i + 1 >= argc) {
-        std::fprintf(stderr, "herald-test-server: %s needs a value\n",
-                     argv[i]);
+        std::fprintf(stderr, "herald-test-server: %s needs a value\n", argv[i]);
         std::exit(2);
       }
       char* end = nullptr;
@@ -756,8 +756,7 @@ int main(int argc, char** argv) {
     } else if (arg == "--max-subscriptions") {
       max_subs = value();
     } else {
-      std::fprintf(stderr, "herald-test-server: unknown option %s\n",
-                   argv[i]);
+      std::fprintf(stderr, "herald-test-server: unknown option %s\n", argv[i]);
       usage(stderr);
       return 2;
     }
@@ -775,21 +774,24 @@ int main(int argc, char** argv) {
     handlers.send_pings = pings;
     handlers.backpressure_limit = static_cast<std::size_t>(bp_limit);
     handlers.close_on_backpressure_limit = close_on_bp;
-    handlers.message_rate = {
-      static_cast<double>(rate), static_cast<std::size_t>(burst),
-      rate_close ? herald::rate_limit_policy::close_1008
-                 : herald::rate_limit_policy::drop_and_notify};
+    handlers.message_rate = {static_cast<double>(rate),
+                             static_cast<std::size_t>(burst),
+                             rate_close
+                               ? herald::rate_limit_policy::close_1008
+                               : herald::rate_limit_policy::drop_and_notify};
     handlers.max_subscriptions = static_cast<std::size_t>(max_subs);
-    auto server = herald::serve<conn_data>(rt, {
-      .hostname = host,
-      .port = static_cast<std::uint16_t>(port),
-      .fetch = fetch,
-      .websocket = std::move(handlers),
-      .http = limits,
-      .max_connections = static_cast<std::size_t>(max_conns),
-      .redis = {}, // one node
-      .topics = {},
-    });
+    auto server =
+      herald::serve<conn_data>(rt, {
+                                     .hostname = host,
+                                     .port = static_cast<std::uint16_t>(port),
+                                     .fetch = fetch,
+                                     .websocket = std::move(handlers),
+                                     .http = limits,
+                                     .max_connections =
+                                       static_cast<std::size_t>(max_conns),
+                                     .redis = {}, // one node
+                                     .topics = {},
+                                   });
     std::printf("listening on ws://%s:%u/\n", server.hostname().c_str(),
                 static_cast<unsigned>(server.port()));
     std::fflush(stdout);

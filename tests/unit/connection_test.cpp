@@ -27,8 +27,8 @@ struct conn {
 };
 
 struct fixture : test_coordinator_fixture<> {
-  std::shared_ptr<herald::topic_counts> counts
-    = std::make_shared<herald::topic_counts>();
+  std::shared_ptr<herald::topic_counts> counts =
+    std::make_shared<herald::topic_counts>();
   herald::topic_registry handle = herald::spawn_topic_registry(sys, counts);
   herald::msg::registry_actor registry = handle.actor();
   std::vector<std::string> log;
@@ -75,8 +75,9 @@ struct fixture : test_coordinator_fixture<> {
     last = t;
     args.transport = t;
     args.response = std::move(response);
-    args.hooks = std::make_unique<herald::typed_hooks<user>>(
-      handlers, handlers->options(), user{std::move(name)});
+    args.hooks =
+      std::make_unique<herald::typed_hooks<user>>(handlers, handlers->options(),
+                                                  user{std::move(name)});
     args.registry = registry;
     args.list = list;
     auto a = herald::spawn_connection(sys, std::move(args));
@@ -137,8 +138,7 @@ CAF_TEST(the upgrade response leaves with what open sends in one write) {
   h.open = [this](herald::socket<user>& ws) {
     // Nothing is written while open runs: the client cannot see the
     // upgrade before open's subscriptions are on their way.
-    log.push_back("writes during open "
-                  + std::to_string(last->write_calls()));
+    log.push_back("writes during open " + std::to_string(last->write_calls()));
     ws.subscribe("room");
     ws.send_text("welcome");
   };
@@ -186,9 +186,9 @@ CAF_TEST(replies to messages waiting in the mailbox leave after the last) {
 
 CAF_TEST(frames queued in one batch leave in one gathered write) {
   auto c = connect("ann");
-  c.t->feed(concat({client_frame(opcode::text, "a"),
-                    client_frame(opcode::text, "b"),
-                    client_frame(opcode::text, "c")}));
+  c.t->feed(
+    concat({client_frame(opcode::text, "a"), client_frame(opcode::text, "b"),
+            client_frame(opcode::text, "c")}));
   step();
   CAF_CHECK_EQUAL(c.t->write_calls(), 1u);
   CAF_REQUIRE_EQUAL(c.t->batches().size(), 1u);
@@ -308,9 +308,7 @@ CAF_TEST(a throwing handler reaches error and closes with 1011) {
   h.message = [](herald::socket<user>&, herald::message) {
     throw std::runtime_error("boom");
   };
-  h.error = [&](herald::socket<user>&, std::string_view what) {
-    error = what;
-  };
+  h.error = [&](herald::socket<user>&, std::string_view what) { error = what; };
   auto c = connect("ann");
   auto other = connect("bob");
   c.t->feed(client_frame(opcode::text, "x"));
@@ -360,9 +358,7 @@ CAF_TEST(close from the server gives up when the peer never answers) {
 }
 
 CAF_TEST(terminate drops the connection without a close frame) {
-  h.message = [](herald::socket<user>& ws, herald::message) {
-    ws.terminate();
-  };
+  h.message = [](herald::socket<user>& ws, herald::message) { ws.terminate(); };
   auto c = connect("ann");
   c.t->feed(client_frame(opcode::text, "x"));
   step();

@@ -19,8 +19,8 @@
 
 #include "zlib_peer.hpp"
 
-using herald::testing::strict_inflater;
 using herald::testing::client_deflater;
+using herald::testing::strict_inflater;
 using herald::testing::upgrade_request;
 
 namespace {
@@ -51,8 +51,8 @@ std::optional<answer> parse_answer(std::string_view v) {
   while (!v.empty()) {
     auto semi = v.find(';');
     auto part = trim(v.substr(0, semi));
-    v = semi == std::string_view::npos ? std::string_view{}
-                                       : v.substr(semi + 1);
+    v =
+      semi == std::string_view::npos ? std::string_view{} : v.substr(semi + 1);
     auto eq = part.find('=');
     auto name = part.substr(0, eq);
     int value = eq == std::string_view::npos
@@ -104,9 +104,8 @@ struct fixture : herald::testing::fixture<int> {
   static herald::websocket_handlers<int> echo(herald::deflate_options o) {
     return {
       .open = [](herald::socket<int>& ws) { ws.subscribe("t"); },
-      .message = [](herald::socket<int>& ws, herald::message m) {
-        ws.send_text(m.text(), true);
-      },
+      .message = [](herald::socket<int>& ws,
+                    herald::message m) { ws.send_text(m.text(), true); },
       .per_message_deflate = o,
     };
   }
@@ -118,8 +117,8 @@ struct fixture : herald::testing::fixture<int> {
   // Upgrades as server.upgrade does with `offer`; the answer's header value.
   std::pair<client*, std::string> upgrade(const std::string& offer) {
     auto out = fetch(
-      [](herald::request& req, herald::server<int>& srv)
-        -> herald::fetch_result {
+      [](herald::request& req,
+         herald::server<int>& srv) -> herald::fetch_result {
         srv.upgrade(req, 0);
         return herald::upgraded;
       },
@@ -173,8 +172,8 @@ CAF_TEST(every offer is answered by the rules and honoured to the byte) {
           for (int client_bits = -1; client_bits <= 15; ++client_bits) {
             if (client_bits == 1)
               client_bits = 8;
-            auto offer = offer_for(server_nct, client_nct, server_bits,
-                                   client_bits);
+            auto offer =
+              offer_for(server_nct, client_nct, server_bits, client_bits);
             CAF_MESSAGE((dedicated ? "dedicated: " : "shared: ") << offer);
             auto [c, ext] = upgrade(offer);
             if (ext.empty()) {
@@ -219,9 +218,8 @@ CAF_TEST(every offer is answered by the rules and honoured to the byte) {
             publish("t", big, true);
             sent.push_back(big);
             run();
-            int server_window = a->server_max_window_bits > 0
-                                  ? a->server_max_window_bits
-                                  : 15;
+            int server_window =
+              a->server_max_window_bits > 0 ? a->server_max_window_bits : 15;
             strict_inflater in{server_window, a->server_no_context_takeover};
             auto& raw = c->transport().raw_frames();
             CAF_REQUIRE_EQUAL(raw.size(), sent.size());
@@ -323,9 +321,11 @@ CAF_TEST(a message that ends inside a stored block closes with 1007) {
   CAF_REQUIRE_EQUAL(ext, "permessage-deflate");
   // A stored block of 16 bytes that brings 2: with the appended 00 00 FF FF
   // still 10 short, so the next message would be read as its rest.
-  std::string payload{"\x00\x10\x00\xEF\xFF" "AA", 7};
-  c->send_raw(herald::net::client_frame(herald::net::opcode::binary, payload,
-                                        true, 4));
+  std::string payload{"\x00\x10\x00\xEF\xFF"
+                      "AA",
+                      7};
+  c->send_raw(
+    herald::net::client_frame(herald::net::opcode::binary, payload, true, 4));
   run();
   CAF_CHECK(c->messages().empty());
   CAF_CHECK_EQUAL(c->close_code(), 1007);
@@ -350,10 +350,9 @@ CAF_TEST(the deflater never leaves an empty message without data) {
       std::vector<std::byte> out;
       CAF_REQUIRE(herald_in.inflate(packed, 1 << 20, out)
                   == herald::net::inflater::result::ok);
-      CAF_CHECK_EQUAL(std::string_view(reinterpret_cast<const char*>(
-                                         out.data()),
-                                       out.size()),
-                      m);
+      CAF_CHECK_EQUAL(
+        std::string_view(reinterpret_cast<const char*>(out.data()), out.size()),
+        m);
     }
   }
 }
@@ -373,7 +372,9 @@ CAF_TEST(the inflater takes an empty payload as an empty message) {
                                      out.size()),
                     m);
     // Not the same as data that stops inside a block.
-    CAF_CHECK(in.inflate(bytes(std::string{"\x00\x10\x00\xEF\xFF" "AA", 7}),
+    CAF_CHECK(in.inflate(bytes(std::string{"\x00\x10\x00\xEF\xFF"
+                                           "AA",
+                                           7}),
                          1 << 20, out)
               == herald::net::inflater::result::invalid);
   }

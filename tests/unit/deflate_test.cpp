@@ -74,8 +74,8 @@ std::vector<std::byte> zeros_deflated(std::size_t mib) {
 } // namespace
 
 CAF_TEST(negotiation accepts a plain offer in shared mode) {
-  auto r = negotiate_deflate("permessage-deflate; client_max_window_bits",
-                             shared());
+  auto r =
+    negotiate_deflate("permessage-deflate; client_max_window_bits", shared());
   CAF_REQUIRE(r.has_value());
   CAF_CHECK_EQUAL(r->second, "permessage-deflate; server_no_context_takeover");
   CAF_CHECK(r->first.server_no_context_takeover);
@@ -115,10 +115,10 @@ CAF_TEST(negotiation declines offers it cannot honour and takes the next) {
   CAF_CHECK(!negotiate_deflate("permessage-deflate; server_max_window_bits=10",
                                shared()));
   CAF_CHECK(!negotiate_deflate("permessage-deflate; foo=1", shared()));
-  CAF_CHECK(!negotiate_deflate(
-    "permessage-deflate; server_no_context_takeover; "
-    "server_no_context_takeover",
-    shared()));
+  CAF_CHECK(
+    !negotiate_deflate("permessage-deflate; server_no_context_takeover; "
+                       "server_no_context_takeover",
+                       shared()));
   CAF_CHECK(!negotiate_deflate("permessage-deflate; client_max_window_bits=16",
                                shared()));
   CAF_CHECK(!negotiate_deflate("x-webkit-deflate-frame", shared()));
@@ -203,8 +203,8 @@ CAF_TEST(a frame is deflated once however many ask) {
 namespace {
 
 struct fixture : test_coordinator_fixture<> {
-  std::shared_ptr<herald::topic_counts> counts
-    = std::make_shared<herald::topic_counts>();
+  std::shared_ptr<herald::topic_counts> counts =
+    std::make_shared<herald::topic_counts>();
   herald::topic_registry handle = herald::spawn_topic_registry(sys, counts);
   herald::msg::registry_actor registry = handle.actor();
   std::vector<std::string> got;
@@ -230,8 +230,9 @@ struct fixture : test_coordinator_fixture<> {
     auto t = std::make_shared<herald::net::fake_transport>();
     herald::connection_args args;
     args.transport = t;
-    args.hooks = std::make_unique<herald::typed_hooks<int>>(
-      handlers, handlers->options(), 0);
+    args.hooks =
+      std::make_unique<herald::typed_hooks<int>>(handlers, handlers->options(),
+                                                 0);
     args.registry = registry;
     if (agreed) {
       herald::net::deflate_params p;
@@ -314,7 +315,8 @@ CAF_TEST(a compressed publish is compressed once for all shared subscribers) {
              herald::msg::publication{
                herald::net::make_frame(opcode::text,
                                        std::string_view{std::string(400, 'p')}),
-               {}, true});
+               {},
+               true});
   sched.run();
   CAF_CHECK_EQUAL(herald::net::deflate_count(), before + 1);
   auto* first = ts[0]->raw_frames().at(0).get();

@@ -81,8 +81,7 @@ bytes build(const header& h, std::span<const std::byte> payload) {
     for (auto k : h.key)
       out.push_back(std::byte{k});
   for (std::size_t i = 0; i < payload.size(); ++i)
-    out.push_back(h.masked ? payload[i] ^ std::byte{h.key[i % 4]}
-                           : payload[i]);
+    out.push_back(h.masked ? payload[i] ^ std::byte{h.key[i % 4]} : payload[i]);
   return out;
 }
 
@@ -175,8 +174,9 @@ std::string render(std::span<const std::byte> p) {
 }
 
 std::string render(std::string_view s) {
-  return render(std::span<const std::byte>{
-    reinterpret_cast<const std::byte*>(s.data()), s.size()});
+  return render(
+    std::span<const std::byte>{reinterpret_cast<const std::byte*>(s.data()),
+                               s.size()});
 }
 
 std::string op_name(opcode op) {
@@ -209,8 +209,8 @@ public:
                   bool compressed) override {
     log.push_back(op_name(op) + (compressed ? "(rsv1) " : " ")
                   + render(payload));
-    messages.push_back({op, bytes{payload.begin(), payload.end()}, compressed,
-                        payload.data()});
+    messages.push_back(
+      {op, bytes{payload.begin(), payload.end()}, compressed, payload.data()});
   }
 
   void on_ping(std::span<const std::byte> payload) override {
@@ -264,9 +264,7 @@ struct fixture {
   frame_parser parser{role::server};
   recorder rec;
 
-  void feed(bytes data) {
-    parser.feed(data, rec);
-  }
+  void feed(bytes data) { parser.feed(data, rec); }
 
   // Feeds the bytes [from, to) of `stream`.
   void feed(const bytes& stream, std::size_t from, std::size_t to) {
@@ -342,8 +340,8 @@ CAF_TEST_FIXTURE_SCOPE(frame_parser_tests, fixture)
 // -- lengths and encodings ----------------------------------------------------
 
 CAF_TEST(every payload length class parses in every encoding that fits) {
-  for (std::size_t n : {0u, 1u, 125u, 126u, 127u, 65535u, 65536u, 65537u,
-                        3u << 20}) {
+  for (std::size_t n :
+       {0u, 1u, 125u, 126u, 127u, 65535u, 65536u, 65537u, 3u << 20}) {
     for (int bits : {7, 16, 64}) {
       if ((bits == 7 && n > 125) || (bits == 16 && n > 0xFFFF))
         continue;
@@ -353,8 +351,8 @@ CAF_TEST(every payload length class parses in every encoding that fits) {
       h.op = 0x2;
       h.len_bits = bits;
       auto buf = build(h, payload);
-      CAF_CHECK_EQUAL(buf.size(), n + 6 + (bits == 16 ? 2 : 0)
-                                    + (bits == 64 ? 8 : 0));
+      CAF_CHECK_EQUAL(buf.size(),
+                      n + 6 + (bits == 16 ? 2 : 0) + (bits == 64 ? 8 : 0));
       recorder r;
       frame_parser p;
       p.feed(buf, r);
@@ -408,12 +406,12 @@ CAF_TEST(many frames in one read arrive in order) {
   auto big = pattern(70000, 3);
   header h64;
   h64.op = 0x2;
-  auto stream = cat({client(0x1, "first"), client(0x2, "\x01\x02"),
-                     client(0x9, "ping!"), client(0xA, ""),
-                     build(h64, big), client(0x1, ""),
-                     client(0x1, "fr", false), client(0x0, "ag", false),
-                     client(0x0, "ment"), client(0x2, std::string(200, 'x')),
-                     client(0x8, close_payload(1000, "bye"))});
+  auto stream =
+    cat({client(0x1, "first"), client(0x2, "\x01\x02"), client(0x9, "ping!"),
+         client(0xA, ""), build(h64, big), client(0x1, ""),
+         client(0x1, "fr", false), client(0x0, "ag", false),
+         client(0x0, "ment"), client(0x2, std::string(200, 'x')),
+         client(0x8, close_payload(1000, "bye"))});
   auto copy = stream;
   parser.feed(copy, rec);
   CAF_CHECK_EQUAL(rec.log,
@@ -446,13 +444,12 @@ CAF_TEST(frames split at every byte boundary give the same events) {
     client(0x2, ""),
     client(0x8, close_payload(1001, "going \xE2\x98\x83")),
   });
-  check_every_split(stream,
-                    {text("Hello, \xE2\x82\xAC!"), ping("are you there?"),
-                     binary(pattern(300, 1)),
-                     text("sixty-four bit length \xF0\x9F\x98\x80"),
-                     pong("pong in between"), ping(""),
-                     text("frag \xC3\xA9 mid end"), binary(""),
-                     closed(1001, "going \xE2\x98\x83")});
+  check_every_split(stream, {text("Hello, \xE2\x82\xAC!"),
+                             ping("are you there?"), binary(pattern(300, 1)),
+                             text("sixty-four bit length \xF0\x9F\x98\x80"),
+                             pong("pong in between"), ping(""),
+                             text("frag \xC3\xA9 mid end"), binary(""),
+                             closed(1001, "going \xE2\x98\x83")});
 }
 
 CAF_TEST(a frame of every length class survives every split) {
@@ -479,9 +476,9 @@ CAF_TEST(a frame of every length class survives every split) {
 }
 
 CAF_TEST(empty reads change nothing) {
-  auto stream = cat({client(0x1, "abc"), client(0x9, "pi"),
-                     client(0x1, "x", false), client(0x0, "yz"),
-                     client(0x8, close_payload(1000))});
+  auto stream =
+    cat({client(0x1, "abc"), client(0x9, "pi"), client(0x1, "x", false),
+         client(0x0, "yz"), client(0x8, close_payload(1000))});
   // An empty span (null data) before and after every byte.
   for (std::size_t i = 0; i < stream.size(); ++i) {
     parser.feed({}, rec);
@@ -495,12 +492,11 @@ CAF_TEST(empty reads change nothing) {
 // -- fragmentation and control frames -----------------------------------------
 
 CAF_TEST(fragmented messages with control frames in between) {
-  auto stream = cat({client(0x1, "Hel", false), client(0x9, "p1"),
-                client(0x0, "lo ", false), client(0xA, "p2"),
-                client(0x0, "", false), client(0x9, "p3"),
-                client(0x0, "world"),
-                     client(0x2, std::string_view{"\x00\x01", 2}, false),
-                client(0xA, ""), client(0x0, "\xFF\xFE")});
+  auto stream = cat(
+    {client(0x1, "Hel", false), client(0x9, "p1"), client(0x0, "lo ", false),
+     client(0xA, "p2"), client(0x0, "", false), client(0x9, "p3"),
+     client(0x0, "world"), client(0x2, std::string_view{"\x00\x01", 2}, false),
+     client(0xA, ""), client(0x0, "\xFF\xFE")});
   check_every_split(stream, {ping("p1"), pong("p2"), ping("p3"),
                              text("Hello world"), pong(""),
                              binary(std::string_view{"\x00\x01\xFF\xFE", 4})});
@@ -559,8 +555,8 @@ CAF_TEST(fragmented control frames are protocol errors) {
   for (std::uint8_t op : {0x8, 0x9, 0xA})
     CAF_CHECK_EQUAL(parse(client(op, "x", false)), (strings{error(1002)}));
   // Also inside a fragmented message.
-  CAF_CHECK_EQUAL(parse(cat({client(0x1, "a", false),
-                             client(0x9, "p", false), client(0x0, "b")})),
+  CAF_CHECK_EQUAL(parse(cat({client(0x1, "a", false), client(0x9, "p", false),
+                             client(0x0, "b")})),
                   (strings{error(1002)}));
 }
 
@@ -583,7 +579,7 @@ CAF_TEST(reserved bits without an extension are protocol errors) {
                   (strings{error(1002)}));
 }
 
-CAF_TEST(RSV1 with permessage-deflate) {
+CAF_TEST(RSV1 with permessage - deflate) {
   options deflate;
   deflate.rsv1 = true;
   header h;
@@ -601,15 +597,14 @@ CAF_TEST(RSV1 with permessage-deflate) {
                   (strings{"text(rsv1) " + render("abcd")}));
   // The next message is not compressed unless it says so.
   CAF_CHECK_EQUAL(parse(cat({compressed, client(0x1, "plain")}), deflate),
-                  (strings{"text(rsv1) " + render(junk),
-                           text("plain")}));
+                  (strings{"text(rsv1) " + render(junk), text("plain")}));
   // RSV1 on a continuation frame or a control frame is an error.
   header cont;
   cont.op = 0x0;
   cont.rsv1 = true;
-  CAF_CHECK_EQUAL(
-    parse(cat({client(0x1, "a", false), build(cont, "b")}), deflate),
-    (strings{error(1002)}));
+  CAF_CHECK_EQUAL(parse(cat({client(0x1, "a", false), build(cont, "b")}),
+                        deflate),
+                  (strings{error(1002)}));
   header ctl;
   ctl.op = 0x9;
   ctl.rsv1 = true;
@@ -650,8 +645,8 @@ CAF_TEST(a new message inside a fragmented one is a protocol error) {
   for (std::uint8_t first : {0x1, 0x2})
     for (std::uint8_t next : {0x1, 0x2})
       for (bool fin : {true, false})
-        CAF_CHECK_EQUAL(parse(cat({client(first, "a", false),
-                                   client(next, "b", fin)})),
+        CAF_CHECK_EQUAL(parse(cat(
+                          {client(first, "a", false), client(next, "b", fin)})),
                         (strings{error(1002)}));
   // Also after a control frame between the fragments.
   CAF_CHECK_EQUAL(parse(cat({client(0x1, "a", false), client(0x9, "p"),
@@ -666,7 +661,7 @@ CAF_TEST(unmasked client frames are protocol errors) {
                   (strings{error(1002)}));
 }
 
-CAF_TEST(a 64-bit length with the top bit set is a protocol error) {
+CAF_TEST(a 64 - bit length with the top bit set is a protocol error) {
   header h;
   h.op = 0x2;
   h.declared = 0x8000000000000000ull;
@@ -679,9 +674,9 @@ CAF_TEST(a 64-bit length with the top bit set is a protocol error) {
 }
 
 CAF_TEST(nothing is reported after a protocol error) {
-  auto stream = cat({client(0x1, "ok"), client(0x3, "bad"),
-                     client(0x1, "after"), client(0x9, "p"),
-                     client(0x8, close_payload(1000))});
+  auto stream =
+    cat({client(0x1, "ok"), client(0x3, "bad"), client(0x1, "after"),
+         client(0x9, "p"), client(0x8, close_payload(1000))});
   check_every_split(stream, {text("ok"), error(1002)});
   feed(stream);
   CAF_CHECK(parser.stopped());
@@ -701,7 +696,7 @@ CAF_TEST(nothing is reported after a protocol error) {
 
 // -- UTF-8 --------------------------------------------------------------------
 
-CAF_TEST(invalid UTF-8 in text messages fails with 1007) {
+CAF_TEST(invalid UTF - 8 in text messages fails with 1007) {
   // Whole frames.
   for (std::string_view bad :
        {"\xC0\x80", "\xED\xA0\x80", "\xF4\x90\x80\x80", "abc\x80", "\xFF",
@@ -711,8 +706,8 @@ CAF_TEST(invalid UTF-8 in text messages fails with 1007) {
     CAF_CHECK_EQUAL(parse(client(0x2, bad)), (strings{binary(bad)}));
   }
   // A valid character split across fragments is fine...
-  check_every_split(cat({client(0x1, "\xE2", false),
-                         client(0x0, "\x82", false), client(0x0, "\xAC")}),
+  check_every_split(cat({client(0x1, "\xE2", false), client(0x0, "\x82", false),
+                         client(0x0, "\xAC")}),
                     {text("\xE2\x82\xAC")});
   // ...an invalid sequence split across fragments is not.
   check_every_split(cat({client(0x1, "ok \xE2\x82", false),
@@ -731,7 +726,7 @@ CAF_TEST(invalid UTF-8 in text messages fails with 1007) {
                     {ping("\xFF"), text("\xF0\x9F\x98\x80")});
 }
 
-CAF_TEST(invalid UTF-8 fails before the final fragment arrives) {
+CAF_TEST(invalid UTF - 8 fails before the final fragment arrives) {
   feed(client(0x1, "fine so far \xC0\xAF", false));
   CAF_CHECK_EQUAL(rec.log, (strings{error(1007)}));
   CAF_CHECK(parser.stopped());
@@ -776,8 +771,7 @@ CAF_TEST(close frames) {
   }
   // Codes a peer may send, with and without a reason.
   for (std::uint16_t code : {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
-                             1011, 1012, 1013, 1014, 3000, 3999, 4000,
-                             4999}) {
+                             1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999}) {
     CAF_MESSAGE("code " << code);
     CAF_CHECK_EQUAL(parse(client(0x8, close_payload(code))),
                     (strings{closed(code)}));
@@ -795,10 +789,9 @@ CAF_TEST(close frames) {
 }
 
 CAF_TEST(bytes after a close frame are ignored) {
-  auto stream = cat({client(0x1, "before"),
-                     client(0x8, close_payload(1000, "bye")),
-                     client(0x1, "after"), client(0x9, "p"),
-                     client(0x3, "even errors")});
+  auto stream =
+    cat({client(0x1, "before"), client(0x8, close_payload(1000, "bye")),
+         client(0x1, "after"), client(0x9, "p"), client(0x3, "even errors")});
   check_every_split(stream, {text("before"), closed(1000, "bye")});
   feed(stream);
   CAF_CHECK(parser.stopped());
@@ -901,12 +894,13 @@ CAF_TEST(a huge announced length fails at the header) {
 CAF_TEST(the client role takes unmasked frames and refuses masked ones) {
   options cl;
   cl.r = role::client;
-  auto stream = cat({server(0x1, "hello"), server(0x9, "p"),
-                     server(0x2, "bin", false), server(0xA, "q"),
-                     server(0x0, "ary"),
-                     server(0x8, close_payload(1000, "done"))});
-  check_every_split(stream, {text("hello"), ping("p"), pong("q"),
-                             binary("binary"), closed(1000, "done")},
+  auto stream =
+    cat({server(0x1, "hello"), server(0x9, "p"), server(0x2, "bin", false),
+         server(0xA, "q"), server(0x0, "ary"),
+         server(0x8, close_payload(1000, "done"))});
+  check_every_split(stream,
+                    {text("hello"), ping("p"), pong("q"), binary("binary"),
+                     closed(1000, "done")},
                     cl);
   for (std::uint8_t op : {0x1, 0x2, 0x8, 0x9, 0xA})
     CAF_CHECK_EQUAL(parse(client(op, "x"), cl), (strings{error(1002)}));

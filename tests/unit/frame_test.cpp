@@ -58,8 +58,7 @@ struct recorder final : parser_events {
 
   void on_message(opcode op, std::span<std::byte> payload,
                   bool compressed) override {
-    messages.push_back({op, bytes{payload.begin(), payload.end()},
-                        compressed});
+    messages.push_back({op, bytes{payload.begin(), payload.end()}, compressed});
   }
   void on_ping(std::span<const std::byte> payload) override {
     controls.push_back("ping " + as_string(payload));
@@ -123,7 +122,7 @@ CAF_TEST(header encodings) {
   }
 }
 
-CAF_TEST(first byte: opcode and the FIN and RSV1 bits) {
+CAF_TEST(first byte : opcode and the FIN and RSV1 bits) {
   CAF_CHECK_EQUAL(all(*make_frame(opcode::text, "hi")),
                   (std::vector<int>{0x81, 0x02, 'h', 'i'}));
   CAF_CHECK_EQUAL(head(*make_frame(opcode::ping, "p"), 1),
@@ -207,11 +206,11 @@ CAF_TEST(close reasons are cut at a code point boundary) {
     std::size_t expected_bytes;
   };
   std::vector<sample> samples = {
-    {"\xC3\xA9", 62, 122},          // 124 bytes: the last char must go
-    {"\xC3\xA9", 61, 122},          // 122 bytes: fits
-    {"\xE2\x82\xAC", 41, 123},      // exactly 123
-    {"\xE2\x82\xAC", 42, 123},      // 126 bytes: cut after 41
-    {"\xF0\x9F\x98\x80", 31, 120},  // 124 bytes: cut after 30
+    {"\xC3\xA9", 62, 122},         // 124 bytes: the last char must go
+    {"\xC3\xA9", 61, 122},         // 122 bytes: fits
+    {"\xE2\x82\xAC", 41, 123},     // exactly 123
+    {"\xE2\x82\xAC", 42, 123},     // 126 bytes: cut after 41
+    {"\xF0\x9F\x98\x80", 31, 120}, // 124 bytes: cut after 30
     {"\xF0\x9F\x98\x80", 40, 120},
   };
   for (auto& s : samples) {
@@ -238,19 +237,17 @@ CAF_TEST(close reasons are cut at a code point boundary) {
 
 CAF_TEST(a client parser reads what make_frame writes) {
   auto big = pattern(70000);
-  auto r = parse({make_frame(opcode::text, "hello"),
-                  make_frame(opcode::binary, big),
-                  make_frame(opcode::text, ""),
-                  make_frame(opcode::binary, pattern(126)),
-                  make_frame(opcode::binary, pattern(65535)),
-                  make_frame(opcode::ping, "are you there"),
-                  make_frame(opcode::pong, "yes"),
-                  make_frame(opcode::text, pattern(0), false, false),
-                  make_frame(opcode::continuation,
-                             std::span<const std::byte>{
-                               reinterpret_cast<const std::byte*>("frag"), 4},
-                             false, true),
-                  make_close_frame(1000, "bye")});
+  auto r = parse(
+    {make_frame(opcode::text, "hello"), make_frame(opcode::binary, big),
+     make_frame(opcode::text, ""), make_frame(opcode::binary, pattern(126)),
+     make_frame(opcode::binary, pattern(65535)),
+     make_frame(opcode::ping, "are you there"), make_frame(opcode::pong, "yes"),
+     make_frame(opcode::text, pattern(0), false, false),
+     make_frame(opcode::continuation,
+                std::span<const std::byte>{
+                  reinterpret_cast<const std::byte*>("frag"), 4},
+                false, true),
+     make_close_frame(1000, "bye")});
   CAF_CHECK(r.errors.empty());
   CAF_REQUIRE_EQUAL(r.messages.size(), 6u);
   CAF_CHECK(r.messages[0].op == opcode::text);
@@ -261,9 +258,9 @@ CAF_TEST(a client parser reads what make_frame writes) {
   CAF_CHECK(r.messages[3].data == pattern(126));
   CAF_CHECK(r.messages[4].data == pattern(65535));
   CAF_CHECK_EQUAL(as_string(r.messages[5].data), "frag");
-  CAF_CHECK_EQUAL(r.controls, (std::vector<std::string>{
-                                "ping are you there", "pong yes",
-                                "close 1000 bye"}));
+  CAF_CHECK_EQUAL(r.controls,
+                  (std::vector<std::string>{"ping are you there", "pong yes",
+                                            "close 1000 bye"}));
   // A truncated close reason still parses as valid UTF-8.
   std::string reason;
   for (int i = 0; i < 62; ++i)

@@ -91,15 +91,15 @@ CAF_TEST(a valid request passes) {
                        {"SEC-WEBSOCKET-VERSION", "13"}};
   CAF_CHECK_EQUAL(status(odd_case), 0);
   // Connection may list other tokens.
-  CAF_CHECK_EQUAL(status(with(valid_headers(), "Connection",
-                              "keep-alive, Upgrade")),
+  CAF_CHECK_EQUAL(status(
+                    with(valid_headers(), "Connection", "keep-alive, Upgrade")),
                   0);
-  CAF_CHECK_EQUAL(status(with(valid_headers(), "Connection",
-                              "Upgrade,keep-alive")),
+  CAF_CHECK_EQUAL(status(
+                    with(valid_headers(), "Connection", "Upgrade,keep-alive")),
                   0);
   // Optional whitespace around values is ignored.
-  CAF_CHECK_EQUAL(status(with(valid_headers(), "Sec-WebSocket-Version",
-                              " 13 ")),
+  CAF_CHECK_EQUAL(status(
+                    with(valid_headers(), "Sec-WebSocket-Version", " 13 ")),
                   0);
   CAF_CHECK_EQUAL(status(with(valid_headers(), "Sec-WebSocket-Key",
                               " " + std::string{rfc_key} + "\t")),
@@ -115,8 +115,8 @@ CAF_TEST(methods other than GET are refused with 400) {
 }
 
 CAF_TEST(HTTP 1.0 and a missing Host are refused with 400) {
-  auto v10 = check_upgrade(request{"GET", "/chat", valid_headers(), {}, {},
-                                   10});
+  auto v10 =
+    check_upgrade(request{"GET", "/chat", valid_headers(), {}, {}, 10});
   CAF_CHECK_EQUAL(v10.status, 400);
   CAF_CHECK(!v10.reason.empty());
   CAF_CHECK_EQUAL(status(request{"GET", "/chat", valid_headers(), {}, {}, 11}),
@@ -139,8 +139,7 @@ CAF_TEST(a missing upgrade token in Connection is refused with 400) {
   CAF_CHECK_EQUAL(status(with(valid_headers(), "Connection", "keep-alive")),
                   400);
   CAF_CHECK_EQUAL(status(with(valid_headers(), "Connection", "close")), 400);
-  CAF_CHECK_EQUAL(status(with(valid_headers(), "Connection", "upgrades")),
-                  400);
+  CAF_CHECK_EQUAL(status(with(valid_headers(), "Connection", "upgrades")), 400);
   CAF_CHECK_EQUAL(status(with(valid_headers(), "Connection", "")), 400);
 }
 
@@ -159,8 +158,8 @@ CAF_TEST(a missing or malformed key is refused with 400) {
          "dGhlIHNhbXBsZSBub25jZQ=A",
        }) {
     CAF_MESSAGE("key '" << key << "'");
-    auto v = check_upgrade(get(with(valid_headers(), "Sec-WebSocket-Key",
-                                    key)));
+    auto v =
+      check_upgrade(get(with(valid_headers(), "Sec-WebSocket-Key", key)));
     CAF_CHECK_EQUAL(v.status, 400);
     CAF_CHECK(!v.reason.empty());
   }
@@ -173,17 +172,16 @@ CAF_TEST(a missing or malformed key is refused with 400) {
 CAF_TEST(an unsupported or missing version is refused with 426) {
   CAF_CHECK_EQUAL(status(with(valid_headers(), "Sec-WebSocket-Version", "8")),
                   426);
-  CAF_CHECK_EQUAL(status(with(valid_headers(), "Sec-WebSocket-Version",
-                              "14")),
+  CAF_CHECK_EQUAL(status(with(valid_headers(), "Sec-WebSocket-Version", "14")),
                   426);
-  CAF_CHECK_EQUAL(status(with(valid_headers(), "Sec-WebSocket-Version",
-                              "13, 8")),
+  CAF_CHECK_EQUAL(status(
+                    with(valid_headers(), "Sec-WebSocket-Version", "13, 8")),
                   426);
   CAF_CHECK_EQUAL(status(without(valid_headers(), "Sec-WebSocket-Version")),
                   426);
 }
 
-CAF_TEST(has_token compares whole tokens case-insensitively) {
+CAF_TEST(has_token compares whole tokens case -insensitively) {
   CAF_CHECK(has_token("Upgrade", "upgrade"));
   CAF_CHECK(has_token("UPGRADE", "upgrade"));
   CAF_CHECK(has_token("upgrade", "Upgrade"));
@@ -202,16 +200,16 @@ CAF_TEST(is_upgrade_attempt) {
   // Either sign of an attempt is enough, valid or not.
   CAF_CHECK(is_upgrade_attempt(get({{"Upgrade", "WebSocket"}})));
   CAF_CHECK(is_upgrade_attempt(get({{"Sec-WebSocket-Key", "x"}})));
-  CAF_CHECK(is_upgrade_attempt(
-    request{"POST", "/", {{"upgrade", "websocket"}}}));
+  CAF_CHECK(
+    is_upgrade_attempt(request{"POST", "/", {{"upgrade", "websocket"}}}));
   CAF_CHECK(!is_upgrade_attempt(get({{"Host", "example.com"}})));
-  CAF_CHECK(!is_upgrade_attempt(get({{"Upgrade", "h2c"},
-                                     {"Connection", "Upgrade"}})));
+  CAF_CHECK(
+    !is_upgrade_attempt(get({{"Upgrade", "h2c"}, {"Connection", "Upgrade"}})));
   CAF_CHECK(get(valid_headers()).is_upgrade());
   CAF_CHECK(!get({{"Sec-WebSocket-Key", "x"}}).is_upgrade());
 }
 
-CAF_TEST(request targets: path and query) {
+CAF_TEST(request targets : path and query) {
   request r{"GET",
             "/chat%20room/a+b?name=ann%20lee&x=a+b&empty=&flag&enc%3Dkey=v%26w"
             "&pct=100%25&bad=%zz%4&dup=1&dup=2",
@@ -244,7 +242,7 @@ CAF_TEST(request targets: path and query) {
   CAF_CHECK_EQUAL(herald::percent_decode("%C3%A9", false), "\xC3\xA9");
 }
 
-CAF_TEST(header lookup is case-insensitive and takes the first) {
+CAF_TEST(header lookup is case -insensitive and takes the first) {
   request r{"GET",
             "/",
             {{"Content-Type", "text/plain"},
@@ -266,9 +264,8 @@ CAF_TEST(protocols are split and trimmed and gathered across headers) {
             {{"Sec-WebSocket-Protocol", "chat, superchat"},
              {"Host", "x"},
              {"sec-websocket-protocol", " v2.json ,,\tmqtt\t"}}};
-  CAF_CHECK_EQUAL(r.protocols(),
-                  (std::vector<std::string>{"chat", "superchat", "v2.json",
-                                            "mqtt"}));
+  CAF_CHECK_EQUAL(r.protocols(), (std::vector<std::string>{"chat", "superchat",
+                                                           "v2.json", "mqtt"}));
   CAF_CHECK(request("GET", "/", {}).protocols().empty());
   CAF_CHECK(request("GET", "/", {{"Sec-WebSocket-Protocol", " , "}})
               .protocols()

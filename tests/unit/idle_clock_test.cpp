@@ -80,7 +80,8 @@ CAF_TEST(a member that leaves is not ticked again) {
   CAF_CHECK(sched.clock().schedule().empty());
 }
 
-CAF_TEST(members due within ten milliseconds share a wake-up and are never early) {
+CAF_TEST(members due within ten milliseconds share a wake - up
+         and are never early) {
   auto ann = recorder("ann");
   auto bob = recorder("bob");
   watch(ann, 1s);
@@ -136,8 +137,9 @@ CAF_TEST(the clock keeps no member alive) {
 // alive by its pending tick (up to half the idle timeout) after it closed;
 // one ticked by the clock is released as soon as it stops.
 CAF_TEST(a closed connection is released at once) {
-  herald::msg::registry_actor registry = herald::spawn_topic_registry(
-    sys, std::make_shared<herald::topic_counts>()).actor();
+  herald::msg::registry_actor registry =
+    herald::spawn_topic_registry(sys, std::make_shared<herald::topic_counts>())
+      .actor();
   auto connect = [&](bool with_clock) {
     using handlers_t = herald::websocket_handlers<int>;
     handlers_t h;
@@ -145,13 +147,14 @@ CAF_TEST(a closed connection is released at once) {
     auto handlers = std::make_shared<const handlers_t>(h);
     herald::connection_args args;
     args.transport = std::make_shared<herald::net::fake_transport>();
-    args.hooks = std::make_unique<herald::typed_hooks<int>>(
-      handlers, handlers->options(), 0);
+    args.hooks =
+      std::make_unique<herald::typed_hooks<int>>(handlers, handlers->options(),
+                                                 0);
     args.registry = registry;
     if (with_clock)
       args.idle_clock = clock;
-    auto t = std::static_pointer_cast<herald::net::fake_transport>(
-      args.transport);
+    auto t =
+      std::static_pointer_cast<herald::net::fake_transport>(args.transport);
     auto addr = herald::spawn_connection(sys, std::move(args)).address();
     sched.run();
     t->feed(herald::net::client_close(1000, "bye"));

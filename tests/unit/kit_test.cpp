@@ -12,8 +12,8 @@
 #include <herald/actors/testing.hpp>
 
 #include <algorithm>
-#include <optional>
 #include <chrono>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -39,12 +39,13 @@ struct nobody {};
 
 herald::websocket_handlers<nobody> echo_app() {
   return {
-    .message = [](herald::socket<nobody>& ws, herald::message m) {
-      if (m.is_text())
-        ws.send_text(m.text());
-      else
-        ws.send_binary(m.bytes());
-    },
+    .message =
+      [](herald::socket<nobody>& ws, herald::message m) {
+        if (m.is_text())
+          ws.send_text(m.text());
+        else
+          ws.send_binary(m.bytes());
+      },
   };
 }
 
@@ -71,23 +72,26 @@ void relay(herald::socket<member>& ws, std::string_view room,
 
 herald::websocket_handlers<member> room_app() {
   return {
-    .open = [](herald::socket<member>& ws) {
-      ws.subscribe(ws.data().room);
-      ws.send_text("welcome " + ws.data().name);
-      ws.publish(ws.data().room, ws.data().name + " joined");
-    },
-    .message = [](herald::socket<member>& ws, herald::message m) {
-      if (m.text() == "/quit") {
-        ws.close(4001, "bye " + ws.data().name);
-        return;
-      }
-      relay(ws, ws.data().room, m);
-    },
-    .close = [](herald::socket<member>& ws, int code, std::string_view why) {
-      ws.data().close_code = code;
-      ws.data().close_reason = why;
-      ws.publish(ws.data().room, ws.data().name + " left");
-    },
+    .open =
+      [](herald::socket<member>& ws) {
+        ws.subscribe(ws.data().room);
+        ws.send_text("welcome " + ws.data().name);
+        ws.publish(ws.data().room, ws.data().name + " joined");
+      },
+    .message =
+      [](herald::socket<member>& ws, herald::message m) {
+        if (m.text() == "/quit") {
+          ws.close(4001, "bye " + ws.data().name);
+          return;
+        }
+        relay(ws, ws.data().room, m);
+      },
+    .close =
+      [](herald::socket<member>& ws, int code, std::string_view why) {
+        ws.data().close_code = code;
+        ws.data().close_reason = why;
+        ws.publish(ws.data().room, ws.data().name + " left");
+      },
   };
 }
 
@@ -212,8 +216,8 @@ CAF_TEST(a throwing handler closes only its connection with 1011) {
   c.send_text("x");
   run();
   CAF_CHECK_EQUAL(error, "boom");
-  CAF_CHECK_EQUAL(c.take(),
-                  std::vector<frame_event>{close_frame(1011, "internal error")});
+  CAF_CHECK_EQUAL(c.take(), std::vector<frame_event>{
+                              close_frame(1011, "internal error")});
   CAF_CHECK(!other.closed());
 }
 
@@ -294,8 +298,8 @@ CAF_TEST(client options reach the handlers and counters follow) {
                  + std::string{ws.protocol()});
   };
   set_handlers(h);
-  auto& c = connect(nobody{}, {.remote_address = "10.1.2.3:4567",
-                               .protocol = "chat.v2"});
+  auto& c = connect(nobody{},
+                    {.remote_address = "10.1.2.3:4567", .protocol = "chat.v2"});
   CAF_CHECK_EQUAL(c.texts(), strings{"10.1.2.3:4567 10.1.2.3 chat.v2"});
   c.send_text("one");
   c.send_text("two");
@@ -305,23 +309,22 @@ CAF_TEST(client options reach the handlers and counters follow) {
   CAF_CHECK_EQUAL(open_connections(), 1u);
 }
 
-CAF_TEST(permessage-deflate is negotiated and used as by the server) {
+CAF_TEST(permessage - deflate is negotiated and used as by the server) {
   auto h = handlers();
   h.per_message_deflate.enabled = true;
   h.message = [](herald::socket<nobody>& ws, herald::message m) {
     ws.send_text(m.text(), true); // compress when agreed and worth it
   };
   set_handlers(h);
-  auto& zipped = connect(nobody{},
-                         {.extensions = std::string{
-                            herald::testing::browser_deflate_offer}});
+  auto& zipped = connect(nobody{}, {.extensions = std::string{
+                                      herald::testing::browser_deflate_offer}});
   auto& plain = connect();
   CAF_CHECK(zipped.deflate().has_value());
   CAF_CHECK(!plain.deflate().has_value());
   std::string long_text(200, 'a');
   for (auto* c : {&zipped, &plain}) {
     c->send_text(long_text);
-    c->send_text("short");             // under the threshold
+    c->send_text("short");               // under the threshold
     c->send_text(long_text + "!", true); // the client compresses too
   }
   run();
@@ -347,9 +350,8 @@ CAF_TEST(a compressed server publish is compressed only where agreed) {
   h.per_message_deflate.enabled = true;
   h.open = [](herald::socket<nobody>& ws) { ws.subscribe("news"); };
   set_handlers(h);
-  auto& zipped = connect(nobody{},
-                         {.extensions = std::string{
-                            herald::testing::browser_deflate_offer}});
+  auto& zipped = connect(nobody{}, {.extensions = std::string{
+                                      herald::testing::browser_deflate_offer}});
   auto& plain = connect();
   std::string story(500, 'n');
   CAF_CHECK_GREATER(publish("news", story, true), 0);
@@ -479,7 +481,8 @@ CAF_TEST(server publish reaches every subscriber and needs subscribers) {
   CAF_CHECK_EQUAL(bob.take(), std::vector<frame_event>{text_frame("news")});
 }
 
-CAF_TEST(a plain actor subscribed with herald::subscribe gets a publish made before the registry saw it) {
+CAF_TEST(a plain actor subscribed with herald::subscribe gets a publish made
+           before the registry saw it) {
   // An application actor (not a connection) joins through the free
   // function; a server publish right after it, with nothing run in
   // between, must not be dropped as "no subscribers".
@@ -585,14 +588,14 @@ CAF_TEST(fetch upgrades with the data it chose) {
                                  {{"Sec-WebSocket-Protocol", "x, room.v1"}},
                                  "10.0.0.9:999"));
   CAF_REQUIRE(p.client != nullptr);
-  CAF_CHECK_EQUAL(p.headers, (herald::header_list{
-                               {"Sec-WebSocket-Protocol", "room.v1"}}));
+  CAF_CHECK_EQUAL(p.headers,
+                  (herald::header_list{{"Sec-WebSocket-Protocol", "room.v1"}}));
   CAF_CHECK_EQUAL(p.client->transport().remote_address(), "10.0.0.9:999");
   CAF_CHECK(!p.client->deflate());
   CAF_CHECK_EQUAL(r.client->texts(), (strings{"welcome ann", "bob joined"}));
 }
 
-CAF_TEST(fetch negotiates permessage-deflate as the server does) {
+CAF_TEST(fetch negotiates permessage - deflate as the server does) {
   auto h = handlers();
   h.per_message_deflate.enabled = true;
   set_handlers(h);
@@ -621,23 +624,25 @@ CAF_TEST(fetch answers like the server when there is no upgrade) {
   CAF_CHECK_EQUAL(fetch(room_fetch, http_request("GET", "/room?name=a")).body,
                   "upgrade expected\n");
   // A broken upgrade gets the handshake's answer whatever fetch returns.
-  auto old = fetch(room_fetch,
-                   herald::testing::http_request(
-                     "GET", "/room?name=a",
-                     {{"Host", "localhost"},
-                      {"Upgrade", "websocket"},
-                      {"Connection", "Upgrade"},
-                      {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
-                      {"Sec-WebSocket-Version", "8"}}));
+  auto old =
+    fetch(room_fetch,
+          herald::testing::http_request("GET", "/room?name=a",
+                                        {{"Host", "localhost"},
+                                         {"Upgrade", "websocket"},
+                                         {"Connection", "Upgrade"},
+                                         {"Sec-WebSocket-Key",
+                                          "dGhlIHNhbXBsZSBub25jZQ=="},
+                                         {"Sec-WebSocket-Version", "8"}}));
   CAF_CHECK_EQUAL(old.status, 426);
-  CAF_CHECK_EQUAL(old.headers, (herald::header_list{
-                                 {"Sec-WebSocket-Version", "13"}}));
-  auto no_key = fetch(room_fetch, herald::testing::http_request(
-                                    "GET", "/room?name=a",
-                                    {{"Host", "localhost"},
-                                     {"Upgrade", "websocket"},
-                                     {"Connection", "Upgrade"},
-                                     {"Sec-WebSocket-Version", "13"}}));
+  CAF_CHECK_EQUAL(old.headers,
+                  (herald::header_list{{"Sec-WebSocket-Version", "13"}}));
+  auto no_key =
+    fetch(room_fetch,
+          herald::testing::http_request("GET", "/room?name=a",
+                                        {{"Host", "localhost"},
+                                         {"Upgrade", "websocket"},
+                                         {"Connection", "Upgrade"},
+                                         {"Sec-WebSocket-Version", "13"}}));
   CAF_CHECK_EQUAL(no_key.status, 400);
   CAF_CHECK_EQUAL(no_key.body, "missing or invalid Sec-WebSocket-Key\n");
   CAF_CHECK_EQUAL(topic_count(), 0u);
@@ -646,8 +651,8 @@ CAF_TEST(fetch answers like the server when there is no upgrade) {
 CAF_TEST(fetch publishes through its server) {
   auto& ann = connect({"ann"});
   ann.take();
-  auto say = [](herald::request& req, herald::server<member>& srv)
-    -> herald::fetch_result {
+  auto say = [](herald::request& req,
+                herald::server<member>& srv) -> herald::fetch_result {
     auto n = srv.subscriber_count("lobby");
     srv.publish("lobby", req.body());
     return herald::response{200, std::to_string(n)};
@@ -672,9 +677,9 @@ using approve_atom = caf::atom_constant<caf::atom("approve")>;
 
 // An auth service as an actor: names on its list are upgraded, others get
 // 403. It answers when told to (approve_atom), as a slow service would.
-caf::behavior auth_actor(caf::stateful_actor<std::vector<deferred_member>>*
-                           self,
-                         strings allowed) {
+caf::behavior
+auth_actor(caf::stateful_actor<std::vector<deferred_member>>* self,
+           strings allowed) {
   return {
     [=](deferred_member& d) { self->state.push_back(std::move(d)); },
     [=](approve_atom) {
@@ -703,9 +708,11 @@ struct deferred_fixture : herald::testing::fixture<member> {
   }
   template <class... Ts>
   herald::testing::fetch_outcome<member> ask(Ts&&... xs) {
-    return fetch([this](herald::request& req, herald::server<member>& srv) {
-      return via_auth(req, srv);
-    }, std::forward<Ts>(xs)...);
+    return fetch(
+      [this](herald::request& req, herald::server<member>& srv) {
+        return via_auth(req, srv);
+      },
+      std::forward<Ts>(xs)...);
   }
   caf::actor auth;
 };
@@ -745,17 +752,18 @@ CAF_TEST(a deferred request can be refused over HTTP) {
   CAF_CHECK_EQUAL(open_connections(), 0u);
 }
 
-CAF_TEST(a client that leaves while pending makes answers no-ops) {
+CAF_TEST(a client that leaves while pending makes answers no - ops) {
   std::vector<deferred_member> kept;
-  auto keep = [&](herald::request& req, herald::server<member>& srv)
-    -> herald::fetch_result {
+  auto keep = [&](herald::request& req,
+                  herald::server<member>& srv) -> herald::fetch_result {
     kept.push_back(srv.defer(req));
     return herald::deferred;
   };
   auto r = fetch(keep, upgrade_request("/room?name=ann"));
   CAF_REQUIRE_EQUAL(kept.size(), 1u);
   CAF_CHECK(kept[0].pending());
-  CAF_CHECK_EQUAL(kept[0].req().query("name"), std::optional<std::string>{"ann"});
+  CAF_CHECK_EQUAL(kept[0].req().query("name"),
+                  std::optional<std::string>{"ann"});
   hang_up(r);
   CAF_CHECK(!kept[0].pending());
   CAF_CHECK(kept[0].gone());
@@ -766,7 +774,8 @@ CAF_TEST(a client that leaves while pending makes answers no-ops) {
   CAF_CHECK_EQUAL(pending_requests(), 0u);
 }
 
-CAF_TEST(an unanswered request times out with 503 and a late answer is a no-op) {
+CAF_TEST(an unanswered request times out with 503
+         and a late answer is a no - op) {
   auto r = ask(http_request("GET", "/room?name=ann"));
   auto late = time_out(r);
   CAF_CHECK_EQUAL(late.status, 503);
@@ -778,8 +787,8 @@ CAF_TEST(an unanswered request times out with 503 and a late answer is a no-op) 
 
 CAF_TEST(a deferred plain request is not upgraded and answers twice only once) {
   std::vector<deferred_member> kept;
-  auto keep = [&](herald::request& req, herald::server<member>& srv)
-    -> herald::fetch_result {
+  auto keep = [&](herald::request& req,
+                  herald::server<member>& srv) -> herald::fetch_result {
     kept.push_back(srv.defer(req));
     return herald::deferred;
   };
@@ -814,8 +823,8 @@ CAF_TEST(deferred without defer and defer without deferred) {
   CAF_CHECK_EQUAL(bad.status, 500);
   deferred_member kept;
   auto changed_mind = fetch(
-    [&](herald::request& req, herald::server<member>& srv)
-      -> herald::fetch_result {
+    [&](herald::request& req,
+        herald::server<member>& srv) -> herald::fetch_result {
       kept = srv.defer(req);
       return herald::response{200, "at once"};
     },
@@ -876,8 +885,9 @@ CAF_TEST(handlers reach their server) {
   bob.send_binary("\x01\x02");
   bob.send_text("hi");
   run();
-  CAF_CHECK_EQUAL(ann.take(), (std::vector<frame_event>{
-                                binary_frame("\x01\x02"), text_frame("hi")}));
+  CAF_CHECK_EQUAL(ann.take(),
+                  (std::vector<frame_event>{binary_frame("\x01\x02"),
+                                            text_frame("hi")}));
   // bob: its own publish (the server excludes nobody) and its echo.
   CAF_CHECK_EQUAL(bob.take_messages().size(), 4u);
   CAF_CHECK_EQUAL(server_handle().subscriber_count("lobby"), 2u);
@@ -891,8 +901,7 @@ CAF_TEST(open counts its own subscription as subscriberCount does in Bun) {
   auto online = [](herald::socket<member>& ws) {
     auto srv = ws.server();
     auto& room = ws.data().room;
-    srv.publish(room,
-                std::to_string(srv.subscriber_count(room)) + " online");
+    srv.publish(room, std::to_string(srv.subscriber_count(room)) + " online");
   };
   h.open = [=](herald::socket<member>& ws) {
     ws.subscribe(ws.data().room);
@@ -905,22 +914,19 @@ CAF_TEST(open counts its own subscription as subscriberCount does in Bun) {
   };
   herald::testing::fixture<member> f{std::move(h)};
   auto& ann = f.connect({"ann"});
-  CAF_CHECK_EQUAL(ann.take(),
-                  std::vector<frame_event>{text_frame("1 online")});
+  CAF_CHECK_EQUAL(ann.take(), std::vector<frame_event>{text_frame("1 online")});
   auto& bob = f.connect({"bob"});
   auto& cid = f.connect({"cid"});
   CAF_CHECK_EQUAL(ann.take(),
                   (std::vector<frame_event>{text_frame("2 online"),
-                                             text_frame("3 online")}));
+                                            text_frame("3 online")}));
   CAF_CHECK_EQUAL(bob.take(),
                   (std::vector<frame_event>{text_frame("2 online"),
-                                             text_frame("3 online")}));
-  CAF_CHECK_EQUAL(cid.take(),
-                  std::vector<frame_event>{text_frame("3 online")});
+                                            text_frame("3 online")}));
+  CAF_CHECK_EQUAL(cid.take(), std::vector<frame_event>{text_frame("3 online")});
   bob.send_text("leave");
   f.run();
-  CAF_CHECK_EQUAL(ann.take(),
-                  std::vector<frame_event>{text_frame("2 online")});
+  CAF_CHECK_EQUAL(ann.take(), std::vector<frame_event>{text_frame("2 online")});
   CAF_CHECK(bob.take().empty());
   CAF_CHECK_EQUAL(f.subscriber_count("lobby"), 2u);
   // A vanished member is taken off once, by the registry.
@@ -1009,8 +1015,9 @@ herald::websocket_handlers<member> room_app_binary_as_text() {
 // Bug: relays messages in the wrong order (queues two, sends newest first).
 herald::websocket_handlers<member> room_app_reordering() {
   auto h = room_app();
-  h.message = [held = std::make_shared<std::string>()](
-                herald::socket<member>& ws, herald::message m) {
+  h.message = [held =
+                 std::make_shared<std::string>()](herald::socket<member>& ws,
+                                                  herald::message m) {
     auto line = ws.data().name + ": " + std::string{m.text()};
     if (held->empty()) {
       *held = line;

@@ -29,8 +29,7 @@ fake_bridge(herald::msg::bridge_actor::pointer, log_ptr log) {
     },
     [log](caf::publish_atom, const std::string& t,
           const herald::msg::publication& p) {
-      log->push_back("publish " + t + " "
-                     + std::string{p.frame->payload_view()}
+      log->push_back("publish " + t + " " + std::string{p.frame->payload_view()}
                      + (p.exclude ? " excluding" : ""));
     },
     [](herald::msg::flush_atom) {},
@@ -49,10 +48,10 @@ caf::behavior recorder(caf::event_based_actor* self, log_ptr log) {
 }
 
 struct fixture : test_coordinator_fixture<> {
-  std::shared_ptr<herald::topic_counts> counts
-    = std::make_shared<herald::topic_counts>();
-  herald::msg::registry_actor registry
-    = herald::spawn_topic_registry(sys, counts).actor();
+  std::shared_ptr<herald::topic_counts> counts =
+    std::make_shared<herald::topic_counts>();
+  herald::msg::registry_actor registry =
+    herald::spawn_topic_registry(sys, counts).actor();
   log_ptr bridge_log = std::make_shared<std::vector<std::string>>();
   herald::msg::bridge_actor bridge = sys.spawn(fake_bridge, bridge_log);
 
@@ -156,8 +155,8 @@ CAF_TEST(envelopes keep kind flags origin and every byte) {
   std::vector<std::byte> payload;
   for (int i = 0; i < 256; ++i)
     payload.push_back(static_cast<std::byte>(i));
-  auto enc = herald::redis_envelope::encode(0x0102030405060708ull, true, true,
-                                            payload);
+  auto enc =
+    herald::redis_envelope::encode(0x0102030405060708ull, true, true, payload);
   CAF_CHECK_EQUAL(enc.size(), herald::redis_envelope::header_size + 256);
   auto dec = herald::redis_envelope::decode(
     {reinterpret_cast<const std::byte*>(enc.data()), enc.size()});

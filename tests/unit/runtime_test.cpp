@@ -69,7 +69,8 @@ std::pair<long, long> fragment_and_wait(std::chrono::milliseconds release_check,
   herald::runtime rt{opts};
   auto low = resident_kib();
   auto deadline = std::chrono::steady_clock::now() + limit;
-  while (low > before - 16 * 1024 && std::chrono::steady_clock::now() < deadline) {
+  while (low > before - 16 * 1024
+         && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(20ms);
     low = std::min(low, resident_kib());
   }

@@ -29,8 +29,8 @@ caf::behavior recorder(caf::event_based_actor*, inbox box) {
 }
 
 struct fixture : test_coordinator_fixture<> {
-  std::shared_ptr<herald::topic_counts> counts
-    = std::make_shared<herald::topic_counts>();
+  std::shared_ptr<herald::topic_counts> counts =
+    std::make_shared<herald::topic_counts>();
   herald::topic_registry handle = herald::spawn_topic_registry(sys, counts);
   herald::msg::registry_actor registry = handle.actor();
 
@@ -56,8 +56,9 @@ struct fixture : test_coordinator_fixture<> {
     auto t = std::make_shared<fake_transport>();
     herald::connection_args args;
     args.transport = t;
-    args.hooks = std::make_unique<herald::typed_hooks<int>>(
-      handlers, handlers->options(), 0);
+    args.hooks =
+      std::make_unique<herald::typed_hooks<int>>(handlers, handlers->options(),
+                                                 0);
     args.registry = registry;
     args.counts = counts;
     last = herald::spawn_connection(sys, std::move(args));
@@ -81,8 +82,9 @@ struct fixture : test_coordinator_fixture<> {
   void queue_publish(const std::string& topic, std::string_view text,
                      caf::actor_addr exclude = {}) {
     self->send(registry, caf::publish_atom::value, topic,
-               herald::msg::publication{
-                 herald::net::make_frame(opcode::text, text), exclude});
+               herald::msg::publication{herald::net::make_frame(opcode::text,
+                                                                text),
+                                        exclude});
   }
 
   static std::vector<std::string> texts(fake_transport& t) {
@@ -95,8 +97,9 @@ struct fixture : test_coordinator_fixture<> {
   void publish(const std::string& topic, std::string_view text,
                caf::actor_addr exclude = {}) {
     self->send(registry, caf::publish_atom::value, topic,
-               herald::msg::publication{
-                 herald::net::make_frame(opcode::text, text), exclude});
+               herald::msg::publication{herald::net::make_frame(opcode::text,
+                                                                text),
+                                        exclude});
     sched.run();
   }
 };
@@ -122,13 +125,15 @@ CAF_TEST(publish excludes the sender when asked) {
   std::vector<std::string> seen_by_b;
   auto make = [&](std::vector<std::string>& seen) {
     // (An unused argument: CAF 0.17 trips UBSan on argument-less lambdas.)
-    return sys.spawn([&seen](caf::event_based_actor* self, int) -> caf::behavior {
-      return {[&seen, self](const herald::msg::delivery& d) {
-        d.each(self->address(), [&](const herald::msg::topic_message& m) {
-          seen.emplace_back(m.text());
-        });
-      }};
-    }, 0);
+    return sys.spawn(
+      [&seen](caf::event_based_actor* self, int) -> caf::behavior {
+        return {[&seen, self](const herald::msg::delivery& d) {
+          d.each(self->address(), [&](const herald::msg::topic_message& m) {
+            seen.emplace_back(m.text());
+          });
+        }};
+      },
+      0);
   };
   auto a = make(seen_by_a);
   auto b = make(seen_by_b);
@@ -143,10 +148,11 @@ CAF_TEST(publish excludes the sender when asked) {
 
 CAF_TEST(a burst of publishes reaches each subscriber as one delivery) {
   auto deliveries = std::make_shared<int>(0);
-  auto counter = sys.spawn([deliveries](caf::event_based_actor*, int)
-                             -> caf::behavior {
-    return {[deliveries](const herald::msg::delivery&) { ++*deliveries; }};
-  }, 0);
+  auto counter = sys.spawn(
+    [deliveries](caf::event_based_actor*, int) -> caf::behavior {
+      return {[deliveries](const herald::msg::delivery&) { ++*deliveries; }};
+    },
+    0);
   subscribe("room", counter);
   for (int i = 0; i < 50; ++i)
     self->send(registry, caf::publish_atom::value, std::string{"room"},
@@ -158,23 +164,25 @@ CAF_TEST(a burst of publishes reaches each subscriber as one delivery) {
 }
 
 CAF_TEST(a big topic lingers and sends what came meanwhile as one delivery) {
-  auto lingering = herald::spawn_topic_registry(
-    sys, std::make_shared<herald::topic_counts>(),
-    {.linger = std::chrono::milliseconds{20}, .linger_min_subscribers = 2})
-                     .actor();
+  auto lingering =
+    herald::spawn_topic_registry(sys, std::make_shared<herald::topic_counts>(),
+                                 {.linger = std::chrono::milliseconds{20},
+                                  .linger_min_subscribers = 2})
+      .actor();
   auto deliveries = std::make_shared<std::vector<std::string>>();
   auto sub = [&](const std::string& topic) {
     // An argument, as above: CAF 0.17 spawns argument-less functions
     // through a null tuple (UBSan reports it).
-    auto a = sys.spawn([deliveries](caf::event_based_actor*,
-                                    int) -> caf::behavior {
-      return {[deliveries](const herald::msg::delivery& d) {
-        std::string s = *d.topic + ":";
-        for (auto& m : d.messages)
-          s += std::string{m.text()};
-        deliveries->push_back(s);
-      }};
-    }, 0);
+    auto a = sys.spawn(
+      [deliveries](caf::event_based_actor*, int) -> caf::behavior {
+        return {[deliveries](const herald::msg::delivery& d) {
+          std::string s = *d.topic + ":";
+          for (auto& m : d.messages)
+            s += std::string{m.text()};
+          deliveries->push_back(s);
+        }};
+      },
+      0);
     self->send(lingering, caf::subscribe_atom::value, topic, a);
     sched.run();
     return a;
@@ -184,8 +192,9 @@ CAF_TEST(a big topic lingers and sends what came meanwhile as one delivery) {
   auto s1 = sub("small");
   auto publish = [&](const std::string& topic, std::string text) {
     self->send(lingering, caf::publish_atom::value, topic,
-               herald::msg::publication{
-                 herald::net::make_frame(opcode::text, text), {}});
+               herald::msg::publication{herald::net::make_frame(opcode::text,
+                                                                text),
+                                        {}});
     sched.run();
   };
   publish("big", "a");
@@ -219,7 +228,8 @@ CAF_TEST(messages from one publisher arrive in order) {
     CAF_CHECK_EQUAL((*abox)[i], "room:" + std::to_string(i));
 }
 
-CAF_TEST(a subscriber gets what reaches the topic between its subscribe and unsubscribe) {
+CAF_TEST(a subscriber gets what reaches the topic between its
+           subscribe and unsubscribe) {
   auto [a, abox] = make_recorder();
   auto [b, bbox] = make_recorder();
   subscribe("room", a);
@@ -445,7 +455,8 @@ CAF_TEST(a subscription on its way keeps a topic from looking empty) {
   CAF_CHECK(!counts->may_have_subscribers("elsewhere"));
 }
 
-CAF_TEST(herald::subscribe counts a plain actor while its subscription travels) {
+CAF_TEST(
+  herald::subscribe counts a plain actor while its subscription travels) {
   auto [a, box] = make_recorder();
   CAF_CHECK(!counts->may_have_subscribers("room"));
   herald::subscribe(handle, "room", a);

@@ -53,8 +53,7 @@ CAF_TEST(the send buffer option bounds the kernel buffer of the socket) {
   int fd = server.native_handle();
   herald::net::tcp_transport_options opts;
   opts.send_buffer = 65536;
-  auto t = herald::net::make_tcp_transport(std::move(server), "test", {},
-                                           opts);
+  auto t = herald::net::make_tcp_transport(std::move(server), "test", {}, opts);
   // Linux doubles the value for its bookkeeping.
   CAF_CHECK_EQUAL(send_buffer(fd), 2 * 65536);
   t->close(false);
@@ -64,8 +63,7 @@ CAF_TEST(the send buffer option bounds the kernel buffer of the socket) {
 CAF_TEST(a backlog over the bound leaves in full and in order) {
   herald::net::tcp_transport_options opts;
   opts.send_buffer = 16384;
-  auto t = herald::net::make_tcp_transport(std::move(server), "test", {},
-                                           opts);
+  auto t = herald::net::make_tcp_transport(std::move(server), "test", {}, opts);
   // 4 MiB the peer does not read yet: the kernel takes its buffers' worth,
   // the transport keeps the rest.
   std::vector<std::byte> data(4u << 20);

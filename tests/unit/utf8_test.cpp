@@ -58,18 +58,19 @@ const std::vector<std::string> valid_inputs = {
   "a",
   "hello, world! this is plain ASCII text longer than 8 bytes",
   "\x7F",
-  "\xC2\x80",                 // U+0080, smallest 2-byte
-  "\xC3\xA9",                 // U+00E9
-  "\xDF\xBF",                 // U+07FF, largest 2-byte
-  "\xE0\xA0\x80",             // U+0800, smallest 3-byte
-  "\xE2\x82\xAC",             // U+20AC
-  "\xED\x9F\xBF",             // U+D7FF, just below the surrogates
-  "\xEE\x80\x80",             // U+E000, just above the surrogates
-  "\xEF\xBF\xBF",             // U+FFFF
-  "\xF0\x90\x80\x80",         // U+10000, smallest 4-byte
-  "\xF0\x9F\x98\x80",         // U+1F600
-  "\xF4\x8F\xBF\xBF",         // U+10FFFF, the largest code point
-  "abcdefgh\xC3\xA9ijklmnop\xE2\x82\xAC" "qrstuvwx\xF0\x9F\x98\x80yz",
+  "\xC2\x80",         // U+0080, smallest 2-byte
+  "\xC3\xA9",         // U+00E9
+  "\xDF\xBF",         // U+07FF, largest 2-byte
+  "\xE0\xA0\x80",     // U+0800, smallest 3-byte
+  "\xE2\x82\xAC",     // U+20AC
+  "\xED\x9F\xBF",     // U+D7FF, just below the surrogates
+  "\xEE\x80\x80",     // U+E000, just above the surrogates
+  "\xEF\xBF\xBF",     // U+FFFF
+  "\xF0\x90\x80\x80", // U+10000, smallest 4-byte
+  "\xF0\x9F\x98\x80", // U+1F600
+  "\xF4\x8F\xBF\xBF", // U+10FFFF, the largest code point
+  "abcdefgh\xC3\xA9ijklmnop\xE2\x82\xAC"
+  "qrstuvwx\xF0\x9F\x98\x80yz",
 };
 
 } // namespace
@@ -103,11 +104,13 @@ CAF_TEST(invalid sequences are rejected) {
     "\xFC\x84\x80\x80\x80\x80",
     "\xFE",
     "\xFF",
-    "\xC3",             // truncated sequences
+    "\xC3", // truncated sequences
     "\xE2\x82",
     "\xF0\x9F\x98",
-    "\xC3" "a",         // a lead byte followed by ASCII
-    "\xE2\x82" "a",
+    "\xC3"
+    "a", // a lead byte followed by ASCII
+    "\xE2\x82"
+    "a",
     "abcdefghijklmnop\xED\xA0\x80qrstuvwx", // bad byte after the fast path
   };
   for (auto& s : invalid) {
@@ -132,15 +135,15 @@ CAF_TEST(invalid sequences are rejected) {
 CAF_TEST(the verdict does not depend on how the input is split) {
   std::vector<std::string> inputs = valid_inputs;
   inputs.insert(inputs.end(), {
-    std::string{"ab\xC0\x80yz", 6},
-    std::string{"\xE0\x80\x80", 3},
-    "x\xED\xA0\x80y",
-    "\xF4\x90\x80\x80",
-    "abc\x80",
-    "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xFF",
-    "\xE2\x82",
-    "abcdefghij\xF0\x9F\x98",
-  });
+                                std::string{"ab\xC0\x80yz", 6},
+                                std::string{"\xE0\x80\x80", 3},
+                                "x\xED\xA0\x80y",
+                                "\xF4\x90\x80\x80",
+                                "abc\x80",
+                                "\xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80\xFF",
+                                "\xE2\x82",
+                                "abcdefghij\xF0\x9F\x98",
+                              });
   for (auto& s : inputs) {
     auto expected = valid_utf8(s);
     CAF_CHECK_EQUAL(bytewise(s), expected);
@@ -152,8 +155,8 @@ CAF_TEST(the verdict does not depend on how the input is split) {
 }
 
 CAF_TEST(a truncated sequence feeds fine but is not complete) {
-  for (std::string_view s : {"\xC3", "\xE2\x82", "\xF0\x9F\x98",
-                             "abc\xF0", "\xC3\xA9\xE2"}) {
+  for (std::string_view s :
+       {"\xC3", "\xE2\x82", "\xF0\x9F\x98", "abc\xF0", "\xC3\xA9\xE2"}) {
     utf8_validator v;
     CAF_CHECK(v.feed(bytes(s)));
     CAF_CHECK(!v.complete());
@@ -174,7 +177,9 @@ CAF_TEST(errors are reported at the chunk holding the first bad byte) {
   CAF_CHECK_EQUAL(first_failing_byte("ab\xE0\x9F\xBF"), 3u);
   CAF_CHECK_EQUAL(first_failing_byte("\xED\xA0\x80"), 1u);
   CAF_CHECK_EQUAL(first_failing_byte("\xF4\x90\x80\x80"), 1u);
-  CAF_CHECK_EQUAL(first_failing_byte("\xF0\x9F\x98" "a"), 3u);
+  CAF_CHECK_EQUAL(first_failing_byte("\xF0\x9F\x98"
+                                     "a"),
+                  3u);
   CAF_CHECK_EQUAL(first_failing_byte("\xC3\xA9\x80"), 2u);
   CAF_CHECK_EQUAL(first_failing_byte("abcdefghijklmnop\xF5"), 16u);
   CAF_CHECK_EQUAL(first_failing_byte("\xC3\xA9\xE2\x82\xAC"),

@@ -60,7 +60,7 @@ struct bridge_state {
   std::shared_ptr<net::redis_link> link;
   std::string prefix;
   std::uint64_t node = 0;
-  // Publishes since the last flush: one hop to the I/O thread per burst.
+  // Publishes since the last flush: one hop to loop 0 (the link's) per burst.
   std::vector<net::redis_publication> batch;
   static inline const char* name = "herald.redis_bridge";
 };
@@ -129,7 +129,7 @@ redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
   lo.endpoint = *ep;
   lo.reconnect_min = opts.reconnect_min;
   lo.reconnect_max = std::max(opts.reconnect_max, opts.reconnect_min);
-  // Runs on the I/O thread for every message of a subscribed channel. The
+  // Runs on loop 0 for every message of a subscribed channel. The
   // registry is held weakly: the link may outlive it.
   auto on_message = [reg = caf::actor_cast<caf::actor_addr>(registry),
                      prefix = opts.channel_prefix, node = b.node_id,

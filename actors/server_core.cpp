@@ -60,7 +60,7 @@ caf::behavior stopper(caf::event_based_actor* self, stop_plan plan) {
       caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(st->registry, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(st->idle_clock, caf::exit_reason::user_shutdown);
-    // Waits for the I/O thread; the link holds Asio objects, which must go
+    // Waits for loop 0; the link holds Asio objects, which must go
     // before the I/O loop does.
     if (st->redis)
       st->redis->close();

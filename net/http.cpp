@@ -168,7 +168,7 @@ void deferral::settle(std::unique_lock<std::mutex>& guard) {
   auto wake = std::move(wake_);
   wake_ = nullptr;
   guard.unlock();
-  // Outside the lock: the wake-up posts to the I/O thread.
+  // Outside the lock: the wake-up posts to the request's loop.
   if (wake)
     wake();
 }

@@ -37,7 +37,7 @@ using stream_type = beast::basic_stream<tcp, asio::io_context::executor_type,
                                         beast::unlimited_rate_policy>;
 
 // Deferred requests of one server waiting now (sessions of one listener
-// share it; changed on the I/O thread, read anywhere).
+// share it; changed on their loops, read anywhere).
 using deferred_counter = std::shared_ptr<std::atomic<std::size_t>>;
 using request_parser = http::request_parser<http::string_body>;
 

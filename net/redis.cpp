@@ -6,7 +6,7 @@
 // hiredis's socket (released, never closed: hiredis owns the fd) and two
 // flags. A wanted direction keeps one async_wait pending; when it fires the
 // context handles the event and the wait is re-armed while still wanted.
-// No thread per message, no polling: everything runs on the I/O thread.
+// No thread per message, no polling: everything runs on loop 0.
 //
 // Two connections because a connection in subscriber mode may only
 // (un)subscribe. They live and die together: when either fails, both are
@@ -187,7 +187,7 @@ public:
       done->set_value();
     });
     if (f.wait_for(std::chrono::seconds{5}) != std::future_status::ready)
-      HERALD_LOG(warn, "redis: the I/O thread did not close the link");
+      HERALD_LOG(warn, "redis: loop 0 did not close the link");
   }
 
 private:
@@ -204,7 +204,7 @@ private:
 
   static constexpr auto report_every = std::chrono::minutes{10};
 
-  // Runs `fn` on the I/O thread, in call order.
+  // Runs `fn` on loop 0, in call order.
   template <class F>
   void run(F fn) {
     io_.post([self = shared_from_this(), fn = std::move(fn)]() mutable {
@@ -666,7 +666,7 @@ private:
   redis_message_fn on_message_;
   const std::string scope_; // before every channel name on Redis
   std::atomic<std::thread::id> io_thread_{};
-  // Everything below is touched on the I/O thread only.
+  // Everything below is touched on loop 0 only.
   std::optional<asio::steady_timer> timer_;
   std::optional<asio::steady_timer> ping_timer_;
   bool ping_outstanding_ = false;

@@ -85,9 +85,9 @@ public:
     }
   }
 
-  // Reading starts when the transport is made (on the I/O thread, see
+  // Reading starts when the transport is made (on the socket's loop, see
   // make_tcp_transport): what arrives before the owner exists is kept and
-  // handed over here, so starting costs no hop to the I/O thread.
+  // handed over here, so starting costs no hop to another thread.
   void start(caf::actor owner) override {
     std::lock_guard<std::mutex> guard{mtx_};
     owner_ = std::move(owner);
@@ -102,7 +102,7 @@ public:
     }
   }
 
-  // Called once by make_tcp_transport, on the I/O thread.
+  // Called once by make_tcp_transport, on the socket's loop.
   void begin() {
     if (early_)
       unconsumed_ += early_->bytes.size();
@@ -288,7 +288,7 @@ private:
   }
 
   void deliver(std::vector<std::byte> bytes) {
-    // Called on the I/O thread; owner_ is cleared under the lock on close.
+    // Called on the socket's loop; owner_ is cleared under the lock on close.
     caf::actor owner;
     {
       std::lock_guard<std::mutex> guard{mtx_};
@@ -314,7 +314,7 @@ private:
       before_start().down = std::move(why);
   }
 
-  // -- reading (I/O thread) ---------------------------------------------------
+  // -- reading (the socket's loop) --------------------------------------------
 
   void do_read() {
     if (reading_ || user_paused_ || lingering_ || !sock_.is_open())
@@ -369,7 +369,7 @@ private:
     do_abort();
   }
 
-  // -- writing (I/O thread) ---------------------------------------------------
+  // -- writing (the socket's loop) --------------------------------------------
 
   void arm_write_locked() {
     if (writing_)
@@ -429,7 +429,7 @@ private:
       caf::anon_send(owner_, written_atom::value, std::size_t{0});
   }
 
-  // -- closing (I/O thread) ---------------------------------------------------
+  // -- closing (the socket's loop) --------------------------------------------
 
   void do_shutdown() {
     if (!sock_.is_open() || lingering_)
@@ -518,7 +518,7 @@ private:
   bool closing_ = false;
   bool failed_ = false;
 
-  // I/O thread only.
+  // The socket's loop only.
   bool reading_ = false;
   bool lingering_ = false;
   // Made only when closing: idle connections do not carry a timer.

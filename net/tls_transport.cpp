@@ -32,7 +32,7 @@ constexpr std::size_t record_size = 16u << 10;
 // shared frames, encrypted only as the socket drains.
 constexpr std::size_t batch_limit = 256u << 10;
 
-// Per I/O thread: ciphertext read, plaintext decrypted.
+// Per loop thread: ciphertext read, plaintext decrypted.
 thread_local std::array<std::byte, read_chunk> recv_buf;
 thread_local std::array<std::byte, record_size> plain_buf;
 // Per writing thread: small frames gathered into one record.
@@ -78,7 +78,7 @@ public:
     }
   }
 
-  // Called once by make_tls_transport, on the I/O thread: records that
+  // Called once by make_tls_transport, on the socket's loop: records that
   // came with the request are decrypted first.
   void begin() {
     if (early_)
@@ -300,7 +300,7 @@ private:
       before_start().down = std::move(why);
   }
 
-  // -- reading (I/O thread) ---------------------------------------------------
+  // -- reading (the socket's loop) --------------------------------------------
 
   // Decrypts the engine's input and hands the plaintext on. False when the
   // connection ended (close_notify or a TLS error).
@@ -456,7 +456,7 @@ private:
       caf::anon_send(owner_, written_atom::value, std::size_t{0});
   }
 
-  // -- closing (I/O thread) ---------------------------------------------------
+  // -- closing (the socket's loop) --------------------------------------------
 
   void do_shutdown() {
     if (!sock_.is_open() || lingering_)

@@ -5,28 +5,14 @@
 
 namespace herald {
 
-namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-} // namespace
-
 std::string percent_decode(std::string_view in, bool plus_as_space) {
   std::string out;
   out.reserve(in.size());
   for (std::size_t i = 0; i < in.size(); ++i) {
     auto c = in[i];
     if (c == '%' && i + 2 < in.size()) {
-      auto hi = hex_value(in[i + 1]);
-      auto lo = hex_value(in[i + 2]);
+      auto hi = net::hex_value(in[i + 1]);
+      auto lo = net::hex_value(in[i + 2]);
       if (hi >= 0 && lo >= 0) {
         out += static_cast<char>(hi * 16 + lo);
         i += 2;

@@ -5,31 +5,15 @@
 #include <charconv>
 #include <climits>
 
+#include "herald/net/text.hpp"
+
 namespace herald::net {
 
 namespace {
 
 bool starts_with_nocase(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size())
-    return false;
-  for (std::size_t i = 0; i < prefix.size(); ++i) {
-    auto c = s[i];
-    if (c >= 'A' && c <= 'Z')
-      c = static_cast<char>(c - 'A' + 'a');
-    if (c != prefix[i])
-      return false;
-  }
-  return true;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
+  return s.size() >= prefix.size()
+         && iequals(s.substr(0, prefix.size()), prefix);
 }
 
 std::optional<std::string> percent_decode(std::string_view s) {

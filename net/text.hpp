@@ -1,5 +1,5 @@
-// Small helpers for HTTP header text, shared by the request, the handshake
-// and the permessage-deflate negotiation.
+// Small text helpers, shared by the request, the handshake, the
+// permessage-deflate negotiation and the Redis URL.
 #pragma once
 
 #include <cctype>
@@ -26,6 +26,17 @@ inline std::string_view trim(std::string_view s) noexcept {
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
     s.remove_suffix(1);
   return s;
+}
+
+/// The value of the hex digit `c`, or -1 (percent-encoding).
+inline int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
 }
 
 } // namespace herald::net

@@ -76,14 +76,6 @@ request make_request(request_parser& p, const std::string& remote) {
                  static_cast<int>(msg.version())};
 }
 
-std::string endpoint_string(const stream_socket& s) {
-  boost::system::error_code ec;
-  auto ep = s.remote_endpoint(ec);
-  if (ec)
-    return "?";
-  return ep.address().to_string() + ":" + std::to_string(ep.port());
-}
-
 // What the TLS port answers to a request sent without TLS.
 constexpr std::string_view plain_http_answer =
   "HTTP/1.1 400 Bad Request\r\n"
@@ -262,10 +254,10 @@ private:
 /// One HTTP connection: reads requests until one upgrades or it closes.
 class http_session : public std::enable_shared_from_this<http_session> {
 public:
-  http_session(stream_socket sock, http_limits limits,
+  http_session(stream_socket sock, std::string remote, http_limits limits,
                std::shared_ptr<http_handler> handler, deferred_counter waiting,
                tls_context* tls)
-    : remote_(endpoint_string(sock)), stream_(std::move(sock)), limits_(limits),
+    : remote_(std::move(remote)), stream_(std::move(sock)), limits_(limits),
       handler_(std::move(handler)), waiting_(std::move(waiting)),
       timer_(stream_.get_executor()) {
     if (tls)
@@ -651,7 +643,8 @@ public:
   }
 
   void do_accept() {
-    acceptor_.async_accept(ctx_.get_executor(),
+    // The peer's address comes with the accept (no getpeername later).
+    acceptor_.async_accept(ctx_.get_executor(), peer_,
                            beast::bind_front_handler(&acceptor_loop::on_accept,
                                                      shared_from_this()));
   }
@@ -679,8 +672,10 @@ private:
       return;
     }
     try {
-      std::make_shared<http_session>(std::move(sock), limits_, handler_,
-                                     waiting_, tls_.get())
+      auto remote =
+        peer_.address().to_string() + ":" + std::to_string(peer_.port());
+      std::make_shared<http_session>(std::move(sock), std::move(remote),
+                                     limits_, handler_, waiting_, tls_.get())
         ->run();
     } catch (const std::exception& e) {
       HERALD_LOG(warn, "dropping a connection: " << e.what());
@@ -690,6 +685,7 @@ private:
 
   asio::io_context& ctx_;
   tcp::acceptor acceptor_;
+  tcp::endpoint peer_; // of the accept in flight (one at a time)
   asio::steady_timer retry_;
   http_limits limits_;
   std::shared_ptr<http_handler> handler_;

@@ -48,10 +48,13 @@ run_case() {
   # A log of its own per case: the background child truncates its file only
   # once it runs, so a shared one could still show the last case's port.
   local log="$work/server-${fault:-none}.log"
+  # Made before the child runs: under set -e a sed on a file the child has
+  # not created yet would end this script.
+  : >"$log"
   node "$here/node/server.mjs" "${args[@]}" >"$log" 2>&1 &
   server_pid=$!
   for i in $(seq 1 200); do
-    port="$(sed -n 's|.*ws://[^/]*:\([0-9][0-9]*\)/.*|\1|p' "$log" 2>/dev/null)"
+    port="$(sed -n 's|.*ws://[^/]*:\([0-9][0-9]*\)/.*|\1|p' "$log" 2>/dev/null || true)"
     [ -n "$port" ] && [ "$port" != 0 ] && break
     sleep 0.05
   done

@@ -76,6 +76,17 @@ public:
   /// The message size limit.
   std::size_t max_message() const noexcept { return max_message_; }
 
+  /// The most bytes a compressed message may take on the wire with a limit
+  /// of `max_message`: more than the limit by deflate's overhead on data it
+  /// cannot shrink (stored blocks: about 5 bytes per 16 KiB, zlib's
+  /// deflateBound); its inflated size is held to the limit where it is
+  /// inflated.
+  static constexpr std::size_t
+  max_compressed(std::size_t max_message) noexcept {
+    auto extra = max_message / 4096 + max_message / 16384 + 64;
+    return max_message > SIZE_MAX - extra ? SIZE_MAX : max_message + extra;
+  }
+
   /// Parses `data` (modified in place by unmasking) and reports events.
   /// After a close frame or an error every further byte is ignored.
   void feed(std::span<std::byte> data, parser_events& ev);
@@ -96,15 +107,9 @@ private:
   void unmask(std::byte* p, std::size_t n) noexcept;
   void dispatch_control(std::span<std::byte> payload, parser_events& ev);
   void finish_message(parser_events& ev);
-  // The most bytes a message may take on the wire. A compressed one may
-  // exceed the limit by deflate's overhead on data it cannot shrink (stored
-  // blocks: about 5 bytes per 16 KiB, zlib's deflateBound); its inflated
-  // size is held to the limit where it is inflated.
+  // The most bytes a message may take on the wire.
   std::size_t wire_limit(bool compressed) const noexcept {
-    if (!compressed)
-      return max_message_;
-    auto extra = max_message_ / 4096 + max_message_ / 16384 + 64;
-    return max_message_ > SIZE_MAX - extra ? SIZE_MAX : max_message_ + extra;
+    return compressed ? max_compressed(max_message_) : max_message_;
   }
 
   role role_;

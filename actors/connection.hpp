@@ -175,6 +175,11 @@ private:
   // plain when that is no smaller.
   net::frame_ptr no_context_frame(net::opcode op,
                                   std::span<const std::byte> payload);
+  // Counts a compression in the server's stats.
+  void count_deflated() {
+    if (stats_)
+      stats_->deflated.fetch_add(1, std::memory_order_relaxed);
+  }
   void schedule_flush();
   // Queues a frame (or `frames` joined ones, 0 for bytes that are not a
   // message), keeping a reference to it.

@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
               + ",\"http_requests\":" + std::to_string(st.http_requests)
               + ",\"closes\":{" + closes(st) + "}"
               + ",\"topics\":" + std::to_string(srv.topic_count())
-              + ",\"deflated\":" + std::to_string(herald::net::deflate_count())
+              + ",\"deflated\":" + std::to_string(st.deflated)
               + ",\"cross_node_sent\":" + std::to_string(st.cross_node_sent)
               + ",\"cross_node_received\":"
               + std::to_string(st.cross_node_received)

@@ -260,4 +260,17 @@ void server_core::upgraded(request& req, net::transport_ptr t,
     say_going_away(conn);
 }
 
+namespace detail {
+
+std::shared_ptr<server_base> make_server(runtime& rt, server_config cfg) {
+  return std::make_shared<server_core>(rt, std::move(cfg));
+}
+
+void start_server(server_base& srv, fetch_fn fetch) {
+  // Only make_server makes the servers this is given.
+  static_cast<server_core&>(srv).start(std::move(fetch));
+}
+
+} // namespace detail
+
 } // namespace herald

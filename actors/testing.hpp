@@ -937,17 +937,10 @@ private:
 
   client& attach(std::unique_ptr<connection_hooks> hooks, client_options opts,
                  std::optional<net::deflate_params> deflate) {
-    detail::link_args args;
-    args.hooks =
-      std::make_unique<detail::guarded_hooks>(std::move(hooks), armed_);
-    args.registry = registry_.actor();
-    args.idle_clock = idle_clock_;
-    args.counts = counts_;
-    args.stats = stats_;
-    args.protocol = opts.protocol;
-    args.remote_address = opts.remote_address;
-    args.deflate = deflate;
-    auto l = std::make_unique<detail::link>(this->sys, std::move(args));
+    auto l = std::make_unique<detail::link>(
+      this->sys, detail::shared_parts{registry_, stats_, idle_clock_},
+      std::make_unique<detail::guarded_hooks>(std::move(hooks), armed_),
+      opts.protocol, opts.remote_address, deflate);
     clients_.push_back(
       std::make_unique<client>(std::move(l), std::move(opts), deflate));
     auto& c = *clients_.back();

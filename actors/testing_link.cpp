@@ -14,19 +14,22 @@ connection_core& core_of(const caf::actor& a) {
 
 } // namespace
 
-link::link(caf::actor_system& sys, link_args args)
+link::link(caf::actor_system& sys, const shared_parts& parts,
+           std::unique_ptr<connection_hooks> hooks, std::string protocol,
+           std::string remote_address,
+           std::optional<net::deflate_params> deflate)
   : t_(std::make_shared<net::fake_transport>()) {
-  t_->set_remote_address(std::move(args.remote_address));
-  connection_args ca;
-  ca.transport = t_;
-  ca.hooks = std::move(args.hooks);
-  ca.registry = std::move(args.registry);
-  ca.idle_clock = std::move(args.idle_clock);
-  ca.counts = std::move(args.counts);
-  ca.stats = std::move(args.stats);
-  ca.protocol = std::move(args.protocol);
-  ca.deflate = args.deflate;
-  actor_ = spawn_connection(sys, std::move(ca));
+  t_->set_remote_address(std::move(remote_address));
+  connection_args args;
+  args.transport = t_;
+  args.hooks = std::move(hooks);
+  args.registry = parts.registry.actor();
+  args.counts = parts.registry.counts();
+  args.stats = parts.stats;
+  args.idle_clock = parts.idle_clock;
+  args.protocol = std::move(protocol);
+  args.deflate = deflate;
+  actor_ = spawn_connection(sys, std::move(args));
 }
 
 link::~link() = default;

@@ -27,31 +27,25 @@ class fake_transport;
 
 namespace herald::testing::detail {
 
-/// What a fake connection starts with (as a server's connection does).
-struct link_args {
-  /// The user's handlers and data.
-  std::unique_ptr<connection_hooks> hooks;
-  /// The topic registry and its counts.
-  msg::registry_actor registry;
-  /// The registry's subscriber counts.
-  std::shared_ptr<topic_counts> counts;
+/// What the fake connections of a fixture share, as a server's do.
+struct shared_parts {
+  /// The topic registry (with its counts).
+  topic_registry registry;
   /// The server counters.
   std::shared_ptr<server_stats> stats;
   /// The idle clock (see spawn_idle_clock).
   msg::idle_clock_actor idle_clock;
-  /// The subprotocol chosen at upgrade.
-  std::string protocol;
-  /// The peer's "ip:port".
-  std::string remote_address;
-  /// permessage-deflate, when agreed.
-  std::optional<net::deflate_params> deflate;
 };
 
 /// A connection actor on a fake transport.
 class link {
 public:
-  /// Spawns the connection actor on `sys`.
-  link(caf::actor_system& sys, link_args args);
+  /// Spawns the connection actor on `sys`, with `hooks`, the subprotocol
+  /// chosen at upgrade, the peer's "ip:port" and permessage-deflate when
+  /// agreed.
+  link(caf::actor_system& sys, const shared_parts& parts,
+       std::unique_ptr<connection_hooks> hooks, std::string protocol,
+       std::string remote_address, std::optional<net::deflate_params> deflate);
   ~link();
   link(const link&) = delete;
   link& operator=(const link&) = delete;

@@ -99,15 +99,33 @@ void connection_list::add(connection_core* c) {
 }
 
 void connection_list::remove(connection_core* c) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  if (c->prev_)
-    c->prev_->next_ = c->next_;
-  else
-    head_ = c->next_;
-  if (c->next_)
-    c->next_->prev_ = c->prev_;
-  c->prev_ = c->next_ = nullptr;
-  --size_;
+  std::function<void()> fn;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (c->prev_)
+      c->prev_->next_ = c->next_;
+    else
+      head_ = c->next_;
+    if (c->next_)
+      c->next_->prev_ = c->prev_;
+    c->prev_ = c->next_ = nullptr;
+    if (--size_ == 0)
+      fn.swap(on_empty_);
+  }
+  if (fn)
+    fn();
+}
+
+void connection_list::when_empty(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (size_ > 0) {
+      on_empty_ = std::move(fn);
+      return;
+    }
+  }
+  if (fn)
+    fn();
 }
 
 void connection_core::unlist() noexcept {

@@ -99,15 +99,33 @@ void connection_list::add(connection_core* c) {
 }
 
 void connection_list::remove(connection_core* c) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  if (c->prev_)
-    c->prev_->next_ = c->next_;
-  else
-    head_ = c->next_;
-  if (c->next_)
-    c->next_->prev_ = c->prev_;
-  c->prev_ = c->next_ = nullptr;
-  --size_;
+  std::function<void()> fn;
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (c->prev_)
+      c->prev_->next_ = c->next_;
+    else
+      head_ = c->next_;
+    if (c->next_)
+      c->next_->prev_ = c->prev_;
+    c->prev_ = c->next_ = nullptr;
+    if (--size_ == 0)
+      fn.swap(on_empty_);
+  }
+  if (fn)
+    fn();
+}
+
+void connection_list::when_empty(std::function<void()> fn) {
+  {
+    std::lock_guard<std::mutex> guard{mtx_};
+    if (size_ > 0) {
+      on_empty_ = std::move(fn);
+      return;
+    }
+  }
+  if (fn)
+    fn();
 }
 
 void connection_core::unlist() noexcept {
@@ -610,19 +628,22 @@ net::frame_ptr connection_core::delivery_frame(const msg::topic_message& d) {
   if (!d.compress || !deflate_
       || d.frame->payload().size() < opts_.per_message_deflate.threshold)
     return d.frame;
-  if (extras_ && extras_->deflater)
+  if (extras_ && extras_->deflater) {
+    count_deflated();
     return net::make_frame(d.frame->opcode(),
                            extras_->deflater->compress(d.frame->payload()),
                            true);
+  }
   // Compressed once for every subscriber that takes the full window.
   if (deflate_window_ == 15)
-    return d.frame->deflated();
+    return d.frame->deflated(stats_ ? &stats_->deflated : nullptr);
   return no_context_frame(d.frame->opcode(), d.frame->payload());
 }
 
 net::frame_ptr
 connection_core::no_context_frame(net::opcode op,
                                   std::span<const std::byte> payload) {
+  count_deflated();
   auto packed = net::deflate_shared(payload, deflate_window_);
   if (packed.size() >= payload.size())
     return net::make_frame(op, payload);
@@ -635,8 +656,10 @@ net::frame_ptr connection_core::data_frame(net::opcode op,
   if (!compress || !deflate_
       || payload.size() < opts_.per_message_deflate.threshold)
     return net::make_frame(op, payload);
-  if (extras_ && extras_->deflater)
+  if (extras_ && extras_->deflater) {
+    count_deflated();
     return net::make_frame(op, extras_->deflater->compress(payload), true);
+  }
   return no_context_frame(op, payload);
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -58,6 +59,10 @@ public:
   std::size_t size() const;
   /// Handles of the listed connections that are still alive.
   std::vector<caf::actor> handles() const;
+  /// Calls `fn` once the list is empty: now when it is, else on the thread
+  /// of the connection that leaves last (keep `fn` short). Replaces an
+  /// earlier `fn` not yet called.
+  void when_empty(std::function<void()> fn);
 
 private:
   friend class connection_core;
@@ -67,6 +72,7 @@ private:
   mutable std::mutex mtx_;
   connection_core* head_ = nullptr;
   std::size_t size_ = 0;
+  std::function<void()> on_empty_;
 };
 
 /// Everything a connection actor starts with.
@@ -175,6 +181,11 @@ private:
   // plain when that is no smaller.
   net::frame_ptr no_context_frame(net::opcode op,
                                   std::span<const std::byte> payload);
+  // Counts a compression in the server's stats.
+  void count_deflated() {
+    if (stats_)
+      stats_->deflated.fetch_add(1, std::memory_order_relaxed);
+  }
   void schedule_flush();
   // Queues a frame (or `frames` joined ones, 0 for bytes that are not a
   // message), keeping a reference to it.

@@ -110,6 +110,10 @@ std::string prometheus_text(const server_stats& stats, std::size_t topics,
   w.counter("refused_upgrades_total",
             "Upgrade requests refused (bad handshakes, limits).",
             stats.upgrades_refused);
+  w.counter("compressed_messages_total",
+            "Messages compressed with permessage-deflate (a publication "
+            "shared by many subscribers counts once).",
+            stats.deflated);
   w.counter("cross_node_sent_total",
             "Messages published to Redis for other nodes (with redis).",
             stats.cross_node_sent);

@@ -26,6 +26,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include "herald/actors/options.hpp"
 #include "herald/messages/messages.hpp"
 #include "herald/net/io.hpp"
 
@@ -36,24 +37,6 @@ struct server_stats;
 namespace net {
 class redis_link;
 } // namespace net
-
-/// Joining instances through Redis pub/sub (`serve_options<T>::redis`).
-struct redis_options {
-  /// "redis://[user:password@]host[:port][/db]": credentials
-  /// percent-encoded, ":password@" for Redis's default user, an IPv6 host
-  /// in brackets, port 6379 and database 0 when left out. Nodes on
-  /// different databases share no topics. Empty: no Redis, the server is
-  /// one node on its own.
-  std::string url;
-  /// Redis channel of topic T: channel_prefix + T. Nodes that should share
-  /// topics use the same prefix (and Redis).
-  std::string channel_prefix = "herald:";
-  /// First delay before reconnecting after a failure; doubles per failed
-  /// attempt up to `reconnect_max`.
-  std::chrono::milliseconds reconnect_min{100};
-  /// Longest delay between reconnection attempts.
-  std::chrono::milliseconds reconnect_max{2000};
-};
 
 /// The envelope of a message on Redis: 'H', version 1, flags (bit 0
 /// binary, bit 1 compress), the origin node id (8 bytes, big endian), then

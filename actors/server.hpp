@@ -16,7 +16,7 @@
 
 #include "herald/actors/hooks.hpp"
 #include "herald/actors/runtime.hpp"
-#include "herald/actors/server_core.hpp"
+#include "herald/actors/server_base.hpp"
 #include "herald/actors/socket.hpp"
 #include "herald/net/handshake.hpp"
 #include "herald/net/http.hpp"
@@ -289,14 +289,14 @@ server<T> serve(runtime& rt, serve_options<T> opts) {
   cfg.redis = std::move(opts.redis);
   cfg.topics = opts.topics;
   cfg.tls = std::move(opts.tls);
-  auto core = std::make_shared<server_core>(rt, std::move(cfg));
+  auto core = detail::make_server(rt, std::move(cfg));
   // One handler set for all connections, not one per request.
   auto set = make_handler_set(std::make_shared<const websocket_handlers<T>>(
                                 std::move(opts.websocket)),
                               std::weak_ptr<server_base>{core});
-  std::weak_ptr<server_core> weak = core;
+  std::weak_ptr<server_base> weak = core;
   auto fetch = std::move(opts.fetch);
-  core->start([weak, set, fetch](request& req) -> fetch_result {
+  detail::start_server(*core, [weak, set, fetch](request& req) -> fetch_result {
     auto c = weak.lock();
     if (!c || !fetch)
       return std::nullopt;

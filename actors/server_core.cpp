@@ -23,7 +23,9 @@ void say_going_away(const caf::actor& conn) {
                  std::string{"server shutting down"});
 }
 
-using stop_tick_atom = caf::atom_constant<caf::atom("h_stick")>;
+using stop_empty_atom = caf::atom_constant<caf::atom("h_sempty")>;
+using stop_tell_atom = caf::atom_constant<caf::atom("h_stell")>;
+using stop_drop_atom = caf::atom_constant<caf::atom("h_sdrop")>;
 using stop_now_atom = caf::atom_constant<caf::atom("h_snow")>;
 
 // What the stopper needs of a server: not the core itself, which may go
@@ -40,46 +42,49 @@ struct stop_plan {
   std::chrono::milliseconds grace;
 };
 
-// Sees a stop through without blocking anyone: checks every 10 ms whether
-// the connections are gone, tells those left at the deadline to go away,
-// drops the ones that do not close within the grace period, then stops the
-// server's actors and reports.
+// Sees a stop through without blocking anyone, woken only by events: the
+// last connection leaving, the deadline (the connections left get 1001),
+// the end of the grace period after it (those still open are dropped).
+// Then it stops the server's actors, closes the Redis link and reports.
 caf::behavior stopper(caf::event_based_actor* self, stop_plan plan) {
   using clock = std::chrono::steady_clock;
   auto st = std::make_shared<stop_plan>(std::move(plan));
-  auto drop_at = std::make_shared<clock::time_point>(clock::time_point::max());
-  auto tell = [st, drop_at] {
-    if (*drop_at != clock::time_point::max())
+  auto told = std::make_shared<bool>(false);
+  auto tell = [self, st, told] {
+    if (*told)
       return;
+    *told = true;
     for (auto& c : st->conns->handles())
       say_going_away(c);
-    *drop_at = clock::now() + st->grace;
+    self->delayed_send(self, st->grace, stop_drop_atom::value);
   };
-  auto finish = [st] {
+  auto finish = [self, st] {
     for (auto& hdl : st->conns->handles())
       caf::anon_send_exit(hdl, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(st->registry, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(st->idle_clock, caf::exit_reason::user_shutdown);
-    // Waits for loop 0; the link holds Asio objects, which must go
-    // before the I/O loop does.
+    // The link holds Asio objects, which must go before the I/O loop
+    // does: it closes on loop 0, and the stop is done after that.
     if (st->redis)
-      st->redis->close();
-    st->done->set_value();
+      st->redis->close([done = st->done] { done->set_value(); });
+    else
+      st->done->set_value();
+    self->quit();
   };
-  self->send(self, stop_tick_atom::value);
+  auto now = clock::now();
+  if (st->tell_at <= now)
+    tell();
+  else if (st->tell_at != clock::time_point::max())
+    self->delayed_send(self, st->tell_at - now, stop_tell_atom::value);
+  // A weak handle: the list may outlive the stopper.
+  st->conns->when_empty([addr = self->address()] {
+    if (auto hdl = caf::actor_cast<caf::actor>(addr))
+      caf::anon_send(hdl, stop_empty_atom::value);
+  });
   return {
-    [=](stop_tick_atom) {
-      auto now = clock::now();
-      if (now >= st->tell_at)
-        tell();
-      if (st->conns->size() == 0 || now >= *drop_at) {
-        finish();
-        self->quit();
-        return;
-      }
-      self->delayed_send(self, std::chrono::milliseconds{10},
-                         stop_tick_atom::value);
-    },
+    [=](stop_empty_atom) { finish(); },
+    [=](stop_drop_atom) { finish(); },
+    [=](stop_tell_atom) { tell(); },
     [=](stop_now_atom) { tell(); },
   };
 }
@@ -259,5 +264,18 @@ void server_core::upgraded(request& req, net::transport_ptr t,
   if (stopping)
     say_going_away(conn);
 }
+
+namespace detail {
+
+std::shared_ptr<server_base> make_server(runtime& rt, server_config cfg) {
+  return std::make_shared<server_core>(rt, std::move(cfg));
+}
+
+void start_server(server_base& srv, fetch_fn fetch) {
+  // Only make_server makes the servers this is given.
+  static_cast<server_core&>(srv).start(std::move(fetch));
+}
+
+} // namespace detail
 
 } // namespace herald

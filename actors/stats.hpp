@@ -46,6 +46,9 @@ struct server_stats : net::redis_counters {
   std::atomic<std::uint64_t> http_requests{0};
   /// Upgrades refused (bad handshakes, limits).
   std::atomic<std::uint64_t> upgrades_refused{0};
+  /// Messages compressed (permessage-deflate); a publication compressed
+  /// once for many subscribers counts once.
+  std::atomic<std::uint64_t> deflated{0};
 
   /// TLS connections open now, handshakes and reloads (zero without
   /// `tls`).

@@ -24,7 +24,7 @@
 // topic registry and topic actors, the idle clock (one per fixture, as one
 // per server), and the timers (idle ticks, pings, close timeouts), which run
 // on CAF's test clock. What is fake: the transport
-// (net::fake_transport: no socket, frames are recorded), and the peer,
+// (no socket, frames are recorded; compiled in actors/testing_link.cpp), and the peer,
 // which is scripted by the test.
 //
 // Nothing happens until the test runs the scheduler: client actions and
@@ -49,16 +49,15 @@
 
 #include <caf/test/dsl.hpp>
 
-#include "herald/actors/connection.hpp"
 #include "herald/actors/hooks.hpp"
-#include "herald/actors/idle_clock.hpp"
 #include "herald/actors/server.hpp"
 #include "herald/actors/socket.hpp"
 #include "herald/actors/stats.hpp"
+#include "herald/actors/testing_link.hpp"
 #include "herald/actors/topics.hpp"
 #include "herald/messages/messages.hpp"
+#include "herald/net/client_frame.hpp"
 #include "herald/net/deflate.hpp"
-#include "herald/net/fake_transport.hpp"
 #include "herald/net/frame.hpp"
 #include "herald/net/http.hpp"
 
@@ -322,11 +321,9 @@ template <class T>
 class fake_client {
 public:
   /// Used by the fixture.
-  fake_client(std::shared_ptr<net::fake_transport> t, caf::actor a,
-              client_options opts,
+  fake_client(std::unique_ptr<detail::link> l, client_options opts,
               std::optional<net::deflate_params> deflate = std::nullopt)
-    : t_(std::move(t)), actor_(std::move(a)), opts_(std::move(opts)),
-      deflate_(deflate) {
+    : link_(std::move(l)), opts_(std::move(opts)), deflate_(deflate) {
     if (deflate_)
       inflater_ =
         std::make_unique<net::inflater>(deflate_->server_no_context_takeover);
@@ -374,18 +371,18 @@ public:
     if (gone_)
       return;
     gone_ = true;
-    t_->vanish();
+    link_->vanish();
   }
   /// Sends raw bytes as read from a socket, e.g. a malformed frame built
   /// with `net::client_frame` (fragments, bad opcodes, unmasked frames).
   void send_raw(std::vector<std::byte> bytes) {
     if (!gone_)
-      t_->feed(std::move(bytes));
+      link_->feed(std::move(bytes));
   }
   /// Stops reading: the server's writes pile up (backpressure).
-  void stall() { t_->stall(); }
+  void stall() { link_->stall(); }
   /// Reads the backlog: the server gets `drain` if it had backpressure.
-  void drain() { t_->drain(); }
+  void drain() { link_->drain(); }
 
   // -- what the client received ------------------------------------------------
 
@@ -450,7 +447,7 @@ public:
   }
 
   /// True once the server closed the connection (the socket is gone).
-  bool closed() const { return t_->closed(); }
+  bool closed() const { return link_->closed(); }
   /// True when the server sent a close frame (the handshake may still be
   /// under way).
   bool got_close() const {
@@ -481,19 +478,24 @@ public:
   /// The per-connection data (`ws.data()` in the handlers).
   T& data() { return socket().data(); }
   /// The connection's state as the server sees it.
-  herald::ready_state ready_state() const { return core().ready_state(); }
+  herald::ready_state ready_state() const { return link_->ready_state(); }
   /// Topics the connection is subscribed to.
   std::vector<std::string> subscriptions() const {
-    return core().subscriptions();
+    return link_->subscriptions();
   }
   /// True when the connection is subscribed to `topic`.
   bool is_subscribed(std::string_view topic) const {
-    return core().is_subscribed(topic);
+    return link_->is_subscribed(topic);
   }
   /// The connection actor.
-  const caf::actor& actor() const noexcept { return actor_; }
-  /// The fake transport (write batches, flow control, raw frames).
-  net::fake_transport& transport() noexcept { return *t_; }
+  const caf::actor& actor() const noexcept { return link_->actor(); }
+  /// Every frame the server wrote to this client, as written (a shared
+  /// frame is the very buffer every subscriber got).
+  const std::vector<net::frame_ptr>& raw_frames() const noexcept {
+    return link_->raw_frames();
+  }
+  /// The peer address the server sees ("ip:port").
+  std::string remote_address() const { return link_->remote_address(); }
   /// The options this client was created with.
   const client_options& options() const noexcept { return opts_; }
   /// The permessage-deflate parameters agreed at upgrade, if any.
@@ -539,14 +541,11 @@ private:
                                true, 4)); // RSV1
   }
 
-  herald::connection_core& core() const {
-    return caf::actor_cast<herald::connection_actor*>(actor_)->core();
-  }
   herald::socket<T>& socket() const {
-    return static_cast<herald::socket<T>&>(core().hooks().socket());
+    return static_cast<herald::socket<T>&>(link_->socket());
   }
   void sync() const {
-    auto& raw = t_->raw_frames();
+    auto& raw = link_->raw_frames();
     for (; decoded_ < raw.size(); ++decoded_) {
       auto& f = raw[decoded_];
       frame_event e;
@@ -594,8 +593,7 @@ private:
     }
   }
 
-  std::shared_ptr<net::fake_transport> t_;
-  caf::actor actor_;
+  std::unique_ptr<detail::link> link_;
   client_options opts_;
   std::optional<net::deflate_params> deflate_;
   mutable std::unique_ptr<net::inflater> inflater_;
@@ -674,7 +672,7 @@ public:
     : counts_(std::make_shared<topic_counts>()),
       stats_(std::make_shared<server_stats>()),
       registry_(spawn_topic_registry(this->sys, counts_)),
-      idle_clock_(spawn_idle_clock(this->sys)),
+      idle_clock_(detail::spawn_idle_clock(this->sys)),
       server_(std::make_shared<detail::kit_server>(counts_, stats_, registry_)),
       set_(make_handler_set(std::make_shared<const handlers_type>(
                               std::move(handlers)),
@@ -939,21 +937,12 @@ private:
 
   client& attach(std::unique_ptr<connection_hooks> hooks, client_options opts,
                  std::optional<net::deflate_params> deflate) {
-    auto t = std::make_shared<net::fake_transport>();
-    t->set_remote_address(opts.remote_address);
-    connection_args args;
-    args.transport = t;
-    args.hooks =
-      std::make_unique<detail::guarded_hooks>(std::move(hooks), armed_);
-    args.registry = registry_.actor();
-    args.idle_clock = idle_clock_;
-    args.counts = counts_;
-    args.stats = stats_;
-    args.protocol = opts.protocol;
-    args.deflate = deflate;
-    auto a = spawn_connection(this->sys, std::move(args));
-    clients_.push_back(std::make_unique<client>(std::move(t), std::move(a),
-                                                std::move(opts), deflate));
+    auto l = std::make_unique<detail::link>(
+      this->sys, detail::shared_parts{registry_, stats_, idle_clock_},
+      std::make_unique<detail::guarded_hooks>(std::move(hooks), armed_),
+      opts.protocol, opts.remote_address, deflate);
+    clients_.push_back(
+      std::make_unique<client>(std::move(l), std::move(opts), deflate));
     auto& c = *clients_.back();
     run();
     return c;

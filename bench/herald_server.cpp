@@ -27,7 +27,7 @@
 #include <caf/all.hpp>
 
 #include <herald/actors/herald.hpp>
-#include <herald/app/cli/options.hpp>
+#include <herald/app/cli/server.hpp>
 
 namespace {
 
@@ -64,9 +64,10 @@ int main(int argc, char** argv) {
   std::size_t threads = 0;
   std::size_t send_buffer = 0;
   std::chrono::milliseconds release_check{1000};
-  herald::redis_options redis;
+  herald::cli::server_options server_opts;
+  auto& redis = server_opts.redis;
+  auto& tls = server_opts.tls;
   bool defer = false;
-  herald::net::tls_options tls;
   herald::cli::options opts{"herald-bench-server",
                             "The chat room of Bun's WebSocket benchmark "
                             "(bench/README.md)."};
@@ -77,8 +78,7 @@ int main(int argc, char** argv) {
          "publish \"ready\" once N clients are in the room")
     .min(1);
   opts.add("threads", "N", threads, "actor scheduler threads, 0: one per core");
-  opts.add("redis", "URL", redis.url,
-           "share the room with other instances through Redis");
+  server_opts.add_redis(opts);
   opts.flag("defer", defer,
             "fetch hands every upgrade to an actor, which completes it at "
             "once (deferred fetch, for the handshake bench)");
@@ -88,10 +88,9 @@ int main(int argc, char** argv) {
   opts.add("release-check", "MS", release_check,
            "runtime_options::release_check: hand free heap back once quiet, "
            "checked every MS ms, 0: never");
-  opts.add("tls-cert", "FILE", tls.cert_file,
-           "TLS (wss://) with this PEM chain and --tls-key FILE");
-  opts.add("tls-key", "FILE", tls.key_file, "the PEM key of --tls-cert");
+  server_opts.add_tls(opts);
   opts.parse_or_exit(argc, argv);
+  server_opts.check("herald-bench-server");
 
   room.clients = clients;
   // Without Redis "ready" goes to the room, as before.

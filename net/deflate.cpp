@@ -13,8 +13,6 @@ namespace herald::net {
 
 namespace {
 
-std::atomic<std::size_t> compressions{0};
-
 constexpr std::byte deflate_tail[4] = {std::byte{0x00}, std::byte{0x00},
                                        std::byte{0xFF}, std::byte{0xFF}};
 
@@ -199,7 +197,6 @@ std::vector<std::byte> deflater::compress(std::span<const std::byte> in) {
   out.resize(produced);
   if (impl_->reset_each)
     deflateReset(&s);
-  compressions.fetch_add(1, std::memory_order_relaxed);
   return out;
 }
 
@@ -212,10 +209,6 @@ std::vector<std::byte> deflate_shared(std::span<const std::byte> in,
   if (!d)
     d = std::make_unique<deflater>(zlib_window(window_bits), 8, true);
   return d->compress(in);
-}
-
-std::size_t deflate_count() noexcept {
-  return compressions.load(std::memory_order_relaxed);
 }
 
 // -- inflater -----------------------------------------------------------------

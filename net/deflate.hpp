@@ -104,8 +104,5 @@ private:
   std::unique_ptr<impl> impl_;
 };
 
-/// Number of messages compressed in this process (metrics and tests).
-std::size_t deflate_count() noexcept;
-
 } // namespace net
 } // namespace herald

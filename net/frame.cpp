@@ -16,13 +16,16 @@ void frame::destroy(const frame* f) noexcept {
   ::operator delete(const_cast<frame*>(f));
 }
 
-boost::intrusive_ptr<const frame> frame::deflated() const {
+boost::intrusive_ptr<const frame>
+frame::deflated(std::atomic<std::uint64_t>* compressions) const {
   auto state = deflate_state_.load(std::memory_order_acquire);
   if (state == 0) {
     std::uint8_t expected = 0;
     if (deflate_state_.compare_exchange_strong(expected, 1,
                                                std::memory_order_acq_rel)) {
       auto packed = deflate_shared(payload());
+      if (compressions != nullptr)
+        compressions->fetch_add(1, std::memory_order_relaxed);
       if (packed.size() < payload().size()) {
         auto f = make_frame(opcode_, packed, true);
         intrusive_ptr_add_ref(f.get()); // owned by this frame now

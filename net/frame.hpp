@@ -65,7 +65,9 @@ public:
   /// The same message compressed with no context (permessage-deflate,
   /// RSV1 set), made once on first use and shared by every connection that
   /// asks; the frame itself when compressing does not make it smaller.
-  boost::intrusive_ptr<const frame> deflated() const;
+  /// The call that compresses adds 1 to `compressions` (if given).
+  boost::intrusive_ptr<const frame>
+  deflated(std::atomic<std::uint64_t>* compressions = nullptr) const;
 
 private:
   friend boost::intrusive_ptr<frame>

@@ -2,6 +2,8 @@
 // here: the parser lives in net/http_session.cpp.
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -26,6 +28,32 @@ namespace net {
 class upgrade_payload {
 public:
   virtual ~upgrade_payload() = default;
+};
+
+/// Limits of the HTTP layer.
+struct http_limits {
+  /// Largest request head (request line and headers); larger gets 431.
+  std::size_t max_header_size = 16u << 10;
+  /// Largest request body; larger gets 413.
+  std::size_t max_body_size = 1u << 20;
+  /// A client that has not sent a whole request by then is dropped.
+  std::chrono::milliseconds request_timeout{10000};
+  /// An idle keep-alive HTTP connection is closed after this long.
+  std::chrono::milliseconds keep_alive_timeout{5000};
+  /// Kernel send buffer (SO_SNDBUF) of each WebSocket connection; 0 (the
+  /// default) leaves it to the kernel's autotuning. A bound keeps more of a
+  /// backlog in Herald's queue, where it is shared frames rather than a
+  /// private copy in each socket: less memory and less cache traffic when
+  /// large messages fan out, but one connection then carries at most about
+  /// 2 x bound per round trip (256 KiB: 5 MB/s at 100 ms), and bursts
+  /// larger than the bound take more writes.
+  std::size_t websocket_send_buffer = 0;
+  /// A deferred request (server::defer) not answered by then gets 503;
+  /// 0: never.
+  std::chrono::milliseconds deferred_timeout{10000};
+  /// Most deferred requests waiting at once (0: no limit); beyond it a
+  /// request that fetch defers gets 503.
+  std::size_t max_deferred = 10000;
 };
 
 } // namespace net

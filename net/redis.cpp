@@ -190,6 +190,27 @@ public:
       HERALD_LOG(warn, "redis: loop 0 did not close the link");
   }
 
+  void close(std::function<void()> done) override {
+    // Runs `done` exactly once: after the close, or when a loop that
+    // stopped first destroys the job unrun.
+    struct on_exit {
+      std::function<void()> fn;
+      ~on_exit() {
+        if (fn)
+          fn();
+      }
+    };
+    auto guard = std::make_shared<on_exit>();
+    guard->fn = std::move(done);
+    if (std::this_thread::get_id() == io_thread_.load()) {
+      do_close();
+      return; // guard runs `done` now
+    }
+    io_.post([self = shared_from_this(), guard = std::move(guard)] {
+      self->do_close();
+    });
+  }
+
 private:
   struct conn {
     redisAsyncContext* ac = nullptr;

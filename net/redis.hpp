@@ -83,6 +83,9 @@ public:
   /// Closes both connections and stops reconnecting; waits until that is
   /// done on loop 0 (call it before the loops stop).
   virtual void close() = 0;
+  /// Closes as close() does, without waiting: `done` runs once the link is
+  /// closed (on loop 0), or when loop 0 drops the job without running it.
+  virtual void close(std::function<void()> done) = 0;
 };
 
 /// Starts connecting (in the background, retrying with backoff). Counters

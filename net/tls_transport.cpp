@@ -2,38 +2,26 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cerrno>
-#include <climits>
 #include <cstring>
 #include <mutex>
 
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <caf/send.hpp>
-
 #include "herald/net/log.hpp"
+#include "herald/net/stream_transport.hpp"
 
 namespace herald::net {
 
 namespace {
 
-namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
-
-constexpr std::size_t read_chunk = 64u << 10;
 // The largest TLS record's plaintext.
 constexpr std::size_t record_size = 16u << 10;
 // Plaintext encrypted ahead of what the socket took: a backlog stays as
 // shared frames, encrypted only as the socket drains.
 constexpr std::size_t batch_limit = 256u << 10;
 
-// Per loop thread: ciphertext read, plaintext decrypted.
-thread_local std::array<std::byte, read_chunk> recv_buf;
+// Per loop thread: plaintext decrypted.
 thread_local std::array<std::byte, record_size> plain_buf;
 // Per writing thread: small frames gathered into one record.
 thread_local std::array<std::byte, record_size> record_buf;
@@ -42,50 +30,14 @@ thread_local std::array<std::byte, record_size> record_buf;
 // no ciphertext buffer.
 thread_local std::vector<std::byte> cipher_scratch;
 
-class tls_transport final : public transport,
-                            public std::enable_shared_from_this<tls_transport> {
+class tls_transport final : public stream_transport {
 public:
   tls_transport(stream_socket sock, std::string remote,
                 std::vector<std::byte> initial,
                 std::unique_ptr<tls_engine> engine, tcp_transport_options opts)
-    : sock_(std::move(sock)), remote_(std::move(remote)),
-      read_credit_(opts.read_credit), linger_(opts.linger),
-      engine_(std::move(engine)) {
-    if (!initial.empty())
-      before_start().bytes = std::move(initial);
-    boost::system::error_code ec;
-    sock_.set_option(tcp::no_delay{true}, ec);
-    fd_ = sock_.native_handle();
-    if (opts.send_buffer > 0) {
-      int size =
-        static_cast<int>(std::min<std::size_t>(opts.send_buffer, INT_MAX / 2));
-      if (::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) != 0)
-        HERALD_LOG(warn, "SO_SNDBUF " << size << " for " << remote_
-                                      << " refused: " << std::strerror(errno));
-    }
-  }
-
-  void start(caf::actor owner) override {
-    std::lock_guard<std::mutex> guard{mtx_};
-    owner_ = std::move(owner);
-    if (early_) {
-      if (!early_->bytes.empty())
-        caf::anon_send(owner_, inbound{std::move(early_->bytes)});
-      if (failed_ && !early_->down.empty())
-        caf::anon_send(owner_, transport_down_atom::value,
-                       std::move(early_->down));
-      early_.reset();
-    }
-  }
-
-  // Called once by make_tls_transport, on the socket's loop: records that
-  // came with the request are decrypted first.
-  void begin() {
-    if (early_)
-      unconsumed_ += early_->bytes.size();
-    if (decrypt())
-      do_read();
-  }
+    : stream_transport(std::move(sock), std::move(remote), std::move(initial),
+                       opts),
+      engine_(std::move(engine)) {}
 
   std::size_t write(std::span<const slice> pieces) override {
     std::lock_guard<std::mutex> guard{mtx_};
@@ -127,63 +79,29 @@ public:
     return buffered_;
   }
 
-  std::size_t buffered_amount() const override {
-    return buffered_.load(std::memory_order_relaxed);
-  }
-
-  void consumed(std::size_t n) override {
-    auto before = unconsumed_.fetch_sub(n);
-    if (before - n < read_credit_ && credit_paused_.exchange(false))
-      asio::post(sock_.get_executor(),
-                 [self = shared_from_this()] { self->do_read(); });
-  }
-
-  void pause_reading() override { user_paused_ = true; }
-
-  void resume_reading() override {
-    if (user_paused_.exchange(false))
-      asio::post(sock_.get_executor(),
-                 [self = shared_from_this()] { self->do_read(); });
-  }
-
-  std::size_t unread_input() const override {
-    // Records the peer sent that we have not read (the idle timeout hears a
-    // peer whose reading is paused). Under the lock and only while neither
-    // flag is set: do_abort sets them under it before closing fd_.
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (closing_ || failed_)
-      return 0;
-    int n = 0;
-    if (::ioctl(fd_, FIONREAD, &n) != 0 || n < 0)
-      return 0;
-    return static_cast<std::size_t>(n);
-  }
-
-  void close(bool graceful) override {
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (closing_)
-      return;
-    closing_ = true;
-    owner_ = nullptr;
-    if (graceful && !failed_) {
-      bool flushed = out_.empty() && sent_ == engine_->out().size();
-      asio::post(sock_.get_executor(), [self = shared_from_this(), flushed] {
-        self->start_linger_timer();
-        if (flushed)
-          self->do_shutdown();
-      });
-    } else {
-      asio::post(sock_.get_executor(),
-                 [self = shared_from_this()] { self->do_abort(); });
-    }
-  }
-
-  std::string remote_address() const override { return remote_; }
-
 private:
-  struct queued : slice {
-    frame_ptr keep;
-  };
+  // Records that came with the request are decrypted first.
+  bool on_begin() override { return decrypt(); }
+
+  bool on_received(std::span<const std::byte> bytes) override {
+    {
+      std::lock_guard<std::mutex> guard{mtx_};
+      engine_->input(bytes);
+    }
+    return decrypt();
+  }
+
+  bool flushed_locked() const override {
+    return out_.empty() && sent_ == engine_->out().size();
+  }
+
+  void before_shutdown_locked() override {
+    // close_notify, then FIN: a peer can tell our close from a cut.
+    engine_->shutdown();
+    send_locked();
+  }
+
+  void clear_locked() override { plain_bytes_ = 0; }
 
   void keep(const slice& p, std::size_t offset) {
     out_.push_back(
@@ -274,32 +192,6 @@ private:
     return true;
   }
 
-  void deliver(std::vector<std::byte> bytes) {
-    caf::actor owner;
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      if (!owner_ && !closing_) {
-        auto& early = before_start().bytes;
-        early.insert(early.end(), bytes.begin(), bytes.end());
-        return;
-      }
-      owner = owner_;
-    }
-    if (owner)
-      caf::anon_send(owner, inbound{std::move(bytes)});
-  }
-
-  void fail_locked(std::string why) {
-    failed_ = true;
-    out_.clear();
-    plain_bytes_ = 0;
-    buffered_ = 0;
-    if (owner_)
-      caf::anon_send(owner_, transport_down_atom::value, std::move(why));
-    else if (!closing_)
-      before_start().down = std::move(why);
-  }
-
   // -- reading (the socket's loop) --------------------------------------------
 
   // Decrypts the engine's input and hands the plaintext on. False when the
@@ -344,87 +236,16 @@ private:
     return true;
   }
 
-  void do_read() {
-    if (reading_ || user_paused_ || lingering_ || !sock_.is_open())
-      return;
-    if (unconsumed_.load() >= read_credit_) {
-      credit_paused_ = true;
-      if (unconsumed_.load() >= read_credit_ || !credit_paused_.exchange(false))
-        return;
-    }
-    reading_ = true;
-    sock_.async_wait(tcp::socket::wait_read,
-                     [self = shared_from_this()](boost::system::error_code ec) {
-                       self->on_readable(ec);
-                     });
-  }
-
-  void on_readable(boost::system::error_code ec) {
-    reading_ = false;
-    if (lingering_)
-      return;
-    if (ec) {
-      if (ec != asio::error::operation_aborted)
-        down(ec.message());
-      return;
-    }
-    auto n = ::recv(fd_, recv_buf.data(), recv_buf.size(), MSG_DONTWAIT);
-    if (n > 0) {
-      {
-        std::lock_guard<std::mutex> guard{mtx_};
-        engine_->input({recv_buf.data(), static_cast<std::size_t>(n)});
-      }
-      if (decrypt())
-        do_read();
-    } else if (n == 0) {
-      down("connection closed by peer");
-    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      do_read();
-    } else {
-      down(std::strerror(errno));
-    }
-  }
-
-  void down(std::string why) {
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      if (!closing_) {
-        fail_locked(std::move(why));
-        return;
-      }
-    }
-    do_abort();
-  }
-
   // -- writing ----------------------------------------------------------------
 
-  void arm_write_locked() {
-    if (writing_)
-      return;
-    writing_ = true;
-    asio::post(sock_.get_executor(), [self = shared_from_this()] {
-      self->sock_.async_wait(tcp::socket::wait_write,
-                             [self](boost::system::error_code ec) {
-                               self->on_writable(ec);
-                             });
-    });
-  }
-
-  void on_writable(boost::system::error_code ec) {
-    std::unique_lock<std::mutex> guard{mtx_};
-    writing_ = false;
-    if (ec || failed_) {
-      if (ec && ec != asio::error::operation_aborted)
-        fail_locked(ec.message());
-      return;
-    }
+  bool flush_locked() override {
     for (;;) {
       if (!send_locked()) {
         if (!failed_) {
           update_buffered();
           arm_write_locked();
         }
-        return;
+        return false;
       }
       if (out_.empty())
         break;
@@ -433,7 +254,7 @@ private:
       std::size_t offset = 0;
       if (!encrypt(out_, i, offset)) {
         fail_locked("TLS: " + engine_->error());
-        return;
+        return false;
       }
       for (std::size_t j = 0; j < i; ++j)
         plain_bytes_ -= out_[j].size;
@@ -447,115 +268,15 @@ private:
     return_scratch();
     out_.shrink_to_fit();
     update_buffered();
-    if (closing_) {
-      guard.unlock();
-      do_shutdown();
-      return;
-    }
-    if (owner_)
-      caf::anon_send(owner_, written_atom::value, std::size_t{0});
+    return true;
   }
 
-  // -- closing (the socket's loop) --------------------------------------------
-
-  void do_shutdown() {
-    if (!sock_.is_open() || lingering_)
-      return;
-    {
-      // close_notify, then FIN: a peer can tell our close from a cut.
-      std::lock_guard<std::mutex> guard{mtx_};
-      if (!failed_) {
-        engine_->shutdown();
-        send_locked();
-      }
-    }
-    boost::system::error_code ec;
-    sock_.shutdown(tcp::socket::shutdown_send, ec);
-    lingering_ = true;
-    start_linger_timer();
-    do_linger_read();
-  }
-
-  void start_linger_timer() {
-    if (linger_timer_ || !sock_.is_open())
-      return;
-    linger_timer_ = std::make_unique<asio::steady_timer>(sock_.get_executor());
-    linger_timer_->expires_after(linger_);
-    linger_timer_->async_wait(
-      [self = shared_from_this()](boost::system::error_code ec) {
-        if (!ec)
-          self->do_abort();
-      });
-  }
-
-  void do_linger_read() {
-    sock_.async_wait(tcp::socket::wait_read,
-                     [self = shared_from_this()](boost::system::error_code ec) {
-                       if (ec) {
-                         self->do_abort();
-                         return;
-                       }
-                       auto n = ::recv(self->fd_, recv_buf.data(),
-                                       recv_buf.size(), MSG_DONTWAIT);
-                       if (n > 0 || (n < 0 && errno == EAGAIN))
-                         self->do_linger_read();
-                       else
-                         self->do_abort();
-                     });
-  }
-
-  void do_abort() {
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      closing_ = true;
-      failed_ = true;
-      owner_ = nullptr;
-      out_.clear();
-      plain_bytes_ = 0;
-      buffered_ = 0;
-    }
-    if (linger_timer_)
-      linger_timer_->cancel();
-    boost::system::error_code ec;
-    if (sock_.is_open())
-      sock_.close(ec);
-  }
-
-  stream_socket sock_;
-  int fd_ = -1;
-  std::string remote_;
-  struct early_events {
-    std::vector<std::byte> bytes;
-    std::string down;
-  };
-  std::unique_ptr<early_events> early_;
-  early_events& before_start() {
-    if (!early_)
-      early_ = std::make_unique<early_events>();
-    return *early_;
-  }
-  std::size_t read_credit_;
-  std::chrono::milliseconds linger_;
-
-  // Guards the engine too: OpenSSL's state is shared by both directions.
-  mutable std::mutex mtx_;
+  // The base's mtx_ guards the engine too: OpenSSL's state is shared by
+  // both directions.
   std::unique_ptr<tls_engine> engine_;
-  caf::actor owner_;
-  std::vector<queued> out_; // plaintext not yet encrypted
+  // out_ holds plaintext not yet encrypted.
   std::size_t plain_bytes_ = 0;
   std::size_t sent_ = 0; // of engine_->out()
-  std::atomic<std::size_t> buffered_{0};
-  bool writing_ = false;
-  bool closing_ = false;
-  bool failed_ = false;
-
-  bool reading_ = false;
-  bool lingering_ = false;
-  std::unique_ptr<asio::steady_timer> linger_timer_;
-
-  std::atomic<std::size_t> unconsumed_{0};
-  std::atomic<bool> credit_paused_{false};
-  std::atomic<bool> user_paused_{false};
 };
 
 } // namespace

@@ -10,7 +10,7 @@
 #include <caf/all.hpp>
 
 #include <herald/actors/herald.hpp>
-#include <herald/app/cli/options.hpp>
+#include <herald/app/cli/server.hpp>
 
 #include "room.hpp"
 
@@ -24,12 +24,10 @@ int main(int argc, char** argv) {
   std::string public_dir = HERALD_CHAT_PUBLIC_DIR;
   std::string token;
   chat::presence_options presence_opts;
-  std::string deflate_mode = "off";
   std::chrono::seconds idle{120};
-  herald::redis_options redis;
   herald::runtime_options rt_opts;
   herald::topic_options topics{.linger = std::chrono::milliseconds{20}};
-  herald::net::tls_options tls;
+  herald::cli::server_options server_opts;
   herald::cli::options opts{
     "herald-chat", "The chat application: its page at /, a WebSocket per tab "
                    "at /ws (docs/chat-protocol.md)."};
@@ -46,21 +44,13 @@ int main(int argc, char** argv) {
   opts.add("token", "SECRET", token,
            "require ?token=SECRET or 'Authorization: Bearer SECRET' for /ws "
            "and POST /rooms/... (401 without)");
-  opts
-    .add("deflate", "MODE", deflate_mode,
-         "permessage-deflate: off, shared or dedicated")
-    .one_of({"off", "shared", "dedicated"});
-  opts.add("redis", "URL", redis.url,
-           "share rooms with other instances through Redis pub/sub "
-           "(redis://[user:password@]host[:port][/db], default "
-           "$HERALD_REDIS_URL); presence and history stay per instance");
+  server_opts.add_deflate(opts);
+  server_opts.add_redis(opts, "; default $HERALD_REDIS_URL; rooms are "
+                              "shared, presence and history stay per "
+                              "instance");
   opts.add("idle-timeout", "SECS", idle, "close connections silent this long")
     .range(0, 86400);
-  opts.add("tls-cert", "FILE", tls.cert_file,
-           "serve https:// and wss:// with this PEM certificate chain (needs "
-           "--tls-key; SIGHUP reloads both)");
-  opts.add("tls-key", "FILE", tls.key_file,
-           "the PEM private key of --tls-cert");
+  server_opts.add_tls(opts);
   opts
     .add("stop-deadline-ms", "N", rt_opts.stop_deadline,
          "on SIGTERM/SIGINT let connections go on for N ms, then close the "
@@ -73,18 +63,7 @@ int main(int argc, char** argv) {
     .range(0, 10000);
   opts.add("public", "DIR", public_dir, "directory of the page");
   opts.parse_or_exit(argc, argv);
-  if (tls.cert_file.empty() != tls.key_file.empty()) {
-    std::fprintf(stderr, "herald-chat: --tls-cert and --tls-key go together\n");
-    return 2;
-  }
-  // Unlike arguments, the environment is not shown to other users by ps
-  // (read after parsing, so --help does not print it either).
-  const char* env_url = std::getenv("HERALD_REDIS_URL");
-  if (env_url != nullptr && redis.url.empty())
-    redis.url = env_url;
-  herald::deflate_options deflate;
-  deflate.enabled = deflate_mode != "off";
-  deflate.dedicated_compressor = deflate_mode == "dedicated";
+  server_opts.finish("herald-chat");
   herald::runtime rt{rt_opts};
   // The handlers need the presence actor and presence needs the server's
   // topic registry: presence starts first and waits for it. So does the
@@ -95,7 +74,7 @@ int main(int argc, char** argv) {
     const chat::site pages{public_dir};
     auto handlers = chat::handlers(presence, presence_opts.history);
     handlers.idle_timeout = idle;
-    handlers.per_message_deflate = deflate;
+    handlers.per_message_deflate = server_opts.deflate();
     auto server = herald::serve<chat::member>(
       rt, {
             .hostname = host,
@@ -106,9 +85,9 @@ int main(int argc, char** argv) {
                 return chat::route(req, srv, pages, token, auth);
               },
             .websocket = std::move(handlers),
-            .redis = redis,
+            .redis = server_opts.redis,
             .topics = topics,
-            .tls = tls,
+            .tls = server_opts.tls,
           });
     chat::attach_registry(presence, server.registry());
     chat::attach_registry(auth, server.registry());

@@ -2,14 +2,13 @@
 // as binary. Used for protocol conformance checks.
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <optional>
 #include <string>
 
 #include <caf/all.hpp>
 
 #include <herald/actors/herald.hpp>
-#include <herald/app/cli/options.hpp>
+#include <herald/app/cli/server.hpp>
 
 namespace {
 
@@ -39,11 +38,9 @@ int main(int argc, char** argv) {
   long port = 9001;
   long long max_payload = 16 << 20;
   std::chrono::seconds idle{120};
-  std::string deflate_mode = "off";
-  herald::redis_options redis;
   std::optional<std::chrono::milliseconds> auth_delay; // no auth step
   herald::runtime_options rt_opts;
-  herald::net::tls_options tls;
+  herald::cli::server_options server_opts;
   herald::cli::options opts{
     "herald-echo", "Echoes every WebSocket message back (conformance checks)."};
   opts.add("host", "ADDR", host, "address to listen on");
@@ -52,20 +49,11 @@ int main(int argc, char** argv) {
     .positive();
   opts.add("idle-timeout", "SECS", idle,
            "close connections idle this long, 0: never");
-  opts.add("tls-cert", "FILE", tls.cert_file,
-           "serve wss:// and https:// with this PEM certificate chain (needs "
-           "--tls-key; SIGHUP reloads both)");
-  opts.add("tls-key", "FILE", tls.key_file,
-           "the PEM private key of --tls-cert");
-  opts
-    .add("deflate", "MODE", deflate_mode,
-         "permessage-deflate: off, shared or dedicated")
-    .one_of({"off", "shared", "dedicated"});
-  opts.add("redis", "URL", redis.url,
-           "share topics with other instances through Redis "
-           "(redis://[user:password@]host[:port][/db], default "
-           "$HERALD_REDIS_URL); herald-echo has no topics of its own, so "
-           "this only checks the option");
+  server_opts.add_tls(opts);
+  server_opts.add_deflate(opts);
+  server_opts.add_redis(opts, "; default $HERALD_REDIS_URL; herald-echo has "
+                              "no topics of its own, so this only checks the "
+                              "option");
   opts.add("auth-delay-ms", "N", auth_delay,
            "complete every upgrade N ms later from an actor (a slow auth "
            "service; others are not held up)");
@@ -73,18 +61,7 @@ int main(int argc, char** argv) {
            "on SIGTERM/SIGINT let connections go on for N ms, then close the "
            "rest with 1001; a second signal closes them at once");
   opts.parse_or_exit(argc, argv);
-  if (tls.cert_file.empty() != tls.key_file.empty()) {
-    std::fprintf(stderr, "herald-echo: --tls-cert and --tls-key go together\n");
-    return 2;
-  }
-  // Unlike arguments, the environment is not shown to other users by ps
-  // (read after parsing, so --help does not print it either).
-  const char* env_url = std::getenv("HERALD_REDIS_URL");
-  if (env_url != nullptr && redis.url.empty())
-    redis.url = env_url;
-  herald::deflate_options deflate;
-  deflate.enabled = deflate_mode != "off";
-  deflate.dedicated_compressor = deflate_mode == "dedicated";
+  server_opts.finish("herald-echo");
   herald::runtime rt{rt_opts};
   caf::actor auth;
   if (auth_delay)
@@ -115,11 +92,11 @@ int main(int argc, char** argv) {
               },
             .max_payload_length = static_cast<std::size_t>(max_payload),
             .idle_timeout = idle,
-            .per_message_deflate = deflate,
+            .per_message_deflate = server_opts.deflate(),
           },
-        .redis = redis,
+        .redis = server_opts.redis,
         .topics = {},
-        .tls = tls,
+        .tls = server_opts.tls,
       });
     std::printf("herald-echo listening on %s\n", server.url().c_str());
     std::fflush(stdout);

@@ -21,7 +21,7 @@
 #include <string_view>
 
 #include <herald/actors/herald.hpp>
-#include <herald/app/cli/options.hpp>
+#include <herald/app/cli/server.hpp>
 
 namespace {
 
@@ -53,8 +53,8 @@ int main(int argc, char** argv) {
   herald::websocket_handlers<member> ws;
   herald::net::http_limits http;
   std::size_t max_connections = 0;
-  std::string deflate_mode = "off";
-  herald::redis_options redis;
+  herald::cli::server_options server_opts;
+  auto& redis = server_opts.redis;
   herald::cli::options opts{
     "herald-pubsub-test-server",
     "Rooms over topics for the integration tests of topics, flow control, "
@@ -80,18 +80,12 @@ int main(int argc, char** argv) {
            "SO_SNDBUF of WebSocket sockets, 0: the kernel's autotuning");
   opts.add("request-timeout-ms", "MS", http.request_timeout,
            "HTTP request deadline");
-  opts.add("redis", "URL", redis.url,
-           "share topics with other instances (redis://HOST:PORT)");
+  server_opts.add_redis(opts);
   opts.add("redis-prefix", "P", redis.channel_prefix, "Redis channel prefix");
-  opts
-    .add("deflate", "MODE", deflate_mode,
-         "permessage-deflate: off, shared or dedicated; on, publishes are "
-         "compressed")
-    .one_of({"off", "shared", "dedicated"});
+  server_opts.add_deflate(opts, "; on, publishes are compressed");
   opts.parse_or_exit(argc, argv);
-  bool compress = deflate_mode != "off";
-  ws.per_message_deflate.enabled = compress;
-  ws.per_message_deflate.dedicated_compressor = deflate_mode == "dedicated";
+  ws.per_message_deflate = server_opts.deflate();
+  bool compress = ws.per_message_deflate.enabled;
   ws.open = [](herald::socket<member>& s) { s.subscribe(s.data().room); };
   ws.message = [compress](herald::socket<member>& s, herald::message m) {
     if (m.is_binary()) {
@@ -165,7 +159,7 @@ int main(int argc, char** argv) {
               + ",\"http_requests\":" + std::to_string(st.http_requests)
               + ",\"closes\":{" + closes(st) + "}"
               + ",\"topics\":" + std::to_string(srv.topic_count())
-              + ",\"deflated\":" + std::to_string(herald::net::deflate_count())
+              + ",\"deflated\":" + std::to_string(st.deflated)
               + ",\"cross_node_sent\":" + std::to_string(st.cross_node_sent)
               + ",\"cross_node_received\":"
               + std::to_string(st.cross_node_received)

@@ -55,7 +55,7 @@
 #include <caf/all.hpp>
 
 #include <herald/actors/herald.hpp>
-#include <herald/app/cli/options.hpp>
+#include <herald/app/cli/server.hpp>
 
 namespace {
 
@@ -671,7 +671,8 @@ int main(int argc, char** argv) {
   double rate = 0;
   std::size_t burst = 0, max_subs = 0;
   bool rate_close = false;
-  herald::net::tls_options tls;
+  herald::cli::server_options server_opts;
+  auto& tls = server_opts.tls;
   std::string sni;
   herald::cli::options opts{"herald-test-server",
                             "The integration tests' server (routes in "
@@ -710,9 +711,7 @@ int main(int argc, char** argv) {
   opts.flag("rate-limit-close", rate_close, "close (1008) instead of dropping");
   opts.add("max-subscriptions", "N", max_subs,
            "topics per connection, 0: no limit");
-  opts.add("tls-cert", "FILE", tls.cert_file,
-           "TLS with this PEM chain (and --tls-key FILE); SIGHUP reloads");
-  opts.add("tls-key", "FILE", tls.key_file, "the PEM key of --tls-cert");
+  server_opts.add_tls(opts);
   opts.add("tls-passphrase", "PASS", tls.passphrase, "passphrase of the keys");
   opts.add("tls-ca", "FILE", tls.ca_file,
            "require client certificates from these CAs");

@@ -182,7 +182,7 @@ CAF_TEST(every offer is answered by the rules and honoured to the byte) {
               ++declined;
               c->send_text(big);
               run();
-              auto& raw = c->transport().raw_frames();
+              auto& raw = c->raw_frames();
               CAF_REQUIRE_EQUAL(raw.size(), 1u);
               CAF_CHECK(!raw[0]->compressed());
               c->close();
@@ -221,7 +221,7 @@ CAF_TEST(every offer is answered by the rules and honoured to the byte) {
             int server_window =
               a->server_max_window_bits > 0 ? a->server_max_window_bits : 15;
             strict_inflater in{server_window, a->server_no_context_takeover};
-            auto& raw = c->transport().raw_frames();
+            auto& raw = c->raw_frames();
             CAF_REQUIRE_EQUAL(raw.size(), sent.size());
             for (std::size_t i = 0; i < raw.size(); ++i) {
               CAF_REQUIRE(raw[i]->compressed());
@@ -258,7 +258,7 @@ CAF_TEST(a list of offers is answered by its first acceptable one) {
     publish("t", big, true);
     run();
     strict_inflater in{dedicated ? 10 : 15, true};
-    auto& raw = c->transport().raw_frames();
+    auto& raw = c->raw_frames();
     CAF_REQUIRE_EQUAL(raw.size(), 2u);
     for (auto& f : raw) {
       CAF_REQUIRE(f->compressed());
@@ -281,7 +281,7 @@ CAF_TEST(empty messages with context takeover are one byte of deflate data) {
     c->send_text(m);
   run();
   strict_inflater in{15, false};
-  auto& raw = c->transport().raw_frames();
+  auto& raw = c->raw_frames();
   CAF_REQUIRE_EQUAL(raw.size(), sent.size());
   for (std::size_t i = 0; i < raw.size(); ++i) {
     CAF_REQUIRE(raw[i]->compressed());

@@ -606,7 +606,7 @@ CAF_TEST(fetch upgrades with the data it chose) {
   CAF_REQUIRE(p.client != nullptr);
   CAF_CHECK_EQUAL(p.headers,
                   (herald::header_list{{"Sec-WebSocket-Protocol", "room.v1"}}));
-  CAF_CHECK_EQUAL(p.client->transport().remote_address(), "10.0.0.9:999");
+  CAF_CHECK_EQUAL(p.client->remote_address(), "10.0.0.9:999");
   CAF_CHECK(!p.client->deflate());
   CAF_CHECK_EQUAL(r.client->texts(), (strings{"welcome ann", "bob joined"}));
 }

@@ -54,7 +54,8 @@ public:
     if (!initial.empty())
       before_start().bytes = std::move(initial);
     boost::system::error_code ec;
-    sock_.set_option(tcp::no_delay{true}, ec);
+    if (opts.set_no_delay)
+      sock_.set_option(tcp::no_delay{true}, ec);
     fd_ = sock_.native_handle();
     if (opts.send_buffer > 0) {
       int size =

@@ -145,10 +145,84 @@ using deadline_list_ptr = std::shared_ptr<deadline_list>;
 // Deferred requests of one server waiting now (sessions of one listener
 // share it; changed on their loops, read anywhere).
 using deferred_counter = std::shared_ptr<std::atomic<std::size_t>>;
-using request_parser = http::request_parser<http::string_body>;
+
+/// Beast's request parser writing straight into the parts of the request
+/// fetch sees, without http::parser's field container in between (an
+/// allocation per field, then a copy of each into the request).
+class request_reader final : public http::basic_parser<true> {
+public:
+  /// The method as Beast knows it (verb::unknown for others).
+  http::verb verb() const noexcept { return verb_; }
+
+  /// The request read, its parts moved out (call once, when done).
+  request take(const std::string& remote) {
+    return request{std::move(method_),
+                   std::move(target_),
+                   std::move(headers_),
+                   std::move(body_),
+                   remote,
+                   version_};
+  }
+
+private:
+  void on_request_impl(http::verb v, beast::string_view method,
+                       beast::string_view target, int version,
+                       beast::error_code&) override {
+    verb_ = v;
+    method_.assign(method.data(), method.size());
+    target_.assign(target.data(), target.size());
+    version_ = version;
+  }
+
+  void on_response_impl(int, beast::string_view, int,
+                        beast::error_code&) override {
+    // Never called: this parser reads requests.
+  }
+
+  void on_field_impl(http::field, beast::string_view name,
+                     beast::string_view value, beast::error_code&) override {
+    if (headers_.empty())
+      headers_.reserve(16);
+    headers_.emplace_back(std::string{name.data(), name.size()},
+                          std::string{value.data(), value.size()});
+  }
+
+  void on_header_impl(beast::error_code&) override {}
+
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         beast::error_code&) override {
+    // The parser has checked a declared length against the body limit.
+    if (length)
+      body_.reserve(static_cast<std::size_t>(*length));
+  }
+
+  std::size_t on_body_impl(beast::string_view part,
+                           beast::error_code&) override {
+    body_.append(part.data(), part.size());
+    return part.size();
+  }
+
+  void on_chunk_header_impl(std::uint64_t, beast::string_view,
+                            beast::error_code&) override {}
+
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view part,
+                                 beast::error_code&) override {
+    body_.append(part.data(), part.size());
+    return part.size();
+  }
+
+  void on_finish_impl(beast::error_code&) override {}
+
+  http::verb verb_ = http::verb::unknown;
+  std::string method_;
+  std::string target_;
+  header_list headers_;
+  std::string body_;
+  int version_ = 11;
+};
 
 // A parser with the server's limits.
-void limit(request_parser& p, const http_limits& limits) {
+void limit(request_reader& p, const http_limits& limits) {
   p.header_limit(static_cast<std::uint32_t>(limits.max_header_size));
   p.body_limit(limits.max_body_size);
 }
@@ -164,22 +238,6 @@ int read_error_status(const beast::error_code& ec) {
   if (ec.category() == make_error_code(http::error::bad_target).category())
     return 400;
   return 0;
-}
-
-// The request as fetch sees it.
-request make_request(request_parser& p, const std::string& remote) {
-  auto& msg = p.get();
-  header_list headers;
-  headers.reserve(16);
-  for (auto& field : msg)
-    headers.emplace_back(std::string{field.name_string()},
-                         std::string{field.value()});
-  return request{std::string{msg.method_string()},
-                 std::string{msg.target()},
-                 std::move(headers),
-                 std::move(msg.body()),
-                 remote,
-                 static_cast<int>(msg.version())};
 }
 
 // What the TLS port answers to a request sent without TLS.
@@ -450,10 +508,9 @@ private:
 
   void handle_request() {
     ++served_;
-    req_ = make_request(*parser_, remote_);
-    auto& msg = parser_->get();
-    head_request_ = msg.method() == http::verb::head;
-    keep_alive_ = msg.keep_alive();
+    head_request_ = parser_->verb() == http::verb::head;
+    keep_alive_ = parser_->keep_alive();
+    req_ = parser_->take(remote_);
     fetch_result result;
     try {
       result = handler_->handle(*req_);
@@ -718,7 +775,7 @@ private:
   beast::flat_buffer buffer_;
   http_limits limits_;
   std::shared_ptr<http_handler> handler_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<request_reader> parser_;
   std::optional<http::response<http::string_body>> res_;
   std::optional<request> req_;
   bool keep_alive_ = false;
@@ -927,7 +984,7 @@ private:
 read_outcome read_request(std::span<const char> data,
                           std::span<const std::size_t> cuts,
                           const http_limits& limits) {
-  request_parser p;
+  request_reader p;
   limit(p, limits);
   // As async_read_header, then async_read with a flat_buffer: the parser
   // sees everything received and not yet taken, again after each read.
@@ -976,7 +1033,7 @@ read_outcome read_request(std::span<const char> data,
     if (!p.is_done())
       return fail(http::error::partial_message);
   }
-  return {0, make_request(p, "127.0.0.1:50000"), taken};
+  return {0, p.take("127.0.0.1:50000"), taken};
 }
 
 std::shared_ptr<http_server>

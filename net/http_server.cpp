@@ -250,9 +250,9 @@ constexpr std::string_view plain_http_answer =
   "This port speaks TLS only: use https:// or wss:// here.\n";
 
 /// An HTTP session's stream over TLS: Beast reads and writes plaintext
-/// through it, the ciphertext goes through the TCP stream underneath (and
-/// its timeouts, so a stalled handshake ends at the request timeout).
-/// Reads run the handshake as needed.
+/// through it, the ciphertext goes through the TCP socket underneath (which
+/// the session's deadline closes, so a stalled handshake ends at the
+/// request timeout). Reads run the handshake as needed.
 class tls_stream {
 public:
   using executor_type = stream_socket::executor_type;

@@ -221,6 +221,8 @@ void connection_core::on_exit() {
   }
   add_stats();
   unlist();
+  if (std::exchange(announces_exit_, false))
+    caf::anon_send(registry_, msg::exited_atom::value, self_->address());
   if (idle_clock_) {
     caf::anon_send(idle_clock_, msg::idle_forget_atom::value, self_->id());
     idle_clock_ = nullptr;
@@ -778,11 +780,15 @@ bool connection_core::subscribe(std::string_view topic) {
     // travels to the registry.
     counts_->subscribing(*i);
     self_->send(registry_, caf::subscribe_atom::value, *i,
-                caf::actor_cast<caf::actor>(self_), msg::counted_atom::value);
+                caf::actor_cast<caf::actor>(self_), msg::counted_atom::value,
+                msg::announces_exit_atom::value);
   } else {
     self_->send(registry_, caf::subscribe_atom::value, *i,
-                caf::actor_cast<caf::actor>(self_));
+                caf::actor_cast<caf::actor>(self_),
+                msg::announces_exit_atom::value);
   }
+  // The registry does not monitor us: on_exit tells it we are gone.
+  announces_exit_ = true;
   return true;
 }
 

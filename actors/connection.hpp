@@ -251,6 +251,8 @@ private:
   bool drop_logged_ = false;
   bool limit_logged_ = false; // the rate limit dropped a message
   bool cap_logged_ = false;   // a subscription was refused
+  // Subscribed through the registry, which then expects our exited_atom.
+  bool announces_exit_ = false;
   // The idle check (see on_tick): input read since the last tick, and
   // whether the transport had a backlog then.
   bool activity_ = false;

@@ -291,10 +291,11 @@ using registry_actor = msg::registry_actor::stateful_pointer<registry_state>;
 // Subscribes `who` to `topic`, making the topic actor on first use.
 // `settled` is what the message's sender counted on its way (+1 or 0): it
 // leaves the pending changes in the same step that applies the change.
-void join(registry_actor self, std::string& topic, caf::actor& who,
-          int settled) {
+// `watch`: monitor a new member (false: it announces its exit itself).
+void join(registry_actor self, std::string& topic, caf::actor& who, int settled,
+          bool watch = true) {
   auto [m, fresh] = self->state.members.try_emplace(who.address());
-  if (fresh)
+  if (fresh && watch)
     self->monitor(who);
   auto t = self->state.topics.try_emplace(topic).first;
   auto& e = t->second;
@@ -358,6 +359,17 @@ void quit_topic(registry_actor self, const std::string& topic,
     self->state.members.erase(m);
   }
   leave(self, topic, who.address(), settled);
+}
+
+// A subscriber went away: it leaves every topic it was in.
+void gone(registry_actor self, const caf::actor_addr& who) {
+  auto i = self->state.members.find(who);
+  if (i == self->state.members.end())
+    return;
+  auto topics = i->second.names();
+  self->state.members.erase(i);
+  for (auto& t : topics)
+    leave(self, t, who, 0);
 }
 
 } // namespace
@@ -433,16 +445,7 @@ registry_behavior(registry_actor self, std::shared_ptr<topic_counts> counts,
   {
     self->state.counts = std::move(counts);
     self->state.opts = opts;
-    self->set_down_handler([=](caf::down_msg& dm) {
-      // A subscriber went away: it leaves every topic it was in.
-      auto i = self->state.members.find(dm.source);
-      if (i == self->state.members.end())
-        return;
-      auto topics = i->second.names();
-      self->state.members.erase(i);
-      for (auto& t : topics)
-        leave(self, t, dm.source, 0);
-    });
+    self->set_down_handler([=](caf::down_msg& dm) { gone(self, dm.source); });
     return {
       [=](caf::subscribe_atom, std::string& topic, caf::actor& who) {
         join(self, topic, who, 0);
@@ -452,6 +455,14 @@ registry_behavior(registry_actor self, std::shared_ptr<topic_counts> counts,
         join(self, topic, who, 1);
         self->state.counts->subscribed();
       },
+      [=](caf::subscribe_atom, std::string& topic, caf::actor& who,
+          msg::announces_exit_atom) { join(self, topic, who, 0, false); },
+      [=](caf::subscribe_atom, std::string& topic, caf::actor& who,
+          msg::counted_atom, msg::announces_exit_atom) {
+        join(self, topic, who, 1, false);
+        self->state.counts->subscribed();
+      },
+      [=](msg::exited_atom, const caf::actor_addr& who) { gone(self, who); },
       [=](caf::unsubscribe_atom, std::string& topic, caf::actor& who) {
         quit_topic(self, topic, who, 0);
       },

@@ -50,6 +50,13 @@ using bridge_atom = caf::atom_constant<caf::atom("h_bridge")>;
 /// subscribed() for a subscribe).
 using counted_atom = caf::atom_constant<caf::atom("h_counted")>;
 
+/// Ends a subscribe message whose sender tells the registry itself when it
+/// ends, with (exited_atom, its address): the registry then keeps no
+/// monitor on it (an attachable and a down message per connection).
+using announces_exit_atom = caf::atom_constant<caf::atom("h_annexit")>;
+/// To the registry: a subscriber that announced its exit ended.
+using exited_atom = caf::atom_constant<caf::atom("h_exited")>;
+
 /// To the idle clock (see idle_clock.hpp): tick this actor every period,
 /// from now on; and: stop ticking it.
 using idle_watch_atom = caf::atom_constant<caf::atom("h_iwatch")>;
@@ -173,6 +180,13 @@ using registry_actor = caf::typed_actor<
   /// Join a topic.
   caf::reacts_to<caf::subscribe_atom, std::string, caf::actor>,
   caf::reacts_to<caf::subscribe_atom, std::string, caf::actor, counted_atom>,
+  /// Join a topic; the subscriber announces its exit (below).
+  caf::reacts_to<caf::subscribe_atom, std::string, caf::actor,
+                 announces_exit_atom>,
+  caf::reacts_to<caf::subscribe_atom, std::string, caf::actor, counted_atom,
+                 announces_exit_atom>,
+  /// A subscriber that announces its exit ended: it leaves every topic.
+  caf::reacts_to<exited_atom, caf::actor_addr>,
   /// Leave a topic.
   caf::reacts_to<caf::unsubscribe_atom, std::string, caf::actor>,
   caf::reacts_to<caf::unsubscribe_atom, std::string, caf::actor, counted_atom>,

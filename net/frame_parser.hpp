@@ -112,9 +112,16 @@ private:
     return compressed ? max_compressed(max_message_) : max_message_;
   }
 
+  // (Ordered for size: this is part of every connection.)
   role role_;
   state state_ = state::header;
   bool rsv1_allowed_ = false;
+  // The fragmented or split message being assembled (also msg_, utf8_).
+  bool in_message_ = false;
+  opcode msg_op_ = opcode::continuation;
+  bool msg_compressed_ = false;
+  bool fresh_ = false;       // no payload byte of this frame seen yet
+  std::uint8_t ctl_len_ = 0; // bytes in ctl_
   std::size_t max_message_;
 
   // Header spill: a header may arrive split across reads (at most 14 bytes).
@@ -127,21 +134,14 @@ private:
   bool masked_ = false;
   std::uint8_t mask_[4] = {0, 0, 0, 0};
   std::uint8_t mask_pos_ = 0;
-  std::uint64_t remaining_ = 0; // payload bytes of the frame still to come
-  bool fresh_ = false;          // no payload byte of this frame seen yet
-
-  // The fragmented or split message being assembled.
-  bool in_message_ = false;
-  opcode msg_op_ = opcode::continuation;
-  bool msg_compressed_ = false;
-  std::vector<std::byte> msg_;
   utf8_validator utf8_;
+  std::uint64_t remaining_ = 0; // payload bytes of the frame still to come
+  std::vector<std::byte> msg_;
 
   // A control frame's payload when it arrives split across reads; made on
   // first use (an idle connection does not carry 125 bytes for it).
   static constexpr std::size_t max_control_payload = 125;
   std::unique_ptr<std::uint8_t[]> ctl_;
-  std::uint8_t ctl_len_ = 0;
 };
 
 } // namespace herald::net

@@ -29,6 +29,22 @@ bool valid_key(std::string_view key) {
   return std::string_view{"AQgw"}.find(last) != std::string_view::npos;
 }
 
+namespace d = boost::beast::detail;
+
+// Sec-WebSocket-Accept for `key`, into `out`; returns its length (28).
+using accept_buffer =
+  std::array<char, d::base64::encoded_size(d::sha1_context::digest_size)>;
+
+std::size_t write_accept_key(std::string_view key, accept_buffer& out) {
+  d::sha1_context ctx;
+  d::init(ctx);
+  d::update(ctx, key.data(), key.size());
+  d::update(ctx, ws_guid.data(), ws_guid.size());
+  std::array<unsigned char, d::sha1_context::digest_size> digest;
+  d::finish(ctx, digest.data());
+  return d::base64::encode(out.data(), digest.data(), digest.size());
+}
+
 } // namespace
 
 bool has_token(std::string_view list, std::string_view token) {
@@ -73,17 +89,8 @@ handshake_verdict check_upgrade(const request& req) {
 }
 
 std::string accept_key(std::string_view key) {
-  namespace d = boost::beast::detail;
-  std::string input{key};
-  input += ws_guid;
-  d::sha1_context ctx;
-  d::init(ctx);
-  d::update(ctx, input.data(), input.size());
-  std::array<unsigned char, d::sha1_context::digest_size> digest;
-  d::finish(ctx, digest.data());
-  std::string out(d::base64::encoded_size(digest.size()), '\0');
-  out.resize(d::base64::encode(out.data(), digest.data(), digest.size()));
-  return out;
+  accept_buffer buf;
+  return std::string{buf.data(), write_accept_key(key, buf)};
 }
 
 std::string switching_protocols(const request& req) {
@@ -93,7 +100,10 @@ std::string switching_protocols(const request& req) {
          "Upgrade: websocket\r\n"
          "Connection: Upgrade\r\n"
          "Sec-WebSocket-Accept: ";
-  out += accept_key(trim(req.header("sec-websocket-key").value_or("")));
+  accept_buffer accept;
+  auto n = write_accept_key(trim(req.header("sec-websocket-key").value_or("")),
+                            accept);
+  out.append(accept.data(), n);
   out += "\r\n";
   for (auto& [name, value] : req.upgrade_headers()) {
     // Never let a handler's header break the response apart.

@@ -3,12 +3,15 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <optional>
 #include <string_view>
 #include <system_error>
 #include <vector>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/compose.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -31,18 +34,195 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-// Accepted sockets and the stream around them use the io_context's own
-// executor, the type the transport takes over (see stream_socket).
-using stream_type = beast::basic_stream<tcp, asio::io_context::executor_type,
-                                        beast::unlimited_rate_policy>;
+using clock = std::chrono::steady_clock;
+
+// A socket accepted by accept4 with SOCK_NONBLOCK. Asio records in the
+// socket's state whether it made the descriptor non-blocking and otherwise
+// makes it so (an ioctl) before the first operation; telling it here that
+// the descriptor already is spares that system call per connection.
+class accepted_socket : public stream_socket {
+public:
+  using stream_socket::stream_socket;
+
+  void assume_non_blocking() noexcept {
+    impl_.get_implementation().state_ |=
+      asio::detail::socket_ops::internal_non_blocking;
+  }
+};
+
+/// The request deadlines of one listener's sessions on one loop, enforced
+/// by one timer: a session is listed while it reads a request (and writes
+/// the answer), in deadline order, and closed when its deadline passed. The
+/// timer wakes at the earliest deadline plus a granule and is left alone
+/// when sessions come and go before it, so the reactor's timer queue (a
+/// timerfd_settime each time its earliest timer changes) stays out of the
+/// handshakes.
+class deadline_list : public std::enable_shared_from_this<deadline_list> {
+public:
+  /// A listed session.
+  class entry {
+  public:
+    virtual ~entry() = default;
+
+  protected:
+    /// The deadline passed: drop the connection.
+    virtual void expire() = 0;
+
+  private:
+    friend class deadline_list;
+    entry* prev_ = nullptr;
+    entry* next_ = nullptr;
+    clock::time_point due_;
+    bool listed_ = false;
+  };
+
+  deadline_list(asio::io_context& ctx, clock::duration granule)
+    : timer_(ctx), granule_(granule) {}
+
+  /// Lists `e` (again) with the deadline `due`.
+  void add(entry& e, clock::time_point due) {
+    remove(e);
+    e.due_ = due;
+    e.listed_ = true;
+    // Deadlines mostly come in order: look from the back.
+    auto* after = tail_;
+    while (after && after->due_ > due)
+      after = after->prev_;
+    e.prev_ = after;
+    e.next_ = after ? after->next_ : head_;
+    (e.next_ ? e.next_->prev_ : tail_) = &e;
+    (after ? after->next_ : head_) = &e;
+    arm();
+  }
+
+  /// Unlists `e` (no deadline any more).
+  void remove(entry& e) noexcept {
+    if (!e.listed_)
+      return;
+    (e.prev_ ? e.prev_->next_ : head_) = e.next_;
+    (e.next_ ? e.next_->prev_ : tail_) = e.prev_;
+    e.prev_ = e.next_ = nullptr;
+    e.listed_ = false;
+  }
+
+private:
+  void arm() {
+    if (!head_)
+      return;
+    auto at = head_->due_ + granule_;
+    if (armed_ && wake_ <= at)
+      return;
+    armed_ = true;
+    wake_ = at;
+    timer_.expires_at(at);
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec != asio::error::operation_aborted)
+        self->sweep();
+    });
+  }
+
+  void sweep() {
+    armed_ = false;
+    auto now = clock::now();
+    while (head_ && head_->due_ <= now) {
+      auto& e = *head_;
+      remove(e);
+      e.expire();
+    }
+    arm();
+  }
+
+  asio::steady_timer timer_;
+  clock::duration granule_;
+  entry* head_ = nullptr;
+  entry* tail_ = nullptr;
+  clock::time_point wake_;
+  bool armed_ = false;
+};
+
+using deadline_list_ptr = std::shared_ptr<deadline_list>;
 
 // Deferred requests of one server waiting now (sessions of one listener
 // share it; changed on their loops, read anywhere).
 using deferred_counter = std::shared_ptr<std::atomic<std::size_t>>;
-using request_parser = http::request_parser<http::string_body>;
+
+/// Beast's request parser writing straight into the parts of the request
+/// fetch sees, without http::parser's field container in between (an
+/// allocation per field, then a copy of each into the request).
+class request_reader final : public http::basic_parser<true> {
+public:
+  /// The method as Beast knows it (verb::unknown for others).
+  http::verb verb() const noexcept { return verb_; }
+
+  /// The request read, its parts moved out (call once, when done).
+  request take(const std::string& remote) {
+    return request{std::move(method_),
+                   std::move(target_),
+                   std::move(headers_),
+                   std::move(body_),
+                   remote,
+                   version_};
+  }
+
+private:
+  void on_request_impl(http::verb v, beast::string_view method,
+                       beast::string_view target, int version,
+                       beast::error_code&) override {
+    verb_ = v;
+    method_.assign(method.data(), method.size());
+    target_.assign(target.data(), target.size());
+    version_ = version;
+  }
+
+  void on_response_impl(int, beast::string_view, int,
+                        beast::error_code&) override {
+    // Never called: this parser reads requests.
+  }
+
+  void on_field_impl(http::field, beast::string_view name,
+                     beast::string_view value, beast::error_code&) override {
+    if (headers_.empty())
+      headers_.reserve(16);
+    headers_.emplace_back(std::string{name.data(), name.size()},
+                          std::string{value.data(), value.size()});
+  }
+
+  void on_header_impl(beast::error_code&) override {}
+
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         beast::error_code&) override {
+    // The parser has checked a declared length against the body limit.
+    if (length)
+      body_.reserve(static_cast<std::size_t>(*length));
+  }
+
+  std::size_t on_body_impl(beast::string_view part,
+                           beast::error_code&) override {
+    body_.append(part.data(), part.size());
+    return part.size();
+  }
+
+  void on_chunk_header_impl(std::uint64_t, beast::string_view,
+                            beast::error_code&) override {}
+
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view part,
+                                 beast::error_code&) override {
+    body_.append(part.data(), part.size());
+    return part.size();
+  }
+
+  void on_finish_impl(beast::error_code&) override {}
+
+  http::verb verb_ = http::verb::unknown;
+  std::string method_;
+  std::string target_;
+  header_list headers_;
+  std::string body_;
+  int version_ = 11;
+};
 
 // A parser with the server's limits.
-void limit(request_parser& p, const http_limits& limits) {
+void limit(request_reader& p, const http_limits& limits) {
   p.header_limit(static_cast<std::uint32_t>(limits.max_header_size));
   p.body_limit(limits.max_body_size);
 }
@@ -60,22 +240,6 @@ int read_error_status(const beast::error_code& ec) {
   return 0;
 }
 
-// The request as fetch sees it.
-request make_request(request_parser& p, const std::string& remote) {
-  auto& msg = p.get();
-  header_list headers;
-  headers.reserve(16);
-  for (auto& field : msg)
-    headers.emplace_back(std::string{field.name_string()},
-                         std::string{field.value()});
-  return request{std::string{msg.method_string()},
-                 std::string{msg.target()},
-                 std::move(headers),
-                 std::move(msg.body()),
-                 remote,
-                 static_cast<int>(msg.version())};
-}
-
 // What the TLS port answers to a request sent without TLS.
 constexpr std::string_view plain_http_answer =
   "HTTP/1.1 400 Bad Request\r\n"
@@ -86,14 +250,14 @@ constexpr std::string_view plain_http_answer =
   "This port speaks TLS only: use https:// or wss:// here.\n";
 
 /// An HTTP session's stream over TLS: Beast reads and writes plaintext
-/// through it, the ciphertext goes through the TCP stream underneath (and
-/// its timeouts, so a stalled handshake ends at the request timeout).
-/// Reads run the handshake as needed.
+/// through it, the ciphertext goes through the TCP socket underneath (which
+/// the session's deadline closes, so a stalled handshake ends at the
+/// request timeout). Reads run the handshake as needed.
 class tls_stream {
 public:
-  using executor_type = stream_type::executor_type;
+  using executor_type = stream_socket::executor_type;
 
-  tls_stream(stream_type& next, std::unique_ptr<tls_engine> engine,
+  tls_stream(stream_socket& next, std::unique_ptr<tls_engine> engine,
              const std::string& remote)
     : next_(next), engine_(std::move(engine)), remote_(remote) {}
 
@@ -116,7 +280,7 @@ public:
     engine_->shutdown();
     auto& out = engine_->out();
     if (!out.empty())
-      ::send(next_.socket().native_handle(), out.data(), out.size(),
+      ::send(next_.native_handle(), out.data(), out.size(),
              MSG_NOSIGNAL | MSG_DONTWAIT);
     out.clear();
   }
@@ -244,7 +408,7 @@ private:
     }
   };
 
-  stream_type& next_;
+  stream_socket& next_;
   std::unique_ptr<tls_engine> engine_;
   const std::string& remote_;
   std::vector<std::byte> in_ = std::vector<std::byte>(17u << 10);
@@ -252,21 +416,32 @@ private:
 };
 
 /// One HTTP connection: reads requests until one upgrades or it closes.
-class http_session : public std::enable_shared_from_this<http_session> {
+class http_session : public std::enable_shared_from_this<http_session>,
+                     private deadline_list::entry {
 public:
   http_session(stream_socket sock, std::string remote, http_limits limits,
                std::shared_ptr<http_handler> handler, deferred_counter waiting,
-               tls_context* tls)
+               tls_context* tls, deadline_list_ptr deadlines)
     : remote_(std::move(remote)), stream_(std::move(sock)), limits_(limits),
       handler_(std::move(handler)), waiting_(std::move(waiting)),
-      timer_(stream_.get_executor()) {
+      deadlines_(std::move(deadlines)) {
     if (tls)
       tls_.emplace(stream_, std::make_unique<tls_engine>(*tls), remote_);
   }
 
+  ~http_session() override { deadlines_->remove(*this); }
+
   void run() { do_read(); }
 
 private:
+  // The request (or the answer's write) took too long: closing the socket
+  // ends what is in flight with operation_aborted.
+  void expire() override {
+    HERALD_LOG(debug, "dropping " << remote_ << ": request timeout");
+    beast::error_code ec;
+    stream_.close(ec);
+  }
+
   // Runs `f` with the stream requests travel on: TLS or plain TCP.
   template <class F>
   void with_stream(F&& f) {
@@ -282,9 +457,11 @@ private:
     limit(*parser_, limits_);
     // One deadline for the whole request: slow or silent clients are
     // dropped; an idle keep-alive connection gets the keep-alive timeout.
-    stream_.expires_after(served_ == 0 ? limits_.request_timeout
-                                       : std::min(limits_.request_timeout,
-                                                  limits_.keep_alive_timeout));
+    deadlines_->add(*this,
+                    clock::now()
+                      + (served_ == 0 ? limits_.request_timeout
+                                      : std::min(limits_.request_timeout,
+                                                 limits_.keep_alive_timeout)));
     with_stream([this](auto& s) {
       http::async_read_header(s, buffer_, *parser_,
                               beast::bind_front_handler(&http_session::on_head,
@@ -293,7 +470,7 @@ private:
   }
 
   void on_head(beast::error_code ec, std::size_t head) {
-    if (ec)
+    if (ec || !stream_.is_open())
       return on_read(ec, 0);
     // Beast limits the request line and the fields each on its own, and
     // only while the head is incomplete: count the head as sent.
@@ -311,10 +488,9 @@ private:
   void on_read(beast::error_code ec, std::size_t) {
     if (ec == http::error::end_of_stream)
       return do_close();
-    if (ec == beast::error::timeout) {
-      HERALD_LOG(debug, "dropping " << remote_ << ": request timeout");
+    // Closed at its deadline (see expire), perhaps after the read completed.
+    if (!stream_.is_open())
       return;
-    }
     if (ec) {
       switch (read_error_status(ec)) {
         case 431:
@@ -332,10 +508,9 @@ private:
 
   void handle_request() {
     ++served_;
-    req_ = make_request(*parser_, remote_);
-    auto& msg = parser_->get();
-    head_request_ = msg.method() == http::verb::head;
-    keep_alive_ = msg.keep_alive();
+    head_request_ = parser_->verb() == http::verb::head;
+    keep_alive_ = parser_->keep_alive();
+    req_ = parser_->take(remote_);
     fetch_result result;
     try {
       result = handler_->handle(*req_);
@@ -414,15 +589,17 @@ private:
     deferral_ = std::move(d);
     settled_ = false;
     timed_out_ = false;
-    stream_.expires_never();
+    deadlines_->remove(*this);
+    if (!timer_)
+      timer_.emplace(stream_.get_executor());
     // The timer also keeps the session alive while it waits (a timeout of
     // 0 waits for ever): the wake-up only holds a weak reference, so a
     // handle kept past the runtime holds no socket.
     if (limits_.deferred_timeout.count() > 0)
-      timer_.expires_after(limits_.deferred_timeout);
+      timer_->expires_after(limits_.deferred_timeout);
     else
-      timer_.expires_at(asio::steady_timer::time_point::max());
-    timer_.async_wait(
+      timer_->expires_at(asio::steady_timer::time_point::max());
+    timer_->async_wait(
       beast::bind_front_handler(&http_session::on_deferred_timeout,
                                 shared_from_this()));
     auto wake = [weak = weak_from_this(), ex = stream_.get_executor()] {
@@ -449,7 +626,7 @@ private:
     if (tls_)
       tls_->async_read_some(into, std::move(done));
     else
-      stream_.socket().async_read_some(into, std::move(done));
+      stream_.async_read_some(into, std::move(done));
   }
 
   void on_peer_read(beast::error_code ec, std::size_t n) {
@@ -466,7 +643,7 @@ private:
         HERALD_LOG(debug, remote_ << " left while its request was pending");
         deferral_.reset();
         waiting_->fetch_sub(1, std::memory_order_relaxed);
-        timer_.cancel();
+        timer_->cancel();
       }
       return;
     }
@@ -477,7 +654,7 @@ private:
     if (!deferral_ || settled_)
       return;
     settled_ = true;
-    timer_.cancel();
+    timer_->cancel();
     stop_watching();
   }
 
@@ -499,7 +676,7 @@ private:
     if (!reading_)
       return resolve();
     beast::error_code ec;
-    stream_.socket().cancel(ec);
+    stream_.cancel(ec);
   }
 
   void resolve() {
@@ -569,17 +746,18 @@ private:
     // (one write, and the handler's subscriptions precede the client's
     // view of the upgrade, as in Bun). Bytes the client sent after its
     // request are its first frames.
-    stream_.expires_never();
+    deadlines_->remove(*this);
     auto data = buffer_.data();
     std::vector<std::byte> initial(static_cast<const std::byte*>(data.data()),
                                    static_cast<const std::byte*>(data.data())
                                      + data.size());
     tcp_transport_options topts;
     topts.send_buffer = limits_.websocket_send_buffer;
+    topts.set_no_delay = false; // inherited from the listener
     auto t = tls_
-               ? make_tls_transport(stream_.release_socket(), remote_,
+               ? make_tls_transport(std::move(stream_), remote_,
                                     std::move(initial), tls_->release(), topts)
-               : make_tcp_transport(stream_.release_socket(), remote_,
+               : make_tcp_transport(std::move(stream_), remote_,
                                     std::move(initial), topts);
     handler_->upgraded(req, std::move(t), switching_protocols(req));
   }
@@ -588,16 +766,16 @@ private:
     if (tls_)
       tls_->notify_close();
     beast::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+    stream_.shutdown(tcp::socket::shutdown_send, ec);
   }
 
   std::string remote_;
-  stream_type stream_;
+  stream_socket stream_;
   std::optional<tls_stream> tls_; // set on a TLS port
   beast::flat_buffer buffer_;
   http_limits limits_;
   std::shared_ptr<http_handler> handler_;
-  std::optional<http::request_parser<http::string_body>> parser_;
+  std::optional<request_reader> parser_;
   std::optional<http::response<http::string_body>> res_;
   std::optional<request> req_;
   bool keep_alive_ = false;
@@ -606,7 +784,9 @@ private:
   // A deferred request: the one waiting, and the completed one whose
   // answer is being written.
   deferred_counter waiting_;
-  asio::steady_timer timer_;
+  deadline_list_ptr deadlines_;
+  // The deferred request's timeout (made when one waits).
+  std::optional<asio::steady_timer> timer_;
   std::shared_ptr<deferral> deferral_;
   std::shared_ptr<deferral> deferred_req_;
   bool reading_ = false;
@@ -623,7 +803,8 @@ public:
                 tls_context_ptr tls)
     : ctx_(ctx), acceptor_(ctx), retry_(ctx), limits_(limits),
       handler_(std::move(handler)), waiting_(std::move(waiting)),
-      tls_(std::move(tls)) {}
+      tls_(std::move(tls)),
+      deadlines_(std::make_shared<deadline_list>(ctx, granule(limits))) {}
 
   // `shared`: one of several sockets on the port (SO_REUSEPORT), among
   // which the kernel spreads new connections.
@@ -637,16 +818,19 @@ public:
           != 0)
         throw std::system_error{errno, std::generic_category(), "SO_REUSEPORT"};
     }
+    // Accepted sockets inherit it (Linux copies the listener's TCP state),
+    // so the transports need no setsockopt of their own.
+    acceptor_.set_option(tcp::no_delay{true});
     acceptor_.bind(ep);
     acceptor_.listen(asio::socket_base::max_listen_connections);
     return acceptor_.local_endpoint();
   }
 
   void do_accept() {
-    // The peer's address comes with the accept (no getpeername later).
-    acceptor_.async_accept(ctx_.get_executor(), peer_,
-                           beast::bind_front_handler(&acceptor_loop::on_accept,
-                                                     shared_from_this()));
+    acceptor_.async_wait(tcp::acceptor::wait_read,
+                         [self = shared_from_this()](beast::error_code ec) {
+                           self->on_readable(ec);
+                         });
   }
 
   void stop() {
@@ -658,39 +842,88 @@ public:
   }
 
 private:
-  void on_accept(beast::error_code ec, stream_socket sock) {
+  // Connections taken per wake-up before the loop's other work gets a turn.
+  static constexpr int accept_batch = 32;
+
+  // The deadline sweep's granule: a fraction of the shortest timeout, so a
+  // deadline is enforced at most that much late.
+  static clock::duration granule(const http_limits& l) {
+    auto shortest = std::min(l.request_timeout, l.keep_alive_timeout);
+    return std::clamp<clock::duration>(shortest / 8,
+                                       std::chrono::milliseconds{1},
+                                       std::chrono::seconds{1});
+  }
+
+  // Takes the waiting connections with accept4, which makes them
+  // non-blocking and gives the peer's address (no ioctl, no getpeername),
+  // then waits for more.
+  void on_readable(beast::error_code ec) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open())
       return;
-    if (ec) {
-      // Out of descriptors and the like: keep serving, retry shortly.
-      HERALD_LOG(warn, "accept failed: " << ec.message());
-      retry_.expires_after(std::chrono::milliseconds{100});
-      retry_.async_wait([self = shared_from_this()](beast::error_code ec) {
-        if (!ec)
-          self->do_accept();
-      });
-      return;
+    if (ec)
+      return retry(ec.message());
+    for (int i = 0; i < accept_batch; ++i) {
+      sockaddr_storage peer{};
+      socklen_t len = sizeof peer;
+      int fd =
+        ::accept4(acceptor_.native_handle(), reinterpret_cast<sockaddr*>(&peer),
+                  &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+          return do_accept();
+        // The peer gave up while queued, or a signal: take the next one.
+        if (errno == ECONNABORTED || errno == EINTR)
+          continue;
+        // Out of descriptors and the like: keep serving, retry shortly.
+        return retry(std::strerror(errno));
+      }
+      start_session(fd, peer, len);
     }
+    // More may wait: after what else is queued on this loop.
+    asio::post(ctx_, [self = shared_from_this()] { self->on_readable({}); });
+  }
+
+  void retry(const std::string& why) {
+    HERALD_LOG(warn, "accept failed: " << why);
+    retry_.expires_after(std::chrono::milliseconds{100});
+    retry_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec)
+        self->do_accept();
+    });
+  }
+
+  void start_session(int fd, const sockaddr_storage& peer, socklen_t len) {
     try {
-      auto remote =
-        peer_.address().to_string() + ":" + std::to_string(peer_.port());
+      tcp::endpoint ep;
+      std::memcpy(ep.data(), &peer, std::min<std::size_t>(len, ep.capacity()));
+      ep.resize(len);
+      accepted_socket sock{ctx_};
+      beast::error_code ec;
+      sock.assign(ep.protocol(), fd, ec);
+      if (ec) {
+        ::close(fd);
+        HERALD_LOG(warn, "dropping a connection: " << ec.message());
+        return;
+      }
+      sock.assume_non_blocking();
+      auto remote = ep.address().to_string() + ":" + std::to_string(ep.port());
       std::make_shared<http_session>(std::move(sock), std::move(remote),
-                                     limits_, handler_, waiting_, tls_.get())
+                                     limits_, handler_, waiting_, tls_.get(),
+                                     deadlines_)
         ->run();
     } catch (const std::exception& e) {
       HERALD_LOG(warn, "dropping a connection: " << e.what());
     }
-    do_accept();
   }
 
   asio::io_context& ctx_;
   tcp::acceptor acceptor_;
-  tcp::endpoint peer_; // of the accept in flight (one at a time)
   asio::steady_timer retry_;
   http_limits limits_;
   std::shared_ptr<http_handler> handler_;
   deferred_counter waiting_;
   tls_context_ptr tls_;
+  deadline_list_ptr deadlines_;
 };
 
 /// A server's listening sockets: one per loop, sharing the port.
@@ -751,7 +984,7 @@ private:
 read_outcome read_request(std::span<const char> data,
                           std::span<const std::size_t> cuts,
                           const http_limits& limits) {
-  request_parser p;
+  request_reader p;
   limit(p, limits);
   // As async_read_header, then async_read with a flat_buffer: the parser
   // sees everything received and not yet taken, again after each read.
@@ -800,7 +1033,7 @@ read_outcome read_request(std::span<const char> data,
     if (!p.is_done())
       return fail(http::error::partial_message);
   }
-  return {0, make_request(p, "127.0.0.1:50000"), taken};
+  return {0, p.take("127.0.0.1:50000"), taken};
 }
 
 std::shared_ptr<http_server>

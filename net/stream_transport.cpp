@@ -60,7 +60,8 @@ stream_transport::stream_transport(stream_socket sock, std::string remote,
   // blocking mode does not matter, and setting it would be a system call
   // per upgrade.
   boost::system::error_code ec;
-  sock_.set_option(tcp::no_delay{true}, ec);
+  if (opts.set_no_delay)
+    sock_.set_option(tcp::no_delay{true}, ec);
   fd_ = sock_.native_handle();
   if (opts.send_buffer > 0) {
     int size =

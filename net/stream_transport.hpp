@@ -76,7 +76,6 @@ protected:
   void arm_write_locked();
 
   stream_socket sock_;
-  int fd_ = -1;
   std::string remote_;
   std::size_t read_credit_;
   std::chrono::milliseconds linger_;
@@ -88,6 +87,8 @@ protected:
   bool writing_ = false;
   bool closing_ = false;
   bool failed_ = false;
+  // Beside the flags: fills their padding.
+  int fd_ = -1;
 
   std::atomic<std::size_t> unconsumed_{0};
 

@@ -22,6 +22,9 @@ struct tcp_transport_options {
   /// to net.ipv4.tcp_wmem's maximum, 4 MiB by default). Linux doubles the
   /// value for its bookkeeping.
   std::size_t send_buffer = 0;
+  /// Sets TCP_NODELAY; false when the socket has it already (inherited
+  /// from a listener that has it).
+  bool set_no_delay = true;
 };
 
 /// A TCP socket bound to the io_context's own executor rather than the

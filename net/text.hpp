@@ -12,9 +12,13 @@ namespace herald::net {
 inline bool iequals(std::string_view a, std::string_view b) noexcept {
   if (a.size() != b.size())
     return false;
+  // ASCII only (std::tolower follows the C locale through a call per
+  // character).
+  auto lower = [](char c) {
+    return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;
+  };
   for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i]))
-        != std::tolower(static_cast<unsigned char>(b[i])))
+    if (lower(a[i]) != lower(b[i]))
       return false;
   return true;
 }

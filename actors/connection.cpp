@@ -558,7 +558,9 @@ void connection_core::on_delivery(const msg::delivery& d) {
   // compress) takes the fast path: the checks of enqueue() once per
   // delivery instead of once per message. Anything else goes through
   // enqueue(), which drops, counts and closes as needed.
-  auto me = self_->address();
+  // Compared by control block: building our address would take and drop
+  // a reference on every delivery.
+  auto me = self_->ctrl();
   auto limit = opts_.backpressure_limit;
   auto transport_bytes = transport_->buffered_amount();
   bool queued = false;
@@ -588,7 +590,7 @@ void connection_core::on_delivery(const msg::delivery& d) {
         continue;
       }
     }
-    if (m.exclude && m.exclude == me)
+    if (m.exclude && m.exclude.get() == me)
       continue;
     if (state_ != herald::ready_state::open || (m.compress && deflate_)
         || (limit > 0 && pending_bytes_ + transport_bytes >= limit)) {
@@ -856,6 +858,26 @@ void connection_actor::initialize() {
     [](msg::flush_atom, msg::flush_atom, msg::flush_atom) {},
   };
   become(keep_alive);
+}
+
+caf::resumable::resume_result
+connection_actor::resume(caf::execution_unit* ctx, std::size_t max_throughput) {
+  // CAF's scheduled_actor::resume without what a connection never uses:
+  // receive timeouts (its behavior has none), streams and the logger's
+  // actor id. It runs once per delivery to every subscriber.
+  if (!activate(ctx))
+    return done;
+  std::size_t handled = 0;
+  mailbox_visitor f{this, handled, max_throughput};
+  while (handled < max_throughput) {
+    if (!mailbox().new_round(3, f).consumed_items && mailbox().try_block())
+      return awaiting_message;
+    if (finalize())
+      return done;
+  }
+  if (mailbox().try_block())
+    return awaiting_message;
+  return resume_later;
 }
 
 caf::invoke_message_result connection_actor::consume(caf::mailbox_element& x) {

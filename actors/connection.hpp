@@ -153,6 +153,9 @@ public:
   connection_hooks& hooks() noexcept { return *hooks_; }
   /// The connection's actor.
   caf::actor handle() const;
+  /// Adds what connections wrote on the calling loop thread to their
+  /// server's counters (the loop calls it at the end of each batch).
+  static void flush_loop_stats() noexcept;
 
   // -- parser events ----------------------------------------------------------
 

@@ -411,6 +411,7 @@ void loop_worker::run_batch() {
   in_batch_ = false;
   batch_.clear();
   flush_outbox();
+  connection_core::flush_loop_stats();
 }
 
 } // namespace

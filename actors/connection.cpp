@@ -547,7 +547,9 @@ bool connection_core::hold_delivery(const msg::delivery& d) {
   if (!elem)
     return false;
   auto m = elem->copy_content_to_message();
-  if (!m.match_elements<msg::delivery>() || &m.get_as<msg::delivery>(0) != &d)
+  // The message matched as a delivery already; the same object at the same
+  // address means it is the shared message.
+  if (m.empty() || m.at(0) != static_cast<const void*>(&d))
     return false; // not the shared message (a copy): own the frames
   out().held.push_back(std::move(m));
   return true;
@@ -937,7 +939,11 @@ caf::invoke_message_result connection_actor::dispatch(caf::mailbox_element& x) {
   auto& c = x.content();
   auto handled = true;
   current_mailbox_element(&x);
-  if (c.match_elements<msg::delivery>()) {
+  // A delivery (most messages) is recognised by its type alone, without
+  // match_elements' pattern machinery.
+  if (c.size() == 1
+      && c.matches(0, caf::type_nr<msg::delivery>::value,
+                   &typeid(msg::delivery))) {
     core_.on_delivery(c.get_as<msg::delivery>(0));
   } else if (c.match_elements<caf::atom_value>()) {
     auto a = c.get_as<caf::atom_value>(0);

@@ -6,7 +6,6 @@
 #include <cstring>
 #include <thread>
 
-#include <sched.h>
 #include <unistd.h>
 
 #include <sys/resource.h>
@@ -24,16 +23,6 @@
 namespace herald {
 
 namespace {
-
-// The cores this process may run on (taskset, cpusets), which may be fewer
-// than the machine's: more loops than that would only take turns.
-std::size_t usable_cores() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-    return static_cast<std::size_t>(CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
-}
 
 // The signal handler only counts; run() polls the count with a timed wait
 // (nothing else is safe to do inside a signal handler).
@@ -108,7 +97,7 @@ runtime::runtime(runtime_options opts) : stop_deadline_(opts.stop_deadline) {
   cfg_.set("logger.console-verbosity", caf::atom("quiet"));
   auto workers = opts.worker_threads;
   if (workers == 0)
-    workers = usable_cores();
+    workers = std::max(1u, std::thread::hardware_concurrency());
   cfg_.set("scheduler.max-threads", workers);
   // The loops come first: they are the scheduler's workers.
   io_ = net::make_io_service(workers);

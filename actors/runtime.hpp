@@ -34,8 +34,7 @@ enum class stop_mode {
 /// Options of a runtime.
 struct runtime_options {
   /// Event loops, each a thread that runs its own sockets and actors
-  /// (CAF's scheduler workers); 0 picks the number of cores the process
-  /// may run on (its CPU affinity, e.g. under taskset).
+  /// (CAF's scheduler workers); 0 picks the number of cores.
   std::size_t worker_threads = 0;
   /// Keep freed heap memory for reuse instead of handing it back to the
   /// system at once (glibc: trim threshold 64 MiB, allocations up to 1 MiB

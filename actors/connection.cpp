@@ -68,6 +68,35 @@ struct connection_core::out_batch {
 thread_local std::unique_ptr<connection_core::out_batch>
   connection_core::spare_batch_;
 
+namespace {
+
+// Output counters of the connections that wrote on this loop thread, added
+// to the server's once at the end of the loop's batch (flush_loop_stats):
+// the loops write at the same time, and adding to one shared counter per
+// write would move its cache line between them on every write.
+struct loop_out_stats {
+  std::shared_ptr<server_stats> to;
+  std::uint64_t messages = 0;
+  std::uint64_t bytes = 0;
+};
+
+thread_local loop_out_stats loop_stats;
+
+} // namespace
+
+void connection_core::flush_loop_stats() noexcept {
+  auto& ls = loop_stats;
+  if (!ls.to)
+    return;
+  if (ls.messages > 0)
+    ls.to->messages_out.fetch_add(ls.messages, std::memory_order_relaxed);
+  if (ls.bytes > 0)
+    ls.to->bytes_out.fetch_add(ls.bytes, std::memory_order_relaxed);
+  ls.messages = 0;
+  ls.bytes = 0;
+  ls.to.reset();
+}
+
 // -- connection_list ----------------------------------------------------------
 
 std::size_t connection_list::size() const {
@@ -471,6 +500,16 @@ void connection_core::flush() {
   if (remaining > 0)
     backpressured_ = true;
   pause_if_backlogged(remaining);
+  if (stats_ && spawning_loop() != net::io_service::no_loop) {
+    // On a loop: counted there until its batch ends.
+    auto& ls = loop_stats;
+    if (ls.to != stats_) {
+      flush_loop_stats();
+      ls.to = stats_;
+    }
+    ls.messages += std::exchange(n_out_, 0);
+    ls.bytes += std::exchange(bytes_out_, 0);
+  }
   add_stats();
 }
 
@@ -528,7 +567,9 @@ bool connection_core::hold_delivery(const msg::delivery& d) {
   if (!elem)
     return false;
   auto m = elem->copy_content_to_message();
-  if (!m.match_elements<msg::delivery>() || &m.get_as<msg::delivery>(0) != &d)
+  // The message matched as a delivery already; the same object at the same
+  // address means it is the shared message.
+  if (m.empty() || m.at(0) != static_cast<const void*>(&d))
     return false; // not the shared message (a copy): own the frames
   out().held.push_back(std::move(m));
   return true;
@@ -578,7 +619,9 @@ void connection_core::on_delivery(const msg::delivery& d) {
   // compress) takes the fast path: the checks of enqueue() once per
   // delivery instead of once per message. Anything else goes through
   // enqueue(), which drops, counts and closes as needed.
-  auto me = self_->address();
+  // Compared by control block: building our address would take and drop
+  // a reference on every delivery.
+  auto me = self_->ctrl();
   auto limit = opts_.backpressure_limit;
   auto transport_bytes = transport_->buffered_amount();
   bool queued = false;
@@ -608,7 +651,7 @@ void connection_core::on_delivery(const msg::delivery& d) {
         continue;
       }
     }
-    if (m.exclude && m.exclude == me)
+    if (m.exclude && m.exclude.get() == me)
       continue;
     if (state_ != herald::ready_state::open || (m.compress && deflate_)
         || (limit > 0 && pending_bytes_ + transport_bytes >= limit)) {
@@ -887,6 +930,26 @@ void connection_actor::initialize() {
   become(keep_alive);
 }
 
+caf::resumable::resume_result
+connection_actor::resume(caf::execution_unit* ctx, std::size_t max_throughput) {
+  // CAF's scheduled_actor::resume without what a connection never uses:
+  // receive timeouts (its behavior has none), streams and the logger's
+  // actor id. It runs once per delivery to every subscriber.
+  if (!activate(ctx))
+    return done;
+  std::size_t handled = 0;
+  mailbox_visitor f{this, handled, max_throughput};
+  while (handled < max_throughput) {
+    if (!mailbox().new_round(3, f).consumed_items && mailbox().try_block())
+      return awaiting_message;
+    if (finalize())
+      return done;
+  }
+  if (mailbox().try_block())
+    return awaiting_message;
+  return resume_later;
+}
+
 caf::invoke_message_result connection_actor::consume(caf::mailbox_element& x) {
   core_.begin_message();
   auto result = dispatch(x);
@@ -905,7 +968,11 @@ caf::invoke_message_result connection_actor::dispatch(caf::mailbox_element& x) {
   auto& c = x.content();
   auto handled = true;
   current_mailbox_element(&x);
-  if (c.match_elements<msg::delivery>()) {
+  // A delivery (most messages) is recognised by its type alone, without
+  // match_elements' pattern machinery.
+  if (c.size() == 1
+      && c.matches(0, caf::type_nr<msg::delivery>::value,
+                   &typeid(msg::delivery))) {
     core_.on_delivery(c.get_as<msg::delivery>(0));
   } else if (c.match_elements<caf::atom_value>()) {
     auto a = c.get_as<caf::atom_value>(0);

@@ -159,6 +159,9 @@ public:
   connection_hooks& hooks() noexcept { return *hooks_; }
   /// The connection's actor.
   caf::actor handle() const;
+  /// Adds what connections wrote on the calling loop thread to their
+  /// server's counters (the loop calls it at the end of each batch).
+  static void flush_loop_stats() noexcept;
 
   // -- parser events ----------------------------------------------------------
 
@@ -324,6 +327,10 @@ public:
   /// Starts the connection (as event_based_actor::initialize does with
   /// its make_behavior).
   void initialize() override;
+  /// Runs the mailbox (CAF's, minus timeouts and streams: see
+  /// connection.cpp).
+  resume_result resume(caf::execution_unit* ctx,
+                       std::size_t max_throughput) override;
   /// Dispatches the connection's own messages directly (see connection.cpp).
   caf::invoke_message_result consume(caf::mailbox_element& x) override;
   void on_exit() override;

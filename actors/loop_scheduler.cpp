@@ -287,7 +287,10 @@ public:
   // registry over the loops and never changes.
   std::size_t home(caf::resumable* job) const noexcept {
     auto n = workers_.size();
-    if (job->subtype() == caf::resumable::scheduled_actor) {
+    if (job->subtype() == caf::resumable::function_object) {
+      if (auto lj = dynamic_cast<loop_job*>(job))
+        return lj->loop() % n;
+    } else if (job->subtype() == caf::resumable::scheduled_actor) {
       auto self = static_cast<caf::scheduled_actor*>(job);
       if (typeid(*self) == typeid(connection_actor)) {
         auto loop = static_cast<connection_actor*>(self)->home_loop();
@@ -408,6 +411,7 @@ void loop_worker::run_batch() {
   in_batch_ = false;
   batch_.clear();
   flush_outbox();
+  connection_core::flush_loop_stats();
 }
 
 } // namespace
@@ -420,6 +424,20 @@ caf::actor_system::module* make_loop_scheduler(caf::actor_system& sys,
 std::size_t spawning_loop() noexcept {
   return this_worker != nullptr ? this_worker->index()
                                 : net::io_service::no_loop;
+}
+
+std::size_t loop_of(caf::actor_system& sys, const caf::actor& who) noexcept {
+  auto sched = dynamic_cast<loop_scheduler*>(&sys.scheduler());
+  auto ptr = caf::actor_cast<caf::abstract_actor*>(who);
+  if (sched == nullptr || ptr == nullptr || sched->size() == 0
+      || typeid(*ptr) != typeid(connection_actor))
+    return net::io_service::no_loop;
+  auto loop = static_cast<connection_actor*>(ptr)->home_loop();
+  return loop == net::io_service::no_loop ? loop : loop % sched->size();
+}
+
+void run_on_loop(caf::actor_system& sys, caf::intrusive_ptr<loop_job> job) {
+  sys.scheduler().enqueue(job.release());
 }
 
 } // namespace herald

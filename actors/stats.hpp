@@ -1,6 +1,6 @@
 // Server-wide counters for metrics. Connection actors add to them in
-// batches (once per read and per flush), so the hot path does not contend
-// on them.
+// batches (once per read; what they write, once per batch of their loop),
+// so the hot path does not contend on them.
 #pragma once
 
 #include <array>

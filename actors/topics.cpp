@@ -8,7 +8,9 @@
 
 #include <caf/all.hpp>
 
+#include "herald/actors/loop_scheduler.hpp"
 #include "herald/messages/messages.hpp"
+#include "herald/net/io.hpp"
 
 namespace herald {
 
@@ -135,12 +137,82 @@ void join_runs(msg::delivery& d) {
   close_group(msgs.size());
 }
 
+// The subscribers of a topic that are connections on one loop, kept on
+// that loop: only jobs running there (see topic_job) touch it, in the
+// order the topic handed them over, so a delivery reaches exactly the
+// members the topic had when it fanned out, and the topic's loop puts
+// nothing into these connections' mailboxes itself.
+struct loop_members {
+  std::vector<caf::actor> members;
+};
+
+// A topic's step on a subscriber's loop: a member joins or leaves, or a
+// delivery goes into every member's mailbox (on the member's own thread:
+// the message, its mailbox elements and their reference counts stay there).
+class topic_job final : public loop_job {
+public:
+  enum kind_t { add, remove, deliver };
+
+  topic_job(std::size_t loop, std::shared_ptr<loop_members> group, kind_t kind)
+    : loop_job(loop), group_(std::move(group)), kind_(kind) {}
+
+  caf::actor who;
+  caf::actor_addr gone;
+  caf::message delivery;
+
+protected:
+  void run(caf::execution_unit*) override {
+    auto& subs = group_->members;
+    switch (kind_) {
+      case add:
+        subs.push_back(std::move(who));
+        break;
+      case remove:
+        for (auto i = subs.begin(); i != subs.end(); ++i) {
+          if (i->address() == gone) {
+            *i = std::move(subs.back());
+            subs.pop_back();
+            break;
+          }
+        }
+        break;
+      case deliver:
+        for (auto& sub : subs)
+          caf::anon_send(sub, delivery);
+        break;
+    }
+    // Released here, on this loop, not on the thread freeing the job.
+    delivery = caf::message{};
+    group_.reset();
+  }
+
+private:
+  std::shared_ptr<loop_members> group_;
+  kind_t kind_;
+};
+
 struct topic_state {
   std::shared_ptr<const std::string> topic;
   topic_options opts;
+  // Subscribers that are no connection on one of the loops (any actor, and
+  // every subscriber in tests): the topic sends to them itself.
   std::vector<caf::actor> subscribers;
+  // Connections on the loops, as the topic knows them (their loop's
+  // loop_members holds the handles).
+  struct on_loop {
+    caf::actor_addr addr;
+    std::size_t loop;
+  };
+  std::vector<on_loop> on_loops;
+  // By loop (made on the first member there).
+  std::vector<std::shared_ptr<loop_members>> groups;
+  // Members of groups[i].
+  std::vector<std::size_t> group_sizes;
   // Messages published since the last fan-out (see the flush handler).
   std::vector<msg::topic_message> batch;
+  std::size_t size() const noexcept {
+    return subscribers.size() + on_loops.size();
+  }
   static inline const char* name = "herald.topic";
 };
 
@@ -154,12 +226,22 @@ topic_behavior(msg::topic_actor::stateful_pointer<topic_state> self,
     auto& st = self->state;
     if (st.batch.empty())
       return;
-    // One message shared by every subscriber: frames are never copied
-    // per subscriber.
+    // One message shared by every subscriber (one per loop for the
+    // connections): frames are never copied per subscriber.
     msg::delivery d{st.topic, std::move(st.batch), {}, {}, {}};
     st.batch.clear();
-    if (st.subscribers.size() > 1)
+    if (st.size() > 1)
       join_runs(d);
+    for (std::size_t i = 0; i < st.groups.size(); ++i) {
+      if (st.group_sizes[i] == 0)
+        continue;
+      auto job =
+        caf::make_counted<topic_job>(i, st.groups[i], topic_job::deliver);
+      job->delivery = caf::make_message(d);
+      run_on_loop(self->home_system(), std::move(job));
+    }
+    if (st.subscribers.empty())
+      return;
     auto m = caf::make_message(std::move(d));
     // Anonymous: a typed actor sends only to typed handles, and subscribers
     // are any actor (they never answer a delivery).
@@ -172,14 +254,45 @@ topic_behavior(msg::topic_actor::stateful_pointer<topic_state> self,
   return {
     [=](caf::subscribe_atom, caf::actor& who) {
       fan_out();
-      self->state.subscribers.push_back(std::move(who));
+      auto& st = self->state;
+      auto loop = loop_of(self->home_system(), who);
+      if (loop == net::io_service::no_loop) {
+        st.subscribers.push_back(std::move(who));
+        return;
+      }
+      if (loop >= st.groups.size()) {
+        st.groups.resize(loop + 1);
+        st.group_sizes.resize(loop + 1);
+      }
+      if (!st.groups[loop])
+        st.groups[loop] = std::make_shared<loop_members>();
+      ++st.group_sizes[loop];
+      st.on_loops.push_back({who.address(), loop});
+      auto job =
+        caf::make_counted<topic_job>(loop, st.groups[loop], topic_job::add);
+      job->who = std::move(who);
+      run_on_loop(self->home_system(), std::move(job));
     },
     [=](caf::unsubscribe_atom, const caf::actor_addr& who) {
       fan_out();
-      auto& subs = self->state.subscribers;
+      auto& st = self->state;
+      // Order among subscribers does not matter: swap and pop.
+      for (auto i = st.on_loops.begin(); i != st.on_loops.end(); ++i) {
+        if (i->addr == who) {
+          auto loop = i->loop;
+          *i = std::move(st.on_loops.back());
+          st.on_loops.pop_back();
+          --st.group_sizes[loop];
+          auto job = caf::make_counted<topic_job>(loop, st.groups[loop],
+                                                  topic_job::remove);
+          job->gone = who;
+          run_on_loop(self->home_system(), std::move(job));
+          return;
+        }
+      }
+      auto& subs = st.subscribers;
       for (auto i = subs.begin(); i != subs.end(); ++i) {
         if (i->address() == who) {
-          // Order among subscribers does not matter: swap and pop.
           *i = std::move(subs.back());
           subs.pop_back();
           break;
@@ -195,7 +308,7 @@ topic_behavior(msg::topic_actor::stateful_pointer<topic_state> self,
       if (batch.empty()) {
         // A big topic waits a little for more (topic_options).
         if (st.opts.linger.count() > 0
-            && st.subscribers.size() >= st.opts.linger_min_subscribers)
+            && st.size() >= st.opts.linger_min_subscribers)
           self->delayed_send(self, st.opts.linger, msg::flush_atom::value);
         else
           self->send(self, msg::flush_atom::value);
@@ -204,7 +317,7 @@ topic_behavior(msg::topic_actor::stateful_pointer<topic_state> self,
                                          std::move(pub.exclude), pub.compress});
     },
     [=](msg::flush_atom) { fan_out(); },
-    [=](msg::count_atom) { return self->state.subscribers.size(); },
+    [=](msg::count_atom) { return self->state.size(); },
   };
 }
 

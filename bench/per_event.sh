@@ -3,7 +3,7 @@
 # calls and context switches per WebSocket handshake and per delivery.
 #
 #   bench/per_event.sh [--build-dir DIR] [--servers LIST] [--seconds S]
-#                      [--herald-bin NAME=PATH]... [--out DIR]
+#                      [--herald-bin NAME=PATH]... [--out DIR] [--pin]
 #
 # Two modes of herald-bench-client, each against every server in turn:
 # `handshake` (32 parallel connect/upgrade/reset loops) and `latency`
@@ -14,7 +14,9 @@
 # window: handshakes = the server's successful accept calls in the trace;
 # deliveries = the client's rate x S (a publish every 10 ms). Servers: herald, bun (default both), and any
 # other Herald build given as --herald-bin NAME=PATH (e.g. the commit
-# before a change). See bench/README.md, "Per-event costs".
+# before a change). --pin runs every server on CPUs of its own and the
+# client on the last CPU, as bench/run.sh --pin. See bench/README.md,
+# "Per-event costs".
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/.." && pwd)"
@@ -26,6 +28,7 @@ servers="herald,bun"
 seconds=5
 out_dir=""
 extra=()
+pin=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build_dir="$2"; shift 2 ;;
@@ -33,7 +36,8 @@ while [ $# -gt 0 ]; do
     --seconds) seconds="$2"; shift 2 ;;
     --herald-bin) extra+=("$2"); shift 2 ;;
     --out) out_dir="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --pin) pin=1; shift ;;
+    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "per_event.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -44,6 +48,18 @@ mkdir -p "$out_dir"
 client="$build_dir/bench/herald-bench-client"
 bun_bin="$here/node_modules/.bin/bun"
 ulimit -n 20000 2>/dev/null || true
+
+server_pin=()
+client_pin=()
+if [ "$pin" = 1 ]; then
+  read -r -a cpus < <(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)))')
+  if [ ${#cpus[@]} -lt 2 ]; then
+    echo "per_event.sh: --pin needs at least 2 CPUs" >&2
+    exit 2
+  fi
+  server_pin=(taskset -c "$(IFS=,; echo "${cpus[*]:0:${#cpus[@]}-1}")")
+  client_pin=(taskset -c "${cpus[${#cpus[@]}-1]}")
+fi
 
 declare -A bins=([herald]="$build_dir/bench/herald-bench-server")
 names=()
@@ -56,8 +72,8 @@ done
 # start NAME CLIENTS LOG: sets pid and port.
 start() {
   case "$1" in
-    bun) "$bun_bin" "$here/bun/server.mjs" --port 0 --clients "$2" >"$3" 2>&1 & ;;
-    *) "${bins[$1]}" --port 0 --clients "$2" >"$3" 2>&1 & ;;
+    bun) ${server_pin[@]+"${server_pin[@]}"} "$bun_bin" "$here/bun/server.mjs" --port 0 --clients "$2" >"$3" 2>&1 & ;;
+    *) ${server_pin[@]+"${server_pin[@]}"} "${bins[$1]}" --port 0 --clients "$2" >"$3" 2>&1 & ;;
   esac
   pid=$!
   port=""
@@ -83,7 +99,7 @@ run() {
   # reaches the same number of subscribers every 10 ms from then on).
   if [ "$mode" = latency ]; then clients=1000; expected=1000; warm=5; fi
   start "$name" "$expected" "$tag.server.log"
-  "$client" --port "$port" --mode "$mode" --clients "$clients" \
+  ${client_pin[@]+"${client_pin[@]}"} "$client" --port "$port" --mode "$mode" --clients "$clients" \
     --warmup "$warm" --duration "$seconds" --quiet >"$tag.client.log" 2>&1 &
   local cpid=$!
   sleep "$warm"

@@ -44,6 +44,14 @@
 #                     whenever it has work, so a server cannot make the run
 #                     measure its load client by taking the client's CPU
 #                     (see bench/README.md, "Sixth round")
+#   --pin             pin the server and the client to CPUs of their own
+#                     (taskset), every server alike: the client gets the
+#                     last CPU, the server all the others (2 cores: server
+#                     CPU 0, client CPU 1). Neither then shares a core
+#                     with the other, as with a client on another machine;
+#                     unpinned (the default), the kernel may run a
+#                     single-threaded server and its woken client on one
+#                     core (see bench/README.md, "Per-event costs")
 #   --node-max-clients N  skip Node in throughput scenarios with more clients
 #                     (default 128: one 512-client round is 13.1 million
 #                     deliveries, minutes for Node)
@@ -80,6 +88,7 @@ quiet_wait=900
 node_max_clients=128
 nice_level=0
 rt=0
+pin=0
 smoke=0
 tls=0
 herald_args=()
@@ -102,6 +111,7 @@ while [ $# -gt 0 ]; do
     --node-max-clients) node_max_clients="$2"; shift 2 ;;
     --nice) nice_level="$2"; shift 2 ;;
     --rt) rt=1; shift ;;
+    --pin) pin=1; shift ;;
     --herald-args) read -ra herald_args <<< "$2"; shift 2 ;;
     --smoke) smoke=1; shift ;;
     --help|-h) usage; exit 0 ;;
@@ -119,6 +129,18 @@ if [ "$smoke" = 1 ]; then
   count_list=(32)
   idle_conns=200
   subscribers=50
+fi
+
+if [ "$pin" = 1 ]; then
+  # The CPUs this script may use (it may itself run under taskset).
+  read -r -a cpus < <(python3 -c 'import os; print(*sorted(os.sched_getaffinity(0)))')
+  if [ ${#cpus[@]} -lt 2 ]; then
+    echo "run.sh: --pin needs at least 2 CPUs" >&2
+    exit 2
+  fi
+  client_cpus="${cpus[${#cpus[@]}-1]}"
+  server_cpus="$(IFS=,; echo "${cpus[*]:0:${#cpus[@]}-1}")"
+  echo "pinned: servers on CPU $server_cpus, client on CPU $client_cpus"
 fi
 
 [ -n "$build_dir" ] || build_dir="$(default_build_dir "$root")"
@@ -200,6 +222,9 @@ trap 'cleanup; if [ "$remove_out" = 1 ]; then rm -rf "$out_dir"; fi' EXIT
 prio() {
   local role="$1"
   shift
+  if [ "$pin" = 1 ]; then
+    set -- taskset -c "$([ "$role" = client ] && echo "$client_cpus" || echo "$server_cpus")" "$@"
+  fi
   if [ "$rt" = 1 ]; then
     # FIFO threads of equal priority never preempt each other: the client
     # sits above the servers so that it is never the one left waiting.

@@ -35,8 +35,10 @@ constexpr std::size_t batch_limit = 256u << 10;
 // Per loop thread: ciphertext read, plaintext decrypted.
 thread_local std::array<std::byte, read_chunk> recv_buf;
 thread_local std::array<std::byte, record_size> plain_buf;
-// Per writing thread: small frames gathered into one record.
-thread_local std::array<std::byte, record_size> record_buf;
+// Per writing thread: small frames gathered into full records, encrypted
+// with one SSL_write per batch (OpenSSL then sets up its record buffer once,
+// not once per record). Allocated on a thread's first TLS write.
+thread_local std::vector<std::byte> gather_buf;
 // Per writing thread: the records of one batch. A connection keeps them
 // only while the socket has not taken them all, so idle connections hold
 // no ciphertext buffer.
@@ -213,29 +215,38 @@ private:
   template <class Piece>
   bool encrypt(std::span<const Piece> pieces, std::size_t& i,
                std::size_t& offset) {
+    if (gather_buf.size() < batch_limit)
+      gather_buf.resize(batch_limit);
     std::size_t fill = 0;
     std::size_t done = 0;
     bool ok = true;
     auto flush = [&] {
       if (fill > 0 && ok)
-        ok = engine_->write(record_buf.data(), fill);
+        ok = engine_->write(gather_buf.data(), fill);
       fill = 0;
     };
     while (ok && i < pieces.size() && done < batch_limit) {
       const std::byte* p = pieces[i].data + offset;
       auto len = pieces[i].size - offset;
       std::size_t take;
+      if (len >= record_size && fill % record_size == 0) {
+        flush(); // the gathered records end here: this piece goes in place
+        if (!ok)
+          break;
+      }
       if (fill == 0 && len >= record_size) {
         take = std::min(len, std::max(record_size, batch_limit - done));
         if (take < len)
           take -= take % record_size; // whole records; the rest goes next
         ok = engine_->write(p, take);
       } else {
-        take = std::min(len, record_size - fill);
-        std::memcpy(record_buf.data() + fill, p, take);
+        // A large piece fills only the current record; its rest is
+        // encrypted in place next.
+        auto room = len >= record_size ? record_size - fill % record_size
+                                       : batch_limit - fill;
+        take = std::min({len, room, batch_limit - fill});
+        std::memcpy(gather_buf.data() + fill, p, take);
         fill += take;
-        if (fill == record_size)
-          flush();
       }
       done += take;
       offset += take;

@@ -61,6 +61,9 @@ int main(int argc, char** argv) {
            "--tls-key; SIGHUP reloads both)");
   opts.add("tls-key", "FILE", tls.key_file,
            "the PEM private key of --tls-cert");
+  opts.add("tls-key-passphrase-file", "FILE", tls.passphrase_file,
+           "the passphrase of an encrypted --tls-key: the first line of FILE "
+           "(read again on SIGHUP)");
   opts
     .add("stop-deadline-ms", "N", rt_opts.stop_deadline,
          "on SIGTERM/SIGINT let connections go on for N ms, then close the "

@@ -57,6 +57,9 @@ int main(int argc, char** argv) {
            "--tls-key; SIGHUP reloads both)");
   opts.add("tls-key", "FILE", tls.key_file,
            "the PEM private key of --tls-cert");
+  opts.add("tls-key-passphrase-file", "FILE", tls.passphrase_file,
+           "the passphrase of an encrypted --tls-key: the first line of FILE "
+           "(read again on SIGHUP)");
   opts
     .add("deflate", "MODE", deflate_mode,
          "permessage-deflate: off, shared or dedicated")

@@ -197,8 +197,10 @@ private:
       }
       if (s.engine_->renegotiation_attempted())
         HERALD_LOG(info, "refused TLS renegotiation from " << s.remote_);
-      // Handshake messages, tickets and alerts go out first.
-      if (!s.engine_->out().empty()) {
+      // Handshake messages and alerts go out before more input is
+      // awaited; what came with data (the session ticket after the
+      // client's Finished) waits for the next write, to share its send.
+      if (!s.engine_->out().empty() && (err || got == 0)) {
         state = wrote;
         return asio::async_write(s.next_, asio::buffer(s.engine_->out()),
                                  std::move(self));

@@ -85,7 +85,12 @@ public:
   void begin() {
     if (early_)
       unconsumed_ += early_->bytes.size();
-    if (decrypt())
+    // Records the session left unsent (the session ticket) go out with
+    // the first write, the 101.
+    holding_ = true;
+    auto open = decrypt();
+    holding_ = false;
+    if (open)
       do_read();
   }
 
@@ -93,7 +98,7 @@ public:
     std::lock_guard<std::mutex> guard{mtx_};
     if (closing_ || failed_)
       return 0;
-    if (!out_.empty() || sent_ < engine_->out().size()) {
+    if (!out_.empty() || writing_) {
       // A backlog: the write completion encrypts these after it.
       for (auto& p : pieces)
         keep(p, 0);
@@ -169,6 +174,8 @@ public:
     owner_ = nullptr;
     if (graceful && !failed_) {
       bool flushed = out_.empty() && sent_ == engine_->out().size();
+      if (!flushed)
+        arm_write_locked(); // held records too: the completion shuts down
       asio::post(sock_.get_executor(), [self = shared_from_this(), flushed] {
         self->start_linger_timer();
         if (flushed)
@@ -333,7 +340,7 @@ private:
         why = engine_->error();
       renegotiation = engine_->renegotiation_attempted();
       // Answers of the read itself (alerts, a key update) go out now.
-      if (!failed_ && !writing_ && sent_ < engine_->out().size()
+      if (!failed_ && !writing_ && !holding_ && sent_ < engine_->out().size()
           && !send_locked() && !failed_)
         arm_write_locked();
     }
@@ -557,6 +564,7 @@ private:
   std::size_t sent_ = 0; // of engine_->out()
   std::atomic<std::size_t> buffered_{0};
   bool writing_ = false;
+  bool holding_ = false; // begin(): pending records wait for the first write
   bool closing_ = false;
   bool failed_ = false;
 

@@ -283,6 +283,7 @@ public:
       ::send(next_.native_handle(), out.data(), out.size(),
              MSG_NOSIGNAL | MSG_DONTWAIT);
     out.clear();
+    held_ = 0;
   }
 
   /// Hands the connection's TLS state over (to its transport).
@@ -306,6 +307,7 @@ private:
           break;
         case wrote:
           s.engine_->out().clear();
+          s.held_ = 0;
           if (ec)
             return self.complete(ec, 0);
           if (err || got > 0)
@@ -361,8 +363,12 @@ private:
       }
       if (s.engine_->renegotiation_attempted())
         HERALD_LOG(info, "refused TLS renegotiation from " << s.remote_);
-      // Handshake messages, tickets and alerts go out first.
-      if (!s.engine_->out().empty()) {
+      // New handshake messages and alerts go out before more input is
+      // awaited; what came with data (the session ticket after the
+      // client's Finished) is held for the next write, to share its send.
+      bool fresh = s.engine_->out().size() > s.held_;
+      s.held_ = s.engine_->out().size();
+      if (fresh && (err || got == 0)) {
         state = wrote;
         return asio::async_write(s.next_, asio::buffer(s.engine_->out()),
                                  std::move(self));
@@ -404,6 +410,7 @@ private:
                                  std::move(self));
       }
       s.engine_->out().clear();
+      s.held_ = 0;
       self.complete(ec, ec ? 0 : size);
     }
   };
@@ -412,6 +419,7 @@ private:
   std::unique_ptr<tls_engine> engine_;
   const std::string& remote_;
   std::vector<std::byte> in_ = std::vector<std::byte>(17u << 10);
+  std::size_t held_ = 0; // bytes of engine_->out() kept for the next write
   bool first_ = true;
 };
 

@@ -140,6 +140,8 @@ void stream_transport::close(bool graceful) {
   owner_ = nullptr;
   if (graceful && !failed_) {
     bool flushed = flushed_locked();
+    if (!flushed)
+      arm_write_locked(); // a held backlog too: the completion shuts down
     asio::post(sock_.get_executor(), [self = shared_from_this(), flushed] {
       // A peer that never reads would keep a backlog (and this socket)
       // forever: the linger deadline covers the flush too.

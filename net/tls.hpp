@@ -31,6 +31,11 @@ struct tls_options {
   std::string key_file;
   /// Passphrase of encrypted keys; empty: keys are not encrypted.
   std::string passphrase;
+  /// File whose first line is the passphrase (as `openssl -pass file:`),
+  /// read at every load (start and reload); when set it takes the place of
+  /// `passphrase` (the programs take it so: no passphrase on a command
+  /// line).
+  std::string passphrase_file;
   /// PEM file of CAs whose client certificates are required; empty (the
   /// default): no client certificates.
   std::string ca_file;

@@ -23,8 +23,10 @@ constexpr std::size_t batch_limit = 256u << 10;
 
 // Per loop thread: plaintext decrypted.
 thread_local std::array<std::byte, record_size> plain_buf;
-// Per writing thread: small frames gathered into one record.
-thread_local std::array<std::byte, record_size> record_buf;
+// Per writing thread: small frames gathered into full records, encrypted
+// with one SSL_write per batch (OpenSSL then sets up its record buffer once,
+// not once per record). Allocated on a thread's first TLS write.
+thread_local std::vector<std::byte> gather_buf;
 // Per writing thread: the records of one batch. A connection keeps them
 // only while the socket has not taken them all, so idle connections hold
 // no ciphertext buffer.
@@ -43,7 +45,7 @@ public:
     std::lock_guard<std::mutex> guard{mtx_};
     if (closing_ || failed_)
       return 0;
-    if (!out_.empty() || sent_ < engine_->out().size()) {
+    if (!out_.empty() || writing_) {
       // A backlog: the write completion encrypts these after it.
       for (auto& p : pieces)
         keep(p, 0);
@@ -81,7 +83,14 @@ public:
 
 private:
   // Records that came with the request are decrypted first.
-  bool on_begin() override { return decrypt(); }
+  bool on_begin() override {
+    // Records the session left unsent (the session ticket) go out with the
+    // first write, the 101.
+    holding_ = true;
+    auto open = decrypt();
+    holding_ = false;
+    return open;
+  }
 
   bool on_received(std::span<const std::byte> bytes) override {
     {
@@ -131,29 +140,38 @@ private:
   template <class Piece>
   bool encrypt(std::span<const Piece> pieces, std::size_t& i,
                std::size_t& offset) {
+    if (gather_buf.size() < batch_limit)
+      gather_buf.resize(batch_limit);
     std::size_t fill = 0;
     std::size_t done = 0;
     bool ok = true;
     auto flush = [&] {
       if (fill > 0 && ok)
-        ok = engine_->write(record_buf.data(), fill);
+        ok = engine_->write(gather_buf.data(), fill);
       fill = 0;
     };
     while (ok && i < pieces.size() && done < batch_limit) {
       const std::byte* p = pieces[i].data + offset;
       auto len = pieces[i].size - offset;
       std::size_t take;
+      if (len >= record_size && fill % record_size == 0) {
+        flush(); // the gathered records end here: this piece goes in place
+        if (!ok)
+          break;
+      }
       if (fill == 0 && len >= record_size) {
         take = std::min(len, std::max(record_size, batch_limit - done));
         if (take < len)
           take -= take % record_size; // whole records; the rest goes next
         ok = engine_->write(p, take);
       } else {
-        take = std::min(len, record_size - fill);
-        std::memcpy(record_buf.data() + fill, p, take);
+        // A large piece fills only the current record; its rest is
+        // encrypted in place next.
+        auto room = len >= record_size ? record_size - fill % record_size
+                                       : batch_limit - fill;
+        take = std::min({len, room, batch_limit - fill});
+        std::memcpy(gather_buf.data() + fill, p, take);
         fill += take;
-        if (fill == record_size)
-          flush();
       }
       done += take;
       offset += take;
@@ -214,7 +232,7 @@ private:
         why = engine_->error();
       renegotiation = engine_->renegotiation_attempted();
       // Answers of the read itself (alerts, a key update) go out now.
-      if (!failed_ && !writing_ && sent_ < engine_->out().size()
+      if (!failed_ && !writing_ && !holding_ && sent_ < engine_->out().size()
           && !send_locked() && !failed_)
         arm_write_locked();
     }
@@ -277,6 +295,7 @@ private:
   // out_ holds plaintext not yet encrypted.
   std::size_t plain_bytes_ = 0;
   std::size_t sent_ = 0; // of engine_->out()
+  bool holding_ = false; // on_begin(): records wait for the first write
 };
 
 } // namespace

@@ -11,6 +11,9 @@ void server_options::add_tls(options& opts) {
            "--tls-key; SIGHUP reloads both)");
   opts.add("tls-key", "FILE", tls.key_file,
            "the PEM private key of --tls-cert");
+  opts.add("tls-key-passphrase-file", "FILE", tls.passphrase_file,
+           "the passphrase of an encrypted --tls-key: the first line of FILE "
+           "(read again on SIGHUP)");
 }
 
 void server_options::add_deflate(options& opts, std::string_view more) {

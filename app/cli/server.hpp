@@ -13,14 +13,14 @@ namespace herald::cli {
 
 /// Targets of the shared server options.
 struct server_options {
-  /// --tls-cert, --tls-key (the program may add more TLS options).
+  /// --tls-cert, --tls-key, --tls-key-passphrase-file.
   net::tls_options tls;
   /// --redis; `finish` takes $HERALD_REDIS_URL when it is not given.
   redis_options redis;
   /// --deflate: off, shared or dedicated.
   std::string deflate_mode = "off";
 
-  /// Declares --tls-cert and --tls-key.
+  /// Declares --tls-cert, --tls-key and --tls-key-passphrase-file.
   void add_tls(options& opts);
   /// Declares --deflate; `more` ends its help.
   void add_deflate(options& opts, std::string_view more = {});

@@ -12,7 +12,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 
 import {
   Bystander, Client, certDirectory, dial, expectRefusedUpgrade, httpRequest,
@@ -355,6 +355,100 @@ describe('certificates that cannot be used stop the start', () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /cannot read key .*locked\.key: Permission denied/);
   });
+});
+
+/**
+ * An EC P-256 key encrypted with AES-256 under `pass` by the openssl CLI and
+ * a self-signed certificate for `name`; returns { cert, key }.
+ */
+function makeEncryptedKey(name, pass) {
+  const dir = certDirectory();
+  const key = path.join(dir, `${name}.enc.key`);
+  const cert = path.join(dir, `${name}.enc.crt`);
+  const openssl = (args) => execFileSync('openssl', args, { stdio: 'pipe' });
+  openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt',
+           'ec_paramgen_curve:P-256', '-aes256', '-pass', `pass:${pass}`,
+           '-out', key]);
+  openssl(['req', '-x509', '-key', key, '-passin', `pass:${pass}`, '-subj',
+           `/CN=${name}`, '-addext', `subjectAltName=DNS:${name}`, '-days',
+           '2', '-out', cert]);
+  assert.match(fs.readFileSync(key, 'utf8'), /ENCRYPTED PRIVATE KEY/);
+  return { cert, key };
+}
+
+describe('an encrypted key (herald-echo --tls-key-passphrase-file)', () => {
+  const bin = () => process.env.HERALD_ECHO;
+  const pass = 'correct horse battery';
+  let enc;
+  let passFile;
+  before(() => {
+    enc = makeEncryptedKey('localhost', pass);
+    passFile = path.join(certDirectory(), 'passphrase');
+    fs.writeFileSync(passFile, `${pass}\n`, { mode: 0o600 });
+  });
+
+  test('with the right passphrase wss:// works; SIGHUP reads the file again',
+       T, async () => {
+         // Files the server reloads from, rotated below.
+         const cert = path.join(certDirectory(), 'rotating.crt');
+         const key = path.join(certDirectory(), 'rotating.key');
+         const file = path.join(certDirectory(), 'rotating.pass');
+         fs.copyFileSync(enc.cert, cert);
+         fs.copyFileSync(enc.key, key);
+         fs.copyFileSync(passFile, file);
+         const server = await startServer('HERALD_ECHO', [
+           '--tls-cert', cert, '--tls-key', key,
+           '--tls-key-passphrase-file', file]);
+         try {
+           assert.match(server.url, /^wss:/);
+           const c = await Client.connect(server.url);
+           assert.equal(await c.ask('sealed'), 'sealed');
+           assert.equal(await peerName(server, 'localhost'), 'localhost');
+           // A new key under a new passphrase, both files replaced.
+           const next = makeEncryptedKey('rotated.test', 'another one');
+           fs.copyFileSync(next.cert, cert);
+           fs.copyFileSync(next.key, key);
+           fs.writeFileSync(file, 'another one\r\n');
+           server.proc.kill('SIGHUP');
+           await waitFor(() => /TLS certificates reloaded/
+                                 .test(server.stderr()), 'the reload');
+           assert.equal(await peerName(server, 'localhost'), 'rotated.test');
+           assert.equal(await c.ask('still here'), 'still here');
+           await c.close();
+           assert.doesNotMatch(server.stderr(), /correct horse|another one/);
+         } finally {
+           await stopServer(server);
+         }
+       });
+
+  const cases = [
+    ['a wrong passphrase', () => {
+      const f = path.join(certDirectory(), 'wrong.pass');
+      fs.writeFileSync(f, 'incorrect horse\n');
+      return ['--tls-key-passphrase-file', f];
+    }, /^herald-echo: key .*localhost\.enc\.key: wrong passphrase$/],
+    ['no passphrase', () => [],
+     /^herald-echo: key .*localhost\.enc\.key is encrypted and no passphrase was given$/],
+    ['a missing passphrase file', () => ['--tls-key-passphrase-file',
+                                         '/nonexistent/pass'],
+     /^herald-echo: cannot read key passphrase file \/nonexistent\/pass: No such file/],
+    ['an empty passphrase file', () => {
+      const f = path.join(certDirectory(), 'empty.pass');
+      fs.writeFileSync(f, '\n');
+      return ['--tls-key-passphrase-file', f];
+    }, /^herald-echo: key passphrase file .*empty\.pass is empty$/],
+  ];
+  for (const [what, extra, pattern] of cases) {
+    test(`${what}: one line, exit 1`, T, async () => {
+      const r = await runToExit(bin(), ['--port', '0', '--tls-cert', enc.cert,
+                                        '--tls-key', enc.key, ...extra()]);
+      assert.equal(r.code, 1);
+      const lines = r.stderr.trim().split('\n');
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0], pattern);
+      assert.doesNotMatch(r.stderr, /horse/);
+    });
+  }
 });
 
 describe('client certificates (--tls-ca)', () => {

@@ -1,12 +1,15 @@
 // TLS: the engine against an OpenSSL client in memory (handshake, ALPN,
 // data both ways, full records), the TLS transport on real loopback
-// sockets (a batch of small frames leaves as few full records), and the
+// sockets (a batch of small frames leaves as few full records; the session
+// ticket goes out with the first write or the close), and the
 // one-line errors of certificates that cannot be used. Certificates are
 // made at test time with the openssl command-line tool.
 #define CAF_SUITE tls
 
 #include <caf/test/dsl.hpp>
 
+#include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -95,6 +98,28 @@ bool handshake(mem_client& c, tls_engine& e) {
       return true;
   }
   return false;
+}
+
+// Runs the handshake between `c` and `e` in memory as a session does when
+// the client's Finished comes with its request: the session ticket the
+// server writes then stays in `e.out()`; returns it.
+std::vector<std::byte> handshake_keeping_ticket(mem_client& c, tls_engine& e) {
+  std::byte buf[256];
+  std::size_t n = 0;
+  SSL_do_handshake(c.ssl);
+  auto hello = c.take_output();
+  e.input(hello);
+  if (e.read(buf, sizeof buf, n) != tls_engine::status::want)
+    return {};
+  c.give(e.out());
+  if (SSL_do_handshake(c.ssl) != 1)
+    return {};
+  auto finished = c.take_output();
+  e.input(finished);
+  if (e.read(buf, sizeof buf, n) != tls_engine::status::want
+      || !e.established())
+    return {};
+  return e.out();
 }
 
 // Sizes of the TLS records in `bytes` (header included).
@@ -226,6 +251,77 @@ CAF_TEST(the transport sends a batch of small frames as full records) {
   CAF_CHECK(got == expected);
   t->close(false);
   io.run();
+}
+
+CAF_TEST(a ticket the session left goes out with the first write) {
+  mem_client c;
+  auto e = std::make_unique<tls_engine>(*ctx);
+  auto ticket = handshake_keeping_ticket(c, *e);
+  // One ticket per handshake.
+  CAF_REQUIRE_EQUAL(record_sizes(ticket).size(), 1u);
+  asio::io_context io;
+  tcp::socket client{io};
+  herald::net::stream_socket server{io.get_executor()};
+  tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
+  client.connect(acceptor.local_endpoint());
+  acceptor.accept(server);
+  auto t = herald::net::make_tls_transport(std::move(server), "test", {},
+                                           std::move(e));
+  CAF_CHECK_EQUAL(client.available(), 0u);
+  std::string text = "hello";
+  auto frame = herald::net::make_raw(
+    {reinterpret_cast<const std::byte*>(text.data()), text.size()});
+  herald::net::slice piece = herald::net::whole(*frame);
+  CAF_CHECK_EQUAL(t->write({&piece, 1}), 0u);
+  // The ticket, then the data's record (5 bytes, 22 of overhead).
+  std::vector<std::byte> raw(ticket.size() + 5 + 22);
+  boost::system::error_code ec;
+  asio::read(client, asio::buffer(raw), ec);
+  CAF_REQUIRE(!ec);
+  CAF_CHECK(std::equal(ticket.begin(), ticket.end(), raw.begin()));
+  c.give(raw);
+  char got[16];
+  auto n = SSL_read(c.ssl, got, sizeof got);
+  CAF_REQUIRE_EQUAL(n, 5);
+  CAF_CHECK_EQUAL(std::string(got, 5), text);
+  t->close(false);
+  io.run();
+}
+
+CAF_TEST(a transport closed before its first write still sends the ticket) {
+  mem_client c;
+  auto e = std::make_unique<tls_engine>(*ctx);
+  auto ticket = handshake_keeping_ticket(c, *e);
+  CAF_REQUIRE(!ticket.empty());
+  asio::io_context io;
+  tcp::socket client{io};
+  herald::net::stream_socket server{io.get_executor()};
+  tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
+  client.connect(acceptor.local_endpoint());
+  acceptor.accept(server);
+  auto t = herald::net::make_tls_transport(std::move(server), "test", {},
+                                           std::move(e));
+  t->close(true);
+  std::thread loop{[&io] { io.run(); }};
+  // The ticket, close_notify, then the end of the stream.
+  std::vector<std::byte> raw;
+  std::array<std::byte, 4096> chunk;
+  boost::system::error_code ec;
+  for (;;) {
+    auto k = client.read_some(asio::buffer(chunk), ec);
+    if (ec)
+      break;
+    raw.insert(raw.end(), chunk.begin(), chunk.begin() + k);
+  }
+  CAF_CHECK(ec == asio::error::eof);
+  client.close();
+  loop.join();
+  CAF_REQUIRE(raw.size() > ticket.size());
+  CAF_CHECK(std::equal(ticket.begin(), ticket.end(), raw.begin()));
+  c.give(raw);
+  char got[16];
+  CAF_CHECK(SSL_read(c.ssl, got, sizeof got) <= 0);
+  CAF_CHECK_EQUAL(SSL_get_error(c.ssl, -1), SSL_ERROR_ZERO_RETURN);
 }
 
 CAF_TEST(certificates that cannot be used are a one - line error) {

@@ -930,26 +930,6 @@ void connection_actor::initialize() {
   become(keep_alive);
 }
 
-caf::resumable::resume_result
-connection_actor::resume(caf::execution_unit* ctx, std::size_t max_throughput) {
-  // CAF's scheduled_actor::resume without what a connection never uses:
-  // receive timeouts (its behavior has none), streams and the logger's
-  // actor id. It runs once per delivery to every subscriber.
-  if (!activate(ctx))
-    return done;
-  std::size_t handled = 0;
-  mailbox_visitor f{this, handled, max_throughput};
-  while (handled < max_throughput) {
-    if (!mailbox().new_round(3, f).consumed_items && mailbox().try_block())
-      return awaiting_message;
-    if (finalize())
-      return done;
-  }
-  if (mailbox().try_block())
-    return awaiting_message;
-  return resume_later;
-}
-
 caf::invoke_message_result connection_actor::consume(caf::mailbox_element& x) {
   core_.begin_message();
   auto result = dispatch(x);

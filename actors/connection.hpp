@@ -327,6 +327,10 @@ public:
   /// Starts the connection (as event_based_actor::initialize does with
   /// its make_behavior).
   void initialize() override;
+  /// Runs the mailbox (CAF's, minus timeouts and streams: see
+  /// connection_resume.cpp).
+  resume_result resume(caf::execution_unit* ctx,
+                       std::size_t max_throughput) override;
   /// Dispatches the connection's own messages directly (see connection.cpp).
   caf::invoke_message_result consume(caf::mailbox_element& x) override;
   void on_exit() override;

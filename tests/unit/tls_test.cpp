@@ -164,6 +164,23 @@ struct fixture {
   }
 };
 
+// A connected loopback pair: the test's plain client socket and a TLS
+// transport on the server's end of it, with the engine `e` handshook.
+struct loopback_pair {
+  asio::io_context io;
+  tcp::socket client{io};
+  herald::net::transport_ptr transport;
+
+  explicit loopback_pair(std::unique_ptr<tls_engine> e) {
+    herald::net::stream_socket server{io.get_executor()};
+    tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
+    client.connect(acceptor.local_endpoint());
+    acceptor.accept(server);
+    transport = herald::net::make_tls_transport(std::move(server), "test", {},
+                                                std::move(e));
+  }
+};
+
 } // namespace
 
 CAF_TEST_FIXTURE_SCOPE(tls_tests, fixture)
@@ -209,14 +226,10 @@ CAF_TEST(the transport sends a batch of small frames as full records) {
   std::vector<std::byte> pending;
   pending.swap(e->out());
   c.give(pending);
-  asio::io_context io;
-  tcp::socket client{io};
-  herald::net::stream_socket server{io.get_executor()};
-  tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
-  client.connect(acceptor.local_endpoint());
-  acceptor.accept(server);
-  auto t = herald::net::make_tls_transport(std::move(server), "test", {},
-                                           std::move(e));
+  loopback_pair pair{std::move(e)};
+  auto& io = pair.io;
+  auto& client = pair.client;
+  auto& t = pair.transport;
   // 200 frames of 100 bytes, handed over in one write: 20,000 bytes.
   std::vector<herald::net::frame_ptr> frames;
   std::vector<herald::net::slice> pieces;
@@ -259,14 +272,10 @@ CAF_TEST(a ticket the session left goes out with the first write) {
   auto ticket = handshake_keeping_ticket(c, *e);
   // One ticket per handshake.
   CAF_REQUIRE_EQUAL(record_sizes(ticket).size(), 1u);
-  asio::io_context io;
-  tcp::socket client{io};
-  herald::net::stream_socket server{io.get_executor()};
-  tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
-  client.connect(acceptor.local_endpoint());
-  acceptor.accept(server);
-  auto t = herald::net::make_tls_transport(std::move(server), "test", {},
-                                           std::move(e));
+  loopback_pair pair{std::move(e)};
+  auto& io = pair.io;
+  auto& client = pair.client;
+  auto& t = pair.transport;
   CAF_CHECK_EQUAL(client.available(), 0u);
   std::string text = "hello";
   auto frame = herald::net::make_raw(
@@ -293,14 +302,10 @@ CAF_TEST(a transport closed before its first write still sends the ticket) {
   auto e = std::make_unique<tls_engine>(*ctx);
   auto ticket = handshake_keeping_ticket(c, *e);
   CAF_REQUIRE(!ticket.empty());
-  asio::io_context io;
-  tcp::socket client{io};
-  herald::net::stream_socket server{io.get_executor()};
-  tcp::acceptor acceptor{io, {asio::ip::make_address("127.0.0.1"), 0}};
-  client.connect(acceptor.local_endpoint());
-  acceptor.accept(server);
-  auto t = herald::net::make_tls_transport(std::move(server), "test", {},
-                                           std::move(e));
+  loopback_pair pair{std::move(e)};
+  auto& io = pair.io;
+  auto& client = pair.client;
+  auto& t = pair.transport;
   t->close(true);
   std::thread loop{[&io] { io.run(); }};
   // The ticket, close_notify, then the end of the stream.

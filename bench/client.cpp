@@ -747,23 +747,31 @@ private:
     }
   }
 
-  // Connects every client (at most --connect-parallel handshakes at once)
-  // and waits until each one has received "ready".
-  bool connect_all() {
-    auto t0 = clock_type::now();
-    std::size_t next = 0;
+  // Opens conns_[next..target) with at most --connect-parallel handshakes
+  // in flight, running the loop until `done` holds or the timeout passes.
+  template <class Done>
+  bool open_until(std::size_t& next, std::size_t target, Done done) {
     auto start_more = [&] {
-      while (next < conns_.size()
+      while (next < target
              && static_cast<int>(next) - opened_ - failed_
                   < o_.connect_parallel)
         start_connect(conns_[next++]);
     };
     start_more();
     tick_ = start_more;
-    bool ok = loop_until(
-      [&] { return ready_count_ + failed_ >= static_cast<int>(conns_.size()); },
-      o_.timeout);
+    bool ok = loop_until(done, o_.timeout);
     tick_ = nullptr;
+    return ok;
+  }
+
+  // Connects every client (at most --connect-parallel handshakes at once)
+  // and waits until each one has received "ready".
+  bool connect_all() {
+    auto t0 = clock_type::now();
+    std::size_t next = 0;
+    bool ok = open_until(next, conns_.size(), [&] {
+      return ready_count_ + failed_ >= static_cast<int>(conns_.size());
+    });
     if (!ok || failed_ > 0) {
       error("only %d of %d clients connected and got \"ready\"", ready_count_,
             static_cast<int>(conns_.size()));
@@ -1094,18 +1102,9 @@ private:
     std::size_t next = 0;
     for (std::size_t q = 1; q <= 4; ++q) {
       auto target = q == 4 ? n : n * q / 4;
-      auto start_more = [&] {
-        while (next < target
-               && static_cast<int>(next) - opened_ - failed_
-                    < o_.connect_parallel)
-          start_connect(conns_[next++]);
-      };
-      start_more();
-      tick_ = start_more;
-      bool ok = loop_until(
-        [&] { return opened_ + failed_ >= static_cast<int>(target); },
-        o_.timeout);
-      tick_ = nullptr;
+      bool ok = open_until(next, target, [&] {
+        return opened_ + failed_ >= static_cast<int>(target);
+      });
       if (!ok || failed_ > 0) {
         error("only %d of %zu connections opened", opened_, target);
         return finish_result("idle-steps", 0, 0, false);

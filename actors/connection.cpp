@@ -21,6 +21,18 @@ std::span<const std::byte> as_bytes(std::string_view s) noexcept {
   return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
 }
 
+// How long to wait for the peer's close frame after sending ours.
+constexpr std::chrono::milliseconds close_timeout{5000};
+
+// For connections made without one (nothing shared).
+std::shared_ptr<const connection_env>
+or_empty(std::shared_ptr<const connection_env> env) {
+  if (env)
+    return env;
+  static const auto empty = std::make_shared<const connection_env>();
+  return empty;
+}
+
 } // namespace
 
 // What one batch writes. `pieces` holds no references of its own (a
@@ -158,20 +170,16 @@ void connection_list::when_empty(std::function<void()> fn) {
 }
 
 void connection_core::unlist() noexcept {
-  if (list_) {
-    list_->remove(this);
-    list_.reset();
-  }
+  if (std::exchange(listed_, false))
+    env_->list->remove(this);
 }
 
 // -- connection_core: lifecycle -----------------------------------------------
 
 connection_core::connection_core(connection_actor* self, connection_args args)
   : self_(self), transport_(std::move(args.transport)),
-    hooks_(std::move(args.hooks)), registry_(std::move(args.registry)),
-    idle_clock_(std::move(args.idle_clock)), counts_(std::move(args.counts)),
-    stats_(std::move(args.stats)), list_(std::move(args.list)),
-    opts_(hooks_->options()), close_timeout_(args.close_timeout),
+    hooks_(std::move(args.hooks)), env_(or_empty(std::move(args.env))),
+    opts_(hooks_->options()),
     parser_(net::frame_parser::role::server, opts_.max_payload_length) {
   hooks_->socket().bind(this);
   if (!args.protocol.empty())
@@ -197,8 +205,10 @@ connection_core::connection_core(connection_actor* self, connection_args args)
     queue_owned(std::move(r), 0); // not a message
   }
   // Last: a constructor that throws before this leaves nothing listed.
-  if (list_)
-    list_->add(this);
+  if (env_->list) {
+    env_->list->add(this);
+    listed_ = true;
+  }
 }
 
 connection_core::~connection_core() {
@@ -210,15 +220,15 @@ connection_core::~connection_core() {
 
 void connection_core::start() {
   state_ = herald::ready_state::open;
-  if (stats_) {
-    stats_->open_connections.fetch_add(1, std::memory_order_relaxed);
-    stats_->connections_total.fetch_add(1, std::memory_order_relaxed);
+  if (env_->stats) {
+    env_->stats->open_connections.fetch_add(1, std::memory_order_relaxed);
+    env_->stats->connections_total.fetch_add(1, std::memory_order_relaxed);
   }
   transport_->start(caf::actor_cast<caf::actor>(self_));
   if (opts_.idle_timeout.count() <= 0)
-    idle_clock_ = nullptr;
-  else if (idle_clock_)
-    self_->send(idle_clock_, msg::idle_watch_atom::value, self_->address(),
+    ; // never idle
+  else if ((clock_ticks_ = static_cast<bool>(env_->idle_clock)))
+    self_->send(env_->idle_clock, msg::idle_watch_atom::value, self_->address(),
                 caf::timespan{opts_.idle_timeout / 2});
   else
     self_->delayed_send(self_, opts_.idle_timeout / 2, caf::tick_atom::value);
@@ -243,19 +253,17 @@ void connection_core::on_exit() {
     } catch (...) {
       // Nothing is left to report to: the connection is gone.
     }
-    if (stats_) {
-      stats_->open_connections.fetch_sub(1, std::memory_order_relaxed);
-      stats_->count_close(net::close_code::abnormal);
+    if (env_->stats) {
+      env_->stats->open_connections.fetch_sub(1, std::memory_order_relaxed);
+      env_->stats->count_close(net::close_code::abnormal);
     }
   }
   add_stats();
   unlist();
   if (std::exchange(announces_exit_, false))
-    caf::anon_send(registry_, msg::exited_atom::value, self_->address());
-  if (idle_clock_) {
-    caf::anon_send(idle_clock_, msg::idle_forget_atom::value, self_->id());
-    idle_clock_ = nullptr;
-  }
+    caf::anon_send(env_->registry, msg::exited_atom::value, self_->address());
+  if (std::exchange(clock_ticks_, false))
+    caf::anon_send(env_->idle_clock, msg::idle_forget_atom::value, self_->id());
   // Let the transport go now: CAF may destroy this actor much later (a
   // pending timer message holds it), possibly after the I/O loop is gone.
   if (transport_) {
@@ -278,9 +286,9 @@ void connection_core::finish(int code, std::string_view reason, bool graceful) {
   transport_->close(graceful);
   if (!closed_handler_ran_) {
     closed_handler_ran_ = true;
-    if (stats_) {
-      stats_->open_connections.fetch_sub(1, std::memory_order_relaxed);
-      stats_->count_close(code);
+    if (env_->stats) {
+      env_->stats->open_connections.fetch_sub(1, std::memory_order_relaxed);
+      env_->stats->count_close(code);
     }
     try {
       hooks_->on_close(code, reason);
@@ -346,8 +354,8 @@ void connection_core::on_message(net::opcode op, std::span<std::byte> payload,
   // Counted after inflating: a client's compression context must see every
   // message, also the dropped ones.
   if (opts_.message_rate.messages_per_second > 0 && !take_token()) {
-    if (stats_)
-      stats_->rate_limited.fetch_add(1, std::memory_order_relaxed);
+    if (env_->stats)
+      env_->stats->rate_limited.fetch_add(1, std::memory_order_relaxed);
     if (opts_.message_rate.policy == rate_limit_policy::close_1008) {
       HERALD_LOG(info, "closing " << remote_address()
                                   << " with 1008: rate limit exceeded");
@@ -500,12 +508,12 @@ void connection_core::flush() {
   if (remaining > 0)
     backpressured_ = true;
   pause_if_backlogged(remaining);
-  if (stats_ && spawning_loop() != net::io_service::no_loop) {
+  if (env_->stats && spawning_loop() != net::io_service::no_loop) {
     // On a loop: counted there until its batch ends.
     auto& ls = loop_stats;
-    if (ls.to != stats_) {
+    if (ls.to != env_->stats) {
       flush_loop_stats();
-      ls.to = stats_;
+      ls.to = env_->stats;
     }
     ls.messages += std::exchange(n_out_, 0);
     ls.bytes += std::exchange(bytes_out_, 0);
@@ -577,15 +585,15 @@ bool connection_core::hold_delivery(const msg::delivery& d) {
 
 void connection_core::count_drop(bool over_limit) {
   // Drops are rare and may come with no flush after them: count at once.
-  if (!stats_)
+  if (!env_->stats)
     return;
-  stats_->dropped.fetch_add(1, std::memory_order_relaxed);
+  env_->stats->dropped.fetch_add(1, std::memory_order_relaxed);
   if (over_limit)
-    stats_->dropped_over_limit.fetch_add(1, std::memory_order_relaxed);
+    env_->stats->dropped_over_limit.fetch_add(1, std::memory_order_relaxed);
 }
 
 void connection_core::add_stats() {
-  if (!stats_)
+  if (!env_->stats)
     return;
   auto add = [](auto& counter, std::uint64_t& local) {
     if (local > 0) {
@@ -593,10 +601,10 @@ void connection_core::add_stats() {
       local = 0;
     }
   };
-  add(stats_->messages_in, n_in_);
-  add(stats_->bytes_in, bytes_in_);
-  add(stats_->messages_out, n_out_);
-  add(stats_->bytes_out, bytes_out_);
+  add(env_->stats->messages_in, n_in_);
+  add(env_->stats->bytes_in, bytes_in_);
+  add(env_->stats->messages_out, n_out_);
+  add(env_->stats->bytes_out, bytes_out_);
 }
 
 void connection_core::on_written(std::size_t buffered) {
@@ -681,7 +689,7 @@ net::frame_ptr connection_core::delivery_frame(const msg::topic_message& d) {
   }
   // Compressed once for every subscriber that takes the full window.
   if (deflate_window_ == 15)
-    return d.frame->deflated(stats_ ? &stats_->deflated : nullptr);
+    return d.frame->deflated(env_->stats ? &env_->stats->deflated : nullptr);
   return no_context_frame(d.frame->opcode(), d.frame->payload());
 }
 
@@ -739,7 +747,7 @@ void connection_core::close(int code, std::string_view reason) {
   state_ = herald::ready_state::closing;
   flush();
   // The peer answers with its close frame; if it does not, give up.
-  self_->delayed_send(self_, close_timeout_, caf::timeout_atom::value);
+  self_->delayed_send(self_, close_timeout, caf::timeout_atom::value);
 }
 
 void connection_core::on_close_timeout() {
@@ -792,7 +800,7 @@ void connection_core::on_tick() {
   } else if (opts_.send_pings) {
     enqueue(net::make_frame(net::opcode::ping, std::string_view{}), true);
   }
-  if (!idle_clock_) // else the idle clock sends the next tick
+  if (!clock_ticks_) // else the idle clock sends the next tick
     self_->delayed_send(self_, opts_.idle_timeout / 2, caf::tick_atom::value);
 }
 
@@ -808,8 +816,9 @@ bool connection_core::subscribe(std::string_view topic) {
     return true;
   if (opts_.max_subscriptions > 0
       && topics_.size() >= opts_.max_subscriptions) {
-    if (stats_)
-      stats_->subscriptions_refused.fetch_add(1, std::memory_order_relaxed);
+    if (env_->stats)
+      env_->stats->subscriptions_refused.fetch_add(1,
+                                                   std::memory_order_relaxed);
     if (!std::exchange(cap_logged_, true))
       HERALD_LOG(info, "refusing a subscription of "
                          << remote_address() << ": at most "
@@ -817,16 +826,16 @@ bool connection_core::subscribe(std::string_view topic) {
     return false;
   }
   i = topics_.emplace(i, topic);
-  if (counts_) {
+  if (env_->counts) {
     // Counted from now on: subscriber_count includes this connection, and
     // a server publish to this topic is not skipped while the subscription
     // travels to the registry.
-    counts_->subscribing(*i);
-    self_->send(registry_, caf::subscribe_atom::value, *i,
+    env_->counts->subscribing(*i);
+    self_->send(env_->registry, caf::subscribe_atom::value, *i,
                 caf::actor_cast<caf::actor>(self_), msg::counted_atom::value,
                 msg::announces_exit_atom::value);
   } else {
-    self_->send(registry_, caf::subscribe_atom::value, *i,
+    self_->send(env_->registry, caf::subscribe_atom::value, *i,
                 caf::actor_cast<caf::actor>(self_),
                 msg::announces_exit_atom::value);
   }
@@ -839,13 +848,13 @@ void connection_core::unsubscribe(std::string_view topic) {
   auto i = std::lower_bound(topics_.begin(), topics_.end(), topic);
   if (i == topics_.end() || *i != topic)
     return;
-  if (counts_) {
+  if (env_->counts) {
     // A member (subscribed through us): no longer counted from now on.
-    counts_->unsubscribing(*i);
-    self_->send(registry_, caf::unsubscribe_atom::value, *i,
+    env_->counts->unsubscribing(*i);
+    self_->send(env_->registry, caf::unsubscribe_atom::value, *i,
                 caf::actor_cast<caf::actor>(self_), msg::counted_atom::value);
   } else {
-    self_->send(registry_, caf::unsubscribe_atom::value, *i,
+    self_->send(env_->registry, caf::unsubscribe_atom::value, *i,
                 caf::actor_cast<caf::actor>(self_));
   }
   topics_.erase(i);
@@ -868,7 +877,7 @@ send_status connection_core::publish(std::string_view topic, net::opcode op,
   caf::actor_addr exclude;
   if (!opts_.publish_to_self)
     exclude = self_->address();
-  self_->send(registry_, caf::publish_atom::value, std::string{topic},
+  self_->send(env_->registry, caf::publish_atom::value, std::string{topic},
               msg::publication{std::move(f), std::move(exclude), compress});
   return size;
 }

@@ -75,12 +75,9 @@ private:
   std::function<void()> on_empty_;
 };
 
-/// Everything a connection actor starts with.
-struct connection_args {
-  /// The socket (or a fake one in tests).
-  net::transport_ptr transport;
-  /// The user's handlers and data.
-  std::unique_ptr<connection_hooks> hooks;
+/// What every connection of one server shares (one per server, not per
+/// connection: a connection holds one pointer to it).
+struct connection_env {
   /// The topic registry.
   msg::registry_actor registry;
   /// The registry's subscriber counts (may be null): subscriptions are
@@ -88,6 +85,21 @@ struct connection_args {
   std::shared_ptr<topic_counts> counts;
   /// Server counters (may be null).
   std::shared_ptr<server_stats> stats;
+  /// The server's idle clock (see idle_clock.hpp), which sends the idle
+  /// ticks; without one (null) a connection times its own ticks.
+  msg::idle_clock_actor idle_clock;
+  /// The server's list of live connections (may be null).
+  std::shared_ptr<connection_list> list;
+};
+
+/// Everything a connection actor starts with.
+struct connection_args {
+  /// The socket (or a fake one in tests).
+  net::transport_ptr transport;
+  /// The user's handlers and data.
+  std::unique_ptr<connection_hooks> hooks;
+  /// What the server's connections share (null: nothing).
+  std::shared_ptr<const connection_env> env;
   /// Bytes to write ahead of the first frame (the HTTP 101 response);
   /// empty for none.
   std::string response;
@@ -95,13 +107,6 @@ struct connection_args {
   std::string protocol;
   /// permessage-deflate, when the handshake agreed to it.
   std::optional<net::deflate_params> deflate;
-  /// The server's idle clock (see idle_clock.hpp), which sends the idle
-  /// ticks; without one (null) the connection times its own ticks.
-  msg::idle_clock_actor idle_clock;
-  /// How long to wait for the peer's close frame after sending ours.
-  std::chrono::milliseconds close_timeout{5000};
-  /// The server's list of live connections (may be null).
-  std::shared_ptr<connection_list> list;
 };
 
 /// The state and logic of one connection; runs inside its actor.
@@ -186,8 +191,8 @@ private:
                                   std::span<const std::byte> payload);
   // Counts a compression in the server's stats.
   void count_deflated() {
-    if (stats_)
-      stats_->deflated.fetch_add(1, std::memory_order_relaxed);
+    if (env_->stats)
+      env_->stats->deflated.fetch_add(1, std::memory_order_relaxed);
   }
   void schedule_flush();
   // Queues a frame (or `frames` joined ones, 0 for bytes that are not a
@@ -206,7 +211,7 @@ private:
   void guarded(F&& f);
   void add_stats();
   void count_drop(bool over_limit);
-  // Leaves list_ (once).
+  // Leaves the server's list (once).
   void unlist() noexcept;
   // Stops reading a peer whose backlog is too large (see connection.cpp).
   void pause_if_backlogged(std::size_t remaining);
@@ -216,21 +221,14 @@ private:
   connection_actor* self_;
   net::transport_ptr transport_;
   std::unique_ptr<connection_hooks> hooks_;
-  msg::registry_actor registry_;
-  msg::idle_clock_actor
-    idle_clock_; // null: this connection times its own ticks
-  std::shared_ptr<topic_counts> counts_;
-  std::shared_ptr<server_stats> stats_;
-  // The server's connection list and this connection's neighbours in it
-  // (guarded by the list's mutex).
+  std::shared_ptr<const connection_env> env_; // never null
+  // This connection's neighbours in the server's list (guarded by the
+  // list's mutex).
   friend class connection_list;
-  std::shared_ptr<connection_list> list_;
   connection_core* prev_ = nullptr;
   connection_core* next_ = nullptr;
   const websocket_options& opts_; // the hooks' own
-  std::chrono::milliseconds close_timeout_;
   net::frame_parser parser_;
-  herald::ready_state state_ = herald::ready_state::connecting;
 
   // What this batch queued (see out_batch in connection.cpp): made on the
   // first frame, handed back after the write, so idle connections hold none.
@@ -243,6 +241,10 @@ private:
   // Empties the batch and lets it go.
   void release_out(bool reuse) noexcept;
   std::size_t pending_bytes_ = 0;
+  herald::ready_state state_ = herald::ready_state::connecting;
+  bool listed_ = false; // in env_->list
+  // Ticked by env_->idle_clock (else by its own timer, or never).
+  bool clock_ticks_ = false;
   bool flush_pending_ = false;
   bool flush_sent_ = false; // a flush message is on its way
   bool in_message_ = false;
@@ -261,6 +263,11 @@ private:
   bool activity_ = false;
   bool backlog_at_tick_ = false;
   std::uint8_t quiet_ticks_ = 0; // 0 to 2
+  // permessage-deflate negotiated.
+  bool deflate_ = false;
+  // The window a client without our context takeover agreed to (it gets
+  // the frames compressed once for all when that is the full one).
+  std::uint8_t deflate_window_ = 15;
   int cork_depth_ = 0;
   // While reading is paused: input waiting unread in the socket at the
   // last tick (more of it shows the peer is there).
@@ -276,11 +283,6 @@ private:
   // (the past: full). Each message moves it one interval later.
   caf::actor_clock::time_point bucket_full_at_{};
 
-  // permessage-deflate negotiated.
-  bool deflate_ = false;
-  // The window a client without our context takeover agreed to (it gets
-  // the frames compressed once for all when that is the full one).
-  std::uint8_t deflate_window_ = 15;
   // What only some connections need, made for those: the subprotocol chosen
   // at upgrade, and permessage-deflate's own compressor (dedicated mode with
   // context takeover), decompressor (when the client keeps its context) and
@@ -298,7 +300,7 @@ private:
     return *extras_;
   }
 
-  // Counted locally, added to stats_ once per flush.
+  // Counted locally, added to env_->stats once per flush.
   std::uint64_t n_in_ = 0, bytes_in_ = 0, n_out_ = 0, bytes_out_ = 0;
 };
 

@@ -97,6 +97,9 @@ server_core::server_core(herald::runtime& rt, server_config cfg)
     conns_(std::make_shared<connection_list>()) {
   registry_ = spawn_topic_registry(rt_.system(), counts_, cfg_.topics);
   idle_clock_ = spawn_idle_clock(rt_.system());
+  // The connections join conns_ as they are made and leave as they stop.
+  env_ = std::make_shared<const connection_env>(
+    connection_env{registry_.actor(), counts_, stats_, idle_clock_, conns_});
 }
 
 server_core::~server_core() {
@@ -240,16 +243,11 @@ void server_core::upgraded(request& req, net::transport_ptr t,
     args.transport->close(false);
     return;
   }
-  args.registry = registry_.actor();
-  args.idle_clock = idle_clock_;
-  args.counts = counts_;
-  args.stats = stats_;
+  args.env = env_;
   args.deflate = req.upgrade_deflate();
   for (auto& [k, v] : req.upgrade_headers())
     if (net::has_token(k, "sec-websocket-protocol"))
       args.protocol = v;
-  // The connection joins conns_ as it is made and leaves as it stops.
-  args.list = conns_;
   auto conn = spawn_connection(rt_.system(), std::move(args));
   // accepting_upgrades() said yes before the 101 was made; if stop() has
   // run since, it may have taken its handles before this connection joined

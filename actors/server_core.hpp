@@ -24,6 +24,7 @@
 namespace herald {
 
 class connection_list;
+struct connection_env;
 
 /// Shared state of one server (internal: serve() makes it through
 /// detail::make_server).
@@ -98,6 +99,8 @@ private:
   mutable std::mutex mtx_;
   // The live connections (see connection.hpp).
   std::shared_ptr<connection_list> conns_;
+  // What every connection gets (the above).
+  std::shared_ptr<const connection_env> env_;
   bool stopped_ = false;
   // The actor that sees a stop through (see server_core.cpp) and what it
   // reports.

@@ -23,10 +23,9 @@ link::link(caf::actor_system& sys, const shared_parts& parts,
   connection_args args;
   args.transport = t_;
   args.hooks = std::move(hooks);
-  args.registry = parts.registry.actor();
-  args.counts = parts.registry.counts();
-  args.stats = parts.stats;
-  args.idle_clock = parts.idle_clock;
+  args.env = std::make_shared<const connection_env>(
+    connection_env{parts.registry.actor(), parts.registry.counts(), parts.stats,
+                   parts.idle_clock, nullptr});
   args.protocol = std::move(protocol);
   args.deflate = deflate;
   actor_ = spawn_connection(sys, std::move(args));

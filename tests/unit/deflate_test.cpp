@@ -235,8 +235,8 @@ struct fixture : test_coordinator_fixture<> {
     args.hooks =
       std::make_unique<herald::typed_hooks<int>>(handlers, handlers->options(),
                                                  0);
-    args.registry = registry;
-    args.stats = stats;
+    args.env = std::make_shared<const herald::connection_env>(
+      herald::connection_env{registry, nullptr, stats, {}, nullptr});
     if (agreed) {
       herald::net::deflate_params p;
       p.server_no_context_takeover = !dedicated_ctx;

@@ -150,9 +150,10 @@ CAF_TEST(a closed connection is released at once) {
     args.hooks =
       std::make_unique<herald::typed_hooks<int>>(handlers, handlers->options(),
                                                  0);
-    args.registry = registry;
-    if (with_clock)
-      args.idle_clock = clock;
+    args.env =
+      std::make_shared<const herald::connection_env>(herald::connection_env{
+        registry, nullptr, nullptr,
+        with_clock ? clock : herald::msg::idle_clock_actor{}, nullptr});
     auto t =
       std::static_pointer_cast<herald::net::fake_transport>(args.transport);
     auto addr = herald::spawn_connection(sys, std::move(args)).address();

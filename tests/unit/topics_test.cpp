@@ -59,8 +59,8 @@ struct fixture : test_coordinator_fixture<> {
     args.hooks =
       std::make_unique<herald::typed_hooks<int>>(handlers, handlers->options(),
                                                  0);
-    args.registry = registry;
-    args.counts = counts;
+    args.env = std::make_shared<const herald::connection_env>(
+      herald::connection_env{registry, counts, nullptr, {}, nullptr});
     last = herald::spawn_connection(sys, std::move(args));
     if (run)
       sched.run();

@@ -4,8 +4,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <sys/resource.h>
@@ -21,6 +25,117 @@
 #include "herald/net/log.hpp"
 
 namespace herald {
+
+namespace detail {
+
+std::size_t cpus_of_quota(long long quota, long long period) noexcept {
+  if (quota <= 0 || period <= 0)
+    return 0;
+  return static_cast<std::size_t>((quota + period - 1) / period);
+}
+
+std::size_t cpus_of_cpu_max(std::string_view text) noexcept {
+  // "<quota|max> <period>"
+  auto sp = text.find(' ');
+  if (sp == std::string_view::npos)
+    return 0;
+  auto number = [](std::string_view s, long long& out) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
+      s.remove_suffix(1);
+    if (s.empty() || s.size() > 18)
+      return false;
+    out = 0;
+    for (char c : s) {
+      if (c < '0' || c > '9')
+        return false;
+      out = out * 10 + (c - '0');
+    }
+    return true;
+  };
+  long long quota = 0, period = 0;
+  if (!number(text.substr(sp + 1), period))
+    return 0;
+  if (text.substr(0, sp) == "max" || !number(text.substr(0, sp), quota))
+    return 0;
+  return cpus_of_quota(quota, period);
+}
+
+} // namespace detail
+
+namespace {
+
+std::string read_text(const std::string& path) {
+  std::ifstream in{path};
+  std::ostringstream out;
+  out << in.rdbuf();
+  return in ? out.str() : std::string{};
+}
+
+long long read_number(const std::string& path) {
+  std::ifstream in{path};
+  long long n = -1;
+  in >> n;
+  return in ? n : -1;
+}
+
+// The smallest CPU quota on the way from the process's cgroup to the root
+// (a parent's limit holds for its children); 0: none.
+std::size_t cgroup_cpu_limit() {
+  std::size_t limit = 0;
+  auto take = [&](std::size_t n) {
+    if (n > 0 && (limit == 0 || n < limit))
+      limit = n;
+  };
+  std::ifstream in{"/proc/self/cgroup"};
+  for (std::string line; std::getline(in, line);) {
+    // "0::/path" (v2) or "N:cpu,cpuacct:/path" (v1).
+    auto a = line.find(':');
+    auto b = a == std::string::npos ? a : line.find(':', a + 1);
+    if (b == std::string::npos)
+      continue;
+    auto controllers = line.substr(a + 1, b - a - 1);
+    auto path = line.substr(b + 1);
+    bool v2 = controllers.empty();
+    bool v1_cpu = false;
+    for (std::size_t i = 0; !v2 && i <= controllers.size();) {
+      auto j = std::min(controllers.find(',', i), controllers.size());
+      v1_cpu = v1_cpu || controllers.compare(i, j - i, "cpu") == 0;
+      i = j + 1;
+    }
+    if (!v2 && !v1_cpu)
+      continue;
+    for (;;) {
+      if (v2)
+        take(detail::cpus_of_cpu_max(
+          read_text("/sys/fs/cgroup" + path + "/cpu.max")));
+      else
+        take(detail::cpus_of_quota(
+          read_number("/sys/fs/cgroup/cpu" + path + "/cpu.cfs_quota_us"),
+          read_number("/sys/fs/cgroup/cpu" + path + "/cpu.cfs_period_us")));
+      if (path.empty() || path == "/")
+        break;
+      auto slash = path.rfind('/');
+      path =
+        slash == 0 || slash == std::string::npos ? "/" : path.substr(0, slash);
+    }
+  }
+  return limit;
+}
+
+} // namespace
+
+std::size_t usable_cpus() {
+  std::size_t n = 0;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) == 0)
+    n = static_cast<std::size_t>(CPU_COUNT(&set));
+  if (n == 0)
+    n = std::thread::hardware_concurrency();
+  if (auto limit = cgroup_cpu_limit(); limit > 0 && limit < n)
+    n = limit;
+  return std::max<std::size_t>(n, 1);
+}
 
 namespace {
 
@@ -97,7 +212,7 @@ runtime::runtime(runtime_options opts) : stop_deadline_(opts.stop_deadline) {
   cfg_.set("logger.console-verbosity", caf::atom("quiet"));
   auto workers = opts.worker_threads;
   if (workers == 0)
-    workers = std::max(1u, std::thread::hardware_concurrency());
+    workers = usable_cpus();
   cfg_.set("scheduler.max-threads", workers);
   // The loops come first: they are the scheduler's workers.
   io_ = net::make_io_service(workers);

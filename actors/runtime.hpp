@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -34,7 +35,7 @@ enum class stop_mode {
 /// Options of a runtime.
 struct runtime_options {
   /// Event loops, each a thread that runs its own sockets and actors
-  /// (CAF's scheduler workers); 0 picks the number of cores.
+  /// (CAF's scheduler workers); 0: usable_cpus().
   std::size_t worker_threads = 0;
   /// Keep freed heap memory for reuse instead of handing it back to the
   /// system at once (glibc: trim threshold 64 MiB, allocations up to 1 MiB
@@ -57,6 +58,23 @@ struct runtime_options {
   /// stops them at once. Zero: 1001 at the first signal.
   std::chrono::milliseconds stop_deadline{10000};
 };
+
+/// The CPUs this process may run on: those of its affinity mask (taskset,
+/// a cpuset), capped by its cgroup's CPU quota rounded up (a container's CPU
+/// limit: cgroup v2 cpu.max or v1 cpu.cfs_quota_us); at least 1. A loop
+/// per core it cannot use would only take turns with the others.
+std::size_t usable_cpus();
+
+namespace detail {
+
+/// CPUs a quota of `quota` per `period` allows, rounded up; 0: no limit
+/// (negative, zero or missing).
+std::size_t cpus_of_quota(long long quota, long long period) noexcept;
+/// CPUs a cgroup v2 `cpu.max` text allows ("max 100000": 0, no limit;
+/// "150000 100000": 2); 0 when it is no such text.
+std::size_t cpus_of_cpu_max(std::string_view text) noexcept;
+
+} // namespace detail
 
 /// Owns the actor system and the event loops.
 class runtime {

@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
     .add("clients", "N", clients,
          "publish \"ready\" once N clients are in the room")
     .min(1);
-  opts.add("threads", "N", threads, "actor scheduler threads, 0: one per core");
+  opts.add("threads", "N", threads, "event loops, 0: one per usable core");
   server_opts.add_redis(opts);
   opts.flag("defer", defer,
             "fetch hands every upgrade to an actor, which completes it at "

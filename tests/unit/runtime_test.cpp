@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <herald/actors/runtime.hpp>
@@ -90,4 +91,46 @@ CAF_TEST(without release checks freed heap stays resident) {
   // not glibc's own.
   auto [before, low] = fragment_and_wait(0ms, 1500ms);
   CAF_CHECK_GREATER(low, before - 16 * 1024);
+}
+
+CAF_TEST(cpu quotas round up and no limit counts as none) {
+  using herald::detail::cpus_of_cpu_max;
+  using herald::detail::cpus_of_quota;
+  CAF_CHECK_EQUAL(cpus_of_cpu_max("max 100000\n"), 0u);
+  CAF_CHECK_EQUAL(cpus_of_cpu_max("100000 100000\n"), 1u);
+  CAF_CHECK_EQUAL(cpus_of_cpu_max("150000 100000\n"), 2u);
+  CAF_CHECK_EQUAL(cpus_of_cpu_max("50000 100000"), 1u);
+  CAF_CHECK_EQUAL(cpus_of_cpu_max(""), 0u);
+  CAF_CHECK_EQUAL(cpus_of_cpu_max("abc 100000"), 0u);
+  CAF_CHECK_EQUAL(cpus_of_cpu_max("100000 0"), 0u);
+  CAF_CHECK_EQUAL(cpus_of_quota(-1, 100000), 0u); // v1: no limit
+  CAF_CHECK_EQUAL(cpus_of_quota(400000, 100000), 4u);
+}
+
+CAF_TEST(the default loop count follows the cpus the process may use) {
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  CAF_REQUIRE_EQUAL(::sched_getaffinity(0, sizeof(all), &all), 0);
+  auto n = herald::usable_cpus();
+  CAF_CHECK_GREATER_OR_EQUAL(n, 1u);
+  CAF_CHECK_LESS_OR_EQUAL(n, static_cast<std::size_t>(CPU_COUNT(&all)));
+  // On a thread allowed one CPU (as under `taskset -c 0`): one loop.
+  std::size_t pinned = 0, loops = 0;
+  std::thread t{[&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    for (int i = 0; i < CPU_SETSIZE; ++i)
+      if (CPU_ISSET(i, &all)) {
+        CPU_SET(i, &one);
+        break;
+      }
+    if (::sched_setaffinity(0, sizeof(one), &one) != 0)
+      return;
+    pinned = herald::usable_cpus();
+    herald::runtime rt;
+    loops = rt.io().size();
+  }};
+  t.join();
+  CAF_CHECK_EQUAL(pinned, 1u);
+  CAF_CHECK_EQUAL(loops, 1u);
 }

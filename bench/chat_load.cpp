@@ -279,7 +279,10 @@ struct client {
 
   void readable(int i) {
     auto& m = ms[std::size_t(i)];
-    for (;;) {
+    // A read that did not fill the buffer took everything there was, and
+    // data arriving later raises a new edge: no read that says EAGAIN (one
+    // per wake-up, about half the client's syscalls).
+    for (bool more = true; more;) {
       iovec v{buf.data(), buf.size()};
       msghdr h{};
       h.msg_iov = &v;
@@ -293,6 +296,7 @@ struct client {
         std::fprintf(stderr, "chat_load: member %d lost its connection\n", i);
         std::exit(2);
       }
+      more = std::size_t(r) == buf.size();
       auto read_ns = now_ns(CLOCK_REALTIME);
       auto kernel_ns = read_ns;
       for (auto* c = CMSG_FIRSTHDR(&h); c; c = CMSG_NXTHDR(&h, c))

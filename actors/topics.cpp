@@ -210,8 +210,15 @@ struct topic_state {
   std::vector<std::size_t> group_sizes;
   // Messages published since the last fan-out (see the flush handler).
   std::vector<msg::topic_message> batch;
+  // Subscribers that came while a batch waited, and how many of its
+  // messages came before them: they join at the fan-out, getting the rest.
+  struct late_member {
+    caf::actor who;
+    std::size_t from;
+  };
+  std::vector<late_member> late;
   std::size_t size() const noexcept {
-    return subscribers.size() + on_loops.size();
+    return subscribers.size() + on_loops.size() + late.size();
   }
   static inline const char* name = "herald.topic";
 };
@@ -221,11 +228,64 @@ topic_behavior(msg::topic_actor::stateful_pointer<topic_state> self,
                std::shared_ptr<const std::string> name, topic_options opts) {
   self->state.topic = std::move(name);
   self->state.opts = opts;
+  // Makes `who` a subscriber from now on.
+  auto add = [self](caf::actor who) {
+    auto& st = self->state;
+    auto loop = loop_of(self->home_system(), who);
+    if (loop == net::io_service::no_loop) {
+      st.subscribers.push_back(std::move(who));
+      return;
+    }
+    if (loop >= st.groups.size()) {
+      st.groups.resize(loop + 1);
+      st.group_sizes.resize(loop + 1);
+    }
+    if (!st.groups[loop])
+      st.groups[loop] = std::make_shared<loop_members>();
+    ++st.group_sizes[loop];
+    st.on_loops.push_back({who.address(), loop});
+    auto job =
+      caf::make_counted<topic_job>(loop, st.groups[loop], topic_job::add);
+    job->who = std::move(who);
+    run_on_loop(self->home_system(), std::move(job));
+  };
+  // Gives a late subscriber the messages of a batch published after it
+  // came (`batch`, from its `from`), then adds it.
+  auto add_late = [self, add](const std::shared_ptr<const std::string>& topic,
+                              const std::vector<msg::topic_message>& batch,
+                              topic_state::late_member& m) {
+    if (m.from < batch.size()) {
+      msg::delivery rest{topic,
+                         {batch.begin() + static_cast<long>(m.from),
+                          batch.end()},
+                         {},
+                         {},
+                         {}};
+      auto loop = loop_of(self->home_system(), m.who);
+      if (loop == net::io_service::no_loop) {
+        caf::anon_send(m.who, std::move(rest));
+      } else {
+        // Through its loop as every delivery, ahead of the next ones.
+        auto one = std::make_shared<loop_members>();
+        one->members.push_back(m.who);
+        auto job = caf::make_counted<topic_job>(loop, std::move(one),
+                                                topic_job::deliver);
+        job->delivery = caf::make_message(std::move(rest));
+        run_on_loop(self->home_system(), std::move(job));
+      }
+    }
+    add(std::move(m.who));
+  };
   // Sends the batch to the subscribers of now.
-  auto fan_out = [self] {
+  auto fan_out = [self, add_late] {
     auto& st = self->state;
     if (st.batch.empty())
       return;
+    auto late = std::move(st.late);
+    st.late.clear();
+    std::vector<msg::topic_message> batch;
+    if (!late.empty())
+      batch = st.batch;
     // One message shared by every subscriber (one per loop for the
     // connections): frames are never copied per subscriber.
     msg::delivery d{st.topic, std::move(st.batch), {}, {}, {}};
@@ -240,38 +300,30 @@ topic_behavior(msg::topic_actor::stateful_pointer<topic_state> self,
       job->delivery = caf::make_message(d);
       run_on_loop(self->home_system(), std::move(job));
     }
-    if (st.subscribers.empty())
-      return;
-    auto m = caf::make_message(std::move(d));
-    // Anonymous: a typed actor sends only to typed handles, and subscribers
-    // are any actor (they never answer a delivery).
-    for (auto& sub : st.subscribers)
-      caf::anon_send(sub, m);
+    if (!st.subscribers.empty()) {
+      auto m = caf::make_message(std::move(d));
+      // Anonymous: a typed actor sends only to typed handles, and
+      // subscribers are any actor (they never answer a delivery).
+      for (auto& sub : st.subscribers)
+        caf::anon_send(sub, m);
+    }
+    // After the members of before, so the batch reaches none of them twice.
+    for (auto& m : late)
+      add_late(st.topic, batch, m);
   };
   // A subscriber gets exactly what reaches the topic between its subscribe
-  // and its unsubscribe: a batch waiting for its flush goes out to the
-  // members it reached first.
+  // and its unsubscribe. A batch waiting for its flush goes out to the
+  // members it reached first; one that comes while it waits gets the
+  // batch's rest when it goes out (a room that fills does not send each
+  // join on its own).
   return {
     [=](caf::subscribe_atom, caf::actor& who) {
-      fan_out();
       auto& st = self->state;
-      auto loop = loop_of(self->home_system(), who);
-      if (loop == net::io_service::no_loop) {
-        st.subscribers.push_back(std::move(who));
+      if (!st.batch.empty()) {
+        st.late.push_back({std::move(who), st.batch.size()});
         return;
       }
-      if (loop >= st.groups.size()) {
-        st.groups.resize(loop + 1);
-        st.group_sizes.resize(loop + 1);
-      }
-      if (!st.groups[loop])
-        st.groups[loop] = std::make_shared<loop_members>();
-      ++st.group_sizes[loop];
-      st.on_loops.push_back({who.address(), loop});
-      auto job =
-        caf::make_counted<topic_job>(loop, st.groups[loop], topic_job::add);
-      job->who = std::move(who);
-      run_on_loop(self->home_system(), std::move(job));
+      add(std::move(who));
     },
     [=](caf::unsubscribe_atom, const caf::actor_addr& who) {
       fan_out();

@@ -4,24 +4,28 @@
 # herald-chat-load against it: 10,000 members join one room, then 100 chat
 # messages per second go into it for 30 s.
 #
-#   bash bench/chat_load.sh [--build-dir DIR] [--rt] [client options...]
+#   bash bench/chat_load.sh [--build-dir DIR] [--rt|--rt-same] [--linger MS]
+#                           [client options...]
 #
 # Client options (passed on): --members N, --rate R, --duration S,
 # --senders N, --connect-parallel N, --timeout S. --rt runs the server at
 # SCHED_FIFO 20 and the client at 30, as bench/run.sh --rt does; --rt-same
-# runs both at 20 (the client then never preempts the server).
+# runs both at 20 (the client then never preempts the server). --linger
+# is herald-chat's (20 ms by default).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="$root/build"
 rt=0
+linger=()
 pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) build="$2"; shift 2 ;;
     --rt) rt=1; shift ;;
     --rt-same) rt=2; shift ;;
-    -h|--help) sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --linger) linger=(--linger "$2"); shift 2 ;;
+    -h|--help) sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) pass+=("$1"); shift ;;
   esac
 done
@@ -51,7 +55,7 @@ fi
 
 log="$(mktemp)"
 HERALD_LOG=warn "${prio_server[@]}" "$chat" --port 0 --host 127.0.0.1 \
-  --public "$root/app/chat/public" >"$log" 2>&1 &
+  --public "$root/app/chat/public" "${linger[@]}" >"$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -f "$log"' EXIT
 port=""

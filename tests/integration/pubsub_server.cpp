@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   herald::websocket_handlers<member> ws;
   herald::net::http_limits http;
   std::size_t max_connections = 0;
+  herald::topic_options topics;
   herald::cli::server_options server_opts;
   auto& redis = server_opts.redis;
   herald::cli::options opts{
@@ -80,6 +81,10 @@ int main(int argc, char** argv) {
            "SO_SNDBUF of WebSocket sockets, 0: the kernel's autotuning");
   opts.add("request-timeout-ms", "MS", http.request_timeout,
            "HTTP request deadline");
+  opts.add("linger-ms", "MS", topics.linger,
+           "topics of --linger-min subscribers hold a publish this long");
+  opts.add("linger-min", "N", topics.linger_min_subscribers,
+           "subscribers from which a topic lingers");
   server_opts.add_redis(opts);
   opts.add("redis-prefix", "P", redis.channel_prefix, "Redis channel prefix");
   server_opts.add_deflate(opts, "; on, publishes are compressed");
@@ -182,7 +187,7 @@ int main(int argc, char** argv) {
         .http = http,
         .max_connections = max_connections,
         .redis = redis,
-        .topics = {},
+        .topics = topics,
         .tls = {},
       });
     std::printf("listening on %s\n", server.url().c_str());

@@ -177,3 +177,32 @@ test('actors publish from handlers, timers, threads and fetch (herald-bot)', asy
     await stopServer(bot);
   }
 });
+
+test('a member joining while a topic lingers gets what came after its join, once', async () => {
+  // The topic holds a publish for a second: b's subscribe arrives while
+  // "1" waits, and "2" goes out together with it.
+  const own = await startServer('HERALD_PUBSUB_SERVER',
+                                ['--linger-ms', '1000', '--linger-min', '1']);
+  try {
+    const room = 'lingering';
+    const post = (body) => httpRequest(`${own.httpUrl}/publish?room=${room}`,
+                                       { method: 'POST', body });
+    // A 101 comes after the subscribe of `open` went to the registry, so
+    // the publishes that follow find the member there.
+    const a = await Client.connect(own.ws(`/?name=a&room=${room}`));
+    await post('1');
+    const b = await Client.connect(own.ws(`/?name=b&room=${room}`));
+    await post('2');
+    assert.equal(await a.nextText(5000), '1');
+    assert.equal(await a.nextText(5000), '2');
+    assert.equal(await b.nextText(5000), '2');
+    await post('3');
+    assert.equal(await a.nextText(5000), '3');
+    assert.equal(await b.nextText(5000), '3');
+    await assert.rejects(a.next(300), /timed out/);
+    await assert.rejects(b.next(300), /timed out/);
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await stopServer(own);
+  }
+});

@@ -214,6 +214,57 @@ CAF_TEST(a big topic lingers and sends what came meanwhile as one delivery) {
   sched.run();
 }
 
+CAF_TEST(a subscribe while a topic lingers does not split the batch) {
+  auto lingering =
+    herald::spawn_topic_registry(sys, std::make_shared<herald::topic_counts>(),
+                                 {.linger = std::chrono::milliseconds{20},
+                                  .linger_min_subscribers = 1})
+      .actor();
+  auto deliveries = std::make_shared<std::vector<std::string>>();
+  auto sub = [&](std::string tag) {
+    auto a = sys.spawn(
+      [deliveries, tag](caf::event_based_actor*, int) -> caf::behavior {
+        return {[deliveries, tag](const herald::msg::delivery& d) {
+          std::string s = tag + ":";
+          for (auto& m : d.messages)
+            s += std::string{m.text()};
+          deliveries->push_back(s);
+        }};
+      },
+      0);
+    self->send(lingering, caf::subscribe_atom::value, std::string{"big"}, a);
+    sched.run();
+    return a;
+  };
+  auto publish = [&](std::string text) {
+    self->send(lingering, caf::publish_atom::value, std::string{"big"},
+               herald::msg::publication{herald::net::make_frame(opcode::text,
+                                                                text),
+                                        {}});
+    sched.run();
+  };
+  auto a = sub("a");
+  publish("1");
+  auto b = sub("b"); // joins while "1" waits
+  publish("2");
+  auto c = sub("c");
+  publish("3");
+  CAF_CHECK(deliveries->empty());
+  sched.clock().advance_time(std::chrono::milliseconds{20});
+  sched.run();
+  // a had all three in one delivery; b and c what came after them.
+  CAF_CHECK_EQUAL(*deliveries,
+                  (std::vector<std::string>{"a:123", "b:23", "c:3"}));
+  publish("4");
+  sched.clock().advance_time(std::chrono::milliseconds{20});
+  sched.run();
+  CAF_CHECK_EQUAL(deliveries->size(), 6u);
+  anon_send_exit(lingering, caf::exit_reason::user_shutdown);
+  for (auto& x : {a, b, c})
+    anon_send_exit(x, caf::exit_reason::user_shutdown);
+  sched.run();
+}
+
 CAF_TEST(messages from one publisher arrive in order) {
   auto [a, abox] = make_recorder();
   subscribe("room", a);

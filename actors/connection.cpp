@@ -565,8 +565,9 @@ bool connection_core::hold_delivery(const msg::delivery& d,
   // All subscribers of a topic share one message: keeping it (one
   // reference) keeps every frame of the delivery.
   if (carrier) {
-    // The message `d` was taken from.
-    out().held.push_back(*carrier);
+    // Handled outside of the mailbox (deliver_now): the batch is written
+    // before `carrier` goes, nothing to hold.
+    out();
     return true;
   }
   auto* elem = self_->current_mailbox_element();
@@ -628,8 +629,11 @@ bool connection_core::deliver_now(const caf::message& carrier) {
     return false;
   begin_message();
   on_delivery(carrier.get_as<msg::delivery>(0), &carrier);
-  // Nothing else was waiting: the batch is written now.
+  // Nothing else was waiting: the batch is written now. Whatever it could
+  // not take stays in the transport, which holds its own references.
   end_message(true);
+  if (out_ && !out_->pieces.empty())
+    out_->held.push_back(carrier); // not written after all: keep the frames
   return true;
 }
 

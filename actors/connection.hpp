@@ -199,9 +199,10 @@ private:
   // Queues a frame (or `frames` joined ones, 0 for bytes that are not a
   // message), keeping a reference to it.
   void queue_owned(net::frame_ptr f, std::size_t frames = 1);
-  // Keeps the message that carries `d` (`carrier`, or the mailbox
-  // element's) until the next write; false when that is not possible (the
-  // frames must then be owned one by one).
+  // Keeps the message that carries `d` (the mailbox element's) until the
+  // next write; false when that is not possible (the frames must then be
+  // owned one by one). With `carrier` (deliver_now) there is nothing to
+  // keep: the batch is written before it returns.
   bool hold_delivery(const msg::delivery& d, const caf::message* carrier);
 
   // Sends a close frame, runs `close` and closes the transport.

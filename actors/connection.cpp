@@ -568,9 +568,16 @@ void connection_core::queue_owned(net::frame_ptr f, std::size_t frames) {
   b.owned.push_back(std::move(f));
 }
 
-bool connection_core::hold_delivery(const msg::delivery& d) {
+bool connection_core::hold_delivery(const msg::delivery& d,
+                                    const caf::message* carrier) {
   // All subscribers of a topic share one message: keeping it (one
   // reference) keeps every frame of the delivery.
+  if (carrier) {
+    // Handled outside of the mailbox (deliver_now): the batch is written
+    // before `carrier` goes, nothing to hold.
+    out();
+    return true;
+  }
   auto* elem = self_->current_mailbox_element();
   if (!elem)
     return false;
@@ -622,7 +629,24 @@ void connection_core::on_written(std::size_t buffered) {
     guarded([&] { hooks_->on_drain(); });
 }
 
-void connection_core::on_delivery(const msg::delivery& d) {
+bool connection_core::deliver_now(const caf::message& carrier) {
+  // Only where handling it cannot end the actor (a closing connection and
+  // the close at the backpressure limit take the mailbox): quitting
+  // outside of the actor's resume would leave it never cleaned up.
+  if (state_ != herald::ready_state::open || opts_.close_on_backpressure_limit)
+    return false;
+  begin_message();
+  on_delivery(carrier.get_as<msg::delivery>(0), &carrier);
+  // Nothing else was waiting: the batch is written now. Whatever it could
+  // not take stays in the transport, which holds its own references.
+  end_message(true);
+  if (out_ && !out_->pieces.empty())
+    out_->held.push_back(carrier); // not written after all: keep the frames
+  return true;
+}
+
+void connection_core::on_delivery(const msg::delivery& d,
+                                  const caf::message* carrier) {
   // The common case (open, under the backpressure limit, nothing to
   // compress) takes the fast path: the checks of enqueue() once per
   // delivery instead of once per message. Anything else goes through
@@ -636,7 +660,7 @@ void connection_core::on_delivery(const msg::delivery& d) {
   int borrow = -1; // the delivery is held (1) or cannot be (0); -1: unknown
   auto held = [&] {
     if (borrow < 0)
-      borrow = hold_delivery(d) ? 1 : 0;
+      borrow = hold_delivery(d, carrier) ? 1 : 0;
     return borrow == 1;
   };
   for (std::size_t i = 0; i < d.messages.size(); ++i) {
@@ -946,6 +970,17 @@ caf::invoke_message_result connection_actor::consume(caf::mailbox_element& x) {
   // of this batch, and what the batch queued is written in one go.
   core_.end_message(mailbox().empty());
   return result;
+}
+
+bool connection_actor::deliver_now(const caf::message& delivery) {
+  // Blocked: the last resume found the mailbox empty and nothing came
+  // since, so the actor is not queued on this loop, and this thread is not
+  // running it. A message from another thread arriving meanwhile schedules
+  // it here, to run after this call (it was sent concurrently with the
+  // delivery, so either order is one the sender could see).
+  if (!mailbox().blocked())
+    return false;
+  return core_.deliver_now(delivery);
 }
 
 caf::invoke_message_result connection_actor::dispatch(caf::mailbox_element& x) {

@@ -121,8 +121,14 @@ public:
   void start();
   /// Parses bytes from the socket.
   void on_inbound(msg::inbound& in);
-  /// Queues a topic message.
-  void on_delivery(const msg::delivery& d);
+  /// Queues a topic message. `carrier`: the message holding `d` (null:
+  /// the mailbox element being handled).
+  void on_delivery(const msg::delivery& d,
+                   const caf::message* carrier = nullptr);
+  /// Handles `carrier`, a message holding a msg::delivery, outside of the
+  /// mailbox (see connection_actor::deliver_now): false, doing nothing,
+  /// when the connection is not open or may close while handling it.
+  bool deliver_now(const caf::message& carrier);
   /// Writes what this batch queued.
   void flush();
   /// The actor handles a message now (sends queue, end_message writes).
@@ -198,9 +204,11 @@ private:
   // Queues a frame (or `frames` joined ones, 0 for bytes that are not a
   // message), keeping a reference to it.
   void queue_owned(net::frame_ptr f, std::size_t frames = 1);
-  // Keeps the message that carries `d` until the next write; false when
-  // that is not possible (the frames must then be owned one by one).
-  bool hold_delivery(const msg::delivery& d);
+  // Keeps the message that carries `d` (the mailbox element's) until the
+  // next write; false when that is not possible (the frames must then be
+  // owned one by one). With `carrier` (deliver_now) there is nothing to
+  // keep: the batch is written before it returns.
+  bool hold_delivery(const msg::delivery& d, const caf::message* carrier);
 
   // Sends a close frame, runs `close` and closes the transport.
   void fail(std::uint16_t code, std::string_view reason);
@@ -335,6 +343,12 @@ public:
                        std::size_t max_throughput) override;
   /// Dispatches the connection's own messages directly (see connection.cpp).
   caf::invoke_message_result consume(caf::mailbox_element& x) override;
+  /// Handles `delivery` (a message holding a msg::delivery) at once, as if
+  /// it were the only message in the mailbox, when the actor is idle: its
+  /// mailbox blocked, so that it is neither queued nor running. Call it
+  /// only on the actor's home loop thread (where nothing else can resume
+  /// it meanwhile); false when it did nothing: send the message then.
+  bool deliver_now(const caf::message& delivery);
   void on_exit() override;
   const char* name() const override { return "herald.connection"; }
   /// The loop that owns the socket, where the scheduler runs the actor

@@ -8,6 +8,7 @@
 
 #include <caf/all.hpp>
 
+#include "herald/actors/connection.hpp"
 #include "herald/actors/loop_scheduler.hpp"
 #include "herald/messages/messages.hpp"
 #include "herald/net/io.hpp"
@@ -147,8 +148,10 @@ struct loop_members {
 };
 
 // A topic's step on a subscriber's loop: a member joins or leaves, or a
-// delivery goes into every member's mailbox (on the member's own thread:
-// the message, its mailbox elements and their reference counts stay there).
+// delivery reaches every member, on the member's own thread (the message,
+// its mailbox elements and their reference counts stay there): an idle
+// member handles it at once, others find it in their mailbox, behind what
+// they have queued.
 class topic_job final : public loop_job {
 public:
   enum kind_t { add, remove, deliver };
@@ -177,8 +180,13 @@ protected:
         }
         break;
       case deliver:
-        for (auto& sub : subs)
-          caf::anon_send(sub, delivery);
+        for (auto& sub : subs) {
+          // Members are connections of this loop (see loop_of).
+          auto c = static_cast<connection_actor*>(
+            caf::actor_cast<caf::abstract_actor*>(sub));
+          if (!c->deliver_now(delivery))
+            caf::anon_send(sub, delivery);
+        }
         break;
     }
     // Released here, on this loop, not on the thread freeing the job.

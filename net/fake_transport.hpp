@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -49,6 +50,8 @@ public:
       if (stalled_)
         backlog_ += p.size;
     }
+    if (on_write_)
+      on_write_();
     return backlog_;
   }
   std::size_t buffered_amount() const override { return backlog_; }
@@ -91,6 +94,8 @@ public:
   void expect_http_response() { http_pending_ = true; }
   /// Sets the address remote_address() reports (default "127.0.0.1:50000").
   void set_remote_address(std::string address) { remote_ = std::move(address); }
+  /// Calls `fn` at the end of every write (where the connection writes).
+  void on_write(std::function<void()> fn) { on_write_ = std::move(fn); }
   /// The peer vanished (reset, EOF without a close frame).
   void vanish() {
     if (owner_)
@@ -191,6 +196,7 @@ private:
   }
 
   caf::actor owner_;
+  std::function<void()> on_write_;
   std::string remote_ = "127.0.0.1:50000";
   bool started_ = false;
   bool closed_ = false;

@@ -6,7 +6,9 @@
 #include <mutex>
 
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include "herald/net/stream_transport.hpp"
 
@@ -178,15 +180,18 @@ private:
   }
 
   ssize_t send_iov(iovec* iov, std::size_t n) {
+    // The system calls themselves: libc's send and sendmsg are cancellation
+    // points, which switch asynchronous cancellation on and off around
+    // every call, and no thread here is ever cancelled.
     // One piece (a lone message, or small ones gathered into the scratch
-    // buffer) goes through send(): the kernel then copies no iovec array in.
+    // buffer) goes through sendto: the kernel then copies no iovec array in.
     if (n == 1)
-      return ::send(fd_, iov[0].iov_base, iov[0].iov_len,
-                    MSG_NOSIGNAL | MSG_DONTWAIT);
+      return ::syscall(SYS_sendto, fd_, iov[0].iov_base, iov[0].iov_len,
+                       MSG_NOSIGNAL | MSG_DONTWAIT, nullptr, 0);
     msghdr mh{};
     mh.msg_iov = iov;
     mh.msg_iovlen = n;
-    return ::sendmsg(fd_, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    return ::syscall(SYS_sendmsg, fd_, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
   }
 };
 

@@ -1,0 +1,292 @@
+// Topics on the event loops: a topic hands the connections among its
+// members, loop by loop, to jobs that run on their loop (topics.cpp,
+// topic_job), and an idle connection takes a delivery there at once
+// (connection_actor::deliver_now). Real loops and threads with fake
+// transports: a connection does everything on its loop, so the tests look
+// at its transport there too (on_loop).
+#define CAF_SUITE topic_loops
+
+#include <caf/test/unit_test.hpp>
+
+#include <chrono>
+#include <deque>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <herald/actors/connection.hpp>
+#include <herald/actors/runtime.hpp>
+#include <herald/actors/topics.hpp>
+#include <herald/net/fake_transport.hpp>
+
+using herald::net::client_close;
+using herald::net::client_frame;
+using herald::net::fake_transport;
+using herald::net::opcode;
+using namespace std::chrono_literals;
+
+namespace {
+
+using handlers_t = herald::websocket_handlers<int>;
+
+// What a connection's transport saw at each write, on its loop.
+struct writes {
+  // Whether the connection's mailbox was blocked (the actor idle, not
+  // resumed: the delivery came from the topic's job directly).
+  std::vector<bool> blocked;
+  // The loop the write ran on.
+  std::vector<std::size_t> loops;
+};
+
+struct member {
+  caf::actor actor;
+  std::shared_ptr<fake_transport> t;
+  std::shared_ptr<writes> w;
+  std::size_t loop;
+};
+
+herald::runtime_options two_loops() {
+  herald::runtime_options o;
+  o.worker_threads = 2;
+  o.tune_allocator = false;
+  o.release_check = 0ms;
+  return o;
+}
+
+struct fixture {
+  herald::runtime rt{two_loops()};
+  std::shared_ptr<herald::topic_counts> counts =
+    std::make_shared<herald::topic_counts>();
+  herald::topic_registry reg =
+    herald::spawn_topic_registry(rt.system(), counts);
+  std::deque<member> members; // connect() hands out references
+
+  ~fixture() {
+    for (auto& m : members)
+      caf::anon_send_exit(m.actor, caf::exit_reason::kill);
+    caf::anon_send_exit(caf::actor{reg}, caf::exit_reason::kill);
+    rt.system().await_all_actors_done();
+  }
+
+  // Runs `fn` on loop `i` and returns its result.
+  template <class F>
+  auto on_loop(std::size_t i, F fn) -> decltype(fn()) {
+    std::promise<decltype(fn())> p;
+    rt.io().post(i, [&] { p.set_value(fn()); });
+    return p.get_future().get();
+  }
+
+  // Waits until `pred` holds on loop `i` (false after 20 s: the
+  // bound only keeps a broken build from hanging).
+  template <class F>
+  bool eventually(std::size_t i, F pred) {
+    for (int n = 0; n < 2000; ++n) {
+      if (on_loop(i, pred))
+        return true;
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
+  // A connection with `h` on loop `loop`, started.
+  member& connect(std::size_t loop, handlers_t h = {}) {
+    h.idle_timeout = 0s; // no timers
+    auto handlers = std::make_shared<const handlers_t>(h);
+    auto t = std::make_shared<fake_transport>();
+    auto w = std::make_shared<writes>();
+    auto a = on_loop(loop, [&] {
+      herald::connection_args args;
+      args.transport = t;
+      args.hooks =
+        std::make_unique<herald::typed_hooks<int>>(handlers,
+                                                   handlers->options(), 0);
+      args.registry = reg.actor();
+      args.counts = counts;
+      return herald::spawn_connection(rt.system(), std::move(args));
+    });
+    CAF_REQUIRE(eventually(loop, [&] { return t->started(); }));
+    auto* c = static_cast<herald::connection_actor*>(
+      caf::actor_cast<caf::abstract_actor*>(a));
+    on_loop(loop, [&] {
+      t->on_write([c, w] {
+        w->blocked.push_back(c->mailbox().blocked());
+        w->loops.push_back(herald::net::io_service::current());
+      });
+      return 0;
+    });
+    members.push_back(member{std::move(a), std::move(t), std::move(w), loop});
+    return members.back();
+  }
+
+  void subscribe(const member& m, const std::string& topic) {
+    herald::subscribe(reg, topic, m.actor);
+  }
+
+  void publish(const std::string& topic, std::string_view text) {
+    herald::publish_text(reg, topic, text);
+  }
+
+  // The payloads of the data frames `m` wrote so far.
+  std::vector<std::string> texts(const member& m) {
+    return on_loop(m.loop, [&] {
+      std::vector<std::string> out;
+      for (auto& f : m.t->frames())
+        if (f.op == opcode::text)
+          out.push_back(f.payload);
+      return out;
+    });
+  }
+
+  // Waits until `m` wrote `n` data frames; returns their payloads.
+  std::vector<std::string> await_texts(const member& m, std::size_t n) {
+    CAF_CHECK(eventually(m.loop, [&] {
+      std::size_t k = 0;
+      for (auto& f : m.t->frames())
+        k += f.op == opcode::text ? 1 : 0;
+      return k >= n;
+    }));
+    return texts(m);
+  }
+
+  writes seen(const member& m) {
+    return on_loop(m.loop, [&] { return *m.w; });
+  }
+};
+
+using strings = std::vector<std::string>;
+
+} // namespace
+
+CAF_TEST_FIXTURE_SCOPE(topic_loop_tests, fixture)
+
+CAF_TEST(an idle member takes a delivery on its loop without its mailbox) {
+  auto& a = connect(0);
+  subscribe(a, "room");
+  publish("room", "p");
+  CAF_CHECK_EQUAL(await_texts(a, 1), strings{"p"});
+  auto w = seen(a);
+  CAF_REQUIRE_EQUAL(w.blocked.size(), 1u);
+  // Written while the actor was not resumed: no mailbox element made.
+  CAF_CHECK(w.blocked[0]);
+  CAF_CHECK_EQUAL(w.loops[0], 0u);
+}
+
+CAF_TEST(a member with queued messages gets the delivery after them) {
+  auto& b = connect(0);
+  handlers_t echo;
+  echo.message = [](herald::socket<int>& ws, herald::message m) {
+    ws.send_text("reply:" + std::string{m.text()});
+  };
+  auto& a = connect(0, echo);
+  // B comes first in the loop's members: its write, made by the topic's
+  // job, puts a client message into A's mailbox before the job reaches A.
+  subscribe(b, "room");
+  subscribe(a, "room");
+  auto ta = a.t;
+  on_loop(0, [&] {
+    auto fed = std::make_shared<bool>(false);
+    b.t->on_write([ta, fed] {
+      if (!std::exchange(*fed, true))
+        ta->feed(client_frame(opcode::text, "x"));
+    });
+    return 0;
+  });
+  publish("room", "p");
+  CAF_CHECK_EQUAL(await_texts(b, 1), strings{"p"});
+  // A's own reply to what it had queued goes first.
+  CAF_CHECK_EQUAL(await_texts(a, 2), (strings{"reply:x", "p"}));
+  auto w = seen(a);
+  CAF_REQUIRE_EQUAL(w.blocked.size(), 1u); // one write for both
+  CAF_CHECK(!w.blocked[0]);
+  // Idle again: the next delivery is direct.
+  publish("room", "q");
+  CAF_CHECK_EQUAL(await_texts(a, 3), (strings{"reply:x", "p", "q"}));
+  w = seen(a);
+  CAF_REQUIRE_EQUAL(w.blocked.size(), 2u);
+  CAF_CHECK(w.blocked[1]);
+}
+
+CAF_TEST(members on two loops each get every delivery on their own loop) {
+  auto& a = connect(0);
+  auto& b = connect(1);
+  auto& c = connect(1);
+  for (auto* m : {&a, &b, &c})
+    subscribe(*m, "room");
+  publish("room", "p1");
+  publish("room", "p2");
+  for (auto* m : {&a, &b, &c}) {
+    CAF_CHECK_EQUAL(await_texts(*m, 2), (strings{"p1", "p2"}));
+    auto w = seen(*m);
+    CAF_REQUIRE(!w.loops.empty());
+    for (auto l : w.loops)
+      CAF_CHECK_EQUAL(l, m->loop);
+    for (auto blocked : w.blocked)
+      CAF_CHECK(blocked);
+  }
+  CAF_CHECK_EQUAL(counts->get("room"), 3u);
+}
+
+CAF_TEST(a closing member gets no delivery and leaves the topic) {
+  handlers_t h;
+  auto closes = std::make_shared<std::vector<int>>();
+  h.message = [](herald::socket<int>& ws, herald::message) {
+    ws.close(1000, "bye");
+  };
+  h.close = [closes](herald::socket<int>&, int code, std::string_view) {
+    closes->push_back(code);
+  };
+  auto& a = connect(0, h);
+  auto& b = connect(0);
+  subscribe(a, "room");
+  subscribe(b, "room");
+  // A closes: its close frame is out, the peer's answer not yet in.
+  on_loop(0, [&] {
+    a.t->feed(client_frame(opcode::text, "go"));
+    return 0;
+  });
+  CAF_REQUIRE(eventually(0, [&] { return !a.t->frames().empty(); }));
+  publish("room", "p");
+  CAF_CHECK_EQUAL(await_texts(b, 1), strings{"p"});
+  on_loop(0, [&] {
+    a.t->feed(client_close(1000, "ok"));
+    return 0;
+  });
+  CAF_CHECK(eventually(0, [&] { return a.t->closed() && !closes->empty(); }));
+  CAF_CHECK_EQUAL(texts(a), strings{});
+  CAF_CHECK_EQUAL(on_loop(0, [&] { return *closes; }), std::vector<int>{1000});
+  CAF_CHECK(eventually(0, [&] { return counts->get("room") == 1; }));
+  publish("room", "q");
+  CAF_CHECK_EQUAL(await_texts(b, 2), (strings{"p", "q"}));
+}
+
+CAF_TEST(a member closed at its backpressure limit ends and leaves) {
+  handlers_t h;
+  h.backpressure_limit = 1;
+  h.close_on_backpressure_limit = true;
+  auto& a = connect(0, h);
+  auto& b = connect(0);
+  subscribe(a, "room");
+  subscribe(b, "room");
+  on_loop(0, [&] {
+    a.t->stall();
+    return 0;
+  });
+  // The first fits (nothing buffered); the second finds the backlog over
+  // the limit and closes the connection with 1008.
+  publish("room", "p");
+  CAF_CHECK_EQUAL(await_texts(b, 1), strings{"p"});
+  publish("room", "q");
+  CAF_CHECK_EQUAL(await_texts(b, 2), (strings{"p", "q"}));
+  CAF_CHECK(eventually(0, [&] { return a.t->closed(); }));
+  auto frames = on_loop(0, [&] { return a.t->frames(); });
+  CAF_REQUIRE_EQUAL(frames.size(), 2u);
+  CAF_CHECK_EQUAL(frames[0].payload, "p");
+  CAF_CHECK_EQUAL(frames[1].close_code, 1008);
+  // The actor ended (it left through its exit, not only its socket).
+  CAF_CHECK(eventually(0, [&] { return counts->get("room") == 1; }));
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()

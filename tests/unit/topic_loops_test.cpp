@@ -103,8 +103,8 @@ struct fixture {
       args.hooks =
         std::make_unique<herald::typed_hooks<int>>(handlers,
                                                    handlers->options(), 0);
-      args.registry = reg.actor();
-      args.counts = counts;
+      args.env = std::make_shared<const herald::connection_env>(
+        herald::connection_env{reg.actor(), counts, nullptr, {}, nullptr});
       return herald::spawn_connection(rt.system(), std::move(args));
     });
     CAF_REQUIRE(eventually(loop, [&] { return t->started(); }));

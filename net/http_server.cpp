@@ -900,6 +900,37 @@ private:
     });
   }
 
+  // "address:port"; IPv4 by hand (libc's inet_ntop goes through sprintf,
+  // a good part of a handshake's own work).
+  static std::string address_text(const tcp::endpoint& ep) {
+    if (!ep.address().is_v4())
+      return ep.address().to_string() + ":" + std::to_string(ep.port());
+    char buf[24];
+    char* p = buf;
+    auto put = [&p](unsigned n) {
+      if (n >= 100)
+        *p++ = static_cast<char>('0' + n / 100);
+      if (n >= 10)
+        *p++ = static_cast<char>('0' + n / 10 % 10);
+      *p++ = static_cast<char>('0' + n % 10);
+    };
+    auto bytes = ep.address().to_v4().to_bytes();
+    for (std::size_t i = 0; i < 4; ++i) {
+      put(bytes[i]);
+      *p++ = i < 3 ? '.' : ':';
+    }
+    auto port = ep.port();
+    char digits[5];
+    int n = 0;
+    do {
+      digits[n++] = static_cast<char>('0' + port % 10);
+      port /= 10;
+    } while (port > 0);
+    while (n > 0)
+      *p++ = digits[--n];
+    return std::string(buf, p);
+  }
+
   void start_session(int fd, const sockaddr_storage& peer, socklen_t len) {
     try {
       tcp::endpoint ep;
@@ -914,10 +945,8 @@ private:
         return;
       }
       sock.assume_non_blocking();
-      auto remote = ep.address().to_string() + ":" + std::to_string(ep.port());
-      std::make_shared<http_session>(std::move(sock), std::move(remote),
-                                     limits_, handler_, waiting_, tls_.get(),
-                                     deadlines_)
+      std::make_shared<http_session>(std::move(sock), address_text(ep), limits_,
+                                     handler_, waiting_, tls_.get(), deadlines_)
         ->run();
     } catch (const std::exception& e) {
       HERALD_LOG(warn, "dropping a connection: " << e.what());

@@ -9,6 +9,7 @@
 
 #include <caf/all.hpp>
 
+#include "herald/actors/idle_clock.hpp"
 #include "herald/actors/loop_scheduler.hpp"
 #include "herald/net/http.hpp"
 #include "herald/net/log.hpp"
@@ -217,6 +218,10 @@ void connection_core::start() {
   transport_->start(caf::actor_cast<caf::actor>(self_));
   if (opts_.idle_timeout.count() <= 0)
     idle_clock_ = nullptr;
+  else if (self_->home_loop() != net::io_service::no_loop
+           && loop_idle_watch(self_->address(),
+                              caf::timespan{opts_.idle_timeout / 2}))
+    idle_clock_ = nullptr; // ticked by its loop's clock (this thread's)
   else if (idle_clock_)
     self_->send(idle_clock_, msg::idle_watch_atom::value, self_->address(),
                 caf::timespan{opts_.idle_timeout / 2});
@@ -255,6 +260,13 @@ void connection_core::on_exit() {
   if (idle_clock_) {
     caf::anon_send(idle_clock_, msg::idle_forget_atom::value, self_->id());
     idle_clock_ = nullptr;
+  } else if (opts_.idle_timeout.count() > 0
+             && self_->home_loop() != net::io_service::no_loop
+             && spawning_loop() == self_->home_loop()) {
+    // Watched by this loop's clock in start() (leaving it is a lookup
+    // when start never ran). Elsewhere, after the loops stopped, their
+    // clocks are gone.
+    loop_idle_forget(self_->id());
   }
   // Let the transport go now: CAF may destroy this actor much later (a
   // pending timer message holds it), possibly after the I/O loop is gone.
@@ -792,7 +804,8 @@ void connection_core::on_tick() {
   } else if (opts_.send_pings) {
     enqueue(net::make_frame(net::opcode::ping, std::string_view{}), true);
   }
-  if (!idle_clock_) // else the idle clock sends the next tick
+  // Else an idle clock (its server's or its loop's) sends the next tick.
+  if (!idle_clock_ && self_->home_loop() == net::io_service::no_loop)
     self_->delayed_send(self_, opts_.idle_timeout / 2, caf::tick_atom::value);
 }
 

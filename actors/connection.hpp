@@ -96,7 +96,8 @@ struct connection_args {
   /// permessage-deflate, when the handshake agreed to it.
   std::optional<net::deflate_params> deflate;
   /// The server's idle clock (see idle_clock.hpp), which sends the idle
-  /// ticks; without one (null) the connection times its own ticks.
+  /// ticks to a connection spawned on no loop (on a loop, the loop's own
+  /// clock does); without one (null) such a connection times its own.
   msg::idle_clock_actor idle_clock;
   /// How long to wait for the peer's close frame after sending ours.
   std::chrono::milliseconds close_timeout{5000};
@@ -218,7 +219,7 @@ private:
   std::unique_ptr<connection_hooks> hooks_;
   msg::registry_actor registry_;
   msg::idle_clock_actor
-    idle_clock_; // null: this connection times its own ticks
+    idle_clock_; // null: its loop's clock ticks it, or it times its own
   std::shared_ptr<topic_counts> counts_;
   std::shared_ptr<server_stats> stats_;
   // The server's connection list and this connection's neighbours in it

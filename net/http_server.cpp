@@ -40,13 +40,19 @@ using clock = std::chrono::steady_clock;
 // socket's state whether it made the descriptor non-blocking and otherwise
 // makes it so (an ioctl) before the first operation; telling it here that
 // the descriptor already is spares that system call per connection.
+// Asio also marks a descriptor it was given (assign) as a possible
+// duplicate, which it removes from epoll before closing (an epoll_ctl):
+// ours comes from accept4 and has no duplicate, so closing it removes it,
+// as for a socket Asio accepted itself.
 class accepted_socket : public stream_socket {
 public:
   using stream_socket::stream_socket;
 
-  void assume_non_blocking() noexcept {
-    impl_.get_implementation().state_ |=
-      asio::detail::socket_ops::internal_non_blocking;
+  void assume_accepted() noexcept {
+    namespace ops = asio::detail::socket_ops;
+    auto& state = impl_.get_implementation().state_;
+    state |= ops::internal_non_blocking;
+    state &= static_cast<ops::state_type>(~ops::possible_dup);
   }
 };
 
@@ -944,7 +950,7 @@ private:
         HERALD_LOG(warn, "dropping a connection: " << ec.message());
         return;
       }
-      sock.assume_non_blocking();
+      sock.assume_accepted();
       std::make_shared<http_session>(std::move(sock), address_text(ep), limits_,
                                      handler_, waiting_, tls_.get(), deadlines_)
         ->run();

@@ -9,6 +9,7 @@
 
 #include <caf/all.hpp>
 
+#include "herald/actors/idle_clock.hpp"
 #include "herald/actors/loop_scheduler.hpp"
 #include "herald/net/http.hpp"
 #include "herald/net/log.hpp"
@@ -227,6 +228,10 @@ void connection_core::start() {
   transport_->start(caf::actor_cast<caf::actor>(self_));
   if (opts_.idle_timeout.count() <= 0)
     ; // never idle
+  else if (self_->home_loop() != net::io_service::no_loop
+           && loop_idle_watch(self_->address(),
+                              caf::timespan{opts_.idle_timeout / 2}))
+    loop_ticks_ = true; // ticked by its loop's clock (this thread's)
   else if ((clock_ticks_ = static_cast<bool>(env_->idle_clock)))
     self_->send(env_->idle_clock, msg::idle_watch_atom::value, self_->address(),
                 caf::timespan{opts_.idle_timeout / 2});
@@ -262,8 +267,13 @@ void connection_core::on_exit() {
   unlist();
   if (std::exchange(announces_exit_, false))
     caf::anon_send(env_->registry, msg::exited_atom::value, self_->address());
-  if (std::exchange(clock_ticks_, false))
+  if (std::exchange(clock_ticks_, false)) {
     caf::anon_send(env_->idle_clock, msg::idle_forget_atom::value, self_->id());
+  } else if (std::exchange(loop_ticks_, false)
+             && spawning_loop() == self_->home_loop()) {
+    // Elsewhere, after the loops stopped, their clocks are gone.
+    loop_idle_forget(self_->id());
+  }
   // Let the transport go now: CAF may destroy this actor much later (a
   // pending timer message holds it), possibly after the I/O loop is gone.
   if (transport_) {
@@ -824,7 +834,8 @@ void connection_core::on_tick() {
   } else if (opts_.send_pings) {
     enqueue(net::make_frame(net::opcode::ping, std::string_view{}), true);
   }
-  if (!clock_ticks_) // else the idle clock sends the next tick
+  // Else an idle clock (its server's or its loop's) sends the next tick.
+  if (!clock_ticks_ && !loop_ticks_)
     self_->delayed_send(self_, opts_.idle_timeout / 2, caf::tick_atom::value);
 }
 

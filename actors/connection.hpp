@@ -86,7 +86,8 @@ struct connection_env {
   /// Server counters (may be null).
   std::shared_ptr<server_stats> stats;
   /// The server's idle clock (see idle_clock.hpp), which sends the idle
-  /// ticks; without one (null) a connection times its own ticks.
+  /// ticks to a connection spawned on no loop (on a loop, the loop's own
+  /// clock does); without one (null) such a connection times its own.
   msg::idle_clock_actor idle_clock;
   /// The server's list of live connections (may be null).
   std::shared_ptr<connection_list> list;
@@ -251,8 +252,10 @@ private:
   std::size_t pending_bytes_ = 0;
   herald::ready_state state_ = herald::ready_state::connecting;
   bool listed_ = false; // in env_->list
-  // Ticked by env_->idle_clock (else by its own timer, or never).
+  // Ticked by env_->idle_clock, or by its loop's clock (else by its own
+  // timer, or never).
   bool clock_ticks_ = false;
+  bool loop_ticks_ = false;
   bool flush_pending_ = false;
   bool flush_sent_ = false; // a flush message is on its way
   bool in_message_ = false;

@@ -1,5 +1,6 @@
-// The idle clock: one actor per server that sends idle ticks to its
-// connections.
+// The idle clock: sends idle ticks to connections. Each event loop has one
+// for the connections running on it; an actor per server serves those
+// spawned elsewhere (tests, the testing kit).
 //
 // A connection with an idle timeout needs a tick every half timeout (see
 // connection_core::on_tick). Each connection could ask CAF's clock for its
@@ -18,8 +19,12 @@
 // queue, 16 bytes each, plus a 24-byte map node for the weak reference; a
 // member that leaves keeps its queue entry until that falls due.
 //
-// Its messages: msg::idle_clock_actor (messages/messages.hpp). Members
-// receive (tick_atom).
+// A connection on a loop joins and leaves that loop's clock by direct
+// calls, on its own thread (loop_idle_watch, loop_idle_forget), which
+// holds a timer of the loop's own: no message, no other thread. The actor
+// does the same in its own state, joined and left by messages:
+// msg::idle_clock_actor (messages/messages.hpp). Members receive
+// (tick_atom).
 #pragma once
 
 #include <chrono>
@@ -36,5 +41,15 @@ namespace herald {
 msg::idle_clock_actor
 spawn_idle_clock(caf::actor_system& sys,
                  caf::timespan min_gap = std::chrono::milliseconds{10});
+
+/// Ticks `who` every `period` from now on the calling thread's loop (see
+/// above): the idle clock of a connection that runs there, joined and left
+/// by direct calls instead of messages. False when the calling thread is
+/// no loop (the connection then uses its server's idle clock actor).
+bool loop_idle_watch(const caf::actor_addr& who, caf::timespan period);
+
+/// Stops ticking `id` on the calling thread's loop; call it on the loop
+/// that watched it.
+void loop_idle_forget(caf::actor_id id);
 
 } // namespace herald

@@ -358,7 +358,8 @@ void loop_clock::arm(std::size_t i, time_point t) {
   if (t >= l.armed)
     return;
   l.armed = t;
-  sched_.io().wake_at(i, t, [this, i] { fire(i); });
+  sched_.io().wake_at(i, net::io_service::timer::actor_clock, t,
+                      [this, i] { fire(i); });
 }
 
 loop_worker::loop_worker(loop_scheduler& parent, std::size_t index)
@@ -424,6 +425,16 @@ caf::actor_system::module* make_loop_scheduler(caf::actor_system& sys,
 std::size_t spawning_loop() noexcept {
   return this_worker != nullptr ? this_worker->index()
                                 : net::io_service::no_loop;
+}
+
+bool wake_this_loop_at(net::io_service::timer which,
+                       std::chrono::steady_clock::time_point t,
+                       std::function<void()> fn) {
+  auto w = this_worker;
+  if (w == nullptr)
+    return false;
+  w->parent().io().wake_at(w->index(), which, t, std::move(fn));
+  return true;
 }
 
 std::size_t loop_of(caf::actor_system& sys, const caf::actor& who) noexcept {

@@ -4,7 +4,9 @@
 // and ordering").
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <functional>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -27,6 +29,13 @@ caf::actor_system::module* make_loop_scheduler(caf::actor_system& sys,
 /// loop that owns their socket (io_service::no_loop elsewhere: they go by
 /// actor id like every other actor).
 std::size_t spawning_loop() noexcept;
+
+/// Calls `fn` at `t` on the calling thread's loop, in place of the wake-up
+/// set before there with the same timer; false (and nothing set) when the
+/// calling thread is no loop.
+bool wake_this_loop_at(net::io_service::timer which,
+                       std::chrono::steady_clock::time_point t,
+                       std::function<void()> fn);
 
 /// Work for one loop that is no actor (a topic's part of a fan-out for
 /// the connections of that loop). Jobs one thread hands to one loop run

@@ -428,15 +428,14 @@ public:
     return true;
   }
   bool empty() const noexcept { return first_ == nullptr; }
-  // The topic names, copied (leaving changes the registry's map).
-  std::vector<std::string> names() const {
-    std::vector<std::string> out;
+  // Calls `f` with each topic name (the registry's keys).
+  template <class F>
+  void for_each(F f) const {
     if (first_)
-      out.push_back(*first_);
+      f(*first_);
     if (more_)
       for (auto t : *more_)
-        out.push_back(*t);
-    return out;
+        f(*t);
   }
 
 private:
@@ -505,10 +504,11 @@ void leave(registry_actor self, const std::string& topic,
   if (--e.count == 0) {
     // The topic actor handles everything sent before this exit message.
     self->send_exit(e.actor, caf::exit_reason::normal);
-    self->state.topics.erase(i);
     self->state.counts->set(topic, 0, settled);
     if (self->state.bridge)
       self->send(self->state.bridge, caf::leave_atom::value, topic);
+    // Last: `topic` may be this entry's key.
+    self->state.topics.erase(i);
   } else {
     self->send(e.actor, caf::unsubscribe_atom::value, who);
     self->state.counts->set(topic, e.count, settled);
@@ -539,10 +539,10 @@ void gone(registry_actor self, const caf::actor_addr& who) {
   auto i = self->state.members.find(who);
   if (i == self->state.members.end())
     return;
-  auto topics = i->second.names();
+  auto topics = std::move(i->second);
   self->state.members.erase(i);
-  for (auto& t : topics)
-    leave(self, t, who, 0);
+  // By the registry's own keys: each leave erases at most its own topic.
+  topics.for_each([&](const std::string& t) { leave(self, t, who, 0); });
 }
 
 } // namespace

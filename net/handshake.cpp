@@ -3,6 +3,8 @@
 #include <array>
 #include <cctype>
 #include <cstdint>
+#include <optional>
+#include <string_view>
 
 #include <boost/beast/core/detail/base64.hpp>
 #include <boost/beast/core/detail/sha1.hpp>
@@ -69,20 +71,28 @@ handshake_verdict check_upgrade(const request& req) {
     return {400, "WebSocket upgrade requires GET"};
   if (req.version() < 11)
     return {400, "WebSocket upgrade requires HTTP/1.1"};
-  if (!req.header("host"))
+  // The first of each header, as request::header finds it, in one pass.
+  std::optional<std::string_view> host, upgrade, connection, version, key;
+  for (auto& [k, v] : req.headers()) {
+    auto* slot = iequals(k, "host")                    ? &host
+                 : iequals(k, "upgrade")               ? &upgrade
+                 : iequals(k, "connection")            ? &connection
+                 : iequals(k, "sec-websocket-version") ? &version
+                 : iequals(k, "sec-websocket-key")     ? &key
+                                                       : nullptr;
+    if (slot != nullptr && !*slot)
+      *slot = std::string_view{v};
+  }
+  if (!host)
     return {400, "missing Host"};
-  auto upgrade = req.header("upgrade");
   if (!upgrade || !has_token(*upgrade, "websocket"))
     return {400, "missing Upgrade: websocket"};
-  auto connection = req.header("connection");
   if (!connection || !has_token(*connection, "upgrade"))
     return {400, "missing Connection: upgrade"};
-  auto version = req.header("sec-websocket-version");
   if (!version)
     return {426, "missing Sec-WebSocket-Version"};
   if (trim(*version) != "13")
     return {426, "unsupported Sec-WebSocket-Version"};
-  auto key = req.header("sec-websocket-key");
   if (!key || !valid_key(trim(*key)))
     return {400, "missing or invalid Sec-WebSocket-Key"};
   return {};

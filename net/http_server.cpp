@@ -40,13 +40,19 @@ using clock = std::chrono::steady_clock;
 // socket's state whether it made the descriptor non-blocking and otherwise
 // makes it so (an ioctl) before the first operation; telling it here that
 // the descriptor already is spares that system call per connection.
+// Asio also marks a descriptor it was given (assign) as a possible
+// duplicate, which it removes from epoll before closing (an epoll_ctl):
+// ours comes from accept4 and has no duplicate, so closing it removes it,
+// as for a socket Asio accepted itself.
 class accepted_socket : public stream_socket {
 public:
   using stream_socket::stream_socket;
 
-  void assume_non_blocking() noexcept {
-    impl_.get_implementation().state_ |=
-      asio::detail::socket_ops::internal_non_blocking;
+  void assume_accepted() noexcept {
+    namespace ops = asio::detail::socket_ops;
+    auto& state = impl_.get_implementation().state_;
+    state |= ops::internal_non_blocking;
+    state &= static_cast<ops::state_type>(~ops::possible_dup);
   }
 };
 
@@ -900,6 +906,37 @@ private:
     });
   }
 
+  // "address:port"; IPv4 by hand (libc's inet_ntop goes through sprintf,
+  // a good part of a handshake's own work).
+  static std::string address_text(const tcp::endpoint& ep) {
+    if (!ep.address().is_v4())
+      return ep.address().to_string() + ":" + std::to_string(ep.port());
+    char buf[24];
+    char* p = buf;
+    auto put = [&p](unsigned n) {
+      if (n >= 100)
+        *p++ = static_cast<char>('0' + n / 100);
+      if (n >= 10)
+        *p++ = static_cast<char>('0' + n / 10 % 10);
+      *p++ = static_cast<char>('0' + n % 10);
+    };
+    auto bytes = ep.address().to_v4().to_bytes();
+    for (std::size_t i = 0; i < 4; ++i) {
+      put(bytes[i]);
+      *p++ = i < 3 ? '.' : ':';
+    }
+    auto port = ep.port();
+    char digits[5];
+    int n = 0;
+    do {
+      digits[n++] = static_cast<char>('0' + port % 10);
+      port /= 10;
+    } while (port > 0);
+    while (n > 0)
+      *p++ = digits[--n];
+    return std::string(buf, p);
+  }
+
   void start_session(int fd, const sockaddr_storage& peer, socklen_t len) {
     try {
       tcp::endpoint ep;
@@ -913,11 +950,9 @@ private:
         HERALD_LOG(warn, "dropping a connection: " << ec.message());
         return;
       }
-      sock.assume_non_blocking();
-      auto remote = ep.address().to_string() + ":" + std::to_string(ep.port());
-      std::make_shared<http_session>(std::move(sock), std::move(remote),
-                                     limits_, handler_, waiting_, tls_.get(),
-                                     deadlines_)
+      sock.assume_accepted();
+      std::make_shared<http_session>(std::move(sock), address_text(ep), limits_,
+                                     handler_, waiting_, tls_.get(), deadlines_)
         ->run();
     } catch (const std::exception& e) {
       HERALD_LOG(warn, "dropping a connection: " << e.what());

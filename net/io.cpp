@@ -1,6 +1,7 @@
 #include "herald/net/io.hpp"
 
 #include <algorithm>
+#include <array>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -31,8 +32,8 @@ public:
 
 struct loop {
   loop_context ctx;
-  // The loop's one timer of its own (see wake_at), made on first use.
-  std::optional<asio::steady_timer> timer;
+  // The loop's timers of its own (see wake_at), made on first use.
+  std::array<std::optional<asio::steady_timer>, 2> timers;
   asio::executor_work_guard<asio::io_context::executor_type> guard{
     asio::make_work_guard(ctx)};
   std::thread thread;
@@ -68,15 +69,17 @@ public:
     asio::post(loops_[i]->ctx, std::move(fn));
   }
 
-  void wake_at(std::size_t i, std::chrono::steady_clock::time_point t,
+  void wake_at(std::size_t i, timer which,
+               std::chrono::steady_clock::time_point t,
                std::function<void()> fn) override {
     auto& l = *loops_[i];
-    if (!l.timer)
-      l.timer.emplace(l.ctx);
+    auto& tm = l.timers[static_cast<std::size_t>(which)];
+    if (!tm)
+      tm.emplace(l.ctx);
     // Replacing the time cancels the wait before: its handler sees
     // operation_aborted and does nothing.
-    l.timer->expires_at(t);
-    l.timer->async_wait([fn = std::move(fn)](boost::system::error_code ec) {
+    tm->expires_at(t);
+    tm->async_wait([fn = std::move(fn)](boost::system::error_code ec) {
       if (!ec)
         fn();
     });
@@ -94,7 +97,8 @@ public:
       if (l->thread.joinable())
         l->thread.join();
     for (auto& l : loops_) {
-      l->timer.reset();
+      for (auto& tm : l->timers)
+        tm.reset();
       l->ctx.shutdown();
     }
   }

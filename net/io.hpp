@@ -24,9 +24,15 @@ public:
   void post(std::function<void()> fn) { post(0, std::move(fn)); }
   /// Runs `fn` on loop `i`.
   virtual void post(std::size_t i, std::function<void()> fn) = 0;
-  /// Calls `fn` on loop `i` at `t`, in place of the wake-up set before;
-  /// call it on loop i's thread.
-  virtual void wake_at(std::size_t i, std::chrono::steady_clock::time_point t,
+  /// The timers each loop has, one per use.
+  enum class timer : unsigned char {
+    actor_clock, // actors' timeouts and delayed messages
+    idle_clock,  // connections' idle ticks
+  };
+  /// Calls `fn` on loop `i` at `t`, in place of the wake-up set before on
+  /// the same timer; call it on loop i's thread.
+  virtual void wake_at(std::size_t i, timer which,
+                       std::chrono::steady_clock::time_point t,
                        std::function<void()> fn) = 0;
   /// Stops the loops, joins their threads and destroys the handlers still
   /// queued (idempotent).

@@ -373,7 +373,7 @@ test('max_connections: beyond it upgrades get 503 and the server stays healthy',
 
 test('a thousand silent or partial handshakes do not block new clients and are dropped', async () => {
   const server = await startServer('HERALD_PUBSUB_SERVER',
-                                   ['--request-timeout-ms', '1500']);
+                                   ['--request-timeout-ms', '4000']);
   const socks = [];
   try {
     let closed = 0;
@@ -387,12 +387,14 @@ test('a thousand silent or partial handshakes do not block new clients and are d
       socks.push(s);
     }
     await sleep(200);
-    const t0 = Date.now();
+    // Served while the stalled ones are still held (none has timed out
+    // yet), not after the server has dropped them.
     const c = await Client.connect(server.ws('/?name=newcomer&room=q'));
-    assert.ok(Date.now() - t0 < 2000, 'a new client is served promptly');
+    assert.equal(closed, 0, 'the new client was served before any stalled ' +
+                 'handshake was dropped');
     await c.close();
     await waitFor(() => closed >= 1000, `the stalled sockets to be dropped ` +
-                  `(${closed} so far)`, 10000, 100);
+                  `(${closed} so far)`, 15000, 100);
   } finally {
     for (const s of socks)
       s.destroy();

@@ -82,7 +82,7 @@ describe('deferred fetch', () => {
                     'the request to wait');
       c.sock.destroy();
       await waitFor(async () => (await held(server, id)).state === 'gone',
-                    'the server to notice the client left', 5000);
+                    'the server to notice the client left', 15000);
       const r = await httpRequest(`${server.httpUrl}/complete?id=${id}`);
       assert.equal(r.body, 'complete false\n');
     }

@@ -9,7 +9,9 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <mutex>
+#include <string>
 #include <utility>
 
 #include <openssl/bio.h>
@@ -24,6 +26,16 @@
 namespace herald::net {
 
 namespace {
+
+// True when the PEM file at `path` holds an encrypted private key
+// (PKCS#8 "ENCRYPTED PRIVATE KEY" or a legacy "Proc-Type: 4,ENCRYPTED").
+bool pem_encrypted(const std::string& path) {
+  std::ifstream in{path};
+  for (std::string line; std::getline(in, line);)
+    if (line.find("ENCRYPTED") != std::string::npos)
+      return true;
+  return false;
+}
 
 // The reason of the oldest queued OpenSSL error (the queue is cleared).
 std::string ssl_reason(const char* fallback = "TLS error") {
@@ -218,7 +230,9 @@ SSL_CTX* make_ctx(const tls_options& opts, const std::string& cert,
     auto why = ssl_reason();
     if (why == "key values mismatch")
       fail("key " + key + " does not match certificate " + cert);
-    if (why == "bad decrypt")
+    // Judged by the file, not the reason: a wrong passphrase that happens
+    // to give valid padding fails later, as "unsupported".
+    if (why == "bad decrypt" || pem_encrypted(key))
       fail("key " + key
            + (set.passphrase.empty()
                 ? " is encrypted and no passphrase was given"

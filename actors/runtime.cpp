@@ -1,5 +1,6 @@
 #include "herald/actors/runtime.hpp"
 
+#include <charconv>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -42,15 +43,8 @@ std::size_t cpus_of_cpu_max(std::string_view text) noexcept {
   auto number = [](std::string_view s, long long& out) {
     while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
       s.remove_suffix(1);
-    if (s.empty() || s.size() > 18)
-      return false;
-    out = 0;
-    for (char c : s) {
-      if (c < '0' || c > '9')
-        return false;
-      out = out * 10 + (c - '0');
-    }
-    return true;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return ec == std::errc{} && end == s.data() + s.size() && !s.empty();
   };
   long long quota = 0, period = 0;
   if (!number(text.substr(sp + 1), period))

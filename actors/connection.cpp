@@ -247,6 +247,12 @@ void connection_core::start() {
   flush();
 }
 
+const msg::registry_actor& connection_core::shard() const noexcept {
+  auto loop = self_->home_loop();
+  return env_->registry.shard(loop != net::io_service::no_loop ? loop
+                                                               : self_->id());
+}
+
 void connection_core::on_exit() {
   // Reached when the actor stops for any reason, also when killed from
   // outside: the handler hears of it and the socket does not outlive us.
@@ -266,7 +272,7 @@ void connection_core::on_exit() {
   add_stats();
   unlist();
   if (std::exchange(announces_exit_, false))
-    caf::anon_send(env_->registry, msg::exited_atom::value, self_->address());
+    caf::anon_send(shard(), msg::exited_atom::value, self_->address());
   if (std::exchange(clock_ticks_, false)) {
     caf::anon_send(env_->idle_clock, msg::idle_forget_atom::value, self_->id());
   } else if (std::exchange(loop_ticks_, false)
@@ -866,11 +872,11 @@ bool connection_core::subscribe(std::string_view topic) {
     // a server publish to this topic is not skipped while the subscription
     // travels to the registry.
     env_->counts->subscribing(*i);
-    self_->send(env_->registry, caf::subscribe_atom::value, *i,
+    self_->send(shard(), caf::subscribe_atom::value, *i,
                 caf::actor_cast<caf::actor>(self_), msg::counted_atom::value,
                 msg::announces_exit_atom::value);
   } else {
-    self_->send(env_->registry, caf::subscribe_atom::value, *i,
+    self_->send(shard(), caf::subscribe_atom::value, *i,
                 caf::actor_cast<caf::actor>(self_),
                 msg::announces_exit_atom::value);
   }
@@ -886,10 +892,10 @@ void connection_core::unsubscribe(std::string_view topic) {
   if (env_->counts) {
     // A member (subscribed through us): no longer counted from now on.
     env_->counts->unsubscribing(*i);
-    self_->send(env_->registry, caf::unsubscribe_atom::value, *i,
+    self_->send(shard(), caf::unsubscribe_atom::value, *i,
                 caf::actor_cast<caf::actor>(self_), msg::counted_atom::value);
   } else {
-    self_->send(env_->registry, caf::unsubscribe_atom::value, *i,
+    self_->send(shard(), caf::unsubscribe_atom::value, *i,
                 caf::actor_cast<caf::actor>(self_));
   }
   topics_.erase(i);
@@ -912,8 +918,10 @@ send_status connection_core::publish(std::string_view topic, net::opcode op,
   caf::actor_addr exclude;
   if (!opts_.publish_to_self)
     exclude = self_->address();
-  self_->send(env_->registry, caf::publish_atom::value, std::string{topic},
-              msg::publication{std::move(f), std::move(exclude), compress});
+  // To every shard; ours passes it on to Redis.
+  herald::publish(env_->registry, topic,
+                  msg::publication{std::move(f), std::move(exclude), compress},
+                  self_->home_loop());
   return size;
 }
 

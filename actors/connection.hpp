@@ -78,8 +78,9 @@ private:
 /// What every connection of one server shares (one per server, not per
 /// connection: a connection holds one pointer to it).
 struct connection_env {
-  /// The topic registry.
-  msg::registry_actor registry;
+  /// The topic registry: a connection on a loop talks to that loop's
+  /// shard.
+  topic_registry registry;
   /// The registry's subscriber counts (may be null): subscriptions are
   /// counted as on their way until the registry has them.
   std::shared_ptr<topic_counts> counts;
@@ -220,6 +221,8 @@ private:
   void guarded(F&& f);
   void add_stats();
   void count_drop(bool over_limit);
+  // The registry shard that keeps us (our loop's).
+  const msg::registry_actor& shard() const noexcept;
   // Leaves the server's list (once).
   void unlist() noexcept;
   // Stops reading a peer whose backlog is too large (see connection.cpp).

@@ -17,6 +17,7 @@
 #include <caf/scheduler/abstract_coordinator.hpp>
 
 #include "herald/actors/connection.hpp"
+#include "herald/actors/topics.hpp"
 
 namespace herald {
 
@@ -282,9 +283,10 @@ public:
   net::io_service& io() noexcept { return io_; }
 
   // The home loop of `job`: a connection's is the loop owning its socket
-  // (recognised by its exact type: no dynamic_cast per message), any
-  // other actor's follows from its id, which spreads topics and the
-  // registry over the loops and never changes.
+  // (recognised by its exact type: no dynamic_cast per message), a topic
+  // shard's and its topics' the loop they were made for, any other actor's
+  // follows from its id, which spreads actors over the loops and never
+  // changes.
   std::size_t home(caf::resumable* job) const noexcept {
     auto n = workers_.size();
     if (job->subtype() == caf::resumable::function_object) {
@@ -296,6 +298,9 @@ public:
         auto loop = static_cast<connection_actor*>(self)->home_loop();
         if (loop != net::io_service::no_loop)
           return loop % n;
+      } else if (auto loop = detail::topic_actor_loop(self);
+                 loop != net::io_service::no_loop) {
+        return loop % n;
       }
       return self->id() % n;
     }
@@ -435,6 +440,11 @@ bool wake_this_loop_at(net::io_service::timer which,
     return false;
   w->parent().io().wake_at(w->index(), which, t, std::move(fn));
   return true;
+}
+
+std::size_t loop_count(caf::actor_system& sys) noexcept {
+  auto sched = dynamic_cast<loop_scheduler*>(&sys.scheduler());
+  return sched == nullptr ? 0 : sched->size();
 }
 
 std::size_t loop_of(caf::actor_system& sys, const caf::actor& who) noexcept {

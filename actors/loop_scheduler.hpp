@@ -63,6 +63,9 @@ private:
   std::size_t loop_;
 };
 
+/// The number of loops of `sys`'s scheduler; 0 when it has none (tests).
+std::size_t loop_count(caf::actor_system& sys) noexcept;
+
 /// The loop `who` runs on when it is a connection actor on one of the
 /// loops of `sys`'s scheduler; io_service::no_loop otherwise (other actors,
 /// or a system without the loops, as in tests).

@@ -2,6 +2,7 @@
 
 #include <random>
 #include <stdexcept>
+#include <unordered_map>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -62,6 +63,9 @@ struct bridge_state {
   std::uint64_t node = 0;
   // Publishes since the last flush: one hop to loop 0 (the link's) per burst.
   std::vector<net::redis_publication> batch;
+  // Topics by the number of shards that have local subscribers of them:
+  // the channel is subscribed while that is above zero.
+  std::unordered_map<std::string, std::size_t> joined;
   static inline const char* name = "herald.redis_bridge";
 };
 
@@ -76,11 +80,20 @@ bridge_behavior(msg::bridge_actor::stateful_pointer<bridge_state> self,
   // Ends with the registry, i.e. with the server.
   self->link_to(registry);
   return {
+    // Each shard alternates join and leave for a topic, so the count never
+    // goes below zero whatever order the shards' messages come in.
     [=](caf::join_atom, const std::string& topic) {
-      self->state.link->subscribe(self->state.prefix + topic);
+      auto& st = self->state;
+      if (++st.joined[topic] == 1)
+        st.link->subscribe(st.prefix + topic);
     },
     [=](caf::leave_atom, const std::string& topic) {
-      self->state.link->unsubscribe(self->state.prefix + topic);
+      auto& st = self->state;
+      auto i = st.joined.find(topic);
+      if (i == st.joined.end() || --i->second > 0)
+        return;
+      st.joined.erase(i);
+      st.link->unsubscribe(st.prefix + topic);
     },
     [=](caf::publish_atom, const std::string& topic,
         const msg::publication& pub) {
@@ -116,7 +129,7 @@ std::uint64_t random_node_id() {
 
 redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
                                 const redis_options& opts,
-                                const msg::registry_actor& registry,
+                                const topic_registry& registry,
                                 std::shared_ptr<server_stats> stats) {
   std::string why;
   auto ep = net::parse_redis_url(opts.url, &why);
@@ -131,7 +144,7 @@ redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
   lo.reconnect_max = std::max(opts.reconnect_max, opts.reconnect_min);
   // Runs on loop 0 for every message of a subscribed channel. The
   // registry is held weakly: the link may outlive it.
-  auto on_message = [reg = caf::actor_cast<caf::actor_addr>(registry),
+  auto on_message = [reg = caf::actor_cast<caf::actor_addr>(registry.actor()),
                      prefix = opts.channel_prefix, node = b.node_id,
                      stats](std::string_view channel,
                             std::span<const std::byte> data) {
@@ -162,8 +175,13 @@ redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
   b.link =
     net::start_redis_link(io, std::move(lo), stats, std::move(on_message));
   b.actor = sys.spawn(bridge_behavior, b.link, opts.channel_prefix, b.node_id,
-                      registry);
-  caf::anon_send(registry, msg::bridge_atom::value, b.actor);
+                      registry.actor());
+  // Straight to the shards: a connection's first subscribe or publish goes
+  // to its shard, not through the registry's actor.
+  if (registry.shards().empty())
+    caf::anon_send(registry.actor(), msg::bridge_atom::value, b.actor);
+  for (auto& shard : registry.shards())
+    caf::anon_send(shard, msg::bridge_atom::value, b.actor);
   HERALD_LOG(info, "redis: node " << std::hex << b.node_id << std::dec
                                   << " shares topics through " << ep->redacted()
                                   << " (channels " << ep->channel_scope()

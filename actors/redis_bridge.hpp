@@ -1,9 +1,10 @@
 // Topics shared across Herald instances through Redis pub/sub.
 //
-// Each node has a bridge actor attached to its topic registry. The registry
-// tells it when a topic gets its first local subscriber and loses its last
-// one (the bridge then SUBSCRIBEs / UNSUBSCRIBEs the Redis channel
-// prefix + topic), and hands it every local publish, which it sends to Redis
+// Each node has a bridge actor attached to its topic registry's shards.
+// Each shard tells it when a topic gets its first subscriber there and
+// loses its last one (the bridge SUBSCRIBEs the Redis channel prefix + topic
+// when the first shard joins and UNSUBSCRIBEs it when the last one leaves),
+// and every local publish comes to it from one shard, which it sends to Redis
 // once, wrapped in an envelope that names the origin node. Messages arriving
 // from Redis with a foreign node id are published to the local topic (no
 // sender to exclude: the sender is on another node); the origin drops its
@@ -27,6 +28,7 @@
 #include <caf/actor_system.hpp>
 
 #include "herald/actors/options.hpp"
+#include "herald/actors/topics.hpp"
 #include "herald/messages/messages.hpp"
 #include "herald/net/io.hpp"
 
@@ -79,11 +81,12 @@ struct redis_bridge {
 
 /// Starts connecting to `opts.url` (in the background; an unreachable
 /// Redis, or one that refuses the credentials, is retried) and attaches a
-/// bridge to `registry`. Throws std::invalid_argument when the URL is
+/// bridge to the shards of `registry` (before this returns, in their
+/// mailboxes ahead of anything sent to them later). Throws std::invalid_argument when the URL is
 /// malformed (its message shows the URL without the password).
 redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
                                 const redis_options& opts,
-                                const msg::registry_actor& registry,
+                                const topic_registry& registry,
                                 std::shared_ptr<server_stats> stats);
 
 } // namespace herald

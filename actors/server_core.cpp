@@ -99,7 +99,7 @@ server_core::server_core(herald::runtime& rt, server_config cfg)
   idle_clock_ = spawn_idle_clock(rt_.system());
   // The connections join conns_ as they are made and leave as they stop.
   env_ = std::make_shared<const connection_env>(
-    connection_env{registry_.actor(), counts_, stats_, idle_clock_, conns_});
+    connection_env{registry_, counts_, stats_, idle_clock_, conns_});
 }
 
 server_core::~server_core() {
@@ -111,9 +111,9 @@ void server_core::start(fetch_fn fetch) {
   // Before listening: the registry has its bridge before any connection
   // publishes (and a bad URL throws before anything else happens).
   if (bridged())
-    redis_ = start_redis_bridge(rt_.system(), rt_.io(), cfg_.redis,
-                                registry_.actor(), stats_)
-               .link;
+    redis_ =
+      start_redis_bridge(rt_.system(), rt_.io(), cfg_.redis, registry_, stats_)
+        .link;
   // Certificates are checked before binding: a bad one is an error at
   // start, not at the first handshake.
   if (cfg_.tls.enabled())
@@ -206,10 +206,9 @@ std::size_t server_core::connection_count() const {
 
 void server_core::publish(std::string_view topic, net::frame_ptr frame,
                           bool compress) {
-  caf::anon_send(registry_.actor(), caf::publish_atom::value,
-                 std::string{topic},
-                 msg::publication{std::move(frame), caf::actor_addr{},
-                                  compress});
+  herald::publish(registry_, topic,
+                  msg::publication{std::move(frame), caf::actor_addr{},
+                                   compress});
 }
 
 fetch_result server_core::handle(request& req) {

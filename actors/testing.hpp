@@ -287,10 +287,9 @@ public:
   std::size_t pending_requests() const override { return pending; }
   void publish(std::string_view topic, net::frame_ptr frame,
                bool compress) override {
-    caf::anon_send(registry_.actor(), caf::publish_atom::value,
-                   std::string{topic},
-                   msg::publication{std::move(frame), caf::actor_addr{},
-                                    compress});
+    herald::publish(registry_, topic,
+                    msg::publication{std::move(frame), caf::actor_addr{},
+                                     compress});
   }
   std::shared_future<void> stop(stop_mode, std::chrono::milliseconds) override {
     throw std::logic_error("server.stop() is not simulated by the kit");

@@ -63,9 +63,16 @@ void topic_counts::change(std::string_view topic, F f) {
   }
 }
 
-void topic_counts::set(std::string_view topic, std::size_t n, int settled) {
+std::size_t topic_counts::applied(std::string_view topic) const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = counts_.find(topic);
+  return i == counts_.end() ? 0 : i->second.applied;
+}
+
+void topic_counts::apply(std::string_view topic, int delta, int settled) {
   change(topic, [&](entry& e) {
-    e.applied = n;
+    e.applied =
+      static_cast<std::size_t>(static_cast<std::ptrdiff_t>(e.applied) + delta);
     e.pending -= settled;
   });
 }
@@ -138,84 +145,14 @@ void join_runs(msg::delivery& d) {
   close_group(msgs.size());
 }
 
-// The subscribers of a topic that are connections on one loop, kept on
-// that loop: only jobs running there (see topic_job) touch it, in the
-// order the topic handed them over, so a delivery reaches exactly the
-// members the topic had when it fanned out, and the topic's loop puts
-// nothing into these connections' mailboxes itself.
-struct loop_members {
-  std::vector<caf::actor> members;
-};
-
-// A topic's step on a subscriber's loop: a member joins or leaves, or a
-// delivery reaches every member, on the member's own thread (the message,
-// its mailbox elements and their reference counts stay there): an idle
-// member handles it at once, others find it in their mailbox, behind what
-// they have queued.
-class topic_job final : public loop_job {
-public:
-  enum kind_t { add, remove, deliver };
-
-  topic_job(std::size_t loop, std::shared_ptr<loop_members> group, kind_t kind)
-    : loop_job(loop), group_(std::move(group)), kind_(kind) {}
-
-  caf::actor who;
-  caf::actor_addr gone;
-  caf::message delivery;
-
-protected:
-  void run(caf::execution_unit*) override {
-    auto& subs = group_->members;
-    switch (kind_) {
-      case add:
-        subs.push_back(std::move(who));
-        break;
-      case remove:
-        for (auto i = subs.begin(); i != subs.end(); ++i) {
-          if (i->address() == gone) {
-            *i = std::move(subs.back());
-            subs.pop_back();
-            break;
-          }
-        }
-        break;
-      case deliver:
-        for (auto& sub : subs) {
-          // Members are connections of this loop (see loop_of).
-          auto c = static_cast<connection_actor*>(
-            caf::actor_cast<caf::abstract_actor*>(sub));
-          if (!c->deliver_now(delivery))
-            caf::anon_send(sub, delivery);
-        }
-        break;
-    }
-    // Released here, on this loop, not on the thread freeing the job.
-    delivery = caf::message{};
-    group_.reset();
-  }
-
-private:
-  std::shared_ptr<loop_members> group_;
-  kind_t kind_;
-};
-
 struct topic_state {
   std::shared_ptr<const std::string> topic;
   topic_options opts;
-  // Subscribers that are no connection on one of the loops (any actor, and
-  // every subscriber in tests): the topic sends to them itself.
+  // Connections of the topic's own loop: a delivery is handed to each on
+  // this thread (connection_actor::deliver_now), else put in its mailbox.
+  std::vector<caf::actor> members;
+  // Any other subscriber (every subscriber in tests): sent a message.
   std::vector<caf::actor> subscribers;
-  // Connections on the loops, as the topic knows them (their loop's
-  // loop_members holds the handles).
-  struct on_loop {
-    caf::actor_addr addr;
-    std::size_t loop;
-  };
-  std::vector<on_loop> on_loops;
-  // By loop (made on the first member there).
-  std::vector<std::shared_ptr<loop_members>> groups;
-  // Members of groups[i].
-  std::vector<std::size_t> group_sizes;
   // Messages published since the last fan-out (see the flush handler).
   std::vector<msg::topic_message> batch;
   // Subscribers that came while a batch waited, and how many of its
@@ -226,66 +163,59 @@ struct topic_state {
   };
   std::vector<late_member> late;
   std::size_t size() const noexcept {
-    return subscribers.size() + on_loops.size() + late.size();
+    return members.size() + subscribers.size() + late.size();
   }
-  static inline const char* name = "herald.topic";
 };
 
-msg::topic_actor::behavior_type
-topic_behavior(msg::topic_actor::stateful_pointer<topic_state> self,
-               std::shared_ptr<const std::string> name, topic_options opts) {
-  self->state.topic = std::move(name);
-  self->state.opts = opts;
+// A topic's broker on one loop: it holds the topic's subscribers whose
+// shard is that loop's and runs there, next to the connections among them.
+class topic_impl final : public msg::topic_actor::base {
+public:
+  topic_impl(caf::actor_config& cfg, std::size_t loop,
+             std::shared_ptr<const std::string> topic, topic_options opts)
+    : msg::topic_actor::base(cfg), loop_(loop) {
+    state.topic = std::move(topic);
+    state.opts = opts;
+  }
+
+  const char* name() const override { return "herald.topic"; }
+
+  std::size_t loop() const noexcept { return loop_; }
+
+  behavior_type make_behavior() override;
+
+  topic_state state;
+
+private:
+  std::size_t loop_;
+};
+
+// Gives `m` (a delivery) to `who`: a member takes it at once when idle.
+void hand_over(const caf::actor& who, bool member, const caf::message& m) {
+  if (member) {
+    auto c = static_cast<connection_actor*>(
+      caf::actor_cast<caf::abstract_actor*>(who));
+    if (c->deliver_now(m))
+      return;
+  }
+  // Anonymous: a typed actor sends only to typed handles, and subscribers
+  // are any actor (they never answer a delivery).
+  caf::anon_send(who, m);
+}
+
+msg::topic_actor::behavior_type topic_impl::make_behavior() {
+  auto self = this;
   // Makes `who` a subscriber from now on.
   auto add = [self](caf::actor who) {
-    auto& st = self->state;
-    auto loop = loop_of(self->home_system(), who);
-    if (loop == net::io_service::no_loop) {
-      st.subscribers.push_back(std::move(who));
-      return;
-    }
-    if (loop >= st.groups.size()) {
-      st.groups.resize(loop + 1);
-      st.group_sizes.resize(loop + 1);
-    }
-    if (!st.groups[loop])
-      st.groups[loop] = std::make_shared<loop_members>();
-    ++st.group_sizes[loop];
-    st.on_loops.push_back({who.address(), loop});
-    auto job =
-      caf::make_counted<topic_job>(loop, st.groups[loop], topic_job::add);
-    job->who = std::move(who);
-    run_on_loop(self->home_system(), std::move(job));
-  };
-  // Gives a late subscriber the messages of a batch published after it
-  // came (`batch`, from its `from`), then adds it.
-  auto add_late = [self, add](const std::shared_ptr<const std::string>& topic,
-                              const std::vector<msg::topic_message>& batch,
-                              topic_state::late_member& m) {
-    if (m.from < batch.size()) {
-      msg::delivery rest{topic,
-                         {batch.begin() + static_cast<long>(m.from),
-                          batch.end()},
-                         {},
-                         {},
-                         {}};
-      auto loop = loop_of(self->home_system(), m.who);
-      if (loop == net::io_service::no_loop) {
-        caf::anon_send(m.who, std::move(rest));
-      } else {
-        // Through its loop as every delivery, ahead of the next ones.
-        auto one = std::make_shared<loop_members>();
-        one->members.push_back(m.who);
-        auto job = caf::make_counted<topic_job>(loop, std::move(one),
-                                                topic_job::deliver);
-        job->delivery = caf::make_message(std::move(rest));
-        run_on_loop(self->home_system(), std::move(job));
-      }
-    }
-    add(std::move(m.who));
+    // Connections of this loop only: deliver_now runs on the member's
+    // thread (the shard of a loop has no other connections).
+    if (loop_of(self->home_system(), who) == self->loop())
+      self->state.members.push_back(std::move(who));
+    else
+      self->state.subscribers.push_back(std::move(who));
   };
   // Sends the batch to the subscribers of now.
-  auto fan_out = [self, add_late] {
+  auto fan_out = [self, add] {
     auto& st = self->state;
     if (st.batch.empty())
       return;
@@ -294,30 +224,32 @@ topic_behavior(msg::topic_actor::stateful_pointer<topic_state> self,
     std::vector<msg::topic_message> batch;
     if (!late.empty())
       batch = st.batch;
-    // One message shared by every subscriber (one per loop for the
-    // connections): frames are never copied per subscriber.
+    // One message shared by every subscriber: frames are never copied per
+    // subscriber.
     msg::delivery d{st.topic, std::move(st.batch), {}, {}, {}};
     st.batch.clear();
     if (st.size() > 1)
       join_runs(d);
-    for (std::size_t i = 0; i < st.groups.size(); ++i) {
-      if (st.group_sizes[i] == 0)
-        continue;
-      auto job =
-        caf::make_counted<topic_job>(i, st.groups[i], topic_job::deliver);
-      job->delivery = caf::make_message(d);
-      run_on_loop(self->home_system(), std::move(job));
+    auto m = caf::make_message(std::move(d));
+    for (auto& who : st.members)
+      hand_over(who, true, m);
+    for (auto& who : st.subscribers)
+      hand_over(who, false, m);
+    // After the members of before, so the batch reaches none of them twice:
+    // a late one gets what was published after it came, then joins.
+    for (auto& l : late) {
+      if (l.from < batch.size()) {
+        msg::delivery rest{st.topic,
+                           {batch.begin() + static_cast<long>(l.from),
+                            batch.end()},
+                           {},
+                           {},
+                           {}};
+        hand_over(l.who, loop_of(self->home_system(), l.who) == self->loop(),
+                  caf::make_message(std::move(rest)));
+      }
+      add(std::move(l.who));
     }
-    if (!st.subscribers.empty()) {
-      auto m = caf::make_message(std::move(d));
-      // Anonymous: a typed actor sends only to typed handles, and
-      // subscribers are any actor (they never answer a delivery).
-      for (auto& sub : st.subscribers)
-        caf::anon_send(sub, m);
-    }
-    // After the members of before, so the batch reaches none of them twice.
-    for (auto& m : late)
-      add_late(st.topic, batch, m);
   };
   // A subscriber gets exactly what reaches the topic between its subscribe
   // and its unsubscribe. A batch waiting for its flush goes out to the
@@ -335,29 +267,19 @@ topic_behavior(msg::topic_actor::stateful_pointer<topic_state> self,
     },
     [=](caf::unsubscribe_atom, const caf::actor_addr& who) {
       fan_out();
-      auto& st = self->state;
       // Order among subscribers does not matter: swap and pop.
-      for (auto i = st.on_loops.begin(); i != st.on_loops.end(); ++i) {
-        if (i->addr == who) {
-          auto loop = i->loop;
-          *i = std::move(st.on_loops.back());
-          st.on_loops.pop_back();
-          --st.group_sizes[loop];
-          auto job = caf::make_counted<topic_job>(loop, st.groups[loop],
-                                                  topic_job::remove);
-          job->gone = who;
-          run_on_loop(self->home_system(), std::move(job));
-          return;
+      auto drop = [&](std::vector<caf::actor>& xs) {
+        for (auto i = xs.begin(); i != xs.end(); ++i) {
+          if (i->address() == who) {
+            *i = std::move(xs.back());
+            xs.pop_back();
+            return true;
+          }
         }
-      }
-      auto& subs = st.subscribers;
-      for (auto i = subs.begin(); i != subs.end(); ++i) {
-        if (i->address() == who) {
-          *i = std::move(subs.back());
-          subs.pop_back();
-          break;
-        }
-      }
+        return false;
+      };
+      if (!drop(self->state.members))
+        drop(self->state.subscribers);
     },
     [=](caf::publish_atom, msg::publication& pub) {
       // Collect what arrives while we are busy; the flush we send ourselves
@@ -451,14 +373,36 @@ struct registry_state {
   topic_options opts;
   std::unordered_map<std::string, topic_entry> topics;
   std::unordered_map<caf::actor_addr, membership> members;
-  // The Redis bridge, if any: hears of first/last subscribers and of every
-  // local publish (also to topics without local subscribers: other nodes
-  // may have some).
+  // The Redis bridge, if any: hears of this shard's first/last subscribers
+  // and of every local publish that names this shard as its origin (also
+  // to topics without local subscribers: other nodes may have some).
   msg::bridge_actor bridge;
-  static inline const char* name = "herald.topic_registry";
 };
 
-using registry_actor = msg::registry_actor::stateful_pointer<registry_state>;
+// The registry's shard of one loop: the members whose home is that loop,
+// and a topic actor there for each of their topics.
+class shard_impl final : public msg::registry_actor::base {
+public:
+  shard_impl(caf::actor_config& cfg, std::size_t loop,
+             std::shared_ptr<topic_counts> counts, topic_options opts)
+    : msg::registry_actor::base(cfg), loop_(loop) {
+    state.counts = std::move(counts);
+    state.opts = opts;
+  }
+
+  const char* name() const override { return "herald.topic_shard"; }
+
+  std::size_t loop() const noexcept { return loop_; }
+
+  behavior_type make_behavior() override;
+
+  registry_state state;
+
+private:
+  std::size_t loop_;
+};
+
+using registry_actor = shard_impl*;
 
 // Subscribes `who` to `topic`, making the topic actor on first use.
 // `settled` is what the message's sender counted on its way (+1 or 0): it
@@ -473,7 +417,7 @@ void join(registry_actor self, std::string& topic, caf::actor& who, int settled,
   auto& e = t->second;
   if (m->second.contains(&t->first)) {
     // Already subscribed: nothing changes but what was counted.
-    self->state.counts->set(topic, e.count, settled);
+    self->state.counts->apply(topic, 0, settled);
     return;
   }
   m->second.add(&t->first);
@@ -481,13 +425,14 @@ void join(registry_actor self, std::string& topic, caf::actor& who, int settled,
     auto name = std::make_shared<const std::string>(topic);
     // Linked: when the registry stops (server shutdown), so do its
     // topics; a topic that ends normally does not take it along.
-    e.actor = self->spawn<caf::linked>(topic_behavior, std::move(name),
-                                       self->state.opts);
+    e.actor =
+      self->spawn<topic_impl, caf::linked>(self->loop(), std::move(name),
+                                           self->state.opts);
     if (self->state.bridge)
       self->send(self->state.bridge, caf::join_atom::value, topic);
   }
   ++e.count;
-  self->state.counts->set(topic, e.count, settled);
+  self->state.counts->apply(topic, 1, settled);
   self->send(e.actor, caf::subscribe_atom::value, std::move(who));
 }
 
@@ -497,21 +442,21 @@ void leave(registry_actor self, const std::string& topic,
            const caf::actor_addr& who, int settled) {
   auto i = self->state.topics.find(topic);
   if (i == self->state.topics.end()) {
-    self->state.counts->set(topic, 0, settled);
+    self->state.counts->apply(topic, 0, settled);
     return;
   }
   auto& e = i->second;
   if (--e.count == 0) {
     // The topic actor handles everything sent before this exit message.
     self->send_exit(e.actor, caf::exit_reason::normal);
-    self->state.counts->set(topic, 0, settled);
+    self->state.counts->apply(topic, -1, settled);
     if (self->state.bridge)
       self->send(self->state.bridge, caf::leave_atom::value, topic);
     // Last: `topic` may be this entry's key.
     self->state.topics.erase(i);
   } else {
     self->send(e.actor, caf::unsubscribe_atom::value, who);
-    self->state.counts->set(topic, e.count, settled);
+    self->state.counts->apply(topic, -1, settled);
   }
 }
 
@@ -523,8 +468,7 @@ void quit_topic(registry_actor self, const std::string& topic,
   if (m == self->state.members.end() || t == self->state.topics.end()
       || !m->second.remove(&t->first)) {
     // Not a member: nothing changes but what was counted.
-    auto n = t == self->state.topics.end() ? 0 : t->second.count;
-    self->state.counts->set(topic, n, settled);
+    self->state.counts->apply(topic, 0, settled);
     return;
   }
   if (m->second.empty()) {
@@ -547,24 +491,67 @@ void gone(registry_actor self, const caf::actor_addr& who) {
 
 } // namespace
 
+namespace {
+
+// The shard that keeps `who`: the one of its loop (a connection's is the
+// loop of its socket, any other actor's follows from its id, as its home
+// loop does).
+const msg::registry_actor& shard_for(const topic_registry& registry,
+                                     const caf::actor& who) {
+  if (registry.shards().empty() || !who)
+    return registry.actor();
+  auto loop =
+    loop_of(caf::actor_cast<caf::abstract_actor*>(who)->home_system(), who);
+  return registry.shard(loop != net::io_service::no_loop ? loop : who.id());
+}
+
+} // namespace
+
 void subscribe(const topic_registry& registry, std::string topic,
                const caf::actor& who) {
+  auto& dest = shard_for(registry, who);
   // Counted while on its way, as a connection's subscribe: a server publish
   // made after this call (by whoever learns of the subscription) is not
-  // skipped for want of subscribers before the registry has it.
+  // skipped for want of subscribers before the shard has it.
   if (auto& counts = registry.counts()) {
     counts->subscribing(topic);
-    caf::anon_send(registry.actor(), caf::subscribe_atom::value,
-                   std::move(topic), who, msg::counted_atom::value);
+    caf::anon_send(dest, caf::subscribe_atom::value, std::move(topic), who,
+                   msg::counted_atom::value);
     return;
   }
-  caf::anon_send(registry.actor(), caf::subscribe_atom::value, std::move(topic),
-                 who);
+  caf::anon_send(dest, caf::subscribe_atom::value, std::move(topic), who);
+}
+
+void unsubscribe(const topic_registry& registry, std::string topic,
+                 const caf::actor& who) {
+  caf::anon_send(shard_for(registry, who), caf::unsubscribe_atom::value,
+                 std::move(topic), who);
 }
 
 void unsubscribe(const caf::actor& registry, std::string topic,
                  const caf::actor& who) {
   caf::anon_send(registry, caf::unsubscribe_atom::value, std::move(topic), who);
+}
+
+void publish(const topic_registry& registry, std::string_view topic,
+             msg::publication pub, std::size_t origin) {
+  auto shards = registry.shards();
+  if (shards.empty()) {
+    caf::anon_send(registry.actor(), caf::publish_atom::value,
+                   std::string{topic}, std::move(pub));
+    return;
+  }
+  if (origin == net::io_service::no_loop)
+    origin = 0;
+  origin %= shards.size();
+  // The other shards deliver to their members only; the origin also passes
+  // it on to the Redis bridge (once per publish, in the publisher's order).
+  for (std::size_t i = 0; i < shards.size(); ++i)
+    if (i != origin)
+      caf::anon_send(shards[i], msg::remote_atom::value, std::string{topic},
+                     pub);
+  caf::anon_send(shards[origin], caf::publish_atom::value, std::string{topic},
+                 std::move(pub));
 }
 
 void publish_text(const caf::actor& registry, std::string topic,
@@ -579,6 +566,20 @@ void publish_binary(const caf::actor& registry, std::string topic,
   caf::anon_send(registry, caf::publish_atom::value, std::move(topic),
                  msg::publication{net::make_frame(net::opcode::binary, data),
                                   std::move(exclude)});
+}
+
+void publish_text(const topic_registry& registry, std::string topic,
+                  std::string_view text, caf::actor_addr exclude) {
+  publish(registry, topic,
+          msg::publication{net::make_frame(net::opcode::text, text),
+                           std::move(exclude)});
+}
+
+void publish_binary(const topic_registry& registry, std::string topic,
+                    std::span<const std::byte> data, caf::actor_addr exclude) {
+  publish(registry, topic,
+          msg::publication{net::make_frame(net::opcode::binary, data),
+                           std::move(exclude)});
 }
 
 namespace {
@@ -610,62 +611,119 @@ void send_binary(const caf::actor& connection, std::span<const std::byte> data,
 
 namespace {
 
-// A free function with arguments: CAF 0.17 mishandles (UBSan) a spawned
-// lambda that takes none besides `self`.
+msg::registry_actor::behavior_type shard_impl::make_behavior() {
+  auto self = this;
+  set_down_handler([=](caf::down_msg& dm) { gone(self, dm.source); });
+  auto to_topic = [=](const std::string& topic, msg::publication& pub) {
+    auto i = self->state.topics.find(topic);
+    if (i != self->state.topics.end())
+      self->send(i->second.actor, caf::publish_atom::value, std::move(pub));
+  };
+  return {
+    [=](caf::subscribe_atom, std::string& topic, caf::actor& who) {
+      join(self, topic, who, 0);
+    },
+    [=](caf::subscribe_atom, std::string& topic, caf::actor& who,
+        msg::counted_atom) {
+      join(self, topic, who, 1);
+      self->state.counts->subscribed();
+    },
+    [=](caf::subscribe_atom, std::string& topic, caf::actor& who,
+        msg::announces_exit_atom) { join(self, topic, who, 0, false); },
+    [=](caf::subscribe_atom, std::string& topic, caf::actor& who,
+        msg::counted_atom, msg::announces_exit_atom) {
+      join(self, topic, who, 1, false);
+      self->state.counts->subscribed();
+    },
+    [=](msg::exited_atom, const caf::actor_addr& who) { gone(self, who); },
+    [=](caf::unsubscribe_atom, std::string& topic, caf::actor& who) {
+      quit_topic(self, topic, who, 0);
+    },
+    [=](caf::unsubscribe_atom, std::string& topic, caf::actor& who,
+        msg::counted_atom) { quit_topic(self, topic, who, -1); },
+    [=](caf::publish_atom, const std::string& topic, msg::publication& pub) {
+      // The bridge gets its own copy of the handle, not of the frame.
+      if (self->state.bridge)
+        self->send(self->state.bridge, caf::publish_atom::value, topic, pub);
+      to_topic(topic, pub);
+    },
+    [=](msg::remote_atom, const std::string& topic, msg::publication& pub) {
+      // From another node or another shard: local members only.
+      to_topic(topic, pub);
+    },
+    [=](msg::bridge_atom, msg::bridge_actor& bridge) {
+      self->state.bridge = std::move(bridge);
+      for (auto& [topic, e] : self->state.topics)
+        self->send(self->state.bridge, caf::join_atom::value, topic);
+    },
+    [=](msg::count_atom, const std::string& topic) -> std::size_t {
+      auto i = self->state.topics.find(topic);
+      return i == self->state.topics.end() ? 0 : i->second.count;
+    },
+  };
+}
+
+// -- the registry in front of the shards --------------------------------------
+
+struct front_state {
+  topic_registry registry; // its shards and counts (not its own actor)
+  static inline const char* name = "herald.topic_registry";
+};
+
+// Takes the registry's messages from anyone that does not know the shards
+// and passes each to the shard it concerns.
 msg::registry_actor::behavior_type
-registry_behavior(registry_actor self, std::shared_ptr<topic_counts> counts,
-                  topic_options opts) {
-  {
-    self->state.counts = std::move(counts);
-    self->state.opts = opts;
-    self->set_down_handler([=](caf::down_msg& dm) { gone(self, dm.source); });
-    return {
-      [=](caf::subscribe_atom, std::string& topic, caf::actor& who) {
-        join(self, topic, who, 0);
-      },
-      [=](caf::subscribe_atom, std::string& topic, caf::actor& who,
-          msg::counted_atom) {
-        join(self, topic, who, 1);
-        self->state.counts->subscribed();
-      },
-      [=](caf::subscribe_atom, std::string& topic, caf::actor& who,
-          msg::announces_exit_atom) { join(self, topic, who, 0, false); },
-      [=](caf::subscribe_atom, std::string& topic, caf::actor& who,
-          msg::counted_atom, msg::announces_exit_atom) {
-        join(self, topic, who, 1, false);
-        self->state.counts->subscribed();
-      },
-      [=](msg::exited_atom, const caf::actor_addr& who) { gone(self, who); },
-      [=](caf::unsubscribe_atom, std::string& topic, caf::actor& who) {
-        quit_topic(self, topic, who, 0);
-      },
-      [=](caf::unsubscribe_atom, std::string& topic, caf::actor& who,
-          msg::counted_atom) { quit_topic(self, topic, who, -1); },
-      [=](caf::publish_atom, const std::string& topic, msg::publication& pub) {
-        // The bridge gets its own copy of the handle, not of the frame.
-        if (self->state.bridge)
-          self->send(self->state.bridge, caf::publish_atom::value, topic, pub);
-        auto i = self->state.topics.find(topic);
-        if (i != self->state.topics.end())
-          self->send(i->second.actor, caf::publish_atom::value, std::move(pub));
-      },
-      [=](msg::remote_atom, const std::string& topic, msg::publication& pub) {
-        // From another node: local subscribers only, never back to Redis.
-        auto i = self->state.topics.find(topic);
-        if (i != self->state.topics.end())
-          self->send(i->second.actor, caf::publish_atom::value, std::move(pub));
-      },
-      [=](msg::bridge_atom, msg::bridge_actor& bridge) {
-        self->state.bridge = std::move(bridge);
-        for (auto& [topic, e] : self->state.topics)
-          self->send(self->state.bridge, caf::join_atom::value, topic);
-      },
-      [=](msg::count_atom, const std::string& topic) -> std::size_t {
-        auto i = self->state.topics.find(topic);
-        return i == self->state.topics.end() ? 0 : i->second.count;
-      },
-    };
-  }
+front_behavior(msg::registry_actor::stateful_pointer<front_state> self,
+               topic_registry shards) {
+  self->state.registry = std::move(shards);
+  // Linked: the server's stop (an exit sent to the registry) stops the
+  // shards, and they their topics.
+  for (auto& s : self->state.registry.shards())
+    self->link_to(s);
+  auto shard = [self](const caf::actor& who) -> const msg::registry_actor& {
+    return shard_for(self->state.registry, who);
+  };
+  auto each = [self](auto&&... xs) {
+    for (auto& s : self->state.registry.shards())
+      self->send(s, xs...);
+  };
+  return {
+    [=](caf::subscribe_atom a, std::string& topic, caf::actor& who) {
+      self->send(shard(who), a, std::move(topic), who);
+    },
+    [=](caf::subscribe_atom a, std::string& topic, caf::actor& who,
+        msg::counted_atom c) {
+      self->send(shard(who), a, std::move(topic), who, c);
+    },
+    [=](caf::subscribe_atom a, std::string& topic, caf::actor& who,
+        msg::announces_exit_atom x) {
+      self->send(shard(who), a, std::move(topic), who, x);
+    },
+    [=](caf::subscribe_atom a, std::string& topic, caf::actor& who,
+        msg::counted_atom c, msg::announces_exit_atom x) {
+      self->send(shard(who), a, std::move(topic), who, c, x);
+    },
+    // The address alone does not say which shard: each checks.
+    [=](msg::exited_atom a, const caf::actor_addr& who) { each(a, who); },
+    [=](caf::unsubscribe_atom a, std::string& topic, caf::actor& who) {
+      self->send(shard(who), a, std::move(topic), who);
+    },
+    [=](caf::unsubscribe_atom a, std::string& topic, caf::actor& who,
+        msg::counted_atom c) {
+      self->send(shard(who), a, std::move(topic), who, c);
+    },
+    [=](caf::publish_atom, const std::string& topic, msg::publication& pub) {
+      publish(self->state.registry, topic, std::move(pub), 0);
+    },
+    [=](msg::remote_atom a, const std::string& topic,
+        const msg::publication& pub) { each(a, topic, pub); },
+    [=](msg::bridge_atom a, const msg::bridge_actor& bridge) {
+      each(a, bridge);
+    },
+    [=](msg::count_atom, const std::string& topic) -> std::size_t {
+      return self->state.registry.counts()->applied(topic);
+    },
+  };
 }
 
 } // namespace
@@ -673,8 +731,27 @@ registry_behavior(registry_actor self, std::shared_ptr<topic_counts> counts,
 topic_registry spawn_topic_registry(caf::actor_system& sys,
                                     std::shared_ptr<topic_counts> counts,
                                     topic_options opts) {
-  auto registry = sys.spawn(registry_behavior, counts, opts);
-  return {std::move(registry), std::move(counts)};
+  auto n = std::max<std::size_t>(loop_count(sys), 1);
+  auto shards = std::make_shared<std::vector<msg::registry_actor>>();
+  shards->reserve(n);
+  for (std::size_t i = 0; i < n; ++i)
+    shards->push_back(sys.spawn<shard_impl>(i, counts, opts));
+  topic_registry parts{{}, shards, counts};
+  auto front = sys.spawn(front_behavior, parts);
+  return {std::move(front), std::move(shards), std::move(counts)};
 }
+
+namespace detail {
+
+std::size_t topic_actor_loop(const caf::abstract_actor* self) noexcept {
+  auto& type = typeid(*self);
+  if (type == typeid(topic_impl))
+    return static_cast<const topic_impl*>(self)->loop();
+  if (type == typeid(shard_impl))
+    return static_cast<const shard_impl*>(self)->loop();
+  return net::io_service::no_loop;
+}
+
+} // namespace detail
 
 } // namespace herald

@@ -1,56 +1,66 @@
-// Topics: one broker actor per topic, created on demand by a registry.
+// Topics: broker actors holding subscriber sets, sharded by event loop.
 //
-// The registry maps names to topic actors and is the single source of truth
-// for membership: it forwards subscribe, unsubscribe and publish to the
-// topic actor in the order it receives them, monitors every subscriber so a
-// subscriber that goes away (closed, crashed) leaves all its topics, and
-// stops a topic actor when its last subscriber leaves. Any actor can
-// subscribe: deliveries arrive as `msg::delivery` messages.
+// A server's registry is one shard per loop (see README, "Threads, actors
+// and ordering"): a shard runs on its loop, keeps the members of that loop
+// (connections on it, and other actors whose home it is), makes a topic
+// actor on its loop for each topic that has members there, and forwards
+// subscribe, unsubscribe and publish to it in the order it receives them.
+// A connection talks to its own loop's shard, so joining and leaving never
+// leave its thread; a publish goes to every shard. In front of the shards a
+// registry actor takes the same messages from anyone else and passes them
+// to the right shard. Any actor can subscribe: deliveries arrive as
+// `msg::delivery` messages.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 
 #include "herald/messages/messages.hpp"
+#include "herald/net/io.hpp"
 
 namespace herald {
 
 /// Subscriber counts per topic, readable from any thread without a message
 /// round trip (for `server::subscriber_count` and metrics).
 ///
-/// A count is what the registry has applied plus the changes on their way
-/// to it that their senders counted (see msg::counted_atom): a connection
-/// that subscribes or unsubscribes counts its change at once, and the
-/// registry takes the change back in the same step in which it applies
-/// it, so a connection sees its own subscribe and unsubscribe in the count.
+/// A count is what the registry's shards have applied plus the changes on
+/// their way to them that their senders counted (see msg::counted_atom): a
+/// connection that subscribes or unsubscribes counts its change at once,
+/// and the shard takes the change back in the same step in which it
+/// applies it, so a connection sees its own subscribe and unsubscribe in
+/// the count.
 class topic_counts {
 public:
-  /// Subscribers of `topic` right now: applied by the registry, plus
+  /// Subscribers of `topic` right now: applied by the shards, plus
   /// counted subscribes on their way, minus counted unsubscribes.
   std::size_t get(std::string_view topic) const;
+  /// Subscribers of `topic` as the shards have them (nothing on its way).
+  std::size_t applied(std::string_view topic) const;
   /// Number of topics with at least one subscriber (as get() counts them).
   std::size_t topics() const;
-  /// The registry applied a change: `topic` has `n` subscribers now, and
-  /// the message it handled carried `settled` (+1, -1, or 0 when not
-  /// counted), which leaves the changes on their way.
-  void set(std::string_view topic, std::size_t n, int settled = 0);
+  /// A shard applied a change: `topic` has `delta` (+1, -1 or 0)
+  /// subscribers more there, and the message it handled carried `settled`
+  /// (+1, -1, or 0 when not counted), which leaves the changes on their way.
+  void apply(std::string_view topic, int delta, int settled = 0);
 
-  /// A subscription to `topic` is on its way to the registry (counted
+  /// A subscription to `topic` is on its way to a shard (counted
   /// subscribe message): counted in get() from now on, and until the
-  /// registry has it, every topic may have subscribers.
+  /// shard has it, every topic may have subscribers.
   void subscribing(std::string_view topic);
-  /// The registry has a counted subscription (after set()).
+  /// A shard has a counted subscription (after apply()).
   void subscribed() noexcept {
     in_flight_.fetch_sub(1, std::memory_order_seq_cst);
   }
@@ -72,7 +82,7 @@ private:
     }
   };
   struct entry {
-    std::size_t applied = 0;    // as the registry has it
+    std::size_t applied = 0;    // as the shards have it
     std::ptrdiff_t pending = 0; // counted changes on their way
     std::size_t visible() const noexcept {
       // Below zero only when a member's unsubscribe outran a removal made
@@ -91,17 +101,23 @@ private:
   std::size_t topics_ = 0; // entries with visible() > 0
 };
 
-/// A topic registry as others hold it: its actor and its subscriber counts,
-/// so that herald::subscribe counts a subscription on its way as a
-/// connection does. Copies share the registry; a CAF message as it is.
+/// A topic registry as others hold it: its actor, its shards and its
+/// subscriber counts, so that herald::subscribe counts a subscription on
+/// its way as a connection does. Copies share the registry; a CAF message
+/// as it is.
 class topic_registry {
 public:
   /// No registry.
   topic_registry() = default;
-  /// The registry `actor`, which keeps `counts`.
+  /// A registry actor alone (no shards known: everything goes through it).
+  topic_registry(msg::registry_actor actor) : actor_(std::move(actor)) {}
+  /// The registry `actor`, which keeps `counts`, with its `shards` (one
+  /// per loop).
   topic_registry(msg::registry_actor actor,
+                 std::shared_ptr<const std::vector<msg::registry_actor>> shards,
                  std::shared_ptr<topic_counts> counts)
-    : actor_(std::move(actor)), counts_(std::move(counts)) {}
+    : actor_(std::move(actor)), shards_(std::move(shards)),
+      counts_(std::move(counts)) {}
 
   /// The registry's actor: link to it to end with the server
   /// (`self->link_to(reg.actor())`), or send it the messages of
@@ -109,6 +125,21 @@ public:
   const msg::registry_actor& actor() const noexcept { return actor_; }
   /// The registry's actor, where a caf::actor is wanted.
   operator caf::actor() const { return caf::actor_cast<caf::actor>(actor_); }
+  /// The shard that keeps a subscriber: `key` is its loop when it is a
+  /// connection on one, else its actor id (the shard of its home loop).
+  /// It takes the same messages as the registry, for its members only.
+  /// The registry itself when there are no shards.
+  const msg::registry_actor& shard(std::uint64_t key) const noexcept {
+    if (!shards_ || shards_->empty())
+      return actor_;
+    return (*shards_)[key % shards_->size()];
+  }
+  /// Every shard (empty when there are none).
+  std::span<const msg::registry_actor> shards() const noexcept {
+    if (!shards_)
+      return {};
+    return {shards_->data(), shards_->size()};
+  }
   /// Its subscriber counts.
   const std::shared_ptr<topic_counts>& counts() const noexcept {
     return counts_;
@@ -118,28 +149,47 @@ public:
 
 private:
   msg::registry_actor actor_;
+  std::shared_ptr<const std::vector<msg::registry_actor>> shards_;
   std::shared_ptr<topic_counts> counts_;
 };
 
+/// Publishes `pub` to `topic` through the shards of `registry` (through
+/// its actor when it has none), from anywhere: the shard of `origin` (a
+/// loop) passes it on to the Redis bridge, if any, and every shard to its
+/// members. A publisher that keeps its `origin` keeps its order.
+void publish(const topic_registry& registry, std::string_view topic,
+             msg::publication pub, std::size_t origin = 0);
+
 /// Subscribes `who` (any actor) to `topic`; it then receives
 /// `msg::delivery` messages. Safe from any thread. Like a connection's
-/// subscribe, it is counted from the moment of the call: subscriber_count
-/// includes it, and a server publish to `topic` made after it returns is
-/// not skipped for want of subscribers while the subscription is still on
-/// its way to the registry. (Subscribing an actor that already is a member
-/// counts it twice until the registry has the message.)
+/// subscribe, it goes straight to the shard of `who` and is counted from
+/// the moment of the call: subscriber_count includes it, and a server
+/// publish to `topic` made after it returns is not skipped for want of
+/// subscribers while the subscription is still on its way. (Subscribing an
+/// actor that already is a member counts it twice until its shard has the
+/// message.)
 void subscribe(const topic_registry& registry, std::string topic,
                const caf::actor& who);
 /// Unsubscribes `who` from `topic`. Safe from any thread. Not counted on
 /// its way (this side cannot know whether `who` is a member): `who` counts
-/// until the registry has the message.
+/// until its shard has the message.
+void unsubscribe(const topic_registry& registry, std::string topic,
+                 const caf::actor& who);
+/// The same through the registry's actor (which passes it to the shard).
 void unsubscribe(const caf::actor& registry, std::string topic,
                  const caf::actor& who);
 /// Publishes text to `topic` from anywhere (an actor, a timer, another
 /// thread), leaving out `exclude` if given.
-void publish_text(const caf::actor& registry, std::string topic,
+void publish_text(const topic_registry& registry, std::string topic,
                   std::string_view text, caf::actor_addr exclude = {});
 /// Publishes binary data to `topic` from anywhere.
+void publish_binary(const topic_registry& registry, std::string topic,
+                    std::span<const std::byte> data,
+                    caf::actor_addr exclude = {});
+/// The same through the registry's actor (one hop more: it passes the
+/// publish to the shards).
+void publish_text(const caf::actor& registry, std::string topic,
+                  std::string_view text, caf::actor_addr exclude = {});
 void publish_binary(const caf::actor& registry, std::string topic,
                     std::span<const std::byte> data,
                     caf::actor_addr exclude = {});
@@ -168,14 +218,24 @@ struct topic_options {
   std::size_t linger_min_subscribers = 1000;
 };
 
-/// Spawns a topic registry (its messages: msg::registry_actor). An
-/// attached bridge gets `(join_atom, topic)` when a topic gets its first
-/// subscriber, `(leave_atom, topic)` when the last one leaves and a copy of
-/// every local publish.
+/// Spawns a topic registry (its messages: msg::registry_actor) with one
+/// shard per loop of `sys` (one without loops, as in tests). A bridge
+/// attached to the shards gets `(join_atom, topic)` from a shard when the
+/// topic gets its first subscriber there, `(leave_atom, topic)` when its
+/// last one there leaves (so the topic has local subscribers while joins
+/// outnumber leaves) and a copy of every local publish.
 topic_registry spawn_topic_registry(caf::actor_system& sys,
                                     std::shared_ptr<topic_counts> counts,
                                     topic_options opts = {});
 
 } // namespace herald
+
+namespace herald::detail {
+
+/// The loop a shard or topic actor runs on (chosen when it is spawned);
+/// io_service::no_loop for every other actor. For the loop scheduler.
+std::size_t topic_actor_loop(const caf::abstract_actor* self) noexcept;
+
+} // namespace herald::detail
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::topic_registry)

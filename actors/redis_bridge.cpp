@@ -127,6 +127,14 @@ std::uint64_t random_node_id() {
 
 } // namespace
 
+msg::bridge_actor spawn_redis_bridge(caf::actor_system& sys,
+                                     std::shared_ptr<net::redis_link> link,
+                                     std::string prefix, std::uint64_t node,
+                                     const msg::registry_actor& registry) {
+  return sys.spawn(bridge_behavior, std::move(link), std::move(prefix), node,
+                   registry);
+}
+
 redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
                                 const redis_options& opts,
                                 const topic_registry& registry,
@@ -174,8 +182,8 @@ redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
   };
   b.link =
     net::start_redis_link(io, std::move(lo), stats, std::move(on_message));
-  b.actor = sys.spawn(bridge_behavior, b.link, opts.channel_prefix, b.node_id,
-                      registry.actor());
+  b.actor = spawn_redis_bridge(sys, b.link, opts.channel_prefix, b.node_id,
+                               registry.actor());
   // Straight to the shards: a connection's first subscribe or publish goes
   // to its shard, not through the registry's actor.
   if (registry.shards().empty())

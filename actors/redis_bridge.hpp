@@ -89,4 +89,13 @@ redis_bridge start_redis_bridge(caf::actor_system& sys, net::io_service& io,
                                 const topic_registry& registry,
                                 std::shared_ptr<server_stats> stats);
 
+/// The bridge actor alone: it tells `link` what to SUBSCRIBE, UNSUBSCRIBE
+/// and PUBLISH (channels `prefix + topic`, envelopes naming `node`) and
+/// ends with `registry`. start_redis_bridge makes it with a real link;
+/// attach it to the shards with `msg::bridge_atom`.
+msg::bridge_actor spawn_redis_bridge(caf::actor_system& sys,
+                                     std::shared_ptr<net::redis_link> link,
+                                     std::string prefix, std::uint64_t node,
+                                     const msg::registry_actor& registry);
+
 } // namespace herald

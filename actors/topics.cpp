@@ -730,15 +730,15 @@ front_behavior(msg::registry_actor::stateful_pointer<front_state> self,
 
 topic_registry spawn_topic_registry(caf::actor_system& sys,
                                     std::shared_ptr<topic_counts> counts,
-                                    topic_options opts) {
-  auto n = std::max<std::size_t>(loop_count(sys), 1);
-  auto shards = std::make_shared<std::vector<msg::registry_actor>>();
-  shards->reserve(n);
+                                    topic_options opts, std::size_t shards) {
+  auto n = shards > 0 ? shards : std::max<std::size_t>(loop_count(sys), 1);
+  auto all = std::make_shared<std::vector<msg::registry_actor>>();
+  all->reserve(n);
   for (std::size_t i = 0; i < n; ++i)
-    shards->push_back(sys.spawn<shard_impl>(i, counts, opts));
-  topic_registry parts{{}, shards, counts};
+    all->push_back(sys.spawn<shard_impl>(i, counts, opts));
+  topic_registry parts{{}, all, counts};
   auto front = sys.spawn(front_behavior, parts);
-  return {std::move(front), std::move(shards), std::move(counts)};
+  return {std::move(front), std::move(all), std::move(counts)};
 }
 
 namespace detail {

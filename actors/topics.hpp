@@ -218,15 +218,18 @@ struct topic_options {
   std::size_t linger_min_subscribers = 1000;
 };
 
-/// Spawns a topic registry (its messages: msg::registry_actor) with one
-/// shard per loop of `sys` (one without loops, as in tests). A bridge
+/// Spawns a topic registry (its messages: msg::registry_actor) with
+/// `shards` shards (0: one per loop of `sys`, one without loops, as in
+/// tests; a subscriber that is no connection on a loop goes to shard
+/// `id % shards`). A bridge
 /// attached to the shards gets `(join_atom, topic)` from a shard when the
 /// topic gets its first subscriber there, `(leave_atom, topic)` when its
 /// last one there leaves (so the topic has local subscribers while joins
 /// outnumber leaves) and a copy of every local publish.
 topic_registry spawn_topic_registry(caf::actor_system& sys,
                                     std::shared_ptr<topic_counts> counts,
-                                    topic_options opts = {});
+                                    topic_options opts = {},
+                                    std::size_t shards = 0);
 
 } // namespace herald
 

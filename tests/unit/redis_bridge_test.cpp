@@ -88,9 +88,102 @@ struct fixture : test_coordinator_fixture<> {
   }
 };
 
+// Stands in for the Redis link: records what the bridge asks of it.
+class fake_link final : public herald::net::redis_link {
+public:
+  explicit fake_link(log_ptr log) : log_(std::move(log)) {}
+  void subscribe(std::string channel) override {
+    log_->push_back("SUBSCRIBE " + channel);
+  }
+  void unsubscribe(std::string channel) override {
+    log_->push_back("UNSUBSCRIBE " + channel);
+  }
+  void publish(std::vector<herald::net::redis_publication> batch) override {
+    for (auto& p : batch)
+      log_->push_back("PUBLISH " + p.first);
+  }
+  void close() override {}
+  void close(std::function<void()> done) override { done(); }
+
+private:
+  log_ptr log_;
+};
+
+// A registry of two shards (as on two loops) with the real bridge actor
+// over a fake link.
+struct sharded_fixture : test_coordinator_fixture<> {
+  std::shared_ptr<herald::topic_counts> counts =
+    std::make_shared<herald::topic_counts>();
+  herald::topic_registry reg = herald::spawn_topic_registry(sys, counts, {}, 2);
+  log_ptr link_log = std::make_shared<std::vector<std::string>>();
+  herald::msg::bridge_actor bridge =
+    herald::spawn_redis_bridge(sys, std::make_shared<fake_link>(link_log),
+                               "herald:", 1, reg.actor());
+
+  sharded_fixture() {
+    for (auto& s : reg.shards())
+      self->send(s, herald::msg::bridge_atom::value, bridge);
+    sched.run();
+  }
+
+  // A subscriber that goes to shard `k` (its id decides).
+  caf::actor on_shard(std::size_t k) {
+    for (;;) {
+      auto log = std::make_shared<std::vector<std::string>>();
+      auto a = sys.spawn(recorder, log);
+      if (a.id() % 2 == k)
+        return a;
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    }
+  }
+
+  std::vector<std::string> take_link_log() {
+    sched.run();
+    auto out = std::move(*link_log);
+    link_log->clear();
+    return out;
+  }
+};
+
 using strings = std::vector<std::string>;
 
 } // namespace
+
+CAF_TEST_FIXTURE_SCOPE(sharded_bridge_tests, sharded_fixture)
+
+CAF_TEST(the channel stays subscribed while any shard has a subscriber) {
+  auto a = on_shard(0);
+  auto b = on_shard(1);
+  herald::subscribe(reg, "room", a);
+  herald::subscribe(reg, "room", b);
+  // Both shards joined; Redis is asked once.
+  CAF_CHECK_EQUAL(take_link_log(), strings{"SUBSCRIBE herald:room"});
+  herald::unsubscribe(reg, "room", a);
+  CAF_CHECK_EQUAL(take_link_log(), strings{});
+  CAF_CHECK_EQUAL(counts->get("room"), 1u);
+  // The last one, on the other shard.
+  caf::anon_send_exit(b, caf::exit_reason::user_shutdown);
+  CAF_CHECK_EQUAL(take_link_log(), strings{"UNSUBSCRIBE herald:room"});
+  herald::subscribe(reg, "room", a);
+  CAF_CHECK_EQUAL(take_link_log(), strings{"SUBSCRIBE herald:room"});
+}
+
+CAF_TEST(a publish reaches redis once whatever the number of shards) {
+  auto a = on_shard(0);
+  auto b = on_shard(1);
+  herald::subscribe(reg, "room", a);
+  herald::subscribe(reg, "room", b);
+  take_link_log();
+  herald::publish_text(reg, "room", "one");
+  // Through the registry's actor, and to a topic nobody here has.
+  caf::anon_send(
+    reg.actor(), caf::publish_atom::value, std::string{"far"},
+    herald::msg::publication{herald::net::make_frame(opcode::text, "two"), {}});
+  CAF_CHECK_EQUAL(take_link_log(),
+                  (strings{"PUBLISH herald:room", "PUBLISH herald:far"}));
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
 
 CAF_TEST_FIXTURE_SCOPE(redis_bridge_tests, fixture)
 

@@ -1,6 +1,6 @@
-// Topics on the event loops: a topic hands the connections among its
-// members, loop by loop, to jobs that run on their loop (topics.cpp,
-// topic_job), and an idle connection takes a delivery there at once
+// Topics on the event loops: the registry has a shard on each loop that
+// keeps that loop's members, with topic actors on the same loop, and an
+// idle connection takes a delivery from its topic at once
 // (connection_actor::deliver_now). Real loops and threads with fake
 // transports: a connection does everything on its loop, so the tests look
 // at its transport there too (on_loop).
@@ -16,6 +16,8 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include <caf/scoped_actor.hpp>
 
 #include <herald/actors/connection.hpp>
 #include <herald/actors/runtime.hpp>
@@ -104,7 +106,7 @@ struct fixture {
         std::make_unique<herald::typed_hooks<int>>(handlers,
                                                    handlers->options(), 0);
       args.env = std::make_shared<const herald::connection_env>(
-        herald::connection_env{reg.actor(), counts, nullptr, {}, nullptr});
+        herald::connection_env{reg, counts, nullptr, {}, nullptr});
       return herald::spawn_connection(rt.system(), std::move(args));
     });
     CAF_REQUIRE(eventually(loop, [&] { return t->started(); }));
@@ -287,6 +289,42 @@ CAF_TEST(a member closed at its backpressure limit ends and leaves) {
   CAF_CHECK_EQUAL(frames[1].close_code, 1008);
   // The actor ended (it left through its exit, not only its socket).
   CAF_CHECK(eventually(0, [&] { return counts->get("room") == 1; }));
+}
+
+CAF_TEST(each loop has a shard and a connection joins through its own) {
+  CAF_REQUIRE_EQUAL(reg.shards().size(), 2u);
+  for (std::size_t i = 0; i < 2; ++i)
+    CAF_CHECK_EQUAL(herald::detail::topic_actor_loop(
+                      caf::actor_cast<caf::abstract_actor*>(reg.shards()[i])),
+                    i);
+  // Subscribed by the connections themselves (open), not from outside.
+  handlers_t h;
+  h.open = [](herald::socket<int>& ws) { ws.subscribe("room"); };
+  auto& a = connect(0, h);
+  connect(1, h);
+  connect(1, h);
+  // Applied: every shard has handled its subscriptions.
+  CAF_CHECK(eventually(0, [&] { return counts->applied("room") == 3; }));
+  caf::scoped_actor self{rt.system()};
+  auto count = [&](const herald::msg::registry_actor& r) {
+    std::size_t n = 99;
+    self
+      ->request(r, caf::infinite, herald::msg::count_atom::value,
+                std::string{"room"})
+      .receive([&](std::size_t k) { n = k; }, [](caf::error&) {});
+    return n;
+  };
+  CAF_CHECK_EQUAL(count(reg.shards()[0]), 1u);
+  CAF_CHECK_EQUAL(count(reg.shards()[1]), 2u);
+  CAF_CHECK_EQUAL(count(reg.actor()), 3u);
+  publish("room", "p");
+  for (auto& m : members)
+    CAF_CHECK_EQUAL(await_texts(m, 1), strings{"p"});
+  // A connection that ends leaves through its shard.
+  caf::anon_send_exit(a.actor, caf::exit_reason::kill);
+  CAF_CHECK(eventually(0, [&] { return counts->applied("room") == 2; }));
+  CAF_CHECK_EQUAL(count(reg.shards()[0]), 0u);
+  CAF_CHECK_EQUAL(count(reg.shards()[1]), 2u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

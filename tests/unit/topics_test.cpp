@@ -1,7 +1,9 @@
 // Topic actors and the registry, with plain actors and connections as
-// subscribers.
+// subscribers. The registry has three shards here (as on three loops;
+// subscribers go to shard `id % 3`), so most tests span several.
 #define CAF_SUITE topics
 
+#include <algorithm>
 #include <chrono>
 
 #include <caf/test/dsl.hpp>
@@ -28,10 +30,12 @@ caf::behavior recorder(caf::event_based_actor*, inbox box) {
   };
 }
 
-struct fixture : test_coordinator_fixture<> {
+template <std::size_t Shards>
+struct fixture_n : test_coordinator_fixture<> {
   std::shared_ptr<herald::topic_counts> counts =
     std::make_shared<herald::topic_counts>();
-  herald::topic_registry handle = herald::spawn_topic_registry(sys, counts);
+  herald::topic_registry handle =
+    herald::spawn_topic_registry(sys, counts, {}, Shards);
   herald::msg::registry_actor registry = handle.actor();
 
   std::pair<caf::actor, inbox> make_recorder() {
@@ -103,6 +107,11 @@ struct fixture : test_coordinator_fixture<> {
     sched.run();
   }
 };
+
+using fixture = fixture_n<3>;
+// All subscribers on one shard (one loop), for what one topic actor does
+// with many members.
+using one_shard = fixture_n<1>;
 
 } // namespace
 
@@ -418,65 +427,6 @@ CAF_TEST(connections publish to each other but not to themselves) {
   CAF_CHECK_EQUAL(texts(c), (std::vector<std::string>{"from a", "from c"}));
 }
 
-CAF_TEST(a burst is written to each connection as one piece) {
-  herald::websocket_handlers<int> h;
-  h.open = [](herald::socket<int>& ws) { ws.subscribe("room"); };
-  std::vector<std::shared_ptr<fake_transport>> ts;
-  for (int i = 0; i < 3; ++i)
-    ts.push_back(connect(h));
-  std::vector<std::string> sent;
-  for (int i = 0; i < 20; ++i) {
-    sent.push_back("message " + std::to_string(i));
-    queue_publish("room", sent.back());
-  }
-  sched.run();
-  for (auto& t : ts) {
-    // The topic joined the burst's frames once: one piece, one write.
-    CAF_CHECK_EQUAL(t->batches(), std::vector<std::size_t>{1});
-    CAF_CHECK_EQUAL(texts(*t), sent);
-  }
-}
-
-CAF_TEST(frames too large to join are written in place between runs) {
-  herald::websocket_handlers<int> h;
-  h.open = [](herald::socket<int>& ws) { ws.subscribe("room"); };
-  auto t1 = connect(h);
-  auto t2 = connect(h);
-  std::string big(70000, 'x');
-  std::vector<std::string> sent{"a", "b", big, "c", "d", "e"};
-  for (auto& m : sent)
-    queue_publish("room", m);
-  sched.run();
-  for (auto& t : {t1, t2}) {
-    // "a b" joined, the big frame on its own, "c d e" joined.
-    CAF_CHECK_EQUAL(t->batches(), std::vector<std::size_t>{3});
-    CAF_CHECK_EQUAL(texts(*t), sent);
-  }
-}
-
-CAF_TEST(a run skips the messages that leave a subscriber out) {
-  herald::websocket_handlers<int> h;
-  h.open = [](herald::socket<int>& ws) { ws.subscribe("room"); };
-  auto x = connect(h);
-  auto xa = last.address();
-  auto y = connect(h);
-  auto ya = last.address();
-  auto z = connect(h);
-  queue_publish("room", "m1", xa);
-  queue_publish("room", "m2");
-  queue_publish("room", "m3", ya);
-  queue_publish("room", "m4");
-  sched.run();
-  CAF_CHECK_EQUAL(texts(*x), (std::vector<std::string>{"m2", "m3", "m4"}));
-  CAF_CHECK_EQUAL(texts(*y), (std::vector<std::string>{"m1", "m2", "m4"}));
-  CAF_CHECK_EQUAL(texts(*z),
-                  (std::vector<std::string>{"m1", "m2", "m3", "m4"}));
-  // Still ranges of the one run: adjacent messages stay one piece.
-  CAF_CHECK_EQUAL(x->batches(), std::vector<std::size_t>{1});
-  CAF_CHECK_EQUAL(y->batches(), std::vector<std::size_t>{2});
-  CAF_CHECK_EQUAL(z->batches(), std::vector<std::size_t>{1});
-}
-
 CAF_TEST(a closed connection leaves its topics) {
   herald::websocket_handlers<int> h;
   h.open = [](herald::socket<int>& ws) { ws.subscribe("room"); };
@@ -632,6 +582,180 @@ CAF_TEST(herald::subscribe twice and unsubscribe settle to the registry) {
   sched.run();
   CAF_CHECK_EQUAL(counts->get("room"), 0u);
   CAF_CHECK_EQUAL(counts->topics(), 0u);
+}
+
+CAF_TEST(each shard keeps the members of its loop and the counts add up) {
+  // One subscriber per shard (a plain actor goes to shard id % 3).
+  std::vector<caf::actor> subs;
+  std::vector<inbox> boxes;
+  std::vector<bool> taken(3, false);
+  while (subs.size() < 3) {
+    auto [a, box] = make_recorder();
+    if (taken[a.id() % 3]) {
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+      continue;
+    }
+    taken[a.id() % 3] = true;
+    subs.push_back(a);
+    boxes.push_back(box);
+    herald::subscribe(handle, "room", a);
+  }
+  sched.run();
+  // What a registry actor (a shard or the front) answers to count_atom.
+  auto count = [&](const herald::msg::registry_actor& r) {
+    auto n = std::make_shared<std::size_t>(99);
+    sys.spawn(
+      [r, n](caf::event_based_actor* asker, int) {
+        asker
+          ->request(r, caf::infinite, herald::msg::count_atom::value,
+                    std::string{"room"})
+          .then([n](std::size_t k) { *n = k; });
+      },
+      0);
+    sched.run();
+    return *n;
+  };
+  for (auto& s : handle.shards())
+    CAF_CHECK_EQUAL(count(s), 1u);
+  CAF_CHECK_EQUAL(count(registry), 3u);
+  CAF_CHECK_EQUAL(counts->get("room"), 3u);
+  // Straight to the shards, and through the registry's actor.
+  herald::publish_text(handle, "room", "one");
+  sched.run();
+  publish("room", "two");
+  for (auto& box : boxes)
+    CAF_CHECK_EQUAL(*box, (std::vector<std::string>{"room:one", "room:two"}));
+  // One shard's member goes: the others keep theirs.
+  caf::anon_send_exit(subs[1], caf::exit_reason::user_shutdown);
+  sched.run();
+  CAF_CHECK_EQUAL(counts->get("room"), 2u);
+  herald::publish_text(handle, "room", "three");
+  sched.run();
+  CAF_CHECK_EQUAL(boxes[0]->back(), "room:three");
+  CAF_CHECK_EQUAL(boxes[1]->back(), "room:two");
+  CAF_CHECK_EQUAL(boxes[2]->back(), "room:three");
+}
+
+CAF_TEST(each shard tells the bridge of its first and last member and one passes
+           each publish on) {
+  auto log = std::make_shared<std::vector<std::string>>();
+  auto bridge = sys.spawn(
+    [log](herald::msg::bridge_actor::pointer,
+          int) -> herald::msg::bridge_actor::behavior_type {
+      return {
+        [log](caf::join_atom, const std::string& t) {
+          log->push_back("join " + t);
+        },
+        [log](caf::leave_atom, const std::string& t) {
+          log->push_back("leave " + t);
+        },
+        [log](caf::publish_atom, const std::string& t,
+              const herald::msg::publication& p) {
+          log->push_back("publish " + t + " "
+                         + std::string{p.frame->payload_view()});
+        },
+        [](herald::msg::flush_atom) {},
+      };
+    },
+    0);
+  self->send(registry, herald::msg::bridge_atom::value, bridge);
+  sched.run();
+  auto on_shard = [&](std::size_t k) {
+    for (;;) {
+      auto [a, box] = make_recorder();
+      if (a.id() % 3 == k)
+        return a;
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    }
+  };
+  auto a = on_shard(0);
+  auto b = on_shard(2);
+  subscribe("room", a);
+  subscribe("room", b);
+  CAF_CHECK_EQUAL(*log, (std::vector<std::string>{"join room", "join room"}));
+  log->clear();
+  for (std::size_t origin = 0; origin < 3; ++origin)
+    herald::publish(
+      handle, "room",
+      herald::msg::publication{herald::net::make_frame(opcode::text,
+                                                       std::to_string(origin)),
+                               {}},
+      origin);
+  sched.run();
+  // Once each, from the shard named as its origin (in whichever order the
+  // shards ran).
+  std::sort(log->begin(), log->end());
+  CAF_CHECK_EQUAL(*log,
+                  (std::vector<std::string>{"publish room 0", "publish room 1",
+                                            "publish room 2"}));
+  log->clear();
+  unsubscribe("room", a);
+  CAF_CHECK_EQUAL(*log, std::vector<std::string>{"leave room"});
+  unsubscribe("room", b);
+  CAF_CHECK_EQUAL(*log, (std::vector<std::string>{"leave room", "leave room"}));
+}
+
+CAF_TEST_FIXTURE_SCOPE_END()
+
+CAF_TEST_FIXTURE_SCOPE(one_shard_tests, one_shard)
+
+CAF_TEST(a burst is written to each connection as one piece) {
+  herald::websocket_handlers<int> h;
+  h.open = [](herald::socket<int>& ws) { ws.subscribe("room"); };
+  std::vector<std::shared_ptr<fake_transport>> ts;
+  for (int i = 0; i < 3; ++i)
+    ts.push_back(connect(h));
+  std::vector<std::string> sent;
+  for (int i = 0; i < 20; ++i) {
+    sent.push_back("message " + std::to_string(i));
+    queue_publish("room", sent.back());
+  }
+  sched.run();
+  for (auto& t : ts) {
+    // The topic joined the burst's frames once: one piece, one write.
+    CAF_CHECK_EQUAL(t->batches(), std::vector<std::size_t>{1});
+    CAF_CHECK_EQUAL(texts(*t), sent);
+  }
+}
+
+CAF_TEST(frames too large to join are written in place between runs) {
+  herald::websocket_handlers<int> h;
+  h.open = [](herald::socket<int>& ws) { ws.subscribe("room"); };
+  auto t1 = connect(h);
+  auto t2 = connect(h);
+  std::string big(70000, 'x');
+  std::vector<std::string> sent{"a", "b", big, "c", "d", "e"};
+  for (auto& m : sent)
+    queue_publish("room", m);
+  sched.run();
+  for (auto& t : {t1, t2}) {
+    // "a b" joined, the big frame on its own, "c d e" joined.
+    CAF_CHECK_EQUAL(t->batches(), std::vector<std::size_t>{3});
+    CAF_CHECK_EQUAL(texts(*t), sent);
+  }
+}
+
+CAF_TEST(a run skips the messages that leave a subscriber out) {
+  herald::websocket_handlers<int> h;
+  h.open = [](herald::socket<int>& ws) { ws.subscribe("room"); };
+  auto x = connect(h);
+  auto xa = last.address();
+  auto y = connect(h);
+  auto ya = last.address();
+  auto z = connect(h);
+  queue_publish("room", "m1", xa);
+  queue_publish("room", "m2");
+  queue_publish("room", "m3", ya);
+  queue_publish("room", "m4");
+  sched.run();
+  CAF_CHECK_EQUAL(texts(*x), (std::vector<std::string>{"m2", "m3", "m4"}));
+  CAF_CHECK_EQUAL(texts(*y), (std::vector<std::string>{"m1", "m2", "m4"}));
+  CAF_CHECK_EQUAL(texts(*z),
+                  (std::vector<std::string>{"m1", "m2", "m3", "m4"}));
+  // Still ranges of the one run: adjacent messages stay one piece.
+  CAF_CHECK_EQUAL(x->batches(), std::vector<std::size_t>{1});
+  CAF_CHECK_EQUAL(y->batches(), std::vector<std::size_t>{2});
+  CAF_CHECK_EQUAL(z->batches(), std::vector<std::size_t>{1});
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

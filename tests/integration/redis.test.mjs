@@ -221,6 +221,33 @@ test('a node holds a channel from its first local subscriber to its last', () =>
                 'every channel to go');
 }));
 
+test('a node keeps a channel while any of its loops has a subscriber', () => withCluster(async ({ redis, prefix, a, b }) => {
+  // The kernel spreads connections over the node's loops (one registry
+  // shard each, each telling the bridge of its own first and last
+  // subscriber): of eight, some land on each loop unless the node has one.
+  await waitConnected(a);
+  await waitConnected(b);
+  const ch = `${prefix}t`;
+  const members = [];
+  for (let i = 0; i < 8; ++i) {
+    const c = await Client.connect(a.ws(`/?name=m${i}&room=r${i}`));
+    assert.equal(await c.ask('/sub t'), 'ok');
+    members.push(c);
+  }
+  await waitNumsub(redis.port, ch, 1);
+  for (const c of members.slice(1))
+    await c.close();
+  await waitCount(a, 't', 1);
+  // The loops whose members all left told the bridge; the channel stays for
+  // the one that is left, and what node B publishes reaches it.
+  assert.equal(await numsub(redis.port, ch), 1);
+  await publish(b, 't', 'still here');
+  const m = await members[0].next(10000);
+  assert.equal(m.text, 'still here');
+  await members[0].close();
+  await waitNumsub(redis.port, ch, 0);
+}));
+
 test('Redis killed and restarted: local delivery goes on, cross-node resumes by itself', async () => {
   let redis = await startRedis(await freePort());
   const port = redis.port;

@@ -284,19 +284,25 @@ msg::topic_actor::behavior_type topic_impl::make_behavior() {
     [=](caf::publish_atom, msg::publication& pub) {
       // Collect what arrives while we are busy; the flush we send ourselves
       // comes after everything already queued, so each subscriber gets one
-      // message per burst instead of one per publish.
+      // message per burst instead of one per publish. With nothing queued
+      // there is nothing to wait for: out at once.
       auto& st = self->state;
       auto& batch = st.batch;
+      bool now = false;
       if (batch.empty()) {
         // A big topic waits a little for more (topic_options).
         if (st.opts.linger.count() > 0
             && st.size() >= st.opts.linger_min_subscribers)
           self->delayed_send(self, st.opts.linger, msg::flush_atom::value);
-        else
+        else if (!self->mailbox().empty())
           self->send(self, msg::flush_atom::value);
+        else
+          now = true;
       }
       batch.push_back(msg::topic_message{std::move(pub.frame),
                                          std::move(pub.exclude), pub.compress});
+      if (now)
+        fan_out();
     },
     [=](msg::flush_atom) { fan_out(); },
     [=](msg::count_atom) { return self->state.size(); },

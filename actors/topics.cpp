@@ -184,9 +184,34 @@ public:
 
   behavior_type make_behavior() override;
 
+  // The topic behind `hdl` when its shard may hand it a message directly:
+  // it is idle (mailbox empty and blocked: not queued, and not running,
+  // since the shard runs on its thread), so handling the message now is
+  // what handling it next would be; null otherwise. What it sends then
+  // goes out through the shard's execution context (`ctx`, this thread's).
+  static topic_impl* idle(const msg::topic_actor& hdl,
+                          caf::execution_unit* ctx) noexcept {
+    auto t =
+      static_cast<topic_impl*>(caf::actor_cast<caf::abstract_actor*>(hdl));
+    if (!t->mailbox().blocked())
+      return nullptr;
+    t->context(ctx);
+    return t;
+  }
+
+  // The handlers (a subscriber gets exactly what reaches the topic between
+  // its subscribe and its unsubscribe).
+  void subscribe(caf::actor who);
+  void unsubscribe(const caf::actor_addr& who);
+  void publish(msg::publication& pub);
+  void fan_out();
+
   topic_state state;
 
 private:
+  // Makes `who` a subscriber from now on.
+  void add(caf::actor who);
+
   std::size_t loop_;
 };
 
@@ -203,108 +228,117 @@ void hand_over(const caf::actor& who, bool member, const caf::message& m) {
   caf::anon_send(who, m);
 }
 
+void topic_impl::add(caf::actor who) {
+  // Connections of this loop only: deliver_now runs on the member's
+  // thread (the shard of a loop has no other connections).
+  if (loop_of(home_system(), who) == loop_)
+    state.members.push_back(std::move(who));
+  else
+    state.subscribers.push_back(std::move(who));
+}
+
+void topic_impl::fan_out() {
+  auto& st = state;
+  if (st.batch.empty())
+    return;
+  auto late = std::move(st.late);
+  st.late.clear();
+  std::vector<msg::topic_message> batch;
+  if (!late.empty())
+    batch = st.batch;
+  // One message shared by every subscriber: frames are never copied per
+  // subscriber.
+  msg::delivery d{st.topic, std::move(st.batch), {}, {}, {}};
+  st.batch.clear();
+  if (st.size() > 1)
+    join_runs(d);
+  auto m = caf::make_message(std::move(d));
+  for (auto& who : st.members)
+    hand_over(who, true, m);
+  for (auto& who : st.subscribers)
+    hand_over(who, false, m);
+  // After the members of before, so the batch reaches none of them twice:
+  // a late one gets what was published after it came, then joins.
+  for (auto& l : late) {
+    if (l.from < batch.size()) {
+      msg::delivery rest{st.topic,
+                         {batch.begin() + static_cast<long>(l.from),
+                          batch.end()},
+                         {},
+                         {},
+                         {}};
+      hand_over(l.who, loop_of(home_system(), l.who) == loop_,
+                caf::make_message(std::move(rest)));
+    }
+    add(std::move(l.who));
+  }
+}
+
+void topic_impl::subscribe(caf::actor who) {
+  // A batch waiting for its flush goes out to the members it reached
+  // first; one that comes while it waits gets the batch's rest when it
+  // goes out (a room that fills does not send each join on its own).
+  if (!state.batch.empty()) {
+    state.late.push_back({std::move(who), state.batch.size()});
+    return;
+  }
+  add(std::move(who));
+}
+
+void topic_impl::unsubscribe(const caf::actor_addr& who) {
+  fan_out();
+  // By control block (an address per member compared would take and drop
+  // a reference each); order among subscribers does not matter: swap and
+  // pop.
+  auto gone = caf::actor_cast<caf::actor_control_block*>(who);
+  auto drop = [&](std::vector<caf::actor>& xs) {
+    for (auto i = xs.begin(); i != xs.end(); ++i) {
+      if (caf::actor_cast<caf::actor_control_block*>(*i) == gone) {
+        *i = std::move(xs.back());
+        xs.pop_back();
+        return true;
+      }
+    }
+    return false;
+  };
+  if (!drop(state.members))
+    drop(state.subscribers);
+}
+
+void topic_impl::publish(msg::publication& pub) {
+  // Collect what arrives while we are busy; the flush we send ourselves
+  // comes after everything already queued, so each subscriber gets one
+  // message per burst instead of one per publish. With nothing queued
+  // there is nothing to wait for: out at once.
+  auto& st = state;
+  bool now = false;
+  if (st.batch.empty()) {
+    // A big topic waits a little for more (topic_options).
+    if (st.opts.linger.count() > 0
+        && st.size() >= st.opts.linger_min_subscribers)
+      delayed_send(this, st.opts.linger, msg::flush_atom::value);
+    else if (!mailbox().empty())
+      send(this, msg::flush_atom::value);
+    else
+      now = true;
+  }
+  st.batch.push_back(msg::topic_message{std::move(pub.frame),
+                                        std::move(pub.exclude), pub.compress});
+  if (now)
+    fan_out();
+}
+
 msg::topic_actor::behavior_type topic_impl::make_behavior() {
   auto self = this;
-  // Makes `who` a subscriber from now on.
-  auto add = [self](caf::actor who) {
-    // Connections of this loop only: deliver_now runs on the member's
-    // thread (the shard of a loop has no other connections).
-    if (loop_of(self->home_system(), who) == self->loop())
-      self->state.members.push_back(std::move(who));
-    else
-      self->state.subscribers.push_back(std::move(who));
-  };
-  // Sends the batch to the subscribers of now.
-  auto fan_out = [self, add] {
-    auto& st = self->state;
-    if (st.batch.empty())
-      return;
-    auto late = std::move(st.late);
-    st.late.clear();
-    std::vector<msg::topic_message> batch;
-    if (!late.empty())
-      batch = st.batch;
-    // One message shared by every subscriber: frames are never copied per
-    // subscriber.
-    msg::delivery d{st.topic, std::move(st.batch), {}, {}, {}};
-    st.batch.clear();
-    if (st.size() > 1)
-      join_runs(d);
-    auto m = caf::make_message(std::move(d));
-    for (auto& who : st.members)
-      hand_over(who, true, m);
-    for (auto& who : st.subscribers)
-      hand_over(who, false, m);
-    // After the members of before, so the batch reaches none of them twice:
-    // a late one gets what was published after it came, then joins.
-    for (auto& l : late) {
-      if (l.from < batch.size()) {
-        msg::delivery rest{st.topic,
-                           {batch.begin() + static_cast<long>(l.from),
-                            batch.end()},
-                           {},
-                           {},
-                           {}};
-        hand_over(l.who, loop_of(self->home_system(), l.who) == self->loop(),
-                  caf::make_message(std::move(rest)));
-      }
-      add(std::move(l.who));
-    }
-  };
-  // A subscriber gets exactly what reaches the topic between its subscribe
-  // and its unsubscribe. A batch waiting for its flush goes out to the
-  // members it reached first; one that comes while it waits gets the
-  // batch's rest when it goes out (a room that fills does not send each
-  // join on its own).
   return {
     [=](caf::subscribe_atom, caf::actor& who) {
-      auto& st = self->state;
-      if (!st.batch.empty()) {
-        st.late.push_back({std::move(who), st.batch.size()});
-        return;
-      }
-      add(std::move(who));
+      self->subscribe(std::move(who));
     },
     [=](caf::unsubscribe_atom, const caf::actor_addr& who) {
-      fan_out();
-      // Order among subscribers does not matter: swap and pop.
-      auto drop = [&](std::vector<caf::actor>& xs) {
-        for (auto i = xs.begin(); i != xs.end(); ++i) {
-          if (i->address() == who) {
-            *i = std::move(xs.back());
-            xs.pop_back();
-            return true;
-          }
-        }
-        return false;
-      };
-      if (!drop(self->state.members))
-        drop(self->state.subscribers);
+      self->unsubscribe(who);
     },
-    [=](caf::publish_atom, msg::publication& pub) {
-      // Collect what arrives while we are busy; the flush we send ourselves
-      // comes after everything already queued, so each subscriber gets one
-      // message per burst instead of one per publish. With nothing queued
-      // there is nothing to wait for: out at once.
-      auto& st = self->state;
-      auto& batch = st.batch;
-      bool now = false;
-      if (batch.empty()) {
-        // A big topic waits a little for more (topic_options).
-        if (st.opts.linger.count() > 0
-            && st.size() >= st.opts.linger_min_subscribers)
-          self->delayed_send(self, st.opts.linger, msg::flush_atom::value);
-        else if (!self->mailbox().empty())
-          self->send(self, msg::flush_atom::value);
-        else
-          now = true;
-      }
-      batch.push_back(msg::topic_message{std::move(pub.frame),
-                                         std::move(pub.exclude), pub.compress});
-      if (now)
-        fan_out();
-    },
-    [=](msg::flush_atom) { fan_out(); },
+    [=](caf::publish_atom, msg::publication& pub) { self->publish(pub); },
+    [=](msg::flush_atom) { self->fan_out(); },
     [=](msg::count_atom) { return self->state.size(); },
   };
 }
@@ -439,7 +473,10 @@ void join(registry_actor self, std::string& topic, caf::actor& who, int settled,
   }
   ++e.count;
   self->state.counts->apply(topic, 1, settled);
-  self->send(e.actor, caf::subscribe_atom::value, std::move(who));
+  if (auto t = topic_impl::idle(e.actor, self->context()))
+    t->subscribe(std::move(who));
+  else
+    self->send(e.actor, caf::subscribe_atom::value, std::move(who));
 }
 
 // Removes `who`, a member of `topic`, from it; `settled` as in join (-1 or
@@ -461,7 +498,10 @@ void leave(registry_actor self, const std::string& topic,
     // Last: `topic` may be this entry's key.
     self->state.topics.erase(i);
   } else {
-    self->send(e.actor, caf::unsubscribe_atom::value, who);
+    if (auto t = topic_impl::idle(e.actor, self->context()))
+      t->unsubscribe(who);
+    else
+      self->send(e.actor, caf::unsubscribe_atom::value, who);
     self->state.counts->apply(topic, -1, settled);
   }
 }
@@ -622,7 +662,16 @@ msg::registry_actor::behavior_type shard_impl::make_behavior() {
   set_down_handler([=](caf::down_msg& dm) { gone(self, dm.source); });
   auto to_topic = [=](const std::string& topic, msg::publication& pub) {
     auto i = self->state.topics.find(topic);
-    if (i != self->state.topics.end())
+    if (i == self->state.topics.end())
+      return;
+    // Directly only when nothing waits behind it here either: a burst
+    // queued at the shard reaches the topic's mailbox and goes out as one.
+    auto t = self->mailbox().empty()
+               ? topic_impl::idle(i->second.actor, self->context())
+               : nullptr;
+    if (t)
+      t->publish(pub);
+    else
       self->send(i->second.actor, caf::publish_atom::value, std::move(pub));
   };
   return {

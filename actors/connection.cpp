@@ -244,6 +244,7 @@ void connection_core::start() {
   in_message_ = true;
   guarded([&] { hooks_->on_open(); });
   in_message_ = false;
+  flush_pending_publishes();
   flush();
 }
 
@@ -269,6 +270,8 @@ void connection_core::on_exit() {
       env_->stats->count_close(net::close_code::abnormal);
     }
   }
+  // A "left" notice the close handler published goes before we leave.
+  flush_pending_publishes();
   add_stats();
   unlist();
   if (std::exchange(announces_exit_, false))
@@ -494,6 +497,8 @@ void connection_core::schedule_flush() {
 
 void connection_core::end_message(bool mailbox_empty) {
   in_message_ = false;
+  // What the handlers published while handling it goes to the shards now.
+  flush_pending_publishes();
   if (!flush_pending_ || cork_depth_ > 0)
     return;
   if (mailbox_empty) {
@@ -867,6 +872,8 @@ bool connection_core::subscribe(std::string_view topic) {
     return false;
   }
   i = topics_.emplace(i, topic);
+  // What we published before goes first (we do not get it back).
+  flush_pending_publishes();
   if (env_->counts) {
     // Counted from now on: subscriber_count includes this connection, and
     // a server publish to this topic is not skipped while the subscription
@@ -889,6 +896,8 @@ void connection_core::unsubscribe(std::string_view topic) {
   auto i = std::lower_bound(topics_.begin(), topics_.end(), topic);
   if (i == topics_.end() || *i != topic)
     return;
+  // What we published before still reaches us.
+  flush_pending_publishes();
   if (env_->counts) {
     // A member (subscribed through us): no longer counted from now on.
     env_->counts->unsubscribing(*i);
@@ -909,6 +918,42 @@ std::vector<std::string> connection_core::subscriptions() const {
   return topics_;
 }
 
+namespace {
+
+// A connection's publishes to one topic while it handles one message, sent
+// to the shards as one message each when it is done (or before anything
+// else this thread sends to a shard): a client that sends fifty messages
+// in one read costs the shards two messages, not a hundred. One per
+// thread: a loop runs one actor at a time.
+struct held_publishes {
+  const connection_core* owner = nullptr;
+  std::shared_ptr<const connection_env> env;
+  std::size_t origin = 0;
+  std::string topic;
+  std::vector<msg::publication> items;
+};
+
+thread_local held_publishes held;
+
+} // namespace
+
+void flush_pending_publishes() {
+  auto& h = held;
+  if (h.owner == nullptr)
+    return;
+  h.owner = nullptr;
+  auto env = std::move(h.env);
+  if (h.items.size() == 1) {
+    auto pub = std::move(h.items.front());
+    h.items.clear();
+    herald::publish(env->registry, h.topic, std::move(pub), h.origin);
+  } else {
+    msg::publication_batch pubs{std::move(h.items)};
+    h.items.clear();
+    herald::publish(env->registry, h.topic, std::move(pubs), h.origin);
+  }
+}
+
 send_status connection_core::publish(std::string_view topic, net::opcode op,
                                      std::span<const std::byte> payload,
                                      bool compress) {
@@ -918,10 +963,18 @@ send_status connection_core::publish(std::string_view topic, net::opcode op,
   caf::actor_addr exclude;
   if (!opts_.publish_to_self)
     exclude = self_->address();
-  // To every shard; ours passes it on to Redis.
-  herald::publish(env_->registry, topic,
-                  msg::publication{std::move(f), std::move(exclude), compress},
-                  self_->home_loop());
+  // To every shard (ours passes it on to Redis) once this message is
+  // handled, with the others to the same topic.
+  auto& h = held;
+  if (h.owner != this || h.topic != topic) {
+    flush_pending_publishes();
+    h.owner = this;
+    h.env = env_;
+    h.origin = self_->home_loop();
+    h.topic.assign(topic);
+  }
+  h.items.push_back(
+    msg::publication{std::move(f), std::move(exclude), compress});
   return size;
 }
 

@@ -94,6 +94,13 @@ struct connection_env {
   std::shared_ptr<connection_list> list;
 };
 
+/// Sends the publishes a connection handler made on this thread and that
+/// wait for the end of the message it handles (see connection_core::publish)
+/// to the shards now. Anything that publishes or subscribes on a loop
+/// thread calls it first, so one thread's messages to a topic keep their
+/// order.
+void flush_pending_publishes();
+
 /// Everything a connection actor starts with.
 struct connection_args {
   /// The socket (or a fake one in tests).

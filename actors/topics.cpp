@@ -204,6 +204,7 @@ public:
   void subscribe(caf::actor who);
   void unsubscribe(const caf::actor_addr& who);
   void publish(msg::publication& pub);
+  void publish(msg::publication_batch& pubs);
   void fan_out();
 
   topic_state state;
@@ -211,6 +212,8 @@ public:
 private:
   // Makes `who` a subscriber from now on.
   void add(caf::actor who);
+  // Whether a publish now waits for a flush (false: it goes out at once).
+  bool will_fan_out();
 
   std::size_t loop_;
 };
@@ -306,26 +309,44 @@ void topic_impl::unsubscribe(const caf::actor_addr& who) {
 }
 
 void topic_impl::publish(msg::publication& pub) {
+  bool later = will_fan_out();
+  state.batch.push_back(msg::topic_message{std::move(pub.frame),
+                                           std::move(pub.exclude),
+                                           pub.compress});
+  if (!later)
+    fan_out();
+}
+
+void topic_impl::publish(msg::publication_batch& pubs) {
+  bool later = will_fan_out();
+  for (auto& pub : pubs.items)
+    state.batch.push_back(msg::topic_message{std::move(pub.frame),
+                                             std::move(pub.exclude),
+                                             pub.compress});
+  if (!later)
+    fan_out();
+}
+
+bool topic_impl::will_fan_out() {
   // Collect what arrives while we are busy; the flush we send ourselves
   // comes after everything already queued, so each subscriber gets one
   // message per burst instead of one per publish. With nothing queued
-  // there is nothing to wait for: out at once.
+  // there is nothing to wait for: out at once (false: the caller adds
+  // its messages to the batch and fans out).
   auto& st = state;
-  bool now = false;
-  if (st.batch.empty()) {
-    // A big topic waits a little for more (topic_options).
-    if (st.opts.linger.count() > 0
-        && st.size() >= st.opts.linger_min_subscribers)
-      delayed_send(this, st.opts.linger, msg::flush_atom::value);
-    else if (!mailbox().empty())
-      send(this, msg::flush_atom::value);
-    else
-      now = true;
+  if (!st.batch.empty())
+    return true;
+  // A big topic waits a little for more (topic_options).
+  if (st.opts.linger.count() > 0
+      && st.size() >= st.opts.linger_min_subscribers) {
+    delayed_send(this, st.opts.linger, msg::flush_atom::value);
+    return true;
   }
-  st.batch.push_back(msg::topic_message{std::move(pub.frame),
-                                        std::move(pub.exclude), pub.compress});
-  if (now)
-    fan_out();
+  if (!mailbox().empty()) {
+    send(this, msg::flush_atom::value);
+    return true;
+  }
+  return false;
 }
 
 msg::topic_actor::behavior_type topic_impl::make_behavior() {
@@ -338,6 +359,9 @@ msg::topic_actor::behavior_type topic_impl::make_behavior() {
       self->unsubscribe(who);
     },
     [=](caf::publish_atom, msg::publication& pub) { self->publish(pub); },
+    [=](caf::publish_atom, msg::publication_batch& pubs) {
+      self->publish(pubs);
+    },
     [=](msg::flush_atom) { self->fan_out(); },
     [=](msg::count_atom) { return self->state.size(); },
   };
@@ -579,8 +603,14 @@ void unsubscribe(const caf::actor& registry, std::string topic,
   caf::anon_send(registry, caf::unsubscribe_atom::value, std::move(topic), who);
 }
 
-void publish(const topic_registry& registry, std::string_view topic,
-             msg::publication pub, std::size_t origin) {
+namespace {
+
+template <class Pub>
+void publish_to_shards(const topic_registry& registry, std::string_view topic,
+                       Pub pub, std::size_t origin) {
+  // Whatever this thread's connection has queued goes first (one thread's
+  // publishes stay in the order made).
+  flush_pending_publishes();
   auto shards = registry.shards();
   if (shards.empty()) {
     caf::anon_send(registry.actor(), caf::publish_atom::value,
@@ -598,6 +628,18 @@ void publish(const topic_registry& registry, std::string_view topic,
                      pub);
   caf::anon_send(shards[origin], caf::publish_atom::value, std::string{topic},
                  std::move(pub));
+}
+
+} // namespace
+
+void publish(const topic_registry& registry, std::string_view topic,
+             msg::publication pub, std::size_t origin) {
+  publish_to_shards(registry, topic, std::move(pub), origin);
+}
+
+void publish(const topic_registry& registry, std::string_view topic,
+             msg::publication_batch pubs, std::size_t origin) {
+  publish_to_shards(registry, topic, std::move(pubs), origin);
 }
 
 void publish_text(const caf::actor& registry, std::string topic,
@@ -660,7 +702,7 @@ namespace {
 msg::registry_actor::behavior_type shard_impl::make_behavior() {
   auto self = this;
   set_down_handler([=](caf::down_msg& dm) { gone(self, dm.source); });
-  auto to_topic = [=](const std::string& topic, msg::publication& pub) {
+  auto to_topic = [=](const std::string& topic, auto& pub) {
     auto i = self->state.topics.find(topic);
     if (i == self->state.topics.end())
       return;
@@ -702,10 +744,19 @@ msg::registry_actor::behavior_type shard_impl::make_behavior() {
         self->send(self->state.bridge, caf::publish_atom::value, topic, pub);
       to_topic(topic, pub);
     },
+    [=](caf::publish_atom, const std::string& topic,
+        msg::publication_batch& pubs) {
+      if (self->state.bridge)
+        for (auto& pub : pubs.items)
+          self->send(self->state.bridge, caf::publish_atom::value, topic, pub);
+      to_topic(topic, pubs);
+    },
     [=](msg::remote_atom, const std::string& topic, msg::publication& pub) {
       // From another node or another shard: local members only.
       to_topic(topic, pub);
     },
+    [=](msg::remote_atom, const std::string& topic,
+        msg::publication_batch& pubs) { to_topic(topic, pubs); },
     [=](msg::bridge_atom, msg::bridge_actor& bridge) {
       self->state.bridge = std::move(bridge);
       for (auto& [topic, e] : self->state.topics)
@@ -770,8 +821,14 @@ front_behavior(msg::registry_actor::stateful_pointer<front_state> self,
     [=](caf::publish_atom, const std::string& topic, msg::publication& pub) {
       publish(self->state.registry, topic, std::move(pub), 0);
     },
+    [=](caf::publish_atom, const std::string& topic,
+        msg::publication_batch& pubs) {
+      publish(self->state.registry, topic, std::move(pubs), 0);
+    },
     [=](msg::remote_atom a, const std::string& topic,
         const msg::publication& pub) { each(a, topic, pub); },
+    [=](msg::remote_atom a, const std::string& topic,
+        const msg::publication_batch& pubs) { each(a, topic, pubs); },
     [=](msg::bridge_atom a, const msg::bridge_actor& bridge) {
       each(a, bridge);
     },

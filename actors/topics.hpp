@@ -156,9 +156,14 @@ private:
 /// Publishes `pub` to `topic` through the shards of `registry` (through
 /// its actor when it has none), from anywhere: the shard of `origin` (a
 /// loop) passes it on to the Redis bridge, if any, and every shard to its
-/// members. A publisher that keeps its `origin` keeps its order.
+/// members. A publisher that keeps its `origin` keeps its order. A
+/// connection's publishes that its thread still holds (see
+/// connection_core::publish) go out first.
 void publish(const topic_registry& registry, std::string_view topic,
              msg::publication pub, std::size_t origin = 0);
+/// Publishes several, in order, as one message to each shard.
+void publish(const topic_registry& registry, std::string_view topic,
+             msg::publication_batch pubs, std::size_t origin = 0);
 
 /// Subscribes `who` (any actor) to `topic`; it then receives
 /// `msg::delivery` messages. Safe from any thread. Like a connection's

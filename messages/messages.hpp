@@ -90,6 +90,12 @@ struct topic_message {
 /// What a publisher sends: the same three fields.
 using publication = topic_message;
 
+/// Publications of one publisher to one topic, oldest first, sent as one
+/// message (a connection's publishes while handling one message).
+struct publication_batch {
+  std::vector<publication> items;
+};
+
 /// Topic messages as a subscriber receives them: every message a topic got
 /// while it was busy, in publish order, in one delivery. All subscribers
 /// share one delivery (and its frames); each skips what excludes it.
@@ -168,6 +174,8 @@ using topic_actor = caf::typed_actor<
   caf::reacts_to<caf::unsubscribe_atom, caf::actor_addr>,
   /// A message for the members.
   caf::reacts_to<caf::publish_atom, publication>,
+  /// Messages for the members, in order.
+  caf::reacts_to<caf::publish_atom, publication_batch>,
   /// To itself: fan out what arrived meanwhile.
   caf::reacts_to<flush_atom>,
   /// Its number of members.
@@ -192,8 +200,11 @@ using registry_actor = caf::typed_actor<
   caf::reacts_to<caf::unsubscribe_atom, std::string, caf::actor, counted_atom>,
   /// Publish, here and (with a bridge) on other nodes.
   caf::reacts_to<caf::publish_atom, std::string, publication>,
-  /// A publication from another node: delivered here only.
+  caf::reacts_to<caf::publish_atom, std::string, publication_batch>,
+  /// A publication from another node (or, at a shard, one that another
+  /// shard passes to the bridge): delivered here only.
   caf::reacts_to<remote_atom, std::string, publication>,
+  caf::reacts_to<remote_atom, std::string, publication_batch>,
   /// Attach a bridge.
   caf::reacts_to<bridge_atom, bridge_actor>,
   /// Subscribers of a topic, as the registry has them.
@@ -231,3 +242,4 @@ using connection_actor = caf::typed_actor<
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::msg::topic_message)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::msg::delivery)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::msg::publication_batch)

@@ -63,8 +63,9 @@ struct fixture_n : test_coordinator_fixture<> {
     args.hooks =
       std::make_unique<herald::typed_hooks<int>>(handlers, handlers->options(),
                                                  0);
+    // With the shards, as a server's connections have them.
     args.env = std::make_shared<const herald::connection_env>(
-      herald::connection_env{registry, counts, nullptr, {}, nullptr});
+      herald::connection_env{handle, counts, nullptr, {}, nullptr});
     last = herald::spawn_connection(sys, std::move(args));
     if (run)
       sched.run();
@@ -582,6 +583,56 @@ CAF_TEST(herald::subscribe twice and unsubscribe settle to the registry) {
   sched.run();
   CAF_CHECK_EQUAL(counts->get("room"), 0u);
   CAF_CHECK_EQUAL(counts->topics(), 0u);
+}
+
+CAF_TEST(a handlers publishes keep their order with its subscribes and the
+           servers publishes) {
+  // A connection's publishes wait for the end of the message it handles
+  // and go to the shards together; what the handler does after them must
+  // not overtake them.
+  herald::websocket_handlers<int> h;
+  h.publish_to_self = true;
+  h.message = [this](herald::socket<int>& ws, herald::message m) {
+    if (m.text() == "join") {
+      ws.subscribe("room");
+    } else if (m.text() == "late") {
+      // Published before it subscribes: not for it.
+      ws.publish("other", "before");
+      ws.subscribe("other");
+      ws.publish("other", "after");
+    } else if (m.text() == "leave") {
+      // Published while still subscribed: for it.
+      ws.publish("room", "last");
+      ws.unsubscribe("room");
+    } else {
+      ws.publish("room", "a");
+      ws.publish("aside", "x");
+      ws.publish("room", "b");
+      herald::publish_text(handle, "room", "server");
+      ws.publish("room", "c");
+    }
+  };
+  auto t = connect(h);
+  t->feed(client_frame(opcode::text, "join"));
+  sched.run();
+  auto [r, box] = make_recorder();
+  subscribe("room", r);
+  t->feed(client_frame(opcode::text, "go"));
+  t->feed(client_frame(opcode::text, "late"));
+  t->feed(client_frame(opcode::text, "leave"));
+  sched.run();
+  CAF_CHECK_EQUAL(*box,
+                  (std::vector<std::string>{"room:a", "room:b", "room:server",
+                                            "room:c", "room:last"}));
+  // Its own: room in order; of other only what came after its subscribe
+  // (topics are not ordered with each other).
+  auto got = texts(*t);
+  auto room = got;
+  room.erase(std::remove(room.begin(), room.end(), "after"), room.end());
+  CAF_CHECK_EQUAL(room,
+                  (std::vector<std::string>{"a", "b", "server", "c", "last"}));
+  CAF_CHECK_EQUAL(std::count(got.begin(), got.end(), "after"), 1);
+  CAF_CHECK_EQUAL(std::count(got.begin(), got.end(), "before"), 0);
 }
 
 CAF_TEST(each shard keeps the members of its loop and the counts add up) {

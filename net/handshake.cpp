@@ -1,8 +1,8 @@
 #include "herald/net/handshake.hpp"
 
 #include <array>
-#include <cctype>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string_view>
 
@@ -22,8 +22,10 @@ bool valid_key(std::string_view key) {
   if (key.size() != 24 || key[22] != '=' || key[23] != '=')
     return false;
   for (std::size_t i = 0; i < 22; ++i) {
-    auto c = static_cast<unsigned char>(key[i]);
-    if (!std::isalnum(c) && c != '+' && c != '/')
+    // ASCII ranges, as std::isalnum in the C locale, without its call.
+    auto c = key[i];
+    if (!(c >= 'A' && c <= 'Z') && !(c >= 'a' && c <= 'z')
+        && !(c >= '0' && c <= '9') && c != '+' && c != '/')
       return false;
   }
   // The last character before padding carries 2 bits; the rest must be 0.
@@ -103,30 +105,70 @@ std::string accept_key(std::string_view key) {
   return std::string{buf.data(), write_accept_key(key, buf)};
 }
 
-std::string switching_protocols(const request& req) {
-  std::string out;
-  out.reserve(256);
-  out += "HTTP/1.1 101 Switching Protocols\r\n"
-         "Upgrade: websocket\r\n"
-         "Connection: Upgrade\r\n"
-         "Sec-WebSocket-Accept: ";
-  accept_buffer accept;
-  auto n = write_accept_key(trim(req.header("sec-websocket-key").value_or("")),
-                            accept);
-  out.append(accept.data(), n);
-  out += "\r\n";
-  for (auto& [name, value] : req.upgrade_headers()) {
-    // Never let a handler's header break the response apart.
-    if (name.find_first_of("\r\n:") != std::string::npos
-        || value.find_first_of("\r\n") != std::string::npos)
+namespace {
+
+constexpr std::string_view response_head =
+  "HTTP/1.1 101 Switching Protocols\r\n"
+  "Upgrade: websocket\r\n"
+  "Connection: Upgrade\r\n"
+  "Sec-WebSocket-Accept: ";
+
+// Never let a handler's header break the response apart.
+bool writable(const std::pair<std::string, std::string>& h) {
+  return h.first.find_first_of("\r\n:") == std::string::npos
+         && h.second.find_first_of("\r\n") == std::string::npos;
+}
+
+// The 101 for `req` with `accept` as its Sec-WebSocket-Accept: measured
+// first (`out` null), then written to `out`, so that it is made in one
+// buffer of its final size.
+std::size_t write_response(const request& req, std::string_view accept,
+                           char* out) {
+  std::size_t n = 0;
+  auto put = [&](std::string_view s) {
+    if (out)
+      std::memcpy(out + n, s.data(), s.size());
+    n += s.size();
+  };
+  put(response_head);
+  put(accept);
+  put("\r\n");
+  for (auto& h : req.upgrade_headers()) {
+    if (!writable(h))
       continue;
-    out += name;
-    out += ": ";
-    out += value;
-    out += "\r\n";
+    put(h.first);
+    put(": ");
+    put(h.second);
+    put("\r\n");
   }
-  out += "\r\n";
+  put("\r\n");
+  return n;
+}
+
+std::string_view request_accept(const request& req, accept_buffer& buf) {
+  auto n =
+    write_accept_key(trim(req.header("sec-websocket-key").value_or("")), buf);
+  return {buf.data(), n};
+}
+
+} // namespace
+
+std::string switching_protocols(const request& req) {
+  accept_buffer buf;
+  auto accept = request_accept(req, buf);
+  std::string out(write_response(req, accept, nullptr), '\0');
+  write_response(req, accept, out.data());
   return out;
+}
+
+frame_ptr switching_protocols_frame(const request& req) {
+  accept_buffer buf;
+  auto accept = request_accept(req, buf);
+  auto n = write_response(req, accept, nullptr);
+  std::byte* out = nullptr;
+  auto f = make_raw(n, out);
+  write_response(req, accept, reinterpret_cast<char*>(out));
+  return f;
 }
 
 } // namespace herald::net

@@ -160,14 +160,11 @@ public:
   /// The method as Beast knows it (verb::unknown for others).
   http::verb verb() const noexcept { return verb_; }
 
-  /// The request read, its parts moved out (call once, when done).
-  request take(const std::string& remote) {
-    return request{std::move(method_),
-                   std::move(target_),
-                   std::move(headers_),
-                   std::move(body_),
-                   remote,
-                   version_};
+  /// Makes `into` the request read, its parts moved out (call once, when
+  /// done); in place, without a request to move from.
+  void take(std::optional<request>& into, const std::string& remote) {
+    into.emplace(std::move(method_), std::move(target_), std::move(headers_),
+                 std::move(body_), remote, version_);
   }
 
 private:
@@ -524,7 +521,7 @@ private:
     ++served_;
     head_request_ = parser_->verb() == http::verb::head;
     keep_alive_ = parser_->keep_alive();
-    req_ = parser_->take(remote_);
+    parser_->take(req_, remote_);
     fetch_result result;
     try {
       result = handler_->handle(*req_);
@@ -773,7 +770,7 @@ private:
                                     std::move(initial), tls_->release(), topts)
                : make_tcp_transport(std::move(stream_), remote_,
                                     std::move(initial), topts);
-    handler_->upgraded(req, std::move(t), switching_protocols(req));
+    handler_->upgraded(req, std::move(t), switching_protocols_frame(req));
   }
 
   void do_close() {
@@ -1076,7 +1073,9 @@ read_outcome read_request(std::span<const char> data,
     if (!p.is_done())
       return fail(http::error::partial_message);
   }
-  return {0, p.take("127.0.0.1:50000"), taken};
+  read_outcome out{0, std::nullopt, taken};
+  p.take(out.req, "127.0.0.1:50000");
+  return out;
 }
 
 std::shared_ptr<http_server>

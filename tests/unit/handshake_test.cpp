@@ -12,6 +12,7 @@
 
 #include "herald/net/http.hpp"
 #include "herald/net/http_server.hpp"
+#include "herald/net/text.hpp"
 
 #include "caf/test/dsl.hpp"
 
@@ -240,6 +241,63 @@ CAF_TEST(request targets : path and query) {
   CAF_CHECK_EQUAL(herald::percent_decode("%4", false), "%4");
   CAF_CHECK_EQUAL(herald::percent_decode("%", false), "%");
   CAF_CHECK_EQUAL(herald::percent_decode("%C3%A9", false), "\xC3\xA9");
+  CAF_CHECK_EQUAL(herald::percent_decode("plain/path", true), "plain/path");
+  CAF_CHECK_EQUAL(herald::percent_decode("", true), "");
+  // Keys with '+' or escapes are decoded before they are compared; plain
+  // keys as they are.
+  request keys{"GET", "/?a+b=1&c%20d=2&e=3&a%2Bb=4", {}};
+  CAF_CHECK_EQUAL(keys.query("a b").value_or("<none>"), "1");
+  CAF_CHECK_EQUAL(keys.query("c d").value_or("<none>"), "2");
+  CAF_CHECK_EQUAL(keys.query("e").value_or("<none>"), "3");
+  CAF_CHECK_EQUAL(keys.query("a+b").value_or("<none>"), "4");
+  CAF_CHECK(!keys.query("c%20d").has_value());
+}
+
+CAF_TEST(iequals folds ASCII letters only at every length and position) {
+  // The reference: byte by byte, A-Z to a-z, nothing else.
+  auto reference = [](std::string_view a, std::string_view b) {
+    if (a.size() != b.size())
+      return false;
+    auto lower = [](unsigned char c) {
+      return c >= 'A' && c <= 'Z' ? c + 32 : c;
+    };
+    for (std::size_t i = 0; i < a.size(); ++i)
+      if (lower(static_cast<unsigned char>(a[i]))
+          != lower(static_cast<unsigned char>(b[i])))
+        return false;
+    return true;
+  };
+  const std::string base = "sec-websocket-version: 13";
+  std::size_t mismatches = 0;
+  for (std::size_t n = 0; n <= base.size(); ++n) {
+    auto b = base.substr(0, n);
+    CAF_CHECK(iequals(b, b));
+    CAF_CHECK(!iequals(b, base.substr(0, n + 1)) || n == base.size());
+    for (std::size_t pos = 0; pos < n; ++pos) {
+      for (int x = 0; x < 256; ++x) {
+        auto a = b;
+        a[pos] = static_cast<char>(x);
+        // Against the base and against the byte's other case.
+        auto other = a;
+        other[pos] = static_cast<char>(x ^ 0x20);
+        if (iequals(a, b) != reference(a, b) || iequals(b, a) != reference(b, a)
+            || iequals(a, other) != reference(a, other))
+          ++mismatches;
+      }
+    }
+  }
+  CAF_CHECK_EQUAL(mismatches, 0u);
+  CAF_CHECK(iequals("Sec-WebSocket-Key", "sec-websocket-key"));
+  CAF_CHECK(iequals("SEC-WEBSOCKET-VERSION", "sec-websocket-version"));
+  CAF_CHECK(!iequals("sec-websocket-kex", "sec-websocket-key"));
+  CAF_CHECK(!iequals("Sec-WebSocket-Key", "sec-websocket-keys"));
+  // '@' and '[' sit beside the capitals; '`' and '{' beside the small ones.
+  CAF_CHECK(!iequals("abcdefgh@", "abcdefgh`"));
+  CAF_CHECK(!iequals("abcdefgh[", "abcdefgh{"));
+  CAF_CHECK(!iequals("\xC1"
+                     "bcdefgh",
+                     "\xE1"
+                     "bcdefgh"));
 }
 
 CAF_TEST(header lookup is case -insensitive and takes the first) {
@@ -297,6 +355,10 @@ CAF_TEST(the 101 response) {
                   "Sec-WebSocket-Protocol: chat\r\n"
                   "X-Good: value: with colon\r\n"
                   "\r\n");
+  // The frame the server writes holds the same bytes.
+  auto f = switching_protocols_frame(r);
+  CAF_CHECK_EQUAL(f->payload_view(), switching_protocols(r));
+  CAF_CHECK_EQUAL(f->size(), switching_protocols(r).size());
   // The accept key comes from the trimmed request key.
   auto padded = get(with(valid_headers(), "Sec-WebSocket-Key",
                          "  " + std::string{rfc_key} + " "));

@@ -464,6 +464,7 @@ private:
 
   void do_read() {
     head_request_ = false;
+    head_bytes_ = 0;
     parser_.emplace();
     limit(*parser_, limits_);
     // One deadline for the whole request: slow or silent clients are
@@ -473,27 +474,68 @@ private:
                       + (served_ == 0 ? limits_.request_timeout
                                       : std::min(limits_.request_timeout,
                                                  limits_.keep_alive_timeout)));
-    with_stream([this](auto& s) {
-      http::async_read_header(s, buffer_, *parser_,
-                              beast::bind_front_handler(&http_session::on_head,
-                                                        shared_from_this()));
-    });
+    parse();
   }
 
-  void on_head(beast::error_code ec, std::size_t head) {
-    if (ec || !stream_.is_open())
+  // Feeds the parser what the buffer holds, reading more while it needs
+  // more: the steps of Beast's async_read_header and then async_read (head
+  // first, the body eagerly), without their composed operations around
+  // each read. read_request takes the same steps.
+  void parse() {
+    while (buffer_.size() > 0) {
+      beast::error_code ec;
+      bool in_head = !parser_->is_header_done();
+      auto used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (in_head)
+        head_bytes_ += used;
+      if (ec == http::error::need_more)
+        break;
+      if (ec)
+        return on_read(ec, 0);
+      if (in_head && parser_->is_header_done()) {
+        // Beast limits the request line and the fields each on its own,
+        // and only while the head is incomplete: count the head as sent.
+        if (head_bytes_ > limits_.max_header_size)
+          return respond_error(431, "Request Header Fields Too Large");
+        parser_->eager(true);
+      }
+      if (parser_->is_done())
+        return handle_request();
+      if (used == 0)
+        break;
+    }
+    auto size = beast::read_size(buffer_, 65536);
+    if (size == 0)
+      return on_read(http::error::buffer_overflow, 0);
+    auto into = buffer_.prepare(size);
+    auto done =
+      beast::bind_front_handler(&http_session::on_some, shared_from_this());
+    if (tls_)
+      tls_->async_read_some(into, std::move(done));
+    else
+      stream_.async_read_some(into, std::move(done));
+  }
+
+  void on_some(beast::error_code ec, std::size_t n) {
+    buffer_.commit(n);
+    if (ec == asio::error::eof) {
+      // A client that closes after part of a request gets its 400.
+      if (!parser_->got_some())
+        return on_read(http::error::end_of_stream, 0);
+      ec = {};
+      parser_->put_eof(ec);
+      if (ec)
+        return on_read(ec, 0);
+    } else if (ec) {
       return on_read(ec, 0);
-    // Beast limits the request line and the fields each on its own, and
-    // only while the head is incomplete: count the head as sent.
-    if (head > limits_.max_header_size)
-      return respond_error(431, "Request Header Fields Too Large");
+    }
+    // Closed at its deadline (see expire), perhaps after the read completed.
+    if (!stream_.is_open())
+      return;
     if (parser_->is_done())
       return handle_request();
-    with_stream([this](auto& s) {
-      http::async_read(s, buffer_, *parser_,
-                       beast::bind_front_handler(&http_session::on_read,
-                                                 shared_from_this()));
-    });
+    parse();
   }
 
   void on_read(beast::error_code ec, std::size_t) {
@@ -792,6 +834,8 @@ private:
   bool keep_alive_ = false;
   bool head_request_ = false;
   std::size_t served_ = 0;
+  // Bytes of the request's head the parser took so far.
+  std::size_t head_bytes_ = 0;
   // A deferred request: the one waiting, and the completed one whose
   // answer is being written.
   deferred_counter waiting_;

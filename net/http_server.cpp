@@ -644,7 +644,7 @@ private:
     timed_out_ = false;
     deadlines_->remove(*this);
     if (!timer_)
-      timer_.emplace(stream_.get_executor());
+      timer_ = std::make_unique<asio::steady_timer>(stream_.get_executor());
     // The timer also keeps the session alive while it waits (a timeout of
     // 0 waits for ever): the wake-up only holds a weak reference, so a
     // handle kept past the runtime holds no socket.
@@ -754,7 +754,11 @@ private:
 
   void respond(int status, std::string body, header_list headers,
                bool keep_alive) {
-    res_.emplace();
+    // Fresh for each answer, in the block of the one before.
+    if (res_)
+      *res_ = http::response<http::string_body>{};
+    else
+      res_ = std::make_unique<http::response<http::string_body>>();
     res_->version(11);
     res_->result(static_cast<unsigned>(status));
     bool has_type = false;
@@ -829,7 +833,9 @@ private:
   http_limits limits_;
   std::shared_ptr<http_handler> handler_;
   std::optional<request_reader> parser_;
-  std::optional<http::response<http::string_body>> res_;
+  // The answer and the deferred request's timer, made when needed (never
+  // for an upgrade): a session fits one of malloc's cached sizes.
+  std::unique_ptr<http::response<http::string_body>> res_;
   std::optional<request> req_;
   bool keep_alive_ = false;
   bool head_request_ = false;
@@ -841,7 +847,7 @@ private:
   deferred_counter waiting_;
   deadline_list_ptr deadlines_;
   // The deferred request's timeout (made when one waits).
-  std::optional<asio::steady_timer> timer_;
+  std::unique_ptr<asio::steady_timer> timer_;
   std::shared_ptr<deferral> deferral_;
   std::shared_ptr<deferral> deferred_req_;
   bool reading_ = false;

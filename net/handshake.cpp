@@ -17,17 +17,22 @@ namespace {
 
 constexpr std::string_view ws_guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
+// The base64 alphabet (ASCII letters and digits, '+', '/'), by byte.
+constexpr auto base64_chars = [] {
+  std::array<bool, 256> in{};
+  for (int c = 0; c < 256; ++c)
+    in[c] = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+            || (c >= '0' && c <= '9') || c == '+' || c == '/';
+  return in;
+}();
+
 // A key is valid when it is base64 for exactly 16 bytes (RFC 6455 4.2.1).
 bool valid_key(std::string_view key) {
   if (key.size() != 24 || key[22] != '=' || key[23] != '=')
     return false;
-  for (std::size_t i = 0; i < 22; ++i) {
-    // ASCII ranges, as std::isalnum in the C locale, without its call.
-    auto c = key[i];
-    if (!(c >= 'A' && c <= 'Z') && !(c >= 'a' && c <= 'z')
-        && !(c >= '0' && c <= '9') && c != '+' && c != '/')
+  for (std::size_t i = 0; i < 22; ++i)
+    if (!base64_chars[static_cast<unsigned char>(key[i])])
       return false;
-  }
   // The last character before padding carries 2 bits; the rest must be 0.
   auto last = key[21];
   return std::string_view{"AQgw"}.find(last) != std::string_view::npos;
@@ -193,12 +198,28 @@ handshake_verdict check_upgrade(const request& req) {
   // The first of each header, as request::header finds it, in one pass.
   std::optional<std::string_view> host, upgrade, connection, version, key;
   for (auto& [k, v] : req.headers()) {
-    auto* slot = iequals(k, "host")                    ? &host
-                 : iequals(k, "upgrade")               ? &upgrade
-                 : iequals(k, "connection")            ? &connection
-                 : iequals(k, "sec-websocket-version") ? &version
-                 : iequals(k, "sec-websocket-key")     ? &key
-                                                       : nullptr;
+    // By length first: one comparison per header at most.
+    auto is = [&k](std::string_view name, auto& slot) {
+      return iequals(k, name) ? &slot : nullptr;
+    };
+    std::optional<std::string_view>* slot = nullptr;
+    switch (k.size()) {
+      case 4:
+        slot = is("host", host);
+        break;
+      case 7:
+        slot = is("upgrade", upgrade);
+        break;
+      case 10:
+        slot = is("connection", connection);
+        break;
+      case 17:
+        slot = is("sec-websocket-key", key);
+        break;
+      case 21:
+        slot = is("sec-websocket-version", version);
+        break;
+    }
     if (slot != nullptr && !*slot)
       *slot = std::string_view{v};
   }

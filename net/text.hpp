@@ -30,6 +30,12 @@ inline std::uint64_t load_word(const char* p) noexcept {
   return w;
 }
 
+inline std::uint64_t load_half(const char* p) noexcept {
+  std::uint32_t w;
+  std::memcpy(&w, p, sizeof w);
+  return w;
+}
+
 } // namespace detail
 
 /// True when `a` and `b` are equal ignoring ASCII case.
@@ -48,6 +54,14 @@ inline bool iequals(std::string_view a, std::string_view b) noexcept {
     // The last eight bytes, overlapping what was compared.
     return detail::fold_ascii(detail::load_word(a.data() + n - 8))
            == detail::fold_ascii(detail::load_word(b.data() + n - 8));
+  }
+  if (n >= 4) {
+    // The first and the last four bytes (overlapping below eight).
+    auto x =
+      detail::load_half(a.data()) << 32 | detail::load_half(a.data() + n - 4);
+    auto y =
+      detail::load_half(b.data()) << 32 | detail::load_half(b.data() + n - 4);
+    return detail::fold_ascii(x) == detail::fold_ascii(y);
   }
   auto lower = [](char c) {
     return c >= 'A' && c <= 'Z' ? static_cast<char>(c + ('a' - 'A')) : c;

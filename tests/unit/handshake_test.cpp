@@ -202,6 +202,17 @@ CAF_TEST(a missing or malformed key is refused with 400) {
   CAF_CHECK_EQUAL(status(with(valid_headers(), "Sec-WebSocket-Key",
                               "+/+/+/+/+/+/+/+/+/+/+w==")),
                   0);
+  // Every byte in the key's body: base64's alphabet passes, nothing else.
+  std::size_t wrong = 0;
+  for (int b = 0; b < 256; ++b) {
+    std::string key{rfc_key};
+    key[5] = static_cast<char>(b);
+    bool alphabet = std::isalnum(b) || b == '+' || b == '/';
+    auto expected = alphabet ? 0 : 400;
+    if (status(with(valid_headers(), "Sec-WebSocket-Key", key)) != expected)
+      ++wrong;
+  }
+  CAF_CHECK_EQUAL(wrong, 0u);
 }
 
 CAF_TEST(an unsupported or missing version is refused with 426) {

@@ -520,7 +520,7 @@ private:
   void on_some(beast::error_code ec, std::size_t n) {
     buffer_.commit(n);
     if (ec == asio::error::eof) {
-      // A client that closes after part of a request gets its 400.
+      // Closed between requests: the end; within one: its 400 (put_eof).
       if (!parser_->got_some())
         return on_read(http::error::end_of_stream, 0);
       ec = {};

@@ -199,11 +199,10 @@ connection_core::connection_core(connection_actor* self, connection_args args)
     if (!p.client_no_context_takeover)
       more().inflater = std::make_unique<net::inflater>(false);
   }
-  if (!args.response.empty()) {
+  if (args.response) {
     // The upgrade's response leads the first batch (written in start()).
-    auto r = net::make_raw(as_bytes(args.response));
-    out().raw_bytes += r->size();
-    queue_owned(std::move(r), 0); // not a message
+    out().raw_bytes += args.response->size();
+    queue_owned(std::move(args.response), 0); // not a message
   }
   // Last: a constructor that throws before this leaves nothing listed.
   if (env_->list) {

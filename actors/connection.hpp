@@ -109,9 +109,9 @@ struct connection_args {
   std::unique_ptr<connection_hooks> hooks;
   /// What the server's connections share (null: nothing).
   std::shared_ptr<const connection_env> env;
-  /// Bytes to write ahead of the first frame (the HTTP 101 response);
-  /// empty for none.
-  std::string response;
+  /// Bytes to write ahead of the first frame (the HTTP 101 response, see
+  /// net::make_raw); null for none.
+  net::frame_ptr response;
   /// The subprotocol chosen at upgrade.
   std::string protocol;
   /// permessage-deflate, when the handshake agreed to it.

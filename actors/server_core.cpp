@@ -232,7 +232,7 @@ void server_core::count_http(bool refused_upgrade) {
 }
 
 void server_core::upgraded(request& req, net::transport_ptr t,
-                           std::string response) {
+                           net::frame_ptr response) {
   connection_args args;
   args.transport = std::move(t);
   args.response = std::move(response);

@@ -78,7 +78,7 @@ public:
 
   fetch_result handle(request& req) override;
   void upgraded(request& req, net::transport_ptr t,
-                std::string response) override;
+                net::frame_ptr response) override;
   bool accepting_upgrades() override;
   void count_http(bool refused_upgrade) override;
 

@@ -96,6 +96,12 @@ frame_ptr make_raw(std::span<const std::byte> bytes) {
   return frame_ptr{raw};
 }
 
+frame_ptr make_raw(std::size_t n, std::byte*& out) {
+  auto* raw = frame::allocate_unframed(n);
+  out = raw->data();
+  return frame_ptr{raw};
+}
+
 frame_ptr make_close_frame(std::uint16_t code, std::string_view reason) {
   if (code == 1005)
     return make_frame(opcode::close, std::span<const std::byte>{});

@@ -75,6 +75,7 @@ private:
   friend boost::intrusive_ptr<const frame>
     make_run(std::span<const frame* const>);
   friend boost::intrusive_ptr<const frame> make_raw(std::span<const std::byte>);
+  friend boost::intrusive_ptr<const frame> make_raw(std::size_t, std::byte*&);
 
   frame(net::opcode op, bool compressed, std::size_t header_size,
         std::size_t size) noexcept
@@ -132,6 +133,10 @@ frame_ptr make_run(std::span<const frame* const> frames);
 /// Bytes written as they are, like a run (no header of its own): the HTTP
 /// response a connection writes ahead of its first frames.
 frame_ptr make_raw(std::span<const std::byte> bytes);
+
+/// Raw bytes as make_raw, `n` of them, which the caller writes through
+/// `out` in place (no copy) before it shares the frame.
+frame_ptr make_raw(std::size_t n, std::byte*& out);
 
 /// Bytes to write: a whole frame or a range of a run. `owner` holds the
 /// bytes; a slice borrows them (whoever hands one to a transport keeps the

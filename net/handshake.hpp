@@ -4,6 +4,7 @@
 #include <string>
 #include <string_view>
 
+#include "herald/net/frame.hpp"
 #include "herald/net/http.hpp"
 
 namespace herald::net {
@@ -35,5 +36,9 @@ bool has_token(std::string_view list, std::string_view token);
 
 /// Builds the whole 101 response for a checked request.
 std::string switching_protocols(const request& req);
+
+/// The 101 response of switching_protocols as raw bytes in a frame (see
+/// make_raw), which the connection writes ahead of its first frames.
+frame_ptr switching_protocols_frame(const request& req);
 
 } // namespace herald::net

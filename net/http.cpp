@@ -5,7 +5,22 @@
 
 namespace herald {
 
+namespace {
+
+// True when percent_decode would change `in` (most paths and query keys
+// hold no escape).
+bool needs_decoding(std::string_view in, bool plus_as_space) noexcept {
+  for (auto c : in)
+    if (c == '%' || (plus_as_space && c == '+'))
+      return true;
+  return false;
+}
+
+} // namespace
+
 std::string percent_decode(std::string_view in, bool plus_as_space) {
+  if (!needs_decoding(in, plus_as_space))
+    return std::string{in};
   std::string out;
   out.reserve(in.size());
   for (std::size_t i = 0; i < in.size(); ++i) {
@@ -72,8 +87,10 @@ std::optional<std::string> request::query(std::string_view name) const {
     auto amp = qs.find('&');
     auto pair = qs.substr(0, amp);
     auto eq = pair.find('=');
-    auto key = percent_decode(pair.substr(0, eq), true);
-    if (key == name)
+    auto raw = pair.substr(0, eq);
+    // A key without escapes is compared as it is, without a copy.
+    if (needs_decoding(raw, true) ? percent_decode(raw, true) == name
+                                  : raw == name)
       return eq == std::string_view::npos
                ? std::string{}
                : percent_decode(pair.substr(eq + 1), true);

@@ -160,14 +160,11 @@ public:
   /// The method as Beast knows it (verb::unknown for others).
   http::verb verb() const noexcept { return verb_; }
 
-  /// The request read, its parts moved out (call once, when done).
-  request take(const std::string& remote) {
-    return request{std::move(method_),
-                   std::move(target_),
-                   std::move(headers_),
-                   std::move(body_),
-                   remote,
-                   version_};
+  /// Makes `into` the request read, its parts moved out (call once, when
+  /// done); in place, without a request to move from.
+  void take(std::optional<request>& into, const std::string& remote) {
+    into.emplace(std::move(method_), std::move(target_), std::move(headers_),
+                 std::move(body_), remote, version_);
   }
 
 private:
@@ -467,6 +464,7 @@ private:
 
   void do_read() {
     head_request_ = false;
+    head_bytes_ = 0;
     parser_.emplace();
     limit(*parser_, limits_);
     // One deadline for the whole request: slow or silent clients are
@@ -476,27 +474,68 @@ private:
                       + (served_ == 0 ? limits_.request_timeout
                                       : std::min(limits_.request_timeout,
                                                  limits_.keep_alive_timeout)));
-    with_stream([this](auto& s) {
-      http::async_read_header(s, buffer_, *parser_,
-                              beast::bind_front_handler(&http_session::on_head,
-                                                        shared_from_this()));
-    });
+    parse();
   }
 
-  void on_head(beast::error_code ec, std::size_t head) {
-    if (ec || !stream_.is_open())
+  // Feeds the parser what the buffer holds, reading more while it needs
+  // more: the steps of Beast's async_read_header and then async_read (head
+  // first, the body eagerly), without their composed operations around
+  // each read. read_request takes the same steps.
+  void parse() {
+    while (buffer_.size() > 0) {
+      beast::error_code ec;
+      bool in_head = !parser_->is_header_done();
+      auto used = parser_->put(buffer_.data(), ec);
+      buffer_.consume(used);
+      if (in_head)
+        head_bytes_ += used;
+      if (ec == http::error::need_more)
+        break;
+      if (ec)
+        return on_read(ec, 0);
+      if (in_head && parser_->is_header_done()) {
+        // Beast limits the request line and the fields each on its own,
+        // and only while the head is incomplete: count the head as sent.
+        if (head_bytes_ > limits_.max_header_size)
+          return respond_error(431, "Request Header Fields Too Large");
+        parser_->eager(true);
+      }
+      if (parser_->is_done())
+        return handle_request();
+      if (used == 0)
+        break;
+    }
+    auto size = beast::read_size(buffer_, 65536);
+    if (size == 0)
+      return on_read(http::error::buffer_overflow, 0);
+    auto into = buffer_.prepare(size);
+    auto done =
+      beast::bind_front_handler(&http_session::on_some, shared_from_this());
+    if (tls_)
+      tls_->async_read_some(into, std::move(done));
+    else
+      stream_.async_read_some(into, std::move(done));
+  }
+
+  void on_some(beast::error_code ec, std::size_t n) {
+    buffer_.commit(n);
+    if (ec == asio::error::eof) {
+      // Closed between requests: the end; within one: its 400 (put_eof).
+      if (!parser_->got_some())
+        return on_read(http::error::end_of_stream, 0);
+      ec = {};
+      parser_->put_eof(ec);
+      if (ec)
+        return on_read(ec, 0);
+    } else if (ec) {
       return on_read(ec, 0);
-    // Beast limits the request line and the fields each on its own, and
-    // only while the head is incomplete: count the head as sent.
-    if (head > limits_.max_header_size)
-      return respond_error(431, "Request Header Fields Too Large");
+    }
+    // Closed at its deadline (see expire), perhaps after the read completed.
+    if (!stream_.is_open())
+      return;
     if (parser_->is_done())
       return handle_request();
-    with_stream([this](auto& s) {
-      http::async_read(s, buffer_, *parser_,
-                       beast::bind_front_handler(&http_session::on_read,
-                                                 shared_from_this()));
-    });
+    parse();
   }
 
   void on_read(beast::error_code ec, std::size_t) {
@@ -524,7 +563,7 @@ private:
     ++served_;
     head_request_ = parser_->verb() == http::verb::head;
     keep_alive_ = parser_->keep_alive();
-    req_ = parser_->take(remote_);
+    parser_->take(req_, remote_);
     fetch_result result;
     try {
       result = handler_->handle(*req_);
@@ -605,7 +644,7 @@ private:
     timed_out_ = false;
     deadlines_->remove(*this);
     if (!timer_)
-      timer_.emplace(stream_.get_executor());
+      timer_ = std::make_unique<asio::steady_timer>(stream_.get_executor());
     // The timer also keeps the session alive while it waits (a timeout of
     // 0 waits for ever): the wake-up only holds a weak reference, so a
     // handle kept past the runtime holds no socket.
@@ -715,7 +754,11 @@ private:
 
   void respond(int status, std::string body, header_list headers,
                bool keep_alive) {
-    res_.emplace();
+    // Fresh for each answer, in the block of the one before.
+    if (res_)
+      *res_ = http::response<http::string_body>{};
+    else
+      res_ = std::make_unique<http::response<http::string_body>>();
     res_->version(11);
     res_->result(static_cast<unsigned>(status));
     bool has_type = false;
@@ -773,7 +816,7 @@ private:
                                     std::move(initial), tls_->release(), topts)
                : make_tcp_transport(std::move(stream_), remote_,
                                     std::move(initial), topts);
-    handler_->upgraded(req, std::move(t), switching_protocols(req));
+    handler_->upgraded(req, std::move(t), switching_protocols_frame(req));
   }
 
   void do_close() {
@@ -790,17 +833,21 @@ private:
   http_limits limits_;
   std::shared_ptr<http_handler> handler_;
   std::optional<request_reader> parser_;
-  std::optional<http::response<http::string_body>> res_;
+  // The answer and the deferred request's timer, made when needed (never
+  // for an upgrade): a session fits one of malloc's cached sizes.
+  std::unique_ptr<http::response<http::string_body>> res_;
   std::optional<request> req_;
   bool keep_alive_ = false;
   bool head_request_ = false;
   std::size_t served_ = 0;
+  // Bytes of the request's head the parser took so far.
+  std::size_t head_bytes_ = 0;
   // A deferred request: the one waiting, and the completed one whose
   // answer is being written.
   deferred_counter waiting_;
   deadline_list_ptr deadlines_;
   // The deferred request's timeout (made when one waits).
-  std::optional<asio::steady_timer> timer_;
+  std::unique_ptr<asio::steady_timer> timer_;
   std::shared_ptr<deferral> deferral_;
   std::shared_ptr<deferral> deferred_req_;
   bool reading_ = false;
@@ -1076,7 +1123,9 @@ read_outcome read_request(std::span<const char> data,
     if (!p.is_done())
       return fail(http::error::partial_message);
   }
-  return {0, p.take("127.0.0.1:50000"), taken};
+  read_outcome out{0, std::nullopt, taken};
+  p.take(out.req, "127.0.0.1:50000");
+  return out;
 }
 
 std::shared_ptr<http_server>

@@ -29,8 +29,7 @@ public:
   /// `response` (the 101) ahead of its first frames once its open handler
   /// ran, so that what open subscribed to is in place before the client
   /// can see the upgrade.
-  virtual void upgraded(request& req, transport_ptr t,
-                        std::string response) = 0;
+  virtual void upgraded(request& req, transport_ptr t, frame_ptr response) = 0;
   /// May a new WebSocket be opened now? (false: 503)
   virtual bool accepting_upgrades() { return true; }
   /// Counts a request answered over HTTP, and a refused upgrade.

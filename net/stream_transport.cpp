@@ -232,7 +232,10 @@ void stream_transport::on_readable(boost::system::error_code ec) {
   } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
     do_read();
   } else {
-    down(std::strerror(errno));
+    // Most connections end here (a peer's reset): the error's English
+    // text, without strerror's look-up of a translation.
+    auto* text = ::strerrordesc_np(errno);
+    down(text ? text : std::strerror(errno));
   }
 }
 

@@ -142,6 +142,52 @@ describe('HTTP against herald-test-server', () => {
     assert.equal(info.body, 'name=ann&x=ü');
   });
 
+  // The head and the body arriving in separate reads, as Content-Length
+  // or chunks: the whole body reaches fetch.
+  for (const [what, head, pieces] of [
+    ['Content-Length', 'Content-Length: 11', ['hel', 'lo wo', 'rld']],
+    ['chunked', 'Transfer-Encoding: chunked',
+     ['5\r\nhel', 'lo\r\n6\r\n wor', 'ld\r\n0\r\n', '\r\n']],
+  ]) {
+    test(`a body sent in pieces after the head (${what}) is read whole`, T,
+         async () => {
+           const { sock, state } = await tcpConnect(server);
+           sock.write(`POST /info HTTP/1.1\r\nHost: x\r\n${head}\r\n` +
+                      'Connection: close\r\n\r\n');
+           for (const piece of pieces) {
+             await sleep(20);
+             sock.write(piece);
+           }
+           await withTimeout(state.closedP, 3000, 'the server to close');
+           const text = state.data.toString();
+           assert.match(text, /^HTTP\/1\.1 200 /);
+           const info = JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4));
+           assert.equal(info.body, 'hello world');
+         });
+  }
+
+  for (const [what, bytes] of [
+    ['in the head', 'GET /info HTTP/1.1\r\nHost: x\r\n'],
+    ['in the body', 'POST /info HTTP/1.1\r\nHost: x\r\n' +
+                    'Content-Length: 10\r\n\r\nabc'],
+  ]) {
+    test(`a client that stops sending ${what} and closes its side -> 400`, T,
+         async () => {
+           const { sock, state } = await tcpConnect(server);
+           sock.end(bytes);
+           await withTimeout(state.closedP, 3000, 'the server to close');
+           assert.match(state.data.toString(), /^HTTP\/1\.1 400 /);
+         });
+  }
+
+  test('a client that closes its side before sending anything gets nothing',
+       T, async () => {
+         const { sock, state } = await tcpConnect(server);
+         sock.end();
+         await withTimeout(state.closedP, 3000, 'the server to close');
+         assert.equal(state.data.length, 0);
+       });
+
   test('a body over the limit (--max-body 1000) -> 413', T, async () => {
     const r = await rawHttp(server.port,
                             'POST /info HTTP/1.1\r\nHost: x\r\n' +

@@ -74,7 +74,9 @@ struct fixture : test_coordinator_fixture<> {
       t->expect_http_response();
     last = t;
     args.transport = t;
-    args.response = std::move(response);
+    if (!response.empty())
+      args.response = herald::net::make_raw(
+        std::as_bytes(std::span<const char>{response.data(), response.size()}));
     args.hooks =
       std::make_unique<herald::typed_hooks<user>>(handlers, handlers->options(),
                                                   user{std::move(name)});

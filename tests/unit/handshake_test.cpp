@@ -6,12 +6,17 @@
 
 #include <cctype>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "herald/net/http.hpp"
 #include "herald/net/http_server.hpp"
+#include "herald/net/text.hpp"
+
+#include <boost/beast/core/detail/base64.hpp>
+#include <boost/beast/core/detail/sha1.hpp>
 
 #include "caf/test/dsl.hpp"
 
@@ -77,6 +82,36 @@ CAF_TEST(accept key of RFC 6455 section 1.3) {
   // Another key gives another answer (computed with sha1sum and base64).
   CAF_CHECK_EQUAL(accept_key("x3JJHMbDL1EzLkh9GBhXDw=="),
                   "HSmrc0sMlYUkAGmm5OPpG2HaGWk=");
+}
+
+CAF_TEST(accept keys of keys of any length match Beast SHA - 1) {
+  // The server's own SHA-1 against Beast's, for keys of every length up
+  // to a few blocks: the padding falls into the key's block or the next.
+  namespace d = boost::beast::detail;
+  auto reference = [](const std::string& key) {
+    auto msg = key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    d::sha1_context ctx;
+    d::init(ctx);
+    d::update(ctx, msg.data(), msg.size());
+    unsigned char digest[d::sha1_context::digest_size];
+    d::finish(ctx, digest);
+    std::string out(d::base64::encoded_size(sizeof digest), '\0');
+    out.resize(d::base64::encode(out.data(), digest, sizeof digest));
+    return out;
+  };
+  std::minstd_rand rng{19};
+  std::size_t mismatches = 0;
+  for (std::size_t n = 0; n <= 200; ++n) {
+    for (int round = 0; round < 3; ++round) {
+      std::string key(n, '\0');
+      for (auto& c : key)
+        c = static_cast<char>(rng());
+      if (accept_key(key) != reference(key))
+        ++mismatches;
+    }
+  }
+  CAF_CHECK_EQUAL(mismatches, 0u);
+  CAF_CHECK_EQUAL(accept_key(rfc_key), reference(std::string{rfc_key}));
 }
 
 CAF_TEST(a valid request passes) {
@@ -167,6 +202,17 @@ CAF_TEST(a missing or malformed key is refused with 400) {
   CAF_CHECK_EQUAL(status(with(valid_headers(), "Sec-WebSocket-Key",
                               "+/+/+/+/+/+/+/+/+/+/+w==")),
                   0);
+  // Every byte in the key's body: base64's alphabet passes, nothing else.
+  std::size_t wrong = 0;
+  for (int b = 0; b < 256; ++b) {
+    std::string key{rfc_key};
+    key[5] = static_cast<char>(b);
+    bool alphabet = std::isalnum(b) || b == '+' || b == '/';
+    auto expected = alphabet ? 0 : 400;
+    if (status(with(valid_headers(), "Sec-WebSocket-Key", key)) != expected)
+      ++wrong;
+  }
+  CAF_CHECK_EQUAL(wrong, 0u);
 }
 
 CAF_TEST(an unsupported or missing version is refused with 426) {
@@ -240,6 +286,63 @@ CAF_TEST(request targets : path and query) {
   CAF_CHECK_EQUAL(herald::percent_decode("%4", false), "%4");
   CAF_CHECK_EQUAL(herald::percent_decode("%", false), "%");
   CAF_CHECK_EQUAL(herald::percent_decode("%C3%A9", false), "\xC3\xA9");
+  CAF_CHECK_EQUAL(herald::percent_decode("plain/path", true), "plain/path");
+  CAF_CHECK_EQUAL(herald::percent_decode("", true), "");
+  // Keys with '+' or escapes are decoded before they are compared; plain
+  // keys as they are.
+  request keys{"GET", "/?a+b=1&c%20d=2&e=3&a%2Bb=4", {}};
+  CAF_CHECK_EQUAL(keys.query("a b").value_or("<none>"), "1");
+  CAF_CHECK_EQUAL(keys.query("c d").value_or("<none>"), "2");
+  CAF_CHECK_EQUAL(keys.query("e").value_or("<none>"), "3");
+  CAF_CHECK_EQUAL(keys.query("a+b").value_or("<none>"), "4");
+  CAF_CHECK(!keys.query("c%20d").has_value());
+}
+
+CAF_TEST(iequals folds ASCII letters only at every length and position) {
+  // The reference: byte by byte, A-Z to a-z, nothing else.
+  auto reference = [](std::string_view a, std::string_view b) {
+    if (a.size() != b.size())
+      return false;
+    auto lower = [](unsigned char c) {
+      return c >= 'A' && c <= 'Z' ? c + 32 : c;
+    };
+    for (std::size_t i = 0; i < a.size(); ++i)
+      if (lower(static_cast<unsigned char>(a[i]))
+          != lower(static_cast<unsigned char>(b[i])))
+        return false;
+    return true;
+  };
+  const std::string base = "sec-websocket-version: 13";
+  std::size_t mismatches = 0;
+  for (std::size_t n = 0; n <= base.size(); ++n) {
+    auto b = base.substr(0, n);
+    CAF_CHECK(iequals(b, b));
+    CAF_CHECK(!iequals(b, base.substr(0, n + 1)) || n == base.size());
+    for (std::size_t pos = 0; pos < n; ++pos) {
+      for (int x = 0; x < 256; ++x) {
+        auto a = b;
+        a[pos] = static_cast<char>(x);
+        // Against the base and against the byte's other case.
+        auto other = a;
+        other[pos] = static_cast<char>(x ^ 0x20);
+        if (iequals(a, b) != reference(a, b) || iequals(b, a) != reference(b, a)
+            || iequals(a, other) != reference(a, other))
+          ++mismatches;
+      }
+    }
+  }
+  CAF_CHECK_EQUAL(mismatches, 0u);
+  CAF_CHECK(iequals("Sec-WebSocket-Key", "sec-websocket-key"));
+  CAF_CHECK(iequals("SEC-WEBSOCKET-VERSION", "sec-websocket-version"));
+  CAF_CHECK(!iequals("sec-websocket-kex", "sec-websocket-key"));
+  CAF_CHECK(!iequals("Sec-WebSocket-Key", "sec-websocket-keys"));
+  // '@' and '[' sit beside the capitals; '`' and '{' beside the small ones.
+  CAF_CHECK(!iequals("abcdefgh@", "abcdefgh`"));
+  CAF_CHECK(!iequals("abcdefgh[", "abcdefgh{"));
+  CAF_CHECK(!iequals("\xC1"
+                     "bcdefgh",
+                     "\xE1"
+                     "bcdefgh"));
 }
 
 CAF_TEST(header lookup is case -insensitive and takes the first) {
@@ -297,6 +400,10 @@ CAF_TEST(the 101 response) {
                   "Sec-WebSocket-Protocol: chat\r\n"
                   "X-Good: value: with colon\r\n"
                   "\r\n");
+  // The frame the server writes holds the same bytes.
+  auto f = switching_protocols_frame(r);
+  CAF_CHECK_EQUAL(f->payload_view(), switching_protocols(r));
+  CAF_CHECK_EQUAL(f->size(), switching_protocols(r).size());
   // The accept key comes from the trimmed request key.
   auto padded = get(with(valid_headers(), "Sec-WebSocket-Key",
                          "  " + std::string{rfc_key} + " "));

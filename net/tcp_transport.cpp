@@ -3,7 +3,6 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <mutex>
 
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -34,7 +33,6 @@ public:
                        opts) {}
 
   std::size_t write(std::span<const slice> pieces) override {
-    std::lock_guard<std::mutex> guard{mtx_};
     if (closing_ || failed_)
       return 0;
     if (!out_.empty()) {
@@ -42,7 +40,7 @@ public:
         keep(p, 0);
       return buffered_;
     }
-    // Nothing queued: write straight from the caller's thread.
+    // Nothing queued: write at once.
     std::size_t i = 0;
     std::size_t offset = 0;
     while (i < pieces.size()) {
@@ -52,7 +50,7 @@ public:
       if (written < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
           break;
-        fail_locked(std::strerror(errno));
+        fail(std::strerror(errno));
         return 0;
       }
       // Skip what the kernel took.
@@ -76,7 +74,7 @@ public:
     keep(pieces[i], offset);
     for (auto j = i + 1; j < pieces.size(); ++j)
       keep(pieces[j], 0);
-    arm_write_locked();
+    arm_write();
     return buffered_;
   }
 
@@ -92,19 +90,19 @@ private:
     return true;
   }
 
-  bool flushed_locked() const override { return out_.empty(); }
+  bool flushed() const override { return out_.empty(); }
 
-  bool flush_locked() override {
+  bool flush_backlog() override {
     while (!out_.empty()) {
       iovec iov[max_iov];
       auto g = gather(std::span<const queued>{out_}, 0, iov);
       auto written = send_iov(iov, g.iovs);
       if (written < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-          arm_write_locked();
+          arm_write();
           return false;
         }
-        fail_locked(std::strerror(errno));
+        fail(std::strerror(errno));
         return false;
       }
       auto w = static_cast<std::size_t>(written);

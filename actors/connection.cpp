@@ -86,14 +86,17 @@ namespace {
 // Output counters of the connections that wrote on this loop thread, added
 // to the server's once at the end of the loop's batch (flush_loop_stats):
 // the loops write at the same time, and adding to one shared counter per
-// write would move its cache line between them on every write.
+// write would move its cache line between them on every write. Trivial to
+// make and destroy, so a write reaches it without a thread_local guard;
+// loop_stats_owner keeps `to` alive and is touched only when it changes.
 struct loop_out_stats {
-  std::shared_ptr<server_stats> to;
-  std::uint64_t messages = 0;
-  std::uint64_t bytes = 0;
+  server_stats* to;
+  std::uint64_t messages;
+  std::uint64_t bytes;
 };
 
-thread_local loop_out_stats loop_stats;
+constinit thread_local loop_out_stats loop_stats{nullptr, 0, 0};
+thread_local std::shared_ptr<server_stats> loop_stats_owner;
 
 } // namespace
 
@@ -107,7 +110,8 @@ void connection_core::flush_loop_stats() noexcept {
     ls.to->bytes_out.fetch_add(ls.bytes, std::memory_order_relaxed);
   ls.messages = 0;
   ls.bytes = 0;
-  ls.to.reset();
+  ls.to = nullptr;
+  loop_stats_owner.reset();
 }
 
 // -- connection_list ----------------------------------------------------------
@@ -525,20 +529,29 @@ void connection_core::flush() {
   handed_ += out_->bytes();
   auto remaining = transport_->write(out_->pieces);
   release_out(true);
+  after_write(remaining);
+}
+
+void connection_core::after_write(std::size_t remaining) {
   if (remaining > 0)
     backpressured_ = true;
   pause_if_backlogged(remaining);
-  if (env_->stats && spawning_loop() != net::io_service::no_loop) {
-    // On a loop: counted there until its batch ends.
-    auto& ls = loop_stats;
-    if (ls.to != env_->stats) {
-      flush_loop_stats();
-      ls.to = env_->stats;
-    }
-    ls.messages += std::exchange(n_out_, 0);
-    ls.bytes += std::exchange(bytes_out_, 0);
+  if (!env_->stats)
+    return;
+  if (self_->home_loop() == net::io_service::no_loop) {
+    add_stats();
+    return;
   }
-  add_stats();
+  // On a loop (a connection with a home loop runs there only): counted
+  // there until its batch ends. What came in was counted by on_inbound.
+  auto& ls = loop_stats;
+  if (ls.to != env_->stats.get()) {
+    flush_loop_stats();
+    ls.to = env_->stats.get();
+    loop_stats_owner = env_->stats;
+  }
+  ls.messages += std::exchange(n_out_, 0);
+  ls.bytes += std::exchange(bytes_out_, 0);
 }
 
 void connection_core::pause_if_backlogged(std::size_t remaining) {
@@ -655,13 +668,79 @@ bool connection_core::deliver_now(const caf::message& carrier) {
   // outside of the actor's resume would leave it never cleaned up.
   if (state_ != herald::ready_state::open || opts_.close_on_backpressure_limit)
     return false;
+  auto& d = carrier.get_as<msg::delivery>(0);
+  // Nothing of an earlier batch waits (the usual case): written straight
+  // from the delivery, without a batch.
+  if (!out_ && !flush_pending_ && cork_depth_ == 0 && write_through(d))
+    return true;
   begin_message();
-  on_delivery(carrier.get_as<msg::delivery>(0), &carrier);
+  on_delivery(d, &carrier);
   // Nothing else was waiting: the batch is written now. Whatever it could
   // not take stays in the transport, which holds its own references.
   end_message(true);
   if (out_ && !out_->pieces.empty())
     out_->held.push_back(carrier); // not written after all: keep the frames
+  return true;
+}
+
+bool connection_core::write_through(const msg::delivery& d) {
+  // What on_delivery would queue as it is, gathered here instead; false,
+  // with nothing done, at anything else (a drop, a compression, more pieces
+  // than fit), which on_delivery then handles. The caller's message keeps
+  // the bytes until write() returns, and the transport keeps what it could
+  // not send with references of its own.
+  constexpr std::size_t max_pieces = 8;
+  net::slice pieces[max_pieces];
+  std::size_t n = 0;
+  std::size_t frames = 0;
+  std::size_t bytes = 0;
+  auto add = [&](const net::slice& s, std::size_t count) {
+    frames += count;
+    bytes += s.size;
+    if (n > 0) {
+      auto& last = pieces[n - 1];
+      if (last.owner == s.owner && last.data + last.size == s.data) {
+        last.size += s.size;
+        return true;
+      }
+    }
+    if (n == max_pieces)
+      return false;
+    pieces[n++] = s;
+    return true;
+  };
+  auto me = self_->ctrl();
+  auto limit = opts_.backpressure_limit;
+  auto transport_bytes = transport_->buffered_amount();
+  for (std::size_t i = 0; i < d.messages.size(); ++i) {
+    auto& m = d.messages[i];
+    if (!d.placements.empty() && d.placements[i].run != d.placements[i].none
+        && d.placements[i].offset == 0) {
+      auto run = d.placements[i].run;
+      auto& info = d.run_infos[run];
+      if (!info.mixed
+          && (limit == 0 || bytes + transport_bytes + info.bytes < limit)) {
+        auto& r = *d.runs[run];
+        if (!add(net::slice{&r, r.bytes().data(), info.bytes}, info.count))
+          return false;
+        i += info.count - 1;
+        continue;
+      }
+    }
+    if (m.exclude && m.exclude.get() == me)
+      continue;
+    if ((m.compress && deflate_)
+        || (limit > 0 && bytes + transport_bytes >= limit))
+      return false;
+    if (!add(d.bytes_of(i), 1))
+      return false;
+  }
+  if (n == 0)
+    return true;
+  n_out_ += frames;
+  bytes_out_ += bytes;
+  handed_ += bytes;
+  after_write(transport_->write({pieces, n}));
   return true;
 }
 

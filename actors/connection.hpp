@@ -218,6 +218,11 @@ private:
   // owned one by one). With `carrier` (deliver_now) there is nothing to
   // keep: the batch is written before it returns.
   bool hold_delivery(const msg::delivery& d, const caf::message* carrier);
+  // deliver_now's usual case: `d` written at once without a batch; false,
+  // doing nothing, when it needs on_delivery.
+  bool write_through(const msg::delivery& d);
+  // After a write: backpressure, pausing and the counters.
+  void after_write(std::size_t remaining);
 
   // Sends a close frame, runs `close` and closes the transport.
   void fail(std::uint16_t code, std::string_view reason);

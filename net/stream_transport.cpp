@@ -5,6 +5,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstring>
+#include <utility>
 
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -78,9 +79,8 @@ stream_transport::~stream_transport() = default;
 // begin): what arrives before the owner exists is kept and handed over
 // here, so starting costs no hop to another thread.
 void stream_transport::start(caf::actor owner) {
-  std::lock_guard<std::mutex> guard{mtx_};
   owner_ = std::move(owner);
-  // Under the lock: bytes read from now on are sent after these.
+  // Bytes read from now on are sent after these.
   if (early_) {
     if (!early_->bytes.empty())
       caf::anon_send(owner_, inbound{std::move(early_->bytes)});
@@ -99,13 +99,12 @@ void stream_transport::begin() {
 }
 
 std::size_t stream_transport::buffered_amount() const {
-  // Read on every send and delivery: no lock (writers hold mtx_).
-  return buffered_.load(std::memory_order_relaxed);
+  return buffered_;
 }
 
 void stream_transport::consumed(std::size_t n) {
-  auto before = unconsumed_.fetch_sub(n);
-  if (before - n < read_credit_ && credit_paused_.exchange(false))
+  unconsumed_ -= n;
+  if (unconsumed_ < read_credit_ && std::exchange(credit_paused_, false))
     asio::post(sock_.get_executor(),
                [self = shared_from_this()] { self->do_read(); });
 }
@@ -115,15 +114,14 @@ void stream_transport::pause_reading() {
 }
 
 void stream_transport::resume_reading() {
-  if (user_paused_.exchange(false))
+  if (std::exchange(user_paused_, false))
     asio::post(sock_.get_executor(),
                [self = shared_from_this()] { self->do_read(); });
 }
 
 std::size_t stream_transport::unread_input() const {
-  // Under the lock, and only while neither flag is set: do_abort sets
-  // them under it before it closes the descriptor, so fd_ is still ours.
-  std::lock_guard<std::mutex> guard{mtx_};
+  // Only while neither flag is set: do_abort sets them before it closes
+  // the descriptor, so fd_ is still ours.
   if (closing_ || failed_)
     return 0;
   int n = 0;
@@ -133,20 +131,27 @@ std::size_t stream_transport::unread_input() const {
 }
 
 void stream_transport::close(bool graceful) {
-  std::lock_guard<std::mutex> guard{mtx_};
+  if (!sock_.get_executor().running_in_this_thread()) {
+    // Another thread (a connection destroyed away from its loop), or the
+    // loop is not running: the state is the loop's, so close there.
+    asio::post(sock_.get_executor(), [self = shared_from_this(), graceful] {
+      self->close(graceful);
+    });
+    return;
+  }
   if (closing_)
     return;
   closing_ = true;
   owner_ = nullptr;
   if (graceful && !failed_) {
-    bool flushed = flushed_locked();
-    if (!flushed)
-      arm_write_locked(); // a held backlog too: the completion shuts down
-    asio::post(sock_.get_executor(), [self = shared_from_this(), flushed] {
+    bool empty = flushed();
+    if (!empty)
+      arm_write(); // a held backlog too: the completion shuts down
+    asio::post(sock_.get_executor(), [self = shared_from_this(), empty] {
       // A peer that never reads would keep a backlog (and this socket)
       // forever: the linger deadline covers the flush too.
       self->start_linger_timer();
-      if (flushed)
+      if (empty)
         self->do_shutdown();
       // else: the write completion shuts down once the backlog is out.
     });
@@ -161,26 +166,21 @@ std::string stream_transport::remote_address() const {
 }
 
 void stream_transport::deliver(std::vector<std::byte> bytes) {
-  // Called on the socket's loop; owner_ is cleared under the lock on close.
-  caf::actor owner;
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (!owner_ && !closing_) {
-      // Not started yet: keep the bytes for start().
+  if (!owner_) {
+    // Not started yet: keep the bytes for start() (or drop them: closing).
+    if (!closing_) {
       auto& early = before_start().bytes;
       early.insert(early.end(), bytes.begin(), bytes.end());
-      return;
     }
-    owner = owner_;
+    return;
   }
-  if (owner)
-    caf::anon_send(owner, inbound{std::move(bytes)});
+  caf::anon_send(owner_, inbound{std::move(bytes)});
 }
 
-void stream_transport::fail_locked(std::string why) {
+void stream_transport::fail(std::string why) {
   failed_ = true;
   out_.clear();
-  clear_locked();
+  clear_backlog();
   buffered_ = 0;
   if (owner_)
     caf::anon_send(owner_, transport_down_atom::value, std::move(why));
@@ -199,11 +199,9 @@ stream_transport::early_events& stream_transport::before_start() {
 void stream_transport::do_read() {
   if (reading_ || user_paused_ || lingering_ || !sock_.is_open())
     return;
-  if (unconsumed_.load() >= read_credit_) {
-    credit_paused_ = true;
-    // The actor may have caught up between the check and the flag.
-    if (unconsumed_.load() >= read_credit_ || !credit_paused_.exchange(false))
-      return;
+  if (unconsumed_ >= read_credit_) {
+    credit_paused_ = true; // consumed() reads on
+    return;
   }
   reading_ = true;
   sock_.async_wait(tcp::socket::wait_read,
@@ -240,19 +238,15 @@ void stream_transport::on_readable(boost::system::error_code ec) {
 }
 
 void stream_transport::down(std::string why) {
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (!closing_) {
-      fail_locked(std::move(why));
-      return;
-    }
-  }
-  do_abort();
+  if (!closing_)
+    fail(std::move(why));
+  else
+    do_abort();
 }
 
 // -- writing ------------------------------------------------------------------
 
-void stream_transport::arm_write_locked() {
+void stream_transport::arm_write() {
   if (writing_)
     return;
   writing_ = true;
@@ -265,17 +259,15 @@ void stream_transport::arm_write_locked() {
 }
 
 void stream_transport::on_writable(boost::system::error_code ec) {
-  std::unique_lock<std::mutex> guard{mtx_};
   writing_ = false;
   if (ec || failed_) {
     if (ec && ec != asio::error::operation_aborted)
-      fail_locked(ec.message());
+      fail(ec.message());
     return;
   }
-  if (!flush_locked())
+  if (!flush_backlog())
     return;
   if (closing_) {
-    guard.unlock();
     do_shutdown();
     return;
   }
@@ -288,11 +280,8 @@ void stream_transport::on_writable(boost::system::error_code ec) {
 void stream_transport::do_shutdown() {
   if (!sock_.is_open() || lingering_)
     return;
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (!failed_)
-      before_shutdown_locked();
-  }
+  if (!failed_)
+    before_shutdown();
   // Send FIN after the data, then read until the peer closes, so that
   // unread input does not turn our close into a reset that could destroy
   // the close frame still in flight.
@@ -331,15 +320,12 @@ void stream_transport::do_linger_read() {
 }
 
 void stream_transport::do_abort() {
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    closing_ = true;
-    failed_ = true;
-    owner_ = nullptr;
-    out_.clear();
-    clear_locked();
-    buffered_ = 0;
-  }
+  closing_ = true;
+  failed_ = true;
+  owner_ = nullptr;
+  out_.clear();
+  clear_backlog();
+  buffered_ = 0;
   if (linger_timer_)
     linger_timer_->cancel();
   boost::system::error_code ec;

@@ -2,13 +2,17 @@
 // the socket, the hand-over of early input, read credit and pausing, the
 // write wait, graceful close with linger, and abort. A subclass moves the
 // bytes: how a write is sent and what a read turns into.
+//
+// One thread: the socket's loop runs the Asio handlers, and the owner (a
+// connection actor, whose home is that loop) calls every member there
+// too, so the state below takes no lock. Only close() may come from
+// another thread (a connection destroyed elsewhere): it then goes to the
+// loop.
 #pragma once
 
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -53,44 +57,43 @@ protected:
   /// `bytes` were read (valid only during the call); false when the
   /// connection ended and reading must stop.
   virtual bool on_received(std::span<const std::byte> bytes) = 0;
-  /// Under the lock: true when nothing waits to be sent.
-  virtual bool flushed_locked() const = 0;
-  /// Under the lock, with the socket writable: sends the backlog. True when
-  /// all of it went out; false when it armed the write wait again or failed.
-  virtual bool flush_locked() = 0;
-  /// Under the lock, before FIN on a graceful close.
-  virtual void before_shutdown_locked() {}
-  /// Under the lock, when the transport fails or aborts: drops the
-  /// subclass's backlog state (the base clears out_ and buffered_).
-  virtual void clear_locked() {}
+  /// True when nothing waits to be sent.
+  virtual bool flushed() const = 0;
+  /// With the socket writable: sends the backlog. True when all of it went
+  /// out; false when it armed the write wait again or failed.
+  virtual bool flush_backlog() = 0;
+  /// Before FIN on a graceful close.
+  virtual void before_shutdown() {}
+  /// When the transport fails or aborts: drops the subclass's backlog
+  /// state (the base clears out_ and buffered_).
+  virtual void clear_backlog() {}
 
   // -- for subclasses ---------------------------------------------------------
 
   /// Hands read bytes to the owner (the socket's loop).
   void deliver(std::vector<std::byte> bytes);
   /// Marks the transport failed and tells the owner why.
-  void fail_locked(std::string why);
+  void fail(std::string why);
   /// The socket's loop: ends the connection after a read error or EOF.
   void down(std::string why);
-  /// Waits for the socket to become writable, then calls flush_locked.
-  void arm_write_locked();
+  /// Waits for the socket to become writable, then calls flush_backlog.
+  void arm_write();
 
   stream_socket sock_;
   std::string remote_;
   std::size_t read_credit_;
   std::chrono::milliseconds linger_;
 
-  mutable std::mutex mtx_;
   caf::actor owner_;
   std::vector<queued> out_;
-  std::atomic<std::size_t> buffered_{0};
+  std::size_t buffered_ = 0;
   bool writing_ = false;
   bool closing_ = false;
   bool failed_ = false;
   // Beside the flags: fills their padding.
   int fd_ = -1;
 
-  std::atomic<std::size_t> unconsumed_{0};
+  std::size_t unconsumed_ = 0;
 
 private:
   void do_read();
@@ -112,14 +115,12 @@ private:
   std::unique_ptr<early_events> early_;
   early_events& before_start();
 
-  // The socket's loop only.
   bool reading_ = false;
   bool lingering_ = false;
+  bool credit_paused_ = false;
+  bool user_paused_ = false;
   // Made only when closing: idle connections do not carry a timer.
   std::unique_ptr<boost::asio::steady_timer> linger_timer_;
-
-  std::atomic<bool> credit_paused_{false};
-  std::atomic<bool> user_paused_{false};
 };
 
 } // namespace herald::net

@@ -3,7 +3,6 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <mutex>
 
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -34,7 +33,6 @@ public:
                        opts) {}
 
   std::size_t write(std::span<const slice> pieces) override {
-    std::lock_guard<std::mutex> guard{mtx_};
     if (closing_ || failed_)
       return 0;
     if (!out_.empty()) {
@@ -42,7 +40,15 @@ public:
         keep(p, 0);
       return buffered_;
     }
-    // Nothing queued: write straight from the caller's thread.
+    // Nothing queued: write at once. One piece (a lone delivery) goes from
+    // where it is, without the copy into the scratch buffer.
+    if (pieces.size() == 1)
+      return write_one(pieces[0]);
+    return write_gathered(pieces);
+  }
+
+private:
+  std::size_t write_gathered(std::span<const slice> pieces) {
     std::size_t i = 0;
     std::size_t offset = 0;
     while (i < pieces.size()) {
@@ -52,7 +58,7 @@ public:
       if (written < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
           break;
-        fail_locked(std::strerror(errno));
+        fail(std::strerror(errno));
         return 0;
       }
       // Skip what the kernel took.
@@ -76,11 +82,27 @@ public:
     keep(pieces[i], offset);
     for (auto j = i + 1; j < pieces.size(); ++j)
       keep(pieces[j], 0);
-    arm_write_locked();
+    arm_write();
     return buffered_;
   }
 
-private:
+  std::size_t write_one(const slice& p) {
+    auto written = send_to(p.data, p.size);
+    if (written < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        fail(std::strerror(errno));
+        return 0;
+      }
+      written = 0;
+    }
+    auto w = static_cast<std::size_t>(written);
+    if (w == p.size)
+      return 0;
+    keep(p, w);
+    arm_write();
+    return buffered_;
+  }
+
   struct gathered {
     std::size_t iovs = 0;  // iovec entries filled
     std::size_t bytes = 0; // bytes they cover
@@ -92,19 +114,19 @@ private:
     return true;
   }
 
-  bool flushed_locked() const override { return out_.empty(); }
+  bool flushed() const override { return out_.empty(); }
 
-  bool flush_locked() override {
+  bool flush_backlog() override {
     while (!out_.empty()) {
       iovec iov[max_iov];
       auto g = gather(std::span<const queued>{out_}, 0, iov);
       auto written = send_iov(iov, g.iovs);
       if (written < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-          arm_write_locked();
+          arm_write();
           return false;
         }
-        fail_locked(std::strerror(errno));
+        fail(std::strerror(errno));
         return false;
       }
       auto w = static_cast<std::size_t>(written);
@@ -179,15 +201,19 @@ private:
     return g;
   }
 
+  // The system calls themselves: libc's send and sendmsg are cancellation
+  // points, which switch asynchronous cancellation on and off around every
+  // call, and no thread here is ever cancelled.
+  ssize_t send_to(const void* data, std::size_t size) {
+    return ::syscall(SYS_sendto, fd_, data, size, MSG_NOSIGNAL | MSG_DONTWAIT,
+                     nullptr, 0);
+  }
+
   ssize_t send_iov(iovec* iov, std::size_t n) {
-    // The system calls themselves: libc's send and sendmsg are cancellation
-    // points, which switch asynchronous cancellation on and off around
-    // every call, and no thread here is ever cancelled.
-    // One piece (a lone message, or small ones gathered into the scratch
-    // buffer) goes through sendto: the kernel then copies no iovec array in.
+    // One piece (small ones gathered into the scratch buffer) goes through
+    // sendto: the kernel then copies no iovec array in.
     if (n == 1)
-      return ::syscall(SYS_sendto, fd_, iov[0].iov_base, iov[0].iov_len,
-                       MSG_NOSIGNAL | MSG_DONTWAIT, nullptr, 0);
+      return send_to(iov[0].iov_base, iov[0].iov_len);
     msghdr mh{};
     mh.msg_iov = iov;
     mh.msg_iovlen = n;

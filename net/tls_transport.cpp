@@ -4,7 +4,6 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <mutex>
 
 #include <sys/socket.h>
 
@@ -42,7 +41,6 @@ public:
       engine_(std::move(engine)) {}
 
   std::size_t write(std::span<const slice> pieces) override {
-    std::lock_guard<std::mutex> guard{mtx_};
     if (closing_ || failed_)
       return 0;
     if (!out_.empty() || writing_) {
@@ -57,10 +55,10 @@ public:
     borrow_scratch();
     for (;;) {
       if (!encrypt(pieces, i, offset)) {
-        fail_locked("TLS: " + engine_->error());
+        fail("TLS: " + engine_->error());
         return 0;
       }
-      if (!send_locked())
+      if (!send_pending())
         break;
       if (i == pieces.size()) {
         return_scratch();
@@ -77,7 +75,7 @@ public:
         keep(pieces[j], 0);
     }
     update_buffered();
-    arm_write_locked();
+    arm_write();
     return buffered_;
   }
 
@@ -93,24 +91,21 @@ private:
   }
 
   bool on_received(std::span<const std::byte> bytes) override {
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      engine_->input(bytes);
-    }
+    engine_->input(bytes);
     return decrypt();
   }
 
-  bool flushed_locked() const override {
+  bool flushed() const override {
     return out_.empty() && sent_ == engine_->out().size();
   }
 
-  void before_shutdown_locked() override {
+  void before_shutdown() override {
     // close_notify, then FIN: a peer can tell our close from a cut.
     engine_->shutdown();
-    send_locked();
+    send_pending();
   }
 
-  void clear_locked() override { plain_bytes_ = 0; }
+  void clear_backlog() override { plain_bytes_ = 0; }
 
   void keep(const slice& p, std::size_t offset) {
     out_.push_back(
@@ -192,7 +187,7 @@ private:
 
   // Sends the pending records; true when all went out. On an error the
   // transport has failed.
-  bool send_locked() {
+  bool send_pending() {
     auto& c = engine_->out();
     while (sent_ < c.size()) {
       auto n = ::send(fd_, c.data() + sent_, c.size() - sent_,
@@ -200,7 +195,7 @@ private:
       if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
           return false;
-        fail_locked(std::strerror(errno));
+        fail(std::strerror(errno));
         return false;
       }
       sent_ += static_cast<std::size_t>(n);
@@ -218,24 +213,20 @@ private:
     std::vector<std::byte> plain;
     auto st = tls_engine::status::want;
     std::string why;
-    bool renegotiation = false;
-    {
-      std::lock_guard<std::mutex> guard{mtx_};
-      for (;;) {
-        std::size_t n = 0;
-        st = engine_->read(plain_buf.data(), plain_buf.size(), n);
-        plain.insert(plain.end(), plain_buf.data(), plain_buf.data() + n);
-        if (st != tls_engine::status::data)
-          break;
-      }
-      if (st == tls_engine::status::failed)
-        why = engine_->error();
-      renegotiation = engine_->renegotiation_attempted();
-      // Answers of the read itself (alerts, a key update) go out now.
-      if (!failed_ && !writing_ && !holding_ && sent_ < engine_->out().size()
-          && !send_locked() && !failed_)
-        arm_write_locked();
+    for (;;) {
+      std::size_t n = 0;
+      st = engine_->read(plain_buf.data(), plain_buf.size(), n);
+      plain.insert(plain.end(), plain_buf.data(), plain_buf.data() + n);
+      if (st != tls_engine::status::data)
+        break;
     }
+    if (st == tls_engine::status::failed)
+      why = engine_->error();
+    bool renegotiation = engine_->renegotiation_attempted();
+    // Answers of the read itself (alerts, a key update) go out now.
+    if (!failed_ && !writing_ && !holding_ && sent_ < engine_->out().size()
+        && !send_pending() && !failed_)
+      arm_write();
     if (renegotiation)
       HERALD_LOG(info, "refused TLS renegotiation from " << remote_);
     if (!plain.empty()) {
@@ -256,12 +247,12 @@ private:
 
   // -- writing ----------------------------------------------------------------
 
-  bool flush_locked() override {
+  bool flush_backlog() override {
     for (;;) {
-      if (!send_locked()) {
+      if (!send_pending()) {
         if (!failed_) {
           update_buffered();
-          arm_write_locked();
+          arm_write();
         }
         return false;
       }
@@ -271,7 +262,7 @@ private:
       std::size_t i = 0;
       std::size_t offset = 0;
       if (!encrypt(out_, i, offset)) {
-        fail_locked("TLS: " + engine_->error());
+        fail("TLS: " + engine_->error());
         return false;
       }
       for (std::size_t j = 0; j < i; ++j)
@@ -289,8 +280,8 @@ private:
     return true;
   }
 
-  // The base's mtx_ guards the engine too: OpenSSL's state is shared by
-  // both directions.
+  // Both directions use it (OpenSSL's state is shared), on the loop's
+  // thread like the rest.
   std::unique_ptr<tls_engine> engine_;
   // out_ holds plaintext not yet encrypted.
   std::size_t plain_bytes_ = 0;

@@ -34,7 +34,10 @@ struct inbound {
   std::vector<std::byte> bytes;
 };
 
-/// One connection's socket, seen from its actor.
+/// One connection's socket, seen from its actor. The socket's loop runs
+/// the transport, and its members are called there (the owner runs on
+/// that loop), or while the loop does not run; only `close` may be called
+/// from any thread.
 class transport {
 public:
   virtual ~transport() = default;

@@ -1,9 +1,10 @@
 // Topics on the event loops: the registry has a shard on each loop that
 // keeps that loop's members, with topic actors on the same loop, and an
 // idle connection takes a delivery from its topic at once
-// (connection_actor::deliver_now). Real loops and threads with fake
-// transports: a connection does everything on its loop, so the tests look
-// at its transport there too (on_loop).
+// (connection_actor::deliver_now), dropping at its backpressure limit and
+// leaving out its own publishes as the mailbox path does. Real loops and
+// threads with fake transports: a connection does everything on its loop,
+// so the tests look at its transport there too (on_loop).
 #define CAF_SUITE topic_loops
 
 #include <caf/test/unit_test.hpp>
@@ -325,6 +326,61 @@ CAF_TEST(each loop has a shard and a connection joins through its own) {
   CAF_CHECK(eventually(0, [&] { return counts->applied("room") == 2; }));
   CAF_CHECK_EQUAL(count(reg.shards()[0]), 0u);
   CAF_CHECK_EQUAL(count(reg.shards()[1]), 2u);
+
+CAF_TEST(an idle member over its backpressure limit drops the delivery) {
+  handlers_t h;
+  h.backpressure_limit = 1;
+  auto drains = std::make_shared<int>(0);
+  h.drain = [drains](herald::socket<int>&) { ++*drains; };
+  auto& a = connect(0, h);
+  auto& b = connect(0);
+  subscribe(a, "room");
+  subscribe(b, "room");
+  on_loop(0, [&] {
+    a.t->stall();
+    return 0;
+  });
+  // The first fits (nothing buffered) and stays in the backlog; the second
+  // finds it over the limit: dropped, the connection stays open.
+  publish("room", "p");
+  publish("room", "q");
+  CAF_CHECK_EQUAL(await_texts(b, 2), (strings{"p", "q"}));
+  CAF_CHECK_EQUAL(texts(a), strings{"p"});
+  // Once the backlog is gone the next delivery is written, and directly.
+  on_loop(0, [&] {
+    a.t->drain();
+    return 0;
+  });
+  CAF_CHECK(eventually(0, [&] { return *drains == 1; }));
+  publish("room", "r");
+  CAF_CHECK_EQUAL(await_texts(a, 2), (strings{"p", "r"}));
+  auto w = seen(a);
+  CAF_REQUIRE_EQUAL(w.blocked.size(), 2u);
+  CAF_CHECK(w.blocked[0] && w.blocked[1]);
+  CAF_CHECK(on_loop(0, [&] { return !a.t->closed(); }));
+}
+
+CAF_TEST(a member that publishes gets none of its own messages) {
+  handlers_t h;
+  h.message = [](herald::socket<int>& ws, herald::message m) {
+    ws.publish("room", std::string{m.text()});
+  };
+  auto& a = connect(0, h);
+  auto& b = connect(0);
+  subscribe(a, "room");
+  subscribe(b, "room");
+  on_loop(0, [&] {
+    a.t->feed(client_frame(opcode::text, "mine"));
+    return 0;
+  });
+  CAF_CHECK_EQUAL(await_texts(b, 1), strings{"mine"});
+  publish("room", "theirs");
+  CAF_CHECK_EQUAL(await_texts(b, 2), (strings{"mine", "theirs"}));
+  CAF_CHECK_EQUAL(await_texts(a, 1), strings{"theirs"});
+  // Both deliveries reached A idle: the first wrote nothing.
+  auto w = seen(a);
+  CAF_REQUIRE_EQUAL(w.blocked.size(), 1u);
+  CAF_CHECK(w.blocked[0]);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -1,12 +1,14 @@
 // The TCP transport on real loopback sockets: the send buffer option, a
 // backlog larger than the kernel takes at once, written in full and in
-// order from the I/O thread, and input left unread while reading is paused.
+// order from the I/O thread, input left unread while reading is paused, and
+// a close from a thread that is not the loop.
 #define CAF_SUITE transport
 
 #include <caf/test/dsl.hpp>
 
 #include <sys/socket.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <thread>
@@ -15,6 +17,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 
@@ -102,10 +105,30 @@ CAF_TEST(unread input is what the peer sent while reading is paused) {
   for (int i = 0; i < 5000 && (unread = t->unread_input()) < 6; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds{1});
   CAF_CHECK_EQUAL(unread, 6u);
-  // Once closing, the descriptor may go at any time: nothing is asked.
-  t->close(false);
-  CAF_CHECK_EQUAL(t->unread_input(), 0u);
+  // Once closing, the descriptor may go at any time: nothing is asked
+  // (closed on the loop, as the transport's owner does).
+  asio::post(ctx, [&] {
+    t->close(false);
+    CAF_CHECK_EQUAL(t->unread_input(), 0u);
+  });
   ctx.run();
+}
+
+CAF_TEST(a close from another thread than the loop closes on the loop) {
+  auto t = herald::net::make_tcp_transport(std::move(server), "test", {});
+  auto work = asio::make_work_guard(ctx);
+  std::thread io{[&] { ctx.run(); }};
+  // The loop reads meanwhile: the close goes over to it.
+  asio::write(client, asio::buffer("hello", 5));
+  t->close(false);
+  std::array<char, 16> buf;
+  boost::system::error_code ec;
+  while (!ec)
+    client.read_some(asio::buffer(buf), ec);
+  CAF_CHECK(ec == asio::error::eof || ec == asio::error::connection_reset);
+  work.reset();
+  io.join();
+  CAF_CHECK_EQUAL(t->buffered_amount(), 0u);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

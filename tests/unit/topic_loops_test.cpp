@@ -326,6 +326,7 @@ CAF_TEST(each loop has a shard and a connection joins through its own) {
   CAF_CHECK(eventually(0, [&] { return counts->applied("room") == 2; }));
   CAF_CHECK_EQUAL(count(reg.shards()[0]), 0u);
   CAF_CHECK_EQUAL(count(reg.shards()[1]), 2u);
+}
 
 CAF_TEST(an idle member over its backpressure limit drops the delivery) {
   handlers_t h;

@@ -5,6 +5,8 @@
 // tests/integration/redis.test.mjs.
 #define CAF_SUITE redis_bridge
 
+#include <algorithm>
+
 #include <caf/test/dsl.hpp>
 
 #include <herald/actors/redis_bridge.hpp>
@@ -181,6 +183,43 @@ CAF_TEST(a publish reaches redis once whatever the number of shards) {
     herald::msg::publication{herald::net::make_frame(opcode::text, "two"), {}});
   CAF_CHECK_EQUAL(take_link_log(),
                   (strings{"PUBLISH herald:room", "PUBLISH herald:far"}));
+}
+
+CAF_TEST(each shard tells the bridge of its first and last member and one passes
+           each publish on) {
+  auto two =
+    herald::spawn_topic_registry(sys, std::make_shared<herald::topic_counts>(),
+                                 {}, 2);
+  auto log = std::make_shared<std::vector<std::string>>();
+  self->send(two.actor(), herald::msg::bridge_atom::value,
+             sys.spawn(fake_bridge, log));
+  sched.run();
+  auto a = on_shard(0);
+  auto b = on_shard(1);
+  herald::subscribe(two, "room", a);
+  herald::subscribe(two, "room", b);
+  sched.run();
+  CAF_CHECK_EQUAL(*log, (strings{"join room", "join room"}));
+  log->clear();
+  for (std::size_t origin = 0; origin < 2; ++origin)
+    herald::publish(
+      two, "room",
+      herald::msg::publication{herald::net::make_frame(opcode::text,
+                                                       std::to_string(origin)),
+                               {}},
+      origin);
+  sched.run();
+  // Once each, from the shard named as its origin (in whichever order the
+  // shards ran).
+  std::sort(log->begin(), log->end());
+  CAF_CHECK_EQUAL(*log, (strings{"publish room 0", "publish room 1"}));
+  log->clear();
+  herald::unsubscribe(two, "room", a);
+  sched.run();
+  CAF_CHECK_EQUAL(*log, strings{"leave room"});
+  herald::unsubscribe(two, "room", b);
+  sched.run();
+  CAF_CHECK_EQUAL(*log, (strings{"leave room", "leave room"}));
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

@@ -687,65 +687,6 @@ CAF_TEST(each shard keeps the members of its loop and the counts add up) {
   CAF_CHECK_EQUAL(boxes[2]->back(), "room:three");
 }
 
-CAF_TEST(each shard tells the bridge of its first and last member and one passes
-           each publish on) {
-  auto log = std::make_shared<std::vector<std::string>>();
-  auto bridge = sys.spawn(
-    [log](herald::msg::bridge_actor::pointer,
-          int) -> herald::msg::bridge_actor::behavior_type {
-      return {
-        [log](caf::join_atom, const std::string& t) {
-          log->push_back("join " + t);
-        },
-        [log](caf::leave_atom, const std::string& t) {
-          log->push_back("leave " + t);
-        },
-        [log](caf::publish_atom, const std::string& t,
-              const herald::msg::publication& p) {
-          log->push_back("publish " + t + " "
-                         + std::string{p.frame->payload_view()});
-        },
-        [](herald::msg::flush_atom) {},
-      };
-    },
-    0);
-  self->send(registry, herald::msg::bridge_atom::value, bridge);
-  sched.run();
-  auto on_shard = [&](std::size_t k) {
-    for (;;) {
-      auto [a, box] = make_recorder();
-      if (a.id() % 3 == k)
-        return a;
-      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-    }
-  };
-  auto a = on_shard(0);
-  auto b = on_shard(2);
-  subscribe("room", a);
-  subscribe("room", b);
-  CAF_CHECK_EQUAL(*log, (std::vector<std::string>{"join room", "join room"}));
-  log->clear();
-  for (std::size_t origin = 0; origin < 3; ++origin)
-    herald::publish(
-      handle, "room",
-      herald::msg::publication{herald::net::make_frame(opcode::text,
-                                                       std::to_string(origin)),
-                               {}},
-      origin);
-  sched.run();
-  // Once each, from the shard named as its origin (in whichever order the
-  // shards ran).
-  std::sort(log->begin(), log->end());
-  CAF_CHECK_EQUAL(*log,
-                  (std::vector<std::string>{"publish room 0", "publish room 1",
-                                            "publish room 2"}));
-  log->clear();
-  unsubscribe("room", a);
-  CAF_CHECK_EQUAL(*log, std::vector<std::string>{"leave room"});
-  unsubscribe("room", b);
-  CAF_CHECK_EQUAL(*log, (std::vector<std::string>{"leave room", "leave room"}));
-}
-
 CAF_TEST_FIXTURE_SCOPE_END()
 
 CAF_TEST_FIXTURE_SCOPE(one_shard_tests, one_shard)

@@ -180,6 +180,10 @@ public:
 
   const char* name() const override { return "herald.topic"; }
 
+  // Drops the handles at the end, as a stateful actor drops its state: a
+  // member holds its shard, which holds us, which held the member.
+  void on_exit() override { state = topic_state{}; }
+
   std::size_t loop() const noexcept { return loop_; }
 
   behavior_type make_behavior() override;
@@ -455,6 +459,10 @@ public:
   }
 
   const char* name() const override { return "herald.topic_shard"; }
+
+  // Drops the handles at the end (topics, bridge), as a stateful actor
+  // drops its state.
+  void on_exit() override { state = registry_state{}; }
 
   std::size_t loop() const noexcept { return loop_; }
 

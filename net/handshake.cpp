@@ -197,8 +197,11 @@ handshake_verdict check_upgrade(const request& req) {
     return {400, "WebSocket upgrade requires HTTP/1.1"};
   // The first of each header, as request::header finds it, in one pass.
   std::optional<std::string_view> host, upgrade, connection, version, key;
-  for (auto& [k, v] : req.headers()) {
-    // By length first: one comparison per header at most.
+  for (auto& h : req.headers()) {
+    const auto& k = h.first;
+    const auto& v = h.second;
+    // By length first: one comparison per header at most. (A structured
+    // binding cannot be captured in C++20 by clang 14.)
     auto is = [&k](std::string_view name, auto& slot) {
       return iequals(k, name) ? &slot : nullptr;
     };

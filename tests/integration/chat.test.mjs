@@ -393,10 +393,18 @@ test('--redis: two instances share rooms; presence and history stay per instance
     // Presence is per instance: ann's list has ann only.
     await ann.client.send(JSON.stringify({ type: 'members' }));
     assert.deepEqual((await ann.until('members')).at(-1).members, ['ann']);
-    // History on A holds what came from B too.
-    const cid = await Member.join(a, 'cid', room);
-    const texts = (await cid.settle()).messages.map((m) => m.text);
-    assert.ok(texts.includes('b9') && texts.includes('from B'), texts.join(','));
+    // History on A holds what came from B too. The history actor is a
+    // subscriber of its own (on its own loop's registry shard), so it may
+    // take "from B" a moment after ann did: a late joiner gets it soon.
+    let cid = null;
+    let tries = 0;
+    await waitFor(async () => {
+      if (cid)
+        await cid.close();
+      cid = await Member.join(a, `cid${tries++}`, room);
+      const texts = (await cid.settle()).messages.map((m) => m.text);
+      return texts.includes('b9') && texts.includes('from B');
+    }, 'A\'s history to hold b9 and "from B"', 10000, 100);
     const metrics = (await httpRequest(`${a.httpUrl}/metrics`)).body;
     assert.match(metrics, /^herald_redis_connected 1$/m);
     assert.match(metrics, /^herald_cross_node_received_total [1-9]\d*$/m);

@@ -714,14 +714,12 @@ bool connection_core::write_through(const msg::delivery& d) {
   auto transport_bytes = transport_->buffered_amount();
   for (std::size_t i = 0; i < d.messages.size(); ++i) {
     auto& m = d.messages[i];
-    if (!d.placements.empty() && d.placements[i].run != d.placements[i].none
-        && d.placements[i].offset == 0) {
-      auto run = d.placements[i].run;
+    if (auto run = d.run_starting_at(i);
+        run != msg::delivery::placement::none) {
       auto& info = d.run_infos[run];
       if (!info.mixed
           && (limit == 0 || bytes + transport_bytes + info.bytes < limit)) {
-        auto& r = *d.runs[run];
-        if (!add(net::slice{&r, r.bytes().data(), info.bytes}, info.count))
+        if (!add(d.run_bytes(run), info.count))
           return false;
         i += info.count - 1;
         continue;
@@ -764,19 +762,17 @@ void connection_core::on_delivery(const msg::delivery& d,
   };
   for (std::size_t i = 0; i < d.messages.size(); ++i) {
     auto& m = d.messages[i];
-    if (!d.placements.empty() && d.placements[i].run != d.placements[i].none
-        && d.placements[i].offset == 0) {
+    if (auto run = d.run_starting_at(i);
+        run != msg::delivery::placement::none) {
       // The start of a run: when all of it is for us and fits under the
       // limit, it is one piece, whatever its number of messages.
-      auto run = d.placements[i].run;
       auto& info = d.run_infos[run];
       if (!info.mixed && state_ == herald::ready_state::open
           && (limit == 0
               || pending_bytes_ + transport_bytes + info.bytes < limit)
           && held()) {
-        auto& r = *d.runs[run];
         pending_bytes_ += info.bytes;
-        out_->add(net::slice{&r, r.bytes().data(), info.bytes}, info.count);
+        out_->add(d.run_bytes(run), info.count);
         queued = true;
         i += info.count - 1;
         continue;

@@ -133,6 +133,19 @@ struct delivery {
   /// One entry per message when `runs` is not empty.
   std::vector<placement> placements;
 
+  /// The run that starts at `messages[i]` (its index), or placement::none.
+  std::uint32_t run_starting_at(std::size_t i) const noexcept {
+    if (placements.empty() || placements[i].offset != 0)
+      return placement::none;
+    return placements[i].run;
+  }
+
+  /// The whole bytes of run `run`.
+  net::slice run_bytes(std::uint32_t run) const noexcept {
+    auto& r = *runs[run];
+    return {&r, r.bytes().data(), run_infos[run].bytes};
+  }
+
   /// The bytes to write for `messages[i]`: its place in a run, or its frame.
   net::slice bytes_of(std::size_t i) const noexcept {
     if (!placements.empty() && placements[i].run != placement::none) {

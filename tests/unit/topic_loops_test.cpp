@@ -124,6 +124,20 @@ struct fixture {
     return members.back();
   }
 
+  // Two members of "room" on loop 0: the first with `h` and a transport
+  // that takes no more bytes, the second plain.
+  std::pair<member&, member&> stalled_and_plain(handlers_t h) {
+    auto& a = connect(0, h);
+    auto& b = connect(0);
+    subscribe(a, "room");
+    subscribe(b, "room");
+    on_loop(0, [&] {
+      a.t->stall();
+      return 0;
+    });
+    return {a, b};
+  }
+
   void subscribe(const member& m, const std::string& topic) {
     herald::subscribe(reg, topic, m.actor);
   }
@@ -269,14 +283,9 @@ CAF_TEST(a member closed at its backpressure limit ends and leaves) {
   handlers_t h;
   h.backpressure_limit = 1;
   h.close_on_backpressure_limit = true;
-  auto& a = connect(0, h);
-  auto& b = connect(0);
-  subscribe(a, "room");
-  subscribe(b, "room");
-  on_loop(0, [&] {
-    a.t->stall();
-    return 0;
-  });
+  auto pair = stalled_and_plain(h); // not bound: lambdas capture these
+  auto& a = pair.first;
+  auto& b = pair.second;
   // The first fits (nothing buffered); the second finds the backlog over
   // the limit and closes the connection with 1008.
   publish("room", "p");
@@ -333,14 +342,9 @@ CAF_TEST(an idle member over its backpressure limit drops the delivery) {
   h.backpressure_limit = 1;
   auto drains = std::make_shared<int>(0);
   h.drain = [drains](herald::socket<int>&) { ++*drains; };
-  auto& a = connect(0, h);
-  auto& b = connect(0);
-  subscribe(a, "room");
-  subscribe(b, "room");
-  on_loop(0, [&] {
-    a.t->stall();
-    return 0;
-  });
+  auto pair = stalled_and_plain(h); // not bound: lambdas capture these
+  auto& a = pair.first;
+  auto& b = pair.second;
   // The first fits (nothing buffered) and stays in the backlog; the second
   // finds it over the limit: dropped, the connection stays open.
   publish("room", "p");

@@ -8,6 +8,10 @@
 #include <string_view>
 
 #include <boost/beast/core/detail/base64.hpp>
+// SHA1_Init and the rest are deprecated in OpenSSL 3 for EVP, which is
+// slower for one small message (see sha1_with_guid).
+#define OPENSSL_SUPPRESS_DEPRECATED
+#include <openssl/sha.h>
 
 #include "herald/net/text.hpp"
 
@@ -38,126 +42,22 @@ bool valid_key(std::string_view key) {
   return std::string_view{"AQgw"}.find(last) != std::string_view::npos;
 }
 
-// -- SHA-1 (FIPS 180-4) of a key and the GUID -------------------------------
+// -- SHA-1 of a key and the GUID --------------------------------------------
 //
-// The server hashes one kind of message: a key (24 bytes when valid) and
-// the GUID, 60 bytes, two blocks. The second block then holds only padding
-// and the length, so its message schedule is a constant.
+// OpenSSL's block function: it picks the CPU's SHA extensions or vector
+// code at run time (a handshake's two blocks in a fraction of portable
+// code's time). The low-level calls, not SHA1() or EVP: in OpenSSL 3 those
+// look the algorithm up on every call.
 
-using sha1_state = std::array<std::uint32_t, 5>;
-using sha1_schedule = std::array<std::uint32_t, 80>;
-using sha1_digest = std::array<unsigned char, 20>;
-
-constexpr std::uint32_t rotl(std::uint32_t x, int n) noexcept {
-  return (x << n) | (x >> (32 - n));
-}
-
-constexpr void expand(sha1_schedule& w) noexcept {
-  for (std::size_t t = 16; t < 80; ++t)
-    w[t] = rotl(w[t - 3] ^ w[t - 8] ^ w[t - 14] ^ w[t - 16], 1);
-}
-
-// The schedule of the block after a 60-byte message: zeros, then the
-// message's length in bits.
-constexpr sha1_schedule tail_of_60 = [] {
-  sha1_schedule w{};
-  w[15] = 60 * 8;
-  expand(w);
-  return w;
-}();
-
-void rounds(sha1_state& h, const sha1_schedule& w) noexcept {
-  auto a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
-  // Five rounds a step: the variables trade roles instead of values.
-  // Inlined, or each step is a call that passes them all in memory.
-  auto step = [&](auto f, std::uint32_t k, std::size_t t)
-    __attribute__((always_inline)) {
-    e += rotl(a, 5) + f(b, c, d) + k + w[t];
-    b = rotl(b, 30);
-    d += rotl(e, 5) + f(a, b, c) + k + w[t + 1];
-    a = rotl(a, 30);
-    c += rotl(d, 5) + f(e, a, b) + k + w[t + 2];
-    e = rotl(e, 30);
-    b += rotl(c, 5) + f(d, e, a) + k + w[t + 3];
-    d = rotl(d, 30);
-    a += rotl(b, 5) + f(c, d, e) + k + w[t + 4];
-    c = rotl(c, 30);
-  };
-  auto choose = [](std::uint32_t x, std::uint32_t y, std::uint32_t z) {
-    return z ^ (x & (y ^ z));
-  };
-  auto parity = [](std::uint32_t x, std::uint32_t y, std::uint32_t z) {
-    return x ^ y ^ z;
-  };
-  auto majority = [](std::uint32_t x, std::uint32_t y, std::uint32_t z) {
-    return (x & y) | (z & (x | y));
-  };
-  for (std::size_t t = 0; t < 20; t += 5)
-    step(choose, 0x5A827999, t);
-  for (std::size_t t = 20; t < 40; t += 5)
-    step(parity, 0x6ED9EBA1, t);
-  for (std::size_t t = 40; t < 60; t += 5)
-    step(majority, 0x8F1BBCDC, t);
-  for (std::size_t t = 60; t < 80; t += 5)
-    step(parity, 0xCA62C1D6, t);
-  h[0] += a;
-  h[1] += b;
-  h[2] += c;
-  h[3] += d;
-  h[4] += e;
-}
-
-void compress(sha1_state& h, const unsigned char* block) noexcept {
-  sha1_schedule w;
-  for (std::size_t t = 0; t < 16; ++t)
-    w[t] = std::uint32_t{block[4 * t]} << 24
-           | std::uint32_t{block[4 * t + 1]} << 16
-           | std::uint32_t{block[4 * t + 2]} << 8 | block[4 * t + 3];
-  expand(w);
-  rounds(h, w);
-}
+using sha1_digest = std::array<unsigned char, SHA_DIGEST_LENGTH>;
 
 sha1_digest sha1_with_guid(std::string_view key) noexcept {
-  sha1_state h{0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
-  unsigned char block[64];
-  std::size_t used = 0;
-  auto feed = [&](std::string_view s) {
-    while (!s.empty()) {
-      auto n = std::min(s.size(), sizeof block - used);
-      std::memcpy(block + used, s.data(), n);
-      used += n;
-      s.remove_prefix(n);
-      if (used == sizeof block) {
-        compress(h, block);
-        used = 0;
-      }
-    }
-  };
-  feed(key);
-  feed(ws_guid);
-  auto bits = (std::uint64_t{key.size()} + ws_guid.size()) * 8;
-  // Padding: a 1 bit, zeros, and the length in the last 8 bytes.
-  block[used++] = 0x80;
-  bool done = false;
-  if (used > 56) {
-    std::memset(block + used, 0, sizeof block - used);
-    compress(h, block);
-    used = 0;
-    if (bits == 60 * 8) {
-      rounds(h, tail_of_60);
-      done = true;
-    }
-  }
-  if (!done) {
-    std::memset(block + used, 0, 56 - used);
-    for (std::size_t i = 0; i < 8; ++i)
-      block[56 + i] = static_cast<unsigned char>(bits >> (56 - 8 * i));
-    compress(h, block);
-  }
+  SHA_CTX ctx;
+  SHA1_Init(&ctx);
+  SHA1_Update(&ctx, key.data(), key.size());
+  SHA1_Update(&ctx, ws_guid.data(), ws_guid.size());
   sha1_digest out;
-  for (std::size_t i = 0; i < 5; ++i)
-    for (std::size_t j = 0; j < 4; ++j)
-      out[4 * i + j] = static_cast<unsigned char>(h[i] >> (24 - 8 * j));
+  SHA1_Final(out.data(), &ctx);
   return out;
 }
 

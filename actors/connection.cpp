@@ -277,7 +277,8 @@ void connection_core::on_exit() {
   flush_pending_publishes();
   add_stats();
   unlist();
-  if (std::exchange(announces_exit_, false))
+  if (std::exchange(announces_exit_, false)
+      && !detail::exit_now(shard(), self_->address(), self_->context()))
     caf::anon_send(shard(), msg::exited_atom::value, self_->address());
   if (std::exchange(clock_ticks_, false)) {
     caf::anon_send(env_->idle_clock, msg::idle_forget_atom::value, self_->id());
@@ -948,17 +949,18 @@ bool connection_core::subscribe(std::string_view topic) {
   i = topics_.emplace(i, topic);
   // What we published before goes first (we do not get it back).
   flush_pending_publishes();
-  if (env_->counts) {
+  auto me = caf::actor_cast<caf::actor>(self_);
+  if (detail::join_now(shard(), *i, me, self_->context())) {
+    // Our loop's shard was idle: joined now, counted as it joined.
+  } else if (env_->counts) {
     // Counted from now on: subscriber_count includes this connection, and
     // a server publish to this topic is not skipped while the subscription
     // travels to the registry.
     env_->counts->subscribing(*i);
-    self_->send(shard(), caf::subscribe_atom::value, *i,
-                caf::actor_cast<caf::actor>(self_), msg::counted_atom::value,
-                msg::announces_exit_atom::value);
+    self_->send(shard(), caf::subscribe_atom::value, *i, std::move(me),
+                msg::counted_atom::value, msg::announces_exit_atom::value);
   } else {
-    self_->send(shard(), caf::subscribe_atom::value, *i,
-                caf::actor_cast<caf::actor>(self_),
+    self_->send(shard(), caf::subscribe_atom::value, *i, std::move(me),
                 msg::announces_exit_atom::value);
   }
   // The registry does not monitor us: on_exit tells it we are gone.

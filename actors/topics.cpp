@@ -872,6 +872,44 @@ std::size_t topic_actor_loop(const caf::abstract_actor* self) noexcept {
   return net::io_service::no_loop;
 }
 
+namespace {
+
+// The shard behind `hdl` if this thread is its loop's and its mailbox is
+// blocked (empty, and the shard not running: a running one is not).
+shard_impl* idle_shard(const msg::registry_actor& hdl,
+                       caf::execution_unit* ctx) noexcept {
+  auto* a = caf::actor_cast<caf::abstract_actor*>(hdl);
+  if (a == nullptr || typeid(*a) != typeid(shard_impl))
+    return nullptr;
+  auto* s = static_cast<shard_impl*>(a);
+  if (s->loop() != net::io_service::current() || !s->mailbox().blocked())
+    return nullptr;
+  s->context(ctx);
+  return s;
+}
+
+} // namespace
+
+bool join_now(const msg::registry_actor& shard, std::string_view topic,
+              const caf::actor& who, caf::execution_unit* ctx) {
+  auto s = idle_shard(shard, ctx);
+  if (!s)
+    return false;
+  std::string t{topic};
+  auto member = who;
+  join(s, t, member, 0, false);
+  return true;
+}
+
+bool exit_now(const msg::registry_actor& shard, const caf::actor_addr& who,
+              caf::execution_unit* ctx) {
+  auto s = idle_shard(shard, ctx);
+  if (!s)
+    return false;
+  gone(s, who);
+  return true;
+}
+
 } // namespace detail
 
 } // namespace herald

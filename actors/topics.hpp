@@ -244,6 +244,16 @@ namespace herald::detail {
 /// io_service::no_loop for every other actor. For the loop scheduler.
 std::size_t topic_actor_loop(const caf::abstract_actor* self) noexcept;
 
+/// For a connection on the loop of `shard`: when the shard is idle there
+/// (nothing queued, not running), joins `who` to `topic` (who announces its
+/// exit) or takes its exit at once, as the message would be handled next on
+/// this thread. False: nothing done; send the message. `ctx`: the caller's
+/// execution unit, for what the shard sends meanwhile.
+bool join_now(const msg::registry_actor& shard, std::string_view topic,
+              const caf::actor& who, caf::execution_unit* ctx);
+bool exit_now(const msg::registry_actor& shard, const caf::actor_addr& who,
+              caf::execution_unit* ctx);
+
 } // namespace herald::detail
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(herald::topic_registry)

@@ -337,6 +337,28 @@ CAF_TEST(each loop has a shard and a connection joins through its own) {
   CAF_CHECK_EQUAL(count(reg.shards()[1]), 2u);
 }
 
+CAF_TEST(a connection joins and leaves its idle shard without a message) {
+  // Seen on the loop's thread while the connection runs: through a message
+  // the shard, on the same thread, could not have handled it yet.
+  auto in_open = std::make_shared<std::size_t>(99);
+  auto at_exit = std::make_shared<std::size_t>(99);
+  handlers_t h;
+  h.open = [in_open, c = counts](herald::socket<int>& ws) {
+    ws.subscribe("room");
+    *in_open = c->applied("room");
+  };
+  auto& a = connect(0, h);
+  CAF_CHECK_EQUAL(on_loop(0, [&] { return *in_open; }), 1u);
+  publish("room", "p");
+  CAF_CHECK_EQUAL(await_texts(a, 1), strings{"p"});
+  // Attached functions run after on_exit, in the same job.
+  a.actor->attach_functor(
+    [at_exit, c = counts] { *at_exit = c->applied("room"); });
+  caf::anon_send_exit(a.actor, caf::exit_reason::kill);
+  CAF_CHECK(eventually(0, [&] { return *at_exit != 99; }));
+  CAF_CHECK_EQUAL(on_loop(0, [&] { return *at_exit; }), 0u);
+}
+
 CAF_TEST(an idle member over its backpressure limit drops the delivery) {
   handlers_t h;
   h.backpressure_limit = 1;

@@ -76,10 +76,11 @@ struct connection_core::out_batch {
   }
 };
 
-// The next connection that queues something on this thread takes the
-// spare, capacity and all, instead of allocating.
-thread_local std::unique_ptr<connection_core::out_batch>
-  connection_core::spare_batch_;
+// The next connection that queues something on this thread takes a
+// spare, capacity and all, instead of allocating. Several: the handshakes
+// of one turn of a loop each hold a batch (the 101) until their start.
+thread_local std::vector<std::unique_ptr<connection_core::out_batch>>
+  connection_core::spare_batches_;
 
 namespace {
 
@@ -577,10 +578,12 @@ void connection_core::pause_if_backlogged(std::size_t remaining) {
 
 connection_core::out_batch& connection_core::out() {
   if (!out_) {
-    if (spare_batch_)
-      out_ = std::move(spare_batch_);
-    else
+    if (!spare_batches_.empty()) {
+      out_ = std::move(spare_batches_.back());
+      spare_batches_.pop_back();
+    } else {
       out_ = std::make_unique<out_batch>();
+    }
   }
   return *out_;
 }
@@ -590,8 +593,8 @@ void connection_core::release_out(bool reuse) noexcept {
     return;
   out_->clear();
   pending_bytes_ = 0;
-  if (reuse && !spare_batch_)
-    spare_batch_ = std::move(out_);
+  if (reuse && spare_batches_.size() < max_spare_batches)
+    spare_batches_.push_back(std::move(out_));
   else
     out_.reset();
 }

@@ -258,8 +258,9 @@ private:
   // first frame, handed back after the write, so idle connections hold none.
   struct out_batch;
   std::unique_ptr<out_batch> out_;
-  // One spare batch per thread, reused by the next connection on it.
-  static thread_local std::unique_ptr<out_batch> spare_batch_;
+  // Spare batches per thread, reused by the next connections on it.
+  static constexpr std::size_t max_spare_batches = 16;
+  static thread_local std::vector<std::unique_ptr<out_batch>> spare_batches_;
   // The batch, made when missing.
   out_batch& out();
   // Empties the batch and lets it go.

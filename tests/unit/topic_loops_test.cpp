@@ -124,18 +124,31 @@ struct fixture {
     return members.back();
   }
 
-  // Two members of "room" on loop 0: the first with `h` and a transport
-  // that takes no more bytes, the second plain.
-  std::pair<member&, member&> stalled_and_plain(handlers_t h) {
+  // Two members of "room" on loop 0: the first with `h`, the second plain.
+  std::pair<member&, member&> in_room(handlers_t h) {
     auto& a = connect(0, h);
     auto& b = connect(0);
     subscribe(a, "room");
     subscribe(b, "room");
+    return {a, b};
+  }
+
+  // As in_room, with a first member whose transport takes no more bytes.
+  std::pair<member&, member&> stalled_and_plain(handlers_t h) {
+    auto pair = in_room(h);
     on_loop(0, [&] {
-      a.t->stall();
+      pair.first.t->stall();
       return 0;
     });
-    return {a, b};
+    return pair;
+  }
+
+  // The client of `m` sends `bytes` (a frame).
+  void feed(const member& m, std::vector<std::byte> bytes) {
+    on_loop(m.loop, [&] {
+      m.t->feed(bytes);
+      return 0;
+    });
   }
 
   void subscribe(const member& m, const std::string& topic) {
@@ -255,22 +268,15 @@ CAF_TEST(a closing member gets no delivery and leaves the topic) {
   h.close = [closes](herald::socket<int>&, int code, std::string_view) {
     closes->push_back(code);
   };
-  auto& a = connect(0, h);
-  auto& b = connect(0);
-  subscribe(a, "room");
-  subscribe(b, "room");
+  auto pair = in_room(h); // not bound: lambdas capture these
+  auto& a = pair.first;
+  auto& b = pair.second;
   // A closes: its close frame is out, the peer's answer not yet in.
-  on_loop(0, [&] {
-    a.t->feed(client_frame(opcode::text, "go"));
-    return 0;
-  });
+  feed(a, client_frame(opcode::text, "go"));
   CAF_REQUIRE(eventually(0, [&] { return !a.t->frames().empty(); }));
   publish("room", "p");
   CAF_CHECK_EQUAL(await_texts(b, 1), strings{"p"});
-  on_loop(0, [&] {
-    a.t->feed(client_close(1000, "ok"));
-    return 0;
-  });
+  feed(a, client_close(1000, "ok"));
   CAF_CHECK(eventually(0, [&] { return a.t->closed() && !closes->empty(); }));
   CAF_CHECK_EQUAL(texts(a), strings{});
   CAF_CHECK_EQUAL(on_loop(0, [&] { return *closes; }), std::vector<int>{1000});
@@ -392,14 +398,10 @@ CAF_TEST(a member that publishes gets none of its own messages) {
   h.message = [](herald::socket<int>& ws, herald::message m) {
     ws.publish("room", std::string{m.text()});
   };
-  auto& a = connect(0, h);
-  auto& b = connect(0);
-  subscribe(a, "room");
-  subscribe(b, "room");
-  on_loop(0, [&] {
-    a.t->feed(client_frame(opcode::text, "mine"));
-    return 0;
-  });
+  auto pair = in_room(h);
+  auto& a = pair.first;
+  auto& b = pair.second;
+  feed(a, client_frame(opcode::text, "mine"));
   CAF_CHECK_EQUAL(await_texts(b, 1), strings{"mine"});
   publish("room", "theirs");
   CAF_CHECK_EQUAL(await_texts(b, 2), (strings{"mine", "theirs"}));

@@ -145,6 +145,18 @@ void join_runs(msg::delivery& d) {
   close_group(msgs.size());
 }
 
+// `a` when its mailbox is blocked (empty, and `a` not running): a caller on
+// its thread may then run its handler itself, which is what handling the
+// message next would be; what `a` sends meanwhile goes out through `ctx`
+// (the caller's execution unit). Null otherwise.
+template <class Actor>
+Actor* if_idle(Actor* a, caf::execution_unit* ctx) noexcept {
+  if (!a->mailbox().blocked())
+    return nullptr;
+  a->context(ctx);
+  return a;
+}
+
 struct topic_state {
   std::shared_ptr<const std::string> topic;
   topic_options opts;
@@ -188,19 +200,13 @@ public:
 
   behavior_type make_behavior() override;
 
-  // The topic behind `hdl` when its shard may hand it a message directly:
-  // it is idle (mailbox empty and blocked: not queued, and not running,
-  // since the shard runs on its thread), so handling the message now is
-  // what handling it next would be; null otherwise. What it sends then
-  // goes out through the shard's execution context (`ctx`, this thread's).
+  // The topic behind `hdl` when its shard (on its thread) may hand it a
+  // message directly (see if_idle); null otherwise.
   static topic_impl* idle(const msg::topic_actor& hdl,
                           caf::execution_unit* ctx) noexcept {
-    auto t =
-      static_cast<topic_impl*>(caf::actor_cast<caf::abstract_actor*>(hdl));
-    if (!t->mailbox().blocked())
-      return nullptr;
-    t->context(ctx);
-    return t;
+    return if_idle(static_cast<topic_impl*>(
+                     caf::actor_cast<caf::abstract_actor*>(hdl)),
+                   ctx);
   }
 
   // The handlers (a subscriber gets exactly what reaches the topic between
@@ -480,8 +486,8 @@ using registry_actor = shard_impl*;
 // `settled` is what the message's sender counted on its way (+1 or 0): it
 // leaves the pending changes in the same step that applies the change.
 // `watch`: monitor a new member (false: it announces its exit itself).
-void join(registry_actor self, std::string& topic, caf::actor& who, int settled,
-          bool watch = true) {
+void join(registry_actor self, const std::string& topic, caf::actor& who,
+          int settled, bool watch = true) {
   auto [m, fresh] = self->state.members.try_emplace(who.address());
   if (fresh && watch)
     self->monitor(who);
@@ -874,30 +880,28 @@ std::size_t topic_actor_loop(const caf::abstract_actor* self) noexcept {
 
 namespace {
 
-// The shard behind `hdl` if this thread is its loop's and its mailbox is
-// blocked (empty, and the shard not running: a running one is not).
+// The shard behind `hdl` if this thread is its loop's and it is idle (see
+// if_idle).
 shard_impl* idle_shard(const msg::registry_actor& hdl,
                        caf::execution_unit* ctx) noexcept {
   auto* a = caf::actor_cast<caf::abstract_actor*>(hdl);
   if (a == nullptr || typeid(*a) != typeid(shard_impl))
     return nullptr;
   auto* s = static_cast<shard_impl*>(a);
-  if (s->loop() != net::io_service::current() || !s->mailbox().blocked())
+  if (s->loop() != net::io_service::current())
     return nullptr;
-  s->context(ctx);
-  return s;
+  return if_idle(s, ctx);
 }
 
 } // namespace
 
-bool join_now(const msg::registry_actor& shard, std::string_view topic,
+bool join_now(const msg::registry_actor& shard, const std::string& topic,
               const caf::actor& who, caf::execution_unit* ctx) {
   auto s = idle_shard(shard, ctx);
   if (!s)
     return false;
-  std::string t{topic};
-  auto member = who;
-  join(s, t, member, 0, false);
+  auto member = who; // join takes it over
+  join(s, topic, member, 0, false);
   return true;
 }
 

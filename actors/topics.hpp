@@ -249,7 +249,7 @@ std::size_t topic_actor_loop(const caf::abstract_actor* self) noexcept;
 /// exit) or takes its exit at once, as the message would be handled next on
 /// this thread. False: nothing done; send the message. `ctx`: the caller's
 /// execution unit, for what the shard sends meanwhile.
-bool join_now(const msg::registry_actor& shard, std::string_view topic,
+bool join_now(const msg::registry_actor& shard, const std::string& topic,
               const caf::actor& who, caf::execution_unit* ctx);
 bool exit_now(const msg::registry_actor& shard, const caf::actor_addr& who,
               caf::execution_unit* ctx);

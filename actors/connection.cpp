@@ -955,11 +955,11 @@ bool connection_core::subscribe(std::string_view topic) {
   auto me = caf::actor_cast<caf::actor>(self_);
   if (detail::join_now(shard(), *i, me, self_->context())) {
     // Our loop's shard was idle: joined now, counted as it joined.
-  } else if (env_->counts) {
+  } else if (auto& counts = env_->registry.counts()) {
     // Counted from now on: subscriber_count includes this connection, and
     // a server publish to this topic is not skipped while the subscription
     // travels to the registry.
-    env_->counts->subscribing(*i);
+    counts->subscribing(*i);
     self_->send(shard(), caf::subscribe_atom::value, *i, std::move(me),
                 msg::counted_atom::value, msg::announces_exit_atom::value);
   } else {
@@ -977,9 +977,9 @@ void connection_core::unsubscribe(std::string_view topic) {
     return;
   // What we published before still reaches us.
   flush_pending_publishes();
-  if (env_->counts) {
+  if (auto& counts = env_->registry.counts()) {
     // A member (subscribed through us): no longer counted from now on.
-    env_->counts->unsubscribing(*i);
+    counts->unsubscribing(*i);
     self_->send(shard(), caf::unsubscribe_atom::value, *i,
                 caf::actor_cast<caf::actor>(self_), msg::counted_atom::value);
   } else {

@@ -79,11 +79,9 @@ private:
 /// connection: a connection holds one pointer to it).
 struct connection_env {
   /// The topic registry: a connection on a loop talks to that loop's
-  /// shard.
+  /// shard. With counts (registry.counts(), else null), subscriptions are
+  /// counted as on their way until the shard has them.
   topic_registry registry;
-  /// The registry's subscriber counts (may be null): subscriptions are
-  /// counted as on their way until the registry has them.
-  std::shared_ptr<topic_counts> counts;
   /// Server counters (may be null).
   std::shared_ptr<server_stats> stats;
   /// The server's idle clock (see idle_clock.hpp), which sends the idle

@@ -99,7 +99,7 @@ server_core::server_core(herald::runtime& rt, server_config cfg)
   idle_clock_ = spawn_idle_clock(rt_.system());
   // The connections join conns_ as they are made and leave as they stop.
   env_ = std::make_shared<const connection_env>(
-    connection_env{registry_, counts_, stats_, idle_clock_, conns_});
+    connection_env{registry_, stats_, idle_clock_, conns_});
 }
 
 server_core::~server_core() {

@@ -24,8 +24,7 @@ link::link(caf::actor_system& sys, const shared_parts& parts,
   args.transport = t_;
   args.hooks = std::move(hooks);
   args.env = std::make_shared<const connection_env>(
-    connection_env{parts.registry, parts.registry.counts(), parts.stats,
-                   parts.idle_clock, nullptr});
+    connection_env{parts.registry, parts.stats, parts.idle_clock, nullptr});
   args.protocol = std::move(protocol);
   args.deflate = deflate;
   actor_ = spawn_connection(sys, std::move(args));

@@ -81,7 +81,7 @@ struct fixture : test_coordinator_fixture<> {
       std::make_unique<herald::typed_hooks<user>>(handlers, handlers->options(),
                                                   user{std::move(name)});
     args.env = std::make_shared<const herald::connection_env>(
-      herald::connection_env{registry, nullptr, nullptr, {}, list});
+      herald::connection_env{registry, nullptr, {}, list});
     auto a = herald::spawn_connection(sys, std::move(args));
     spawned.push_back(a);
     sched.run();

@@ -236,7 +236,7 @@ struct fixture : test_coordinator_fixture<> {
       std::make_unique<herald::typed_hooks<int>>(handlers, handlers->options(),
                                                  0);
     args.env = std::make_shared<const herald::connection_env>(
-      herald::connection_env{registry, nullptr, stats, {}, nullptr});
+      herald::connection_env{registry, stats, {}, nullptr});
     if (agreed) {
       herald::net::deflate_params p;
       p.server_no_context_takeover = !dedicated_ctx;

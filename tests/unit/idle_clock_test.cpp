@@ -152,8 +152,8 @@ CAF_TEST(a closed connection is released at once) {
                                                  0);
     args.env =
       std::make_shared<const herald::connection_env>(herald::connection_env{
-        registry, nullptr, nullptr,
-        with_clock ? clock : herald::msg::idle_clock_actor{}, nullptr});
+        registry, nullptr, with_clock ? clock : herald::msg::idle_clock_actor{},
+        nullptr});
     auto t =
       std::static_pointer_cast<herald::net::fake_transport>(args.transport);
     auto addr = herald::spawn_connection(sys, std::move(args)).address();

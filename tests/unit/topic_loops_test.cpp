@@ -107,7 +107,7 @@ struct fixture {
         std::make_unique<herald::typed_hooks<int>>(handlers,
                                                    handlers->options(), 0);
       args.env = std::make_shared<const herald::connection_env>(
-        herald::connection_env{reg, counts, nullptr, {}, nullptr});
+        herald::connection_env{reg, nullptr, {}, nullptr});
       return herald::spawn_connection(rt.system(), std::move(args));
     });
     CAF_REQUIRE(eventually(loop, [&] { return t->started(); }));

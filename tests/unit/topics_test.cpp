@@ -65,7 +65,7 @@ struct fixture_n : test_coordinator_fixture<> {
                                                  0);
     // With the shards, as a server's connections have them.
     args.env = std::make_shared<const herald::connection_env>(
-      herald::connection_env{handle, counts, nullptr, {}, nullptr});
+      herald::connection_env{handle, nullptr, {}, nullptr});
     last = herald::spawn_connection(sys, std::move(args));
     if (run)
       sched.run();

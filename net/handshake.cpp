@@ -1,8 +1,6 @@
 #include "herald/net/handshake.hpp"
 
-#include <algorithm>
 #include <array>
-#include <cstdint>
 #include <cstring>
 #include <optional>
 #include <string_view>
@@ -64,7 +62,7 @@ sha1_digest sha1_with_guid(std::string_view key) noexcept {
 namespace b64 = boost::beast::detail::base64;
 
 // Sec-WebSocket-Accept for `key`, into `out`; returns its length (28).
-using accept_buffer = std::array<char, b64::encoded_size(20)>;
+using accept_buffer = std::array<char, b64::encoded_size(SHA_DIGEST_LENGTH)>;
 
 std::size_t write_accept_key(std::string_view key, accept_buffer& out) {
   auto digest = sha1_with_guid(key);

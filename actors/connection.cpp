@@ -12,6 +12,7 @@
 #include "herald/actors/idle_clock.hpp"
 #include "herald/actors/loop_scheduler.hpp"
 #include "herald/net/http.hpp"
+#include "herald/net/io.hpp"
 #include "herald/net/log.hpp"
 
 namespace herald {
@@ -117,47 +118,62 @@ void connection_core::flush_loop_stats() noexcept {
 
 // -- connection_list ----------------------------------------------------------
 
-std::size_t connection_list::size() const {
-  std::lock_guard<std::mutex> guard{mtx_};
-  return size_;
-}
+connection_list::connection_list(std::size_t lanes)
+  : lanes_(std::max<std::size_t>(lanes, 1)) {}
 
 std::vector<caf::actor> connection_list::handles() const {
   std::vector<caf::actor> out;
-  std::lock_guard<std::mutex> guard{mtx_};
-  out.reserve(size_);
-  // A listed connection's actor object exists (it leaves the list before
-  // it is destroyed), but its last strong reference may be gone: the weak
-  // address upgrades only while it is not.
-  for (auto* c = head_; c != nullptr; c = c->next_)
-    if (auto hdl = caf::actor_cast<caf::actor>(c->self_->address()))
-      out.push_back(std::move(hdl));
+  out.reserve(size());
+  for (auto& l : lanes_) {
+    std::lock_guard<std::mutex> guard{l.mtx};
+    // A listed connection's actor object exists (it leaves the list before
+    // it is destroyed), but its last strong reference may be gone: the weak
+    // address upgrades only while it is not.
+    for (auto* c = l.head; c != nullptr; c = c->next_)
+      if (auto hdl = caf::actor_cast<caf::actor>(c->self_->address()))
+        out.push_back(std::move(hdl));
+  }
   return out;
 }
 
+connection_list::lane& connection_list::lane_of(const connection_core* c) {
+  auto loop = c->self_->home_loop();
+  return lanes_[loop == net::io_service::no_loop ? 0 : loop % lanes_.size()];
+}
+
 void connection_list::add(connection_core* c) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  c->prev_ = nullptr;
-  c->next_ = head_;
-  if (head_)
-    head_->prev_ = c;
-  head_ = c;
-  ++size_;
+  auto& l = lane_of(c);
+  {
+    std::lock_guard<std::mutex> guard{l.mtx};
+    c->prev_ = nullptr;
+    c->next_ = l.head;
+    if (l.head)
+      l.head->prev_ = c;
+    l.head = c;
+  }
+  total_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void connection_list::remove(connection_core* c) {
-  std::function<void()> fn;
+  auto& l = lane_of(c);
   {
-    std::lock_guard<std::mutex> guard{mtx_};
+    std::lock_guard<std::mutex> guard{l.mtx};
     if (c->prev_)
       c->prev_->next_ = c->next_;
     else
-      head_ = c->next_;
+      l.head = c->next_;
     if (c->next_)
       c->next_->prev_ = c->prev_;
     c->prev_ = c->next_ = nullptr;
-    if (--size_ == 0)
-      fn.swap(on_empty_);
+  }
+  if (total_.fetch_sub(1, std::memory_order_acq_rel) != 1)
+    return;
+  // The last one out: when_empty reads the total under the same lock, so
+  // either it sees this removal or it has stored its function by now.
+  std::function<void()> fn;
+  {
+    std::lock_guard<std::mutex> guard{empty_mtx_};
+    fn.swap(on_empty_);
   }
   if (fn)
     fn();
@@ -165,11 +181,12 @@ void connection_list::remove(connection_core* c) {
 
 void connection_list::when_empty(std::function<void()> fn) {
   {
-    std::lock_guard<std::mutex> guard{mtx_};
-    if (size_ > 0) {
+    std::lock_guard<std::mutex> guard{empty_mtx_};
+    if (total_.load(std::memory_order_acquire) > 0) {
       on_empty_ = std::move(fn);
       return;
     }
+    on_empty_ = nullptr;
   }
   if (fn)
     fn();

@@ -7,6 +7,7 @@
 // one batch of work leaves in one gathered write.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -52,11 +53,17 @@ class connection_core;
 /// The live connections of a server, linked through the connections
 /// themselves: joining and leaving allocate nothing. A connection joins
 /// when it is made and leaves when its actor stops (on_exit) or, at the
-/// latest, when it is destroyed.
+/// latest, when it is destroyed. One lane per loop, each with its own lock,
+/// and the total in one atomic: the loops' handshakes and closes share no
+/// lock (a connection of no loop joins lane 0).
 class connection_list {
 public:
+  /// `lanes`: the server's loops (at least one lane).
+  explicit connection_list(std::size_t lanes = 1);
   /// Connections in the list.
-  std::size_t size() const;
+  std::size_t size() const noexcept {
+    return total_.load(std::memory_order_relaxed);
+  }
   /// Handles of the listed connections that are still alive.
   std::vector<caf::actor> handles() const;
   /// Calls `fn` once the list is empty: now when it is, else on the thread
@@ -69,9 +76,18 @@ private:
   void add(connection_core* c);
   void remove(connection_core* c);
 
-  mutable std::mutex mtx_;
-  connection_core* head_ = nullptr;
-  std::size_t size_ = 0;
+  struct lane;
+  // The lane of `c`'s home loop.
+  lane& lane_of(const connection_core* c);
+
+  struct alignas(64) lane {
+    mutable std::mutex mtx;
+    connection_core* head = nullptr;
+  };
+  std::vector<lane> lanes_;
+  // On a line of its own: the lanes' pointer above is read by every add.
+  alignas(64) std::atomic<std::size_t> total_{0};
+  std::mutex empty_mtx_;
   std::function<void()> on_empty_;
 };
 
@@ -244,8 +260,8 @@ private:
   net::transport_ptr transport_;
   std::unique_ptr<connection_hooks> hooks_;
   std::shared_ptr<const connection_env> env_; // never null
-  // This connection's neighbours in the server's list (guarded by the
-  // list's mutex).
+  // This connection's neighbours in its lane of the server's list (guarded
+  // by the lane's mutex).
   friend class connection_list;
   connection_core* prev_ = nullptr;
   connection_core* next_ = nullptr;

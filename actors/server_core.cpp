@@ -94,7 +94,7 @@ caf::behavior stopper(caf::event_based_actor* self, stop_plan plan) {
 server_core::server_core(herald::runtime& rt, server_config cfg)
   : rt_(rt), cfg_(std::move(cfg)), counts_(std::make_shared<topic_counts>()),
     stats_(std::make_shared<server_stats>()),
-    conns_(std::make_shared<connection_list>()) {
+    conns_(std::make_shared<connection_list>(rt.io().size())) {
   registry_ = spawn_topic_registry(rt_.system(), counts_, cfg_.topics);
   idle_clock_ = spawn_idle_clock(rt_.system());
   // The connections join conns_ as they are made and leave as they stop.
@@ -136,6 +136,7 @@ std::shared_future<void> server_core::stop(stop_mode mode,
     return stop_done_;
   }
   stopped_ = true;
+  stopping_.store(true, std::memory_order_release);
   auto done = std::make_shared<std::promise<void>>();
   stop_done_ = done->get_future().share();
   if (http_) {
@@ -218,8 +219,7 @@ fetch_result server_core::handle(request& req) {
 }
 
 bool server_core::accepting_upgrades() {
-  std::lock_guard<std::mutex> guard{mtx_};
-  if (stopped_)
+  if (stopping_.load(std::memory_order_acquire))
     return false;
   return cfg_.max_connections == 0 || conns_->size() < cfg_.max_connections;
 }
@@ -250,15 +250,12 @@ void server_core::upgraded(request& req, net::transport_ptr t,
   auto conn = spawn_connection(rt_.system(), std::move(args));
   // accepting_upgrades() said yes before the 101 was made; if stop() has
   // run since, it may have taken its handles before this connection joined
-  // the list. stop() sets stopped_ before it takes them, and the connection
-  // joined before this reads stopped_: one of the two sees the other, so
-  // every connection hears the 1001 (one that hears it twice closes once).
-  bool stopping = false;
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    stopping = stopped_;
-  }
-  if (stopping)
+  // the list. stop() sets stopping_ before it takes them, and the
+  // connection joined (under its lane's lock, which taking the handles
+  // takes too) before this reads stopping_: one of the two sees the other,
+  // so every connection hears the 1001 (one that hears it twice closes
+  // once).
+  if (stopping_.load(std::memory_order_acquire))
     say_going_away(conn);
 }
 

@@ -2,6 +2,7 @@
 // listener, the topic registry, the set of live connections and shutdown.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -102,6 +103,8 @@ private:
   // What every connection gets (the above).
   std::shared_ptr<const connection_env> env_;
   bool stopped_ = false;
+  // stopped_, for the handshake path without the lock.
+  std::atomic<bool> stopping_{false};
   // The actor that sees a stop through (see server_core.cpp) and what it
   // reports.
   caf::actor stopper_;

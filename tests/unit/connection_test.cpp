@@ -117,15 +117,27 @@ CAF_TEST(connections are listed while they live) {
   CAF_CHECK((hs[0] == ann.a && hs[1] == bob.a)
             || (hs[0] == bob.a && hs[1] == ann.a));
   hs.clear();
+  // when_empty waits for the last one out, and a later call replaces an
+  // earlier one.
+  int first = 0;
+  int empty = 0;
+  list->when_empty([&] { ++first; });
+  list->when_empty([&] { ++empty; });
   // A close from the peer ends the actor: it leaves the list.
   ann.t->feed(client_close(1000, "bye"));
   step();
   CAF_CHECK_EQUAL(list->size(), 1u);
+  CAF_CHECK_EQUAL(empty, 0);
   // So does one killed from outside.
   caf::anon_send_exit(bob.a, caf::exit_reason::kill);
   step();
   CAF_CHECK_EQUAL(list->size(), 0u);
   CAF_CHECK(list->handles().empty());
+  CAF_CHECK_EQUAL(first, 0);
+  CAF_CHECK_EQUAL(empty, 1);
+  // An empty list calls at once.
+  list->when_empty([&] { ++empty; });
+  CAF_CHECK_EQUAL(empty, 2);
 }
 
 CAF_TEST(open runs the open handler and starts reading) {

@@ -34,7 +34,13 @@
 
 #include <herald/app/cli/options.hpp>
 
+#include "loopback.hpp"
+
 namespace {
+
+using herald::bench::cpu_ns;
+using herald::bench::die;
+using herald::bench::listen_loopback;
 
 struct options {
   std::string mode = "copy";
@@ -43,11 +49,6 @@ struct options {
   double seconds = 5;
   std::size_t batch = 128; // frames per call at most
 };
-
-[[noreturn]] void die(const char* what) {
-  std::perror(what);
-  std::exit(1);
-}
 
 options parse(int argc, char** argv) {
   options o;
@@ -103,25 +104,13 @@ options parse(int argc, char** argv) {
   _exit(0);
 }
 
-double cpu_ns(const timeval& tv) {
-  return static_cast<double>(tv.tv_sec) * 1e9
-         + static_cast<double>(tv.tv_usec) * 1e3;
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
   auto o = parse(argc, argv);
   std::signal(SIGPIPE, SIG_IGN);
-  int ls = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (ls < 0 || bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0
-      || listen(ls, 1024) != 0
-      || getsockname(ls, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
-    die("listen");
+  int ls = listen_loopback(1024, addr);
   pid_t child = fork();
   if (child < 0)
     die("fork");

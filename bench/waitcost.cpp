@@ -31,7 +31,13 @@
 
 #include <herald/app/cli/options.hpp>
 
+#include "loopback.hpp"
+
 namespace {
+
+using herald::bench::cpu_ns;
+using herald::bench::die;
+using herald::bench::listen_loopback;
 
 struct options {
   int conns = 1000;
@@ -39,27 +45,16 @@ struct options {
   int rounds = 3;
 };
 
-[[noreturn]] void die(const char* what) {
-  std::perror(what);
-  std::exit(1);
-}
-
 options parse(int argc, char** argv) {
   options o;
   herald::cli::options opts{"herald-bench-waitcost",
                             "The kernel's cost of a socket wait "
                             "(bench/README.md)."};
-  opts.add("conns", "N", o.conns, "idle connections the calls go round")
-    .min(1);
+  opts.add("conns", "N", o.conns, "idle connections the calls go round").min(1);
   opts.add("calls", "N", o.calls, "calls per kind and round").min(1);
   opts.add("rounds", "N", o.rounds, "rounds of every kind").min(1);
   opts.parse_or_exit(argc, argv);
   return o;
-}
-
-double cpu_ns(const timeval& tv) {
-  return static_cast<double>(tv.tv_sec) * 1e9
-         + static_cast<double>(tv.tv_usec) * 1e3;
 }
 
 } // namespace
@@ -72,15 +67,8 @@ int main(int argc, char** argv) {
     lim.rlim_cur = std::min<rlim_t>(lim.rlim_max, 2 * o.conns + 16);
     setrlimit(RLIMIT_NOFILE, &lim);
   }
-  int l = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (l < 0 || bind(l, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0
-      || listen(l, 4096) != 0
-      || getsockname(l, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
-    die("listen");
+  int l = listen_loopback(4096, addr);
   int ep = epoll_create1(0);
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLPRI | EPOLLERR | EPOLLHUP | EPOLLET;
@@ -107,12 +95,14 @@ int main(int argc, char** argv) {
     std::function<void(int)> call;
   };
   std::vector<kind> kinds{
-    {"mod", [&](int s) { ev.data.fd = s;
-                         epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev); }},
-    {"recv", [&](int s) { (void) recv(s, &byte, 1, MSG_DONTWAIT); }},
-    {"peek",
-     [&](int s) { (void) recv(s, &byte, 1, MSG_DONTWAIT | MSG_PEEK); }},
-    {"wait0", [&](int) { (void) epoll_wait(ep, got, 64, 0); }},
+    {"mod",
+     [&](int s) {
+       ev.data.fd = s;
+       epoll_ctl(ep, EPOLL_CTL_MOD, s, &ev);
+     }},
+    {"recv", [&](int s) { (void)recv(s, &byte, 1, MSG_DONTWAIT); }},
+    {"peek", [&](int s) { (void)recv(s, &byte, 1, MSG_DONTWAIT | MSG_PEEK); }},
+    {"wait0", [&](int) { (void)epoll_wait(ep, got, 64, 0); }},
   };
   // A MOD reports nothing new on an idle socket, but drain the ready list
   // anyway so that every round starts alike.

@@ -730,30 +730,25 @@ bool connection_core::write_through(const msg::delivery& d) {
     pieces[n++] = s;
     return true;
   };
-  auto me = self_->ctrl();
+  using take = msg::delivery::take;
   auto limit = opts_.backpressure_limit;
   auto transport_bytes = transport_->buffered_amount();
-  for (std::size_t i = 0; i < d.messages.size(); ++i) {
-    auto& m = d.messages[i];
-    if (auto run = d.run_starting_at(i);
-        run != msg::delivery::placement::none) {
-      auto& info = d.run_infos[run];
-      if (!info.mixed
-          && (limit == 0 || bytes + transport_bytes + info.bytes < limit)) {
-        if (!add(d.run_bytes(run), info.count))
-          return false;
-        i += info.count - 1;
-        continue;
-      }
-    }
-    if (m.exclude && m.exclude.get() == me)
-      continue;
-    if ((m.compress && deflate_)
-        || (limit > 0 && bytes + transport_bytes >= limit))
-      return false;
-    if (!add(d.bytes_of(i), 1))
-      return false;
-  }
+  bool whole = d.walk(
+    self_->ctrl(),
+    [&](std::uint32_t run, const msg::delivery::run_info& info) {
+      if (limit > 0 && bytes + transport_bytes + info.bytes >= limit)
+        return take::each; // its messages meet the limit one by one
+      return add(d.run_bytes(run), info.count) ? take::run : take::stop;
+    },
+    [&](std::size_t i) {
+      auto& m = d.messages[i];
+      if ((m.compress && deflate_)
+          || (limit > 0 && bytes + transport_bytes >= limit))
+        return false;
+      return add(d.bytes_of(i), 1);
+    });
+  if (!whole)
+    return false;
   if (n == 0)
     return true;
   n_out_ += frames;
@@ -769,9 +764,9 @@ void connection_core::on_delivery(const msg::delivery& d,
   // compress) takes the fast path: the checks of enqueue() once per
   // delivery instead of once per message. Anything else goes through
   // enqueue(), which drops, counts and closes as needed.
-  // Compared by control block: building our address would take and drop
-  // a reference on every delivery.
-  auto me = self_->ctrl();
+  // By control block (walk): building our address would take and drop a
+  // reference on every delivery.
+  using take = msg::delivery::take;
   auto limit = opts_.backpressure_limit;
   auto transport_bytes = transport_->buffered_amount();
   bool queued = false;
@@ -781,38 +776,36 @@ void connection_core::on_delivery(const msg::delivery& d,
       borrow = hold_delivery(d, carrier) ? 1 : 0;
     return borrow == 1;
   };
-  for (std::size_t i = 0; i < d.messages.size(); ++i) {
-    auto& m = d.messages[i];
-    if (auto run = d.run_starting_at(i);
-        run != msg::delivery::placement::none) {
-      // The start of a run: when all of it is for us and fits under the
-      // limit, it is one piece, whatever its number of messages.
-      auto& info = d.run_infos[run];
-      if (!info.mixed && state_ == herald::ready_state::open
-          && (limit == 0
-              || pending_bytes_ + transport_bytes + info.bytes < limit)
-          && held()) {
-        pending_bytes_ += info.bytes;
-        out_->add(d.run_bytes(run), info.count);
-        queued = true;
-        i += info.count - 1;
-        continue;
+  d.walk(
+    self_->ctrl(),
+    [&](std::uint32_t run, const msg::delivery::run_info& info) {
+      // All of it for us and under the limit: one piece, whatever its
+      // number of messages.
+      if (state_ != herald::ready_state::open
+          || (limit > 0
+              && pending_bytes_ + transport_bytes + info.bytes >= limit)
+          || !held())
+        return take::each;
+      pending_bytes_ += info.bytes;
+      out_->add(d.run_bytes(run), info.count);
+      queued = true;
+      return take::run;
+    },
+    [&](std::size_t i) {
+      auto& m = d.messages[i];
+      if (state_ != herald::ready_state::open || (m.compress && deflate_)
+          || (limit > 0 && pending_bytes_ + transport_bytes >= limit)) {
+        enqueue(delivery_frame(m), false);
+        return true;
       }
-    }
-    if (m.exclude && m.exclude.get() == me)
-      continue;
-    if (state_ != herald::ready_state::open || (m.compress && deflate_)
-        || (limit > 0 && pending_bytes_ + transport_bytes >= limit)) {
-      enqueue(delivery_frame(m), false);
-      continue;
-    }
-    pending_bytes_ += m.frame->size();
-    if (held())
-      out_->add(d.bytes_of(i)); // held: no reference
-    else
-      queue_owned(m.frame);
-    queued = true;
-  }
+      pending_bytes_ += m.frame->size();
+      if (held())
+        out_->add(d.bytes_of(i)); // held: no reference
+      else
+        queue_owned(m.frame);
+      queued = true;
+      return true;
+    });
   if (queued)
     schedule_flush();
 }

@@ -156,13 +156,54 @@ struct delivery {
     return net::whole(*messages[i].frame);
   }
 
+  /// How walk() goes on at a run it offered.
+  enum class take {
+    run,  ///< taken whole
+    each, ///< declined: its messages come one by one
+    stop, ///< end the walk
+  };
+
+  /// Walks the messages meant for the subscriber whose control block is
+  /// `self` (all but those it published with exclusion), in order. A run
+  /// that holds nothing excluded or compressed (not `mixed`) is offered
+  /// whole to `on_run(run, info)`, which returns a `take`; any other
+  /// message goes to `on_one(i)`, which returns false to end the walk.
+  /// False when a callback ended it.
+  template <class OnRun, class OnOne>
+  bool walk(const caf::actor_control_block* self, OnRun&& on_run,
+            OnOne&& on_one) const {
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      if (auto run = run_starting_at(i); run != placement::none) {
+        auto& info = run_infos[run];
+        if (!info.mixed) {
+          auto t = on_run(run, info);
+          if (t == take::stop)
+            return false;
+          if (t == take::run) {
+            i += info.count - 1;
+            continue;
+          }
+        }
+      }
+      auto& m = messages[i];
+      if (m.exclude && m.exclude.get() == self)
+        continue;
+      if (!on_one(i))
+        return false;
+    }
+    return true;
+  }
+
   /// Calls `fn(const topic_message&)` for each message meant for `self`
   /// (that is, not published by `self` with exclusion).
   template <class F>
   void each(const caf::actor_addr& self, F&& fn) const {
-    for (auto& m : messages)
-      if (!m.exclude || m.exclude != self)
-        fn(m);
+    walk(
+      self.get(), [](std::uint32_t, const run_info&) { return take::each; },
+      [&](std::size_t i) {
+        fn(messages[i]);
+        return true;
+      });
   }
 };
 

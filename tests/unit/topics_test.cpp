@@ -750,4 +750,65 @@ CAF_TEST(a run skips the messages that leave a subscriber out) {
   CAF_CHECK_EQUAL(z->batches(), std::vector<std::size_t>{1});
 }
 
+CAF_TEST(walking a delivery offers clean runs whole and the rest one by one) {
+  using herald::msg::delivery;
+  using take = delivery::take;
+  auto self = sys.spawn([] {});
+  auto frame = [](std::string_view text) {
+    return herald::net::make_frame(herald::net::opcode::text, text);
+  };
+  // m0 excludes self; m1 m2 a clean run; m3 (excludes self) m4 a mixed run.
+  delivery d;
+  for (auto t : {"m0", "m1", "m2", "m3", "m4"})
+    d.messages.push_back({frame(t), {}, false});
+  d.messages[0].exclude = self.address();
+  d.messages[3].exclude = self.address();
+  auto sz = static_cast<std::uint32_t>(d.messages[1].frame->size());
+  const herald::net::frame* clean[] = {d.messages[1].frame.get(),
+                                       d.messages[2].frame.get()};
+  const herald::net::frame* mixed[] = {d.messages[3].frame.get(),
+                                       d.messages[4].frame.get()};
+  d.runs = {herald::net::make_run(clean), herald::net::make_run(mixed)};
+  d.run_infos = {{2, 2 * sz, false}, {2, 2 * sz, true}};
+  d.placements = {{delivery::placement::none, 0},
+                  {0, 0},
+                  {0, sz},
+                  {1, 0},
+                  {1, sz}};
+  std::vector<std::string> seen;
+  auto walk = [&](take t, std::size_t stop_after) {
+    seen.clear();
+    return d.walk(
+      self->ctrl(),
+      [&](std::uint32_t run, const delivery::run_info&) {
+        seen.push_back("run" + std::to_string(run));
+        return t;
+      },
+      [&](std::size_t i) {
+        seen.push_back("m" + std::to_string(i));
+        return seen.size() < stop_after;
+      });
+  };
+  // Taken: the clean run whole; the mixed one is never offered, and its
+  // message that excludes self is skipped.
+  CAF_CHECK(walk(take::run, 99));
+  CAF_CHECK_EQUAL(seen, (std::vector<std::string>{"run0", "m4"}));
+  // Declined: its messages one by one.
+  CAF_CHECK(walk(take::each, 99));
+  CAF_CHECK_EQUAL(seen, (std::vector<std::string>{"run0", "m1", "m2", "m4"}));
+  // Either callback ends the walk.
+  CAF_CHECK(!walk(take::stop, 99));
+  CAF_CHECK_EQUAL(seen, std::vector<std::string>{"run0"});
+  CAF_CHECK(!walk(take::each, 2));
+  CAF_CHECK_EQUAL(seen, (std::vector<std::string>{"run0", "m1"}));
+  // each(): every message for self, runs or not.
+  seen.clear();
+  d.each(self.address(), [&](const herald::msg::topic_message& m) {
+    seen.emplace_back(reinterpret_cast<const char*>(m.frame->payload().data()),
+                      m.frame->payload().size());
+  });
+  CAF_CHECK_EQUAL(seen, (std::vector<std::string>{"m1", "m2", "m4"}));
+  caf::anon_send_exit(self, caf::exit_reason::kill);
+}
+
 CAF_TEST_FIXTURE_SCOPE_END()

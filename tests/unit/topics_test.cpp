@@ -753,7 +753,9 @@ CAF_TEST(a run skips the messages that leave a subscriber out) {
 CAF_TEST(walking a delivery offers clean runs whole and the rest one by one) {
   using herald::msg::delivery;
   using take = delivery::take;
-  auto self = sys.spawn([] {});
+  // Only its address matters. (An argument: CAF 0.17 spawns a lambda of no
+  // arguments through a null argument tuple, which UBSan reports.)
+  auto self = sys.spawn([](caf::event_based_actor*, int) {}, 0);
   auto frame = [](std::string_view text) {
     return herald::net::make_frame(herald::net::opcode::text, text);
   };
@@ -808,7 +810,6 @@ CAF_TEST(walking a delivery offers clean runs whole and the rest one by one) {
                       m.frame->payload().size());
   });
   CAF_CHECK_EQUAL(seen, (std::vector<std::string>{"m1", "m2", "m4"}));
-  caf::anon_send_exit(self, caf::exit_reason::kill);
 }
 
 CAF_TEST_FIXTURE_SCOPE_END()

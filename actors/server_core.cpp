@@ -130,12 +130,12 @@ void server_core::start(fetch_fn fetch) {
 std::shared_future<void> server_core::stop(stop_mode mode,
                                            std::chrono::milliseconds deadline) {
   std::unique_lock<std::mutex> guard{mtx_};
-  if (stopped_) {
+  // Under the lock: one stop() makes the stopper, others wait on it.
+  if (stopping_.load(std::memory_order_relaxed)) {
     if (mode == stop_mode::immediate && stopper_)
       caf::anon_send(stopper_, stop_now_atom::value);
     return stop_done_;
   }
-  stopped_ = true;
   stopping_.store(true, std::memory_order_release);
   auto done = std::make_shared<std::promise<void>>();
   stop_done_ = done->get_future().share();
@@ -162,7 +162,7 @@ std::shared_future<void> server_core::stop(stop_mode mode,
 
 bool server_core::stopped() const {
   std::lock_guard<std::mutex> guard{mtx_};
-  return stopped_
+  return stopping_.load(std::memory_order_relaxed)
          && stop_done_.wait_for(std::chrono::seconds{0})
               == std::future_status::ready;
 }

@@ -102,8 +102,8 @@ private:
   std::shared_ptr<connection_list> conns_;
   // What every connection gets (the above).
   std::shared_ptr<const connection_env> env_;
-  bool stopped_ = false;
-  // stopped_, for the handshake path without the lock.
+  // Set by the first stop() (under mtx_); the handshake path reads it
+  // without the lock.
   std::atomic<bool> stopping_{false};
   // The actor that sees a stop through (see server_core.cpp) and what it
   // reports.

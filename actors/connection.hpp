@@ -76,14 +76,13 @@ private:
   void add(connection_core* c);
   void remove(connection_core* c);
 
-  struct lane;
-  // The lane of `c`'s home loop.
-  lane& lane_of(const connection_core* c);
-
   struct alignas(64) lane {
     mutable std::mutex mtx;
     connection_core* head = nullptr;
   };
+  // The lane of `c`'s home loop.
+  lane& lane_of(const connection_core* c);
+
   std::vector<lane> lanes_;
   // On a line of its own: the lanes' pointer above is read by every add.
   alignas(64) std::atomic<std::size_t> total_{0};
